@@ -1,0 +1,157 @@
+package broker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/cenkalti/backoff/v5"
+	amqp "github.com/rabbitmq/amqp091-go"
+)
+
+// Conn is a RabbitMQ connection that redials with backoff whenever the broker drops it, and
+// declares the saga's topology on every (re)connect. Consumers and publishers open their own
+// channels through it and reopen them after a reconnect.
+//
+// The client library's own automatic recovery is left off on purpose: it reopens channels under
+// the caller's feet, so an in-flight delivery could be acked by a tag that now names another
+// message, and deferred confirms in flight would be lost. Owning the loop keeps each channel's
+// lifetime, and so each ack and each confirm, unambiguous.
+type Conn struct {
+	url string
+	log *slog.Logger
+
+	mu    sync.Mutex
+	conn  *amqp.Connection
+	ready chan struct{} // closed while conn is live
+
+	stop chan struct{}
+	done chan struct{}
+}
+
+// Dial connects to the broker, retrying with backoff until ctx ends, declares the topology, and
+// keeps the connection alive until Close.
+func Dial(ctx context.Context, url string, log *slog.Logger) (*Conn, error) {
+	c := &Conn{
+		url:   url,
+		log:   log,
+		ready: make(chan struct{}),
+		stop:  make(chan struct{}),
+		done:  make(chan struct{}),
+	}
+	conn, err := c.dial(ctx)
+	if err != nil {
+		return nil, err
+	}
+	c.setConn(conn)
+	go c.keepAlive(conn)
+	return c, nil
+}
+
+func (c *Conn) dial(ctx context.Context) (*amqp.Connection, error) {
+	b := backoff.NewExponentialBackOff()
+	b.MaxInterval = 5 * time.Second
+	return backoff.Retry(ctx, func() (*amqp.Connection, error) {
+		conn, err := amqp.DialConfig(c.url, amqp.Config{Heartbeat: 10 * time.Second, Locale: "en_US"})
+		if err != nil {
+			c.log.WarnContext(ctx, "broker dial failed, retrying", "err", err)
+			return nil, err
+		}
+		ch, err := conn.Channel()
+		if err != nil {
+			conn.Close()
+			return nil, fmt.Errorf("open channel: %w", err)
+		}
+		defer ch.Close()
+		if err := DeclareTopology(ch); err != nil {
+			conn.Close()
+			return nil, backoff.Permanent(err)
+		}
+		return conn, nil
+	}, backoff.WithBackOff(b), backoff.WithMaxElapsedTime(0))
+}
+
+func (c *Conn) setConn(conn *amqp.Connection) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.conn = conn
+	if conn != nil {
+		close(c.ready)
+	} else {
+		c.ready = make(chan struct{})
+	}
+}
+
+func (c *Conn) keepAlive(conn *amqp.Connection) {
+	defer close(c.done)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		<-c.stop
+		cancel()
+	}()
+	for {
+		closed := conn.NotifyClose(make(chan *amqp.Error, 1))
+		select {
+		case <-c.stop:
+			conn.Close()
+			return
+		case e := <-closed:
+			c.log.Warn("broker connection lost, redialing", "err", e)
+		}
+		c.setConn(nil)
+		var err error
+		conn, err = c.dial(ctx)
+		if err != nil {
+			return // only when stopped
+		}
+		c.log.Info("broker connection restored")
+		c.setConn(conn)
+	}
+}
+
+// Close closes the connection and stops redialing. Close consumers and publishers first.
+func (c *Conn) Close() {
+	close(c.stop)
+	<-c.done
+}
+
+// Connected reports whether the connection is up, for readiness checks.
+func (c *Conn) Connected() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.conn != nil && !c.conn.IsClosed()
+}
+
+// Channel opens a channel, waiting for the connection to come back when it is down.
+func (c *Conn) Channel(ctx context.Context) (*amqp.Channel, error) {
+	for {
+		c.mu.Lock()
+		conn, ready := c.conn, c.ready
+		c.mu.Unlock()
+		if conn != nil {
+			ch, err := conn.Channel()
+			if err == nil {
+				return ch, nil
+			}
+			if !errors.Is(err, amqp.ErrClosed) {
+				return nil, fmt.Errorf("open channel: %w", err)
+			}
+			// The connection died but keepAlive has not noticed yet.
+			select {
+			case <-time.After(100 * time.Millisecond):
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+			continue
+		}
+		select {
+		case <-ready:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+}

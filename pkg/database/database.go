@@ -1,0 +1,117 @@
+// Package database opens a service's PostgreSQL pool: it creates the database when missing,
+// waits for the server with backoff, and applies the embedded migrations.
+package database
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"time"
+
+	"github.com/cenkalti/backoff/v5"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/jackc/pgx/v5/stdlib"
+	"github.com/pressly/goose/v3"
+	"github.com/pressly/goose/v3/lock"
+)
+
+// Migrations is one set of embedded goose migrations, tracked in its own version table so that
+// a service and the packages it uses (inbox, outbox) each migrate their own tables.
+type Migrations struct {
+	Table string // goose version table
+	FS    fs.FS  // *.sql at its root
+}
+
+// Open connects to url (creating the database when it does not exist), retrying until ctx ends,
+// and applies every set of migrations in order.
+func Open(ctx context.Context, url string, log *slog.Logger, migrations ...Migrations) (*pgxpool.Pool, error) {
+	cfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		return nil, fmt.Errorf("parse database url: %w", err)
+	}
+	b := backoff.NewExponentialBackOff()
+	b.MaxInterval = 5 * time.Second
+	pool, err := backoff.Retry(ctx, func() (*pgxpool.Pool, error) {
+		pool, err := connect(ctx, cfg)
+		if err != nil {
+			log.WarnContext(ctx, "database not reachable, retrying", "database", cfg.ConnConfig.Database, "err", err)
+		}
+		return pool, err
+	}, backoff.WithBackOff(b), backoff.WithMaxElapsedTime(0))
+	if err != nil {
+		return nil, err
+	}
+	if err := Migrate(ctx, pool, migrations...); err != nil {
+		pool.Close()
+		return nil, err
+	}
+	return pool, nil
+}
+
+func connect(ctx context.Context, cfg *pgxpool.Config) (*pgxpool.Pool, error) {
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	err = pool.Ping(ctx)
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && pgErr.Code == "3D000" { // invalid_catalog_name: no such database
+		pool.Close()
+		if err := Create(ctx, cfg.ConnConfig); err != nil {
+			return nil, err
+		}
+		return connect(ctx, cfg)
+	}
+	if err != nil {
+		pool.Close()
+		return nil, err
+	}
+	return pool, nil
+}
+
+// Create creates the database named by cfg, connecting to the server's postgres database.
+// It is a no-op when the database exists.
+func Create(ctx context.Context, cfg *pgx.ConnConfig) error {
+	admin := cfg.Copy()
+	admin.Database = "postgres"
+	conn, err := pgx.ConnectConfig(ctx, admin)
+	if err != nil {
+		return fmt.Errorf("connect to create database: %w", err)
+	}
+	defer conn.Close(ctx)
+	_, err = conn.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{cfg.Database}.Sanitize())
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && (pgErr.Code == "42P04" || pgErr.Code == "23505") { // exists, or created concurrently
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("create database %s: %w", cfg.Database, err)
+	}
+	return nil
+}
+
+// Migrate applies every set of migrations, each under its own version table.
+func Migrate(ctx context.Context, pool *pgxpool.Pool, migrations ...Migrations) error {
+	db := stdlib.OpenDBFromPool(pool)
+	defer db.Close()
+	for _, m := range migrations {
+		// The session lock lets several replicas start at once: one migrates, the others wait.
+		locker, err := lock.NewPostgresSessionLocker()
+		if err != nil {
+			return fmt.Errorf("migration lock: %w", err)
+		}
+		p, err := goose.NewProvider(goose.DialectPostgres, db, m.FS,
+			goose.WithTableName(m.Table), goose.WithSessionLocker(locker), goose.WithDisableGlobalRegistry(true))
+		if err != nil {
+			return fmt.Errorf("migrations %s: %w", m.Table, err)
+		}
+		if _, err := p.Up(ctx); err != nil {
+			return fmt.Errorf("migrate %s: %w", m.Table, err)
+		}
+	}
+	return nil
+}
