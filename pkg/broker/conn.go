@@ -55,7 +55,7 @@ func (c *Conn) dial(ctx context.Context) (*amqp.Connection, error) {
 	b := backoff.NewExponentialBackOff()
 	b.MaxInterval = 5 * time.Second
 	return backoff.Retry(ctx, func() (*amqp.Connection, error) {
-		conn, err := amqp.DialConfig(c.url, amqp.Config{Heartbeat: 10 * time.Second, Locale: "en_US"})
+		conn, err := amqp.DialConfig(c.url, amqp.Config{Heartbeat: 10 * time.Second, Locale: "en_US", Dial: amqp.DefaultDial(5 * time.Second)})
 		if err != nil {
 			c.log.WarnContext(ctx, "broker dial failed, retrying", "err", err)
 			return nil, err

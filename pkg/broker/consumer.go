@@ -50,7 +50,8 @@ func (o *ConsumerOptions) defaults() {
 // deliveries prefetched but not handled go back to the queue when the channel closes.
 func (c *Conn) Consume(ctx context.Context, queue string, h Handler, opts ConsumerOptions) error {
 	opts.defaults()
-	cons := &consumer{conn: c, queue: queue, handle: h, opts: opts, log: c.log.With("queue", queue)}
+	cons := &consumer{conn: c, queue: queue, handle: h, opts: opts, log: c.log.With("queue", queue), dl: NewPublisher(c)}
+	defer cons.dl.Close()
 	for ctx.Err() == nil {
 		err := cons.session(ctx)
 		if ctx.Err() != nil {
@@ -80,14 +81,23 @@ func (cons *consumer) session(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	defer ch.Close()
+	var deliveries <-chan amqp.Delivery
+	defer func() {
+		// The library blocks closing a channel while it still holds deliveries for us: drain
+		// them (unacked, they go back to the queue) while the channel closes.
+		if deliveries != nil {
+			go func() {
+				for range deliveries {
+				}
+			}()
+		}
+		ch.Close()
+	}()
 	if err := ch.Qos(cons.opts.BatchSize*2, 0, false); err != nil {
 		return fmt.Errorf("qos: %w", err)
 	}
-	if cons.dl == nil {
-		cons.dl = NewPublisher(cons.conn)
-	}
-	deliveries, err := ch.ConsumeWithContext(ctx, cons.queue, "", false, false, false, false, nil)
+	// Not ConsumeWithContext: its cancel would race the channel close below for the same reply.
+	deliveries, err = ch.Consume(cons.queue, "", false, false, false, false, nil)
 	if err != nil {
 		return fmt.Errorf("consume: %w", err)
 	}

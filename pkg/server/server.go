@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -31,15 +32,15 @@ func Ops(checks map[string]Check) http.Handler {
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
 		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 		defer cancel()
-		failed := false
+		var failures []string
 		for name, check := range checks {
 			if err := check(ctx); err != nil {
-				failed = true
-				fmt.Fprintf(w, "%s: %v\n", name, err)
+				failures = append(failures, fmt.Sprintf("%s: %v", name, err))
 			}
 		}
-		if failed {
+		if len(failures) > 0 {
 			w.WriteHeader(http.StatusServiceUnavailable)
+			fmt.Fprintln(w, strings.Join(failures, "\n"))
 			return
 		}
 		fmt.Fprintln(w, "ok")

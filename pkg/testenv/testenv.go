@@ -3,15 +3,20 @@
 package testenv
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"net/url"
 	"os"
-	"os/exec"
+	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -100,31 +105,151 @@ func Postgres(t testing.TB, prefix string, migrations ...database.Migrations) *p
 // everything in it are deleted at cleanup.
 func VHost(t testing.TB) string {
 	t.Helper()
-	name := Name("test")
-	rabbitmqctl(t, "add_vhost", name)
-	t.Cleanup(func() { rabbitmqctl(t, "delete_vhost", name) })
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	amqpURL, drop, err := NewVHost(ctx, "test")
+	if err != nil {
+		t.Fatalf("create vhost: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := drop(); err != nil {
+			t.Errorf("delete vhost: %v", err)
+		}
+	})
+	return amqpURL
+}
+
+// ManagementURL is the RabbitMQ management API; TEST_RABBITMQ_MANAGEMENT_URL overrides it.
+func ManagementURL() string {
+	if v := os.Getenv("TEST_RABBITMQ_MANAGEMENT_URL"); v != "" {
+		return v
+	}
+	return "http://guest:guest@127.0.0.1:15672"
+}
+
+// NewVHost creates a virtual host named prefix_<random> through the management API, grants the
+// AMQP user every permission on it, and returns its AMQP URL and a function that deletes it.
+// The management API is used rather than rabbitmqctl, whose CLI nodes collide when many tests
+// start at once.
+func NewVHost(ctx context.Context, prefix string) (amqpURL string, drop func() error, err error) {
+	name := Name(prefix)
 	u, err := url.Parse(AMQPURL())
+	if err != nil {
+		return "", nil, fmt.Errorf("parse amqp url: %w", err)
+	}
+	unlock, err := lockVHosts()
+	if err != nil {
+		return "", nil, err
+	}
+	defer unlock()
+	if err := Management(ctx, http.MethodPut, "/api/vhosts/"+name, nil); err != nil {
+		return "", nil, err
+	}
+	drop = func() error {
+		unlock, err := lockVHosts()
+		if err != nil {
+			return err
+		}
+		defer unlock()
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		defer cancel()
+		return Management(ctx, http.MethodDelete, "/api/vhosts/"+name, nil)
+	}
+	perm := map[string]string{"configure": ".*", "write": ".*", "read": ".*"}
+	if err := Management(ctx, http.MethodPut, "/api/permissions/"+name+"/"+url.PathEscape(u.User.Username()), perm); err != nil {
+		drop()
+		return "", nil, err
+	}
+	u.Path = "/" + name
+	return u.String(), drop, nil
+}
+
+// lockVHosts serializes vhost creation and deletion across test processes: RabbitMQ 3.10 can
+// stall every later vhost operation when two vhosts are added at the same moment.
+func lockVHosts() (unlock func(), err error) {
+	f, err := os.OpenFile(filepath.Join(os.TempDir(), "ordersaga-vhosts.lock"), os.O_CREATE|os.O_RDWR, 0o666)
+	if err != nil {
+		return nil, fmt.Errorf("vhost lock: %w", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("vhost lock: %w", err)
+	}
+	return func() {
+		syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
+		f.Close()
+	}, nil
+}
+
+// Management calls the RabbitMQ management API with a JSON body (or none).
+func Management(ctx context.Context, method, path string, body any) error {
+	base, err := url.Parse(ManagementURL())
+	if err != nil {
+		return fmt.Errorf("parse management url: %w", err)
+	}
+	var r io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return err
+		}
+		r = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, base.Scheme+"://"+base.Host+path, r)
+	if err != nil {
+		return err
+	}
+	pass, _ := base.User.Password()
+	req.SetBasicAuth(base.User.Username(), pass)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("rabbitmq management %s %s: %w (is the rabbitmq_management plugin enabled? make infra enables it)", method, path, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode >= 300 {
+		msg, _ := io.ReadAll(resp.Body)
+		return fmt.Errorf("rabbitmq management %s %s: %s: %s", method, path, resp.Status, msg)
+	}
+	return nil
+}
+
+// CloseConnections closes every client connection to the vhost of amqpURL, as a broker that
+// drops its clients would.
+func CloseConnections(t testing.TB, amqpURL string) {
+	t.Helper()
+	u, err := url.Parse(amqpURL)
 	if err != nil {
 		t.Fatalf("parse amqp url: %v", err)
 	}
-	rabbitmqctl(t, "set_permissions", "-p", name, u.User.Username(), ".*", ".*", ".*")
-	u.Path = "/" + name
-	return u.String()
-}
-
-// Rabbitmqctl runs rabbitmqctl with args and returns its output, failing the test on error.
-func Rabbitmqctl(t testing.TB, args ...string) string {
-	t.Helper()
-	return rabbitmqctl(t, args...)
-}
-
-func rabbitmqctl(t testing.TB, args ...string) string {
-	t.Helper()
-	out, err := exec.Command("rabbitmqctl", append([]string{"-q"}, args...)...).CombinedOutput()
-	if err != nil {
-		t.Fatalf("rabbitmqctl %s: %v\n%s", strings.Join(args, " "), err, out)
+	vhost := strings.TrimPrefix(u.Path, "/")
+	base, _ := url.Parse(ManagementURL())
+	pass, _ := base.User.Password()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, base.Scheme+"://"+base.Host+"/api/vhosts/"+url.PathEscape(vhost)+"/connections", nil)
+	req.SetBasicAuth(base.User.Username(), pass)
+	var conns []struct {
+		Name string `json:"name"`
 	}
-	return string(out)
+	// The management API learns of new connections with a short delay.
+	Eventually(t, 20*time.Second, "connections listed", func() bool {
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatalf("list connections: %v", err)
+		}
+		defer resp.Body.Close()
+		conns = nil
+		if err := json.NewDecoder(resp.Body).Decode(&conns); err != nil {
+			t.Fatalf("list connections: %v", err)
+		}
+		return len(conns) > 0
+	})
+	for _, c := range conns {
+		if err := Management(ctx, http.MethodDelete, "/api/connections/"+url.PathEscape(c.Name), nil); err != nil {
+			t.Fatalf("close connection: %v", err)
+		}
+	}
 }
 
 // Logger logs to the test's output when run with -v, and discards otherwise.

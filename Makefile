@@ -1,0 +1,75 @@
+# ordersaga — see README.md. Every tool is pinned in tools/go.mod and run with `go tool`.
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+
+SERVICES := order payment inventory shipping
+BUF := go tool -modfile=tools/go.mod buf
+GO_TEST := go test -race -count=1
+
+.PHONY: help
+help: ## Show the targets.
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
+
+.PHONY: run
+run: build infra ## Build and run the four services on this machine (Ctrl-C stops them).
+	@scripts/run.sh
+
+.PHONY: build
+build: bin/grpcurl ## Build one binary per service, ordersctl and a pinned grpcurl into bin/.
+	@mkdir -p bin
+	@for svc in $(SERVICES); do go build -o bin/$$svc ./services/$$svc/cmd/$$svc; done
+	@go build -o bin/ordersctl ./cmd/ordersctl
+	@echo "built: $$(ls bin | tr '\n' ' ')"
+
+bin/grpcurl: tools/go.mod tools/go.sum
+	@mkdir -p bin
+	go build -modfile=tools/go.mod -o bin/grpcurl github.com/fullstorydev/grpcurl/cmd/grpcurl
+
+.PHONY: infra
+infra: ## Start the local PostgreSQL and RabbitMQ when they are installed but stopped.
+	@scripts/infra.sh
+
+.PHONY: test
+test: build infra ## Unit, integration and end-to-end tests against the real PostgreSQL and RabbitMQ.
+	ORDERSAGA_BIN_DIR=$(CURDIR)/bin $(GO_TEST) -timeout 20m ./...
+	cd gen && $(GO_TEST) ./...
+
+.PHONY: test-faults
+test-faults: build infra ## Crash, restart, duplicate and poison-message tests (restart the local broker and database).
+	ORDERSAGA_BIN_DIR=$(CURDIR)/bin $(GO_TEST) -tags faults -timeout 40m -run 'TestFault' -v ./faults/...
+
+.PHONY: bench
+bench: build infra ## Measure orders/s and create→terminal latency end to end, with this machine's baseline.
+	ORDERSAGA_BIN_DIR=$(CURDIR)/bin go run ./cmd/bench $(BENCH_FLAGS)
+
+.PHONY: generate
+generate: ## Regenerate gen/ (Go, gRPC, gateway, OpenAPI) from proto/.
+	$(BUF) generate
+	cd gen && go mod tidy
+
+.PHONY: check-generate
+check-generate: generate ## Fail when gen/ is stale.
+	@git diff --exit-code -- gen/ || { echo "gen/ is stale: run make generate and commit" >&2; exit 1; }
+	@test -z "$$(git status --porcelain -- gen/)" || { git status --porcelain -- gen/; echo "gen/ has untracked files: run make generate and commit" >&2; exit 1; }
+
+.PHONY: lint
+lint: ## buf lint and format, go vet and gofmt.
+	$(BUF) lint
+	$(BUF) format --diff --exit-code
+	go vet ./...
+	cd gen && go vet ./...
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed" >&2; exit 1; }
+
+.PHONY: breaking
+breaking: ## Fail on a wire or JSON breaking change against the released contract (contract/released.binpb).
+	$(BUF) breaking --against contract/released.binpb
+
+.PHONY: release-contract
+release-contract: ## Move the breaking-change baseline to the current protos (a deliberate, reviewed step).
+	$(BUF) build -o contract/released.binpb
+	@echo "contract/released.binpb now holds the current contract: commit it on its own"
+
+.PHONY: clean
+clean: ## Remove bin/.
+	rm -rf bin

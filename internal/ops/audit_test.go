@@ -1,0 +1,199 @@
+package ops_test
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ordersaga/ordersaga/internal/ops"
+	"github.com/ordersaga/ordersaga/internal/ops/opstest"
+)
+
+func audit(t *testing.T, w *opstest.World, since time.Time) []ops.Violation {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	vs, err := ops.Audit(ctx, w.Databases(), since)
+	if err != nil {
+		t.Fatalf("audit: %v", err)
+	}
+	return vs
+}
+
+// rules renders violations as "order rule" lines, sorted, for exact comparison.
+func rules(vs []ops.Violation) []string {
+	out := make([]string, len(vs))
+	for i, v := range vs {
+		out[i] = v.OrderID + " " + v.Rule
+	}
+	slices.Sort(out)
+	return out
+}
+
+func assertRules(t *testing.T, vs []ops.Violation, want []string) {
+	t.Helper()
+	slices.Sort(want)
+	if got := rules(vs); !slices.Equal(got, want) {
+		var b strings.Builder
+		for _, v := range vs {
+			fmt.Fprintf(&b, "  %s %s: %s\n", v.OrderID, v.Rule, v.Detail)
+		}
+		t.Errorf("violations:\n%s want rules:\n  %s", b.String(), strings.Join(want, "\n  "))
+	}
+}
+
+func TestAuditConsistent(t *testing.T) {
+	t.Parallel()
+	w := opstest.New(t)
+	w.Consistent()
+	assertRules(t, audit(t, w, time.Time{}), nil)
+}
+
+func TestAuditEmpty(t *testing.T) {
+	t.Parallel()
+	w := opstest.New(t)
+	assertRules(t, audit(t, w, time.Time{}), nil)
+}
+
+func TestAuditViolations(t *testing.T) {
+	t.Parallel()
+	w := opstest.New(t)
+	p1, p2, p3 := w.Product(100, 2), w.Product(100, 1), w.Product(100, 4)
+
+	// Confirmed but never shipped.
+	noShipment := w.Order("CONFIRMED", ops.Item{ProductID: p1, Quantity: 2})
+	w.Payment(noShipment, "APPROVED")
+	w.Reservation(noShipment, "RESERVED", ops.Item{ProductID: p1, Quantity: 2})
+
+	// Confirmed with everything failed behind it.
+	allFailed := w.Order("CONFIRMED", ops.Item{ProductID: p1, Quantity: 1})
+	w.Payment(allFailed, "DECLINED")
+	w.Reservation(allFailed, "RELEASED", ops.Item{ProductID: p1, Quantity: 1})
+	w.Shipment(allFailed, "FAILED")
+
+	// Stuck in the middle of the saga, no record anywhere.
+	stuck := w.Order("INVENTORY_RESERVED", ops.Item{ProductID: p2, Quantity: 7})
+
+	// Cancelled, but the money was kept and the stock is still held.
+	cancelled := w.Order("CANCELLED", ops.Item{ProductID: p2, Quantity: 1})
+	w.Payment(cancelled, "APPROVED")
+	w.Reservation(cancelled, "RESERVED", ops.Item{ProductID: p2, Quantity: 1})
+
+	// Cancelled without any payment: nothing to reverse, nothing held: fine.
+	w.Order("CANCELLED", ops.Item{ProductID: p2, Quantity: 1})
+
+	// Payment failed, yet approved and reserved (and released since).
+	payFailed := w.Order("PAYMENT_FAILED", ops.Item{ProductID: p1, Quantity: 1})
+	w.Payment(payFailed, "APPROVED")
+	w.Reservation(payFailed, "RELEASED", ops.Item{ProductID: p1, Quantity: 1})
+
+	// Payment failed without any payment row.
+	noPayment := w.Order("PAYMENT_FAILED")
+
+	// Records of orders order-service never had.
+	ghostPay, ghostRes, ghostShip := "00000000-0000-0000-0000-0000000000a1", "00000000-0000-0000-0000-0000000000a2", "00000000-0000-0000-0000-0000000000a3"
+	w.Payment(ghostPay, "APPROVED")
+	w.Reservation(ghostRes, "RELEASED")
+	w.Shipment(ghostShip, "SCHEDULED")
+
+	// An old order outside the -since window.
+	old := w.OrderAt("PENDING", time.Now().Add(-2*time.Hour))
+
+	// Stock: p1 reserved 2 = RESERVED 2, but CONFIRMED orders hold 3 (2 + 1).
+	// p2 reserved 1 = RESERVED 1, but no CONFIRMED order holds it. p3 reserved 4, held by nothing.
+	// A CONFIRMED order of a product inventory does not know.
+	unknownProduct := "00000000-0000-0000-0000-0000000000ff"
+	ghostStock := w.Order("CONFIRMED", ops.Item{ProductID: unknownProduct, Quantity: 1})
+	w.Payment(ghostStock, "APPROVED")
+	w.Reservation(ghostStock, "RELEASED")
+	w.Shipment(ghostStock, "SCHEDULED")
+
+	want := []string{
+		noShipment + " " + ops.RuleConfirmedWithoutShipment,
+		allFailed + " " + ops.RuleConfirmedWithoutPayment,
+		allFailed + " " + ops.RuleConfirmedWithoutReservation,
+		allFailed + " " + ops.RuleConfirmedWithoutShipment,
+		stuck + " " + ops.RuleNotTerminal,
+		cancelled + " " + ops.RuleCancelledPaymentNotReversed,
+		cancelled + " " + ops.RuleCancelledHoldsStock,
+		payFailed + " " + ops.RulePaymentFailedWithoutDeclined,
+		payFailed + " " + ops.RulePaymentFailedHasReservation,
+		noPayment + " " + ops.RulePaymentFailedWithoutDeclined,
+		ghostPay + " " + ops.RuleOrphanPayment,
+		ghostRes + " " + ops.RuleOrphanReservation,
+		ghostShip + " " + ops.RuleOrphanShipment,
+		ghostStock + " " + ops.RuleConfirmedWithoutReservation,
+		" " + ops.RuleConfirmedStockMismatch, // p1
+		" " + ops.RuleConfirmedStockMismatch, // p2
+		" " + ops.RuleConfirmedStockMismatch, // p3
+		" " + ops.RuleReservedStockMismatch,  // p3
+		" " + ops.RuleConfirmedStockMismatch, // unknown product
+	}
+	vs := audit(t, w, time.Now().Add(-time.Hour))
+	assertRules(t, vs, want)
+	details := ""
+	for _, v := range vs {
+		details += v.Detail + "\n"
+	}
+	for _, s := range []string{
+		"product " + p1 + ": quantity_reserved 2, CONFIRMED orders hold 3",
+		"product " + p2 + ": quantity_reserved 1, CONFIRMED orders hold 0",
+		"product " + p3 + ": quantity_reserved 4, RESERVED reservations hold 0",
+		"product " + unknownProduct + " (not in inventory): quantity_reserved 0, CONFIRMED orders hold 1",
+	} {
+		if !strings.Contains(details, s) {
+			t.Errorf("no violation says %q; got:\n%s", s, details)
+		}
+	}
+
+	// Without a window the old order counts too.
+	assertRules(t, audit(t, w, time.Time{}), append(want, old+" "+ops.RuleNotTerminal))
+}
+
+// The databases' unique keys rule duplicates out, so the rule is checked on a snapshot.
+func TestCheckDuplicates(t *testing.T) {
+	t.Parallel()
+	const o = "00000000-0000-0000-0000-000000000001"
+	s := &ops.Snapshot{
+		Orders:       []ops.Order{{ID: o, Status: "PAYMENT_FAILED"}},
+		Payments:     []ops.Record{{ID: "p1", OrderID: o, Status: "DECLINED"}, {ID: "p2", OrderID: o, Status: "DECLINED"}},
+		Shipments:    []ops.Record{{ID: "s1", OrderID: o, Status: "FAILED"}, {ID: "s2", OrderID: o, Status: "FAILED"}},
+		Reservations: []ops.Reservation{{Record: ops.Record{ID: "r1", OrderID: o, Status: "RELEASED"}}, {Record: ops.Record{ID: "r2", OrderID: o, Status: "RELEASED"}}},
+	}
+	assertRules(t, ops.Check(s, time.Time{}), []string{
+		o + " " + ops.RuleDuplicatePayment,
+		o + " " + ops.RuleDuplicateReservation,
+		o + " " + ops.RuleDuplicateShipment,
+		o + " " + ops.RulePaymentFailedHasReservation,
+	})
+}
+
+func TestCheckDeadLetters(t *testing.T) {
+	t.Parallel()
+	depths := []ops.QueueDepth{{Queue: "a.dlq", Depth: 2}, {Queue: "b.dlq"}, {Queue: "c.dlq", Depth: 1}}
+	for _, tc := range []struct {
+		allow int
+		want  []string
+	}{
+		{0, []string{"a.dlq holds 2 dead letter(s)", "c.dlq holds 1 dead letter(s)"}},
+		{2, []string{"a.dlq holds 2 dead letter(s)", "c.dlq holds 1 dead letter(s)"}},
+		{3, nil},
+	} {
+		var got []string
+		for _, v := range ops.CheckDeadLetters(depths, tc.allow) {
+			if v.Rule != ops.RuleDeadLetters || v.OrderID != "" {
+				t.Errorf("allow %d: unexpected %+v", tc.allow, v)
+			}
+			got = append(got, v.Detail)
+		}
+		if !slices.Equal(got, tc.want) {
+			t.Errorf("allow %d: got %q, want %q", tc.allow, got, tc.want)
+		}
+	}
+	if vs := ops.CheckDeadLetters([]ops.QueueDepth{{Queue: "a.dlq"}}, 0); vs != nil {
+		t.Errorf("empty queues: %+v", vs)
+	}
+}

@@ -1,0 +1,453 @@
+package ops
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/url"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/ordersaga/ordersaga/pkg/broker"
+)
+
+// Exit statuses of ordersctl.
+const (
+	ExitOK         = 0
+	ExitViolations = 1 // audit found broken invariants
+	ExitError      = 2 // bad usage, or a command that could not run
+)
+
+// Usage is ordersctl's help text.
+const Usage = `ordersctl operates a running ordersaga: dead letters and the saga's invariants.
+
+Usage:
+  ordersctl [global flags] <command> [flags]
+
+Commands:
+  dlq list [-json]
+        every dead-letter queue of the topology with its depth
+  dlq inspect <queue.dlq> [-n 10] [-json]
+        show up to n dead letters without removing them: ids, decoded event,
+        why it died, delivery count
+  dlq replay <queue.dlq> (-id <message-id> | -all)
+        move dead letters back to the queue they failed on (only that consumer
+        gets them again), acking each only once the broker confirmed the copy
+  audit [-since 0] [-allow-dead-letters 0] [-ignore-dlq] [-json]
+        check the saga's invariants across the four databases and that the
+        dead-letter queues are empty; one line per violation, exit 1 if any.
+        -since 10m checks only orders created in the last 10 minutes (0: all).
+        Run it on a quiet system: orders in flight show up as violations.
+
+A queue may be named with or without its ".dlq" suffix.
+
+Global flags (also accepted after the command; environment variable in brackets):
+  -amqp-url URL       [AMQP_URL] default amqp://guest:guest@localhost:5672/
+  -order-db URL       [ORDER_DATABASE_URL] default postgres://postgres@localhost:5432/orderdb?sslmode=disable
+  -payment-db URL     [PAYMENT_DATABASE_URL] default .../paymentdb?sslmode=disable
+  -inventory-db URL   [INVENTORY_DATABASE_URL] default .../inventorydb?sslmode=disable
+  -shipping-db URL    [SHIPPING_DATABASE_URL] default .../shippingdb?sslmode=disable
+  -timeout 1m         give up after this long, connecting included
+
+Exit status: 0 ok, 1 audit found violations, 2 bad usage or error.
+`
+
+var errUsage = errors.New("bad usage")
+
+// Run runs ordersctl with args (without the program name) and returns its exit status.
+func Run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
+	cfg := ConfigFromEnv(getenv)
+	root := newFlagSet("ordersctl", stderr)
+	cfg.register(root)
+	if err := root.Parse(args); err != nil {
+		return usageStatus(err, stdout, stderr)
+	}
+	args = root.Args()
+	if len(args) == 0 {
+		fmt.Fprint(stderr, Usage)
+		return ExitError
+	}
+	cli := &cli{cfg: &cfg, stdout: stdout, stderr: stderr}
+	var err error
+	switch cmd := args[0]; {
+	case cmd == "dlq" && len(args) > 1 && args[1] == "list":
+		err = cli.dlqList(ctx, args[2:])
+	case cmd == "dlq" && len(args) > 1 && args[1] == "inspect":
+		err = cli.dlqInspect(ctx, args[2:])
+	case cmd == "dlq" && len(args) > 1 && args[1] == "replay":
+		err = cli.dlqReplay(ctx, args[2:])
+	case cmd == "audit":
+		var found bool
+		found, err = cli.audit(ctx, args[1:])
+		if err == nil && found {
+			return ExitViolations
+		}
+	case cmd == "help":
+		fmt.Fprint(stdout, Usage)
+		return ExitOK
+	default:
+		fmt.Fprintf(stderr, "ordersctl: unknown command %q\n\n%s", strings.Join(args, " "), Usage)
+		return ExitError
+	}
+	if err != nil {
+		return usageStatus(err, stdout, stderr)
+	}
+	return ExitOK
+}
+
+func usageStatus(err error, stdout, stderr io.Writer) int {
+	switch {
+	case errors.Is(err, flag.ErrHelp):
+		fmt.Fprint(stdout, Usage)
+		return ExitOK
+	case errors.Is(err, errUsage):
+		fmt.Fprintf(stderr, "ordersctl: %v\n\nRun 'ordersctl help' for usage.\n", err)
+	default:
+		fmt.Fprintf(stderr, "ordersctl: %v\n", err)
+	}
+	return ExitError
+}
+
+func newFlagSet(name string, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {} // Run prints the one usage text
+	return fs
+}
+
+type cli struct {
+	cfg    *Config
+	stdout io.Writer
+	stderr io.Writer
+}
+
+// parse parses a command's flags, which may come before, between or after its positional
+// arguments, and checks how many positional arguments there are.
+func (c *cli) parse(fs *flag.FlagSet, args []string, positional int, what string) ([]string, error) {
+	c.cfg.register(fs)
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return nil, err
+			}
+			return nil, fmt.Errorf("%w: %s: %v", errUsage, fs.Name(), err)
+		}
+		if fs.NArg() == 0 {
+			break
+		}
+		pos = append(pos, fs.Arg(0))
+		args = fs.Args()[1:]
+	}
+	if len(pos) != positional {
+		return nil, fmt.Errorf("%w: %s wants %s", errUsage, fs.Name(), what)
+	}
+	return pos, nil
+}
+
+func (c *cli) withTimeout(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, c.cfg.Timeout)
+}
+
+func (c *cli) dial(ctx context.Context) (*broker.Conn, error) {
+	log := slog.New(slog.NewTextHandler(c.stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	conn, err := broker.Dial(ctx, c.cfg.AMQPURL, log)
+	if err != nil {
+		return nil, fmt.Errorf("connect to broker %s: %w", redact(c.cfg.AMQPURL), err)
+	}
+	return conn, nil
+}
+
+func redact(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "(unparsable url)"
+	}
+	return u.Redacted()
+}
+
+func (c *cli) writeJSON(v any) error {
+	enc := json.NewEncoder(c.stdout)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+func (c *cli) dlqList(ctx context.Context, args []string) error {
+	fs := newFlagSet("dlq list", c.stderr)
+	asJSON := fs.Bool("json", false, "machine-readable output")
+	if _, err := c.parse(fs, args, 0, "no arguments"); err != nil {
+		return err
+	}
+	ctx, cancel := c.withTimeout(ctx)
+	defer cancel()
+	conn, err := c.dial(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	depths, err := DeadLetterQueues(ctx, conn)
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		return c.writeJSON(depths)
+	}
+	width, total := len("total"), 0
+	for _, q := range depths {
+		width = max(width, len(q.Queue))
+		total += q.Depth
+	}
+	fmt.Fprintf(c.stdout, "%-*s  %7s\n", width, "DEAD-LETTER QUEUE", "DEPTH")
+	for _, q := range depths {
+		fmt.Fprintf(c.stdout, "%-*s  %7d\n", width, q.Queue, q.Depth)
+	}
+	fmt.Fprintf(c.stdout, "%-*s  %7d\n", width, "total", total)
+	return nil
+}
+
+func (c *cli) dlqInspect(ctx context.Context, args []string) error {
+	fs := newFlagSet("dlq inspect", c.stderr)
+	n := fs.Int("n", 10, "show at most this many dead letters")
+	asJSON := fs.Bool("json", false, "machine-readable output")
+	pos, err := c.parse(fs, args, 1, "one dead-letter queue")
+	if err != nil {
+		return err
+	}
+	if *n < 1 {
+		return fmt.Errorf("%w: -n must be at least 1", errUsage)
+	}
+	dlq, err := dlqName(pos[0])
+	if err != nil {
+		return err
+	}
+	ctx, cancel := c.withTimeout(ctx)
+	defer cancel()
+	conn, err := c.dial(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	depth, err := depthOf(ctx, conn, dlq)
+	if err != nil {
+		return err
+	}
+	letters, err := Peek(ctx, conn, dlq, *n)
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		if letters == nil {
+			letters = []DeadLetter{}
+		}
+		return c.writeJSON(struct {
+			Queue       string       `json:"queue"`
+			Depth       int          `json:"depth"`
+			DeadLetters []DeadLetter `json:"dead_letters"`
+		}{dlq, depth, letters})
+	}
+	fmt.Fprintf(c.stdout, "%s: %d dead letter(s), showing %d\n", dlq, depth, len(letters))
+	for i, dl := range letters {
+		fmt.Fprintf(c.stdout, "\n[%d]\n", i+1)
+		printDeadLetter(c.stdout, dl)
+	}
+	return nil
+}
+
+func printDeadLetter(w io.Writer, dl DeadLetter) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	line := func(k, format string, args ...any) { fmt.Fprintf(tw, "  %s\t%s\n", k, fmt.Sprintf(format, args...)) }
+	line("message id", "%s", dl.MessageID)
+	line("type", "%s", dl.Type)
+	line("order id", "%s", dl.CorrelationID)
+	if !dl.Timestamp.IsZero() {
+		line("published", "%s", dl.Timestamp.UTC().Format(time.RFC3339))
+	}
+	if dl.Reason != "" {
+		line("reason", "%s", dl.Reason)
+		line("failed on", "%s (exchange %q, routing key %q) at %s", dl.FailedOn, dl.Exchange, dl.RoutingKey, dl.FailedAt)
+	}
+	for _, d := range dl.Deaths {
+		line("x-death", "%s x%d on %s (exchange %q, routing keys %s)", d.Reason, d.Count, d.Queue, d.Exchange, strings.Join(d.RoutingKeys, ","))
+	}
+	if dl.Reason == "" && len(dl.Deaths) == 0 {
+		line("reason", "unknown (no dead-letter headers)")
+	}
+	line("deliveries", "%d", dl.DeliveryCount)
+	if dl.Event != nil {
+		line("event", "%s", compactJSON(dl.Event))
+	} else {
+		line("undecodable", "%s", dl.Undecodable)
+		more := ""
+		if dl.Size > previewBytes {
+			more = "..."
+		}
+		line("payload", "%d bytes: %s%s", dl.Size, dl.Preview, more)
+	}
+	tw.Flush()
+}
+
+// compactJSON removes the whitespace that protojson adds at random, to keep one event on one line.
+func compactJSON(b []byte) string {
+	var buf bytes.Buffer
+	if err := json.Compact(&buf, b); err != nil {
+		return string(b)
+	}
+	return buf.String()
+}
+
+func (c *cli) dlqReplay(ctx context.Context, args []string) error {
+	fs := newFlagSet("dlq replay", c.stderr)
+	id := fs.String("id", "", "replay the dead letter with this message id")
+	all := fs.Bool("all", false, "replay every dead letter of the queue")
+	pos, err := c.parse(fs, args, 1, "one dead-letter queue")
+	if err != nil {
+		return err
+	}
+	if (*id == "") == !*all {
+		return fmt.Errorf("%w: dlq replay wants exactly one of -id and -all", errUsage)
+	}
+	dlq, err := dlqName(pos[0])
+	if err != nil {
+		return err
+	}
+	ctx, cancel := c.withTimeout(ctx)
+	defer cancel()
+	conn, err := c.dial(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	n, err := Replay(ctx, conn, dlq, *id)
+	source, _ := SourceQueue(dlq)
+	fmt.Fprintf(c.stdout, "replayed %d dead letter(s) from %s to %s\n", n, dlq, source)
+	return err
+}
+
+func (c *cli) audit(ctx context.Context, args []string) (found bool, err error) {
+	fs := newFlagSet("audit", c.stderr)
+	since := fs.Duration("since", 0, "check only orders created this long ago or later (0: all)")
+	allow := fs.Int("allow-dead-letters", 0, "tolerate up to this many dead letters in all")
+	ignoreDLQ := fs.Bool("ignore-dlq", false, "do not check the dead-letter queues")
+	asJSON := fs.Bool("json", false, "machine-readable output")
+	if _, err := c.parse(fs, args, 0, "no arguments"); err != nil {
+		return false, err
+	}
+	ctx, cancel := c.withTimeout(ctx)
+	defer cancel()
+	var cutoff time.Time
+	if *since > 0 {
+		cutoff = time.Now().Add(-*since)
+	}
+	dbs, closeAll, err := c.connectDatabases(ctx)
+	if err != nil {
+		return false, err
+	}
+	defer closeAll()
+	vs, err := Audit(ctx, dbs, cutoff)
+	if err != nil {
+		return false, err
+	}
+	tolerated := 0
+	if !*ignoreDLQ {
+		conn, err := c.dial(ctx)
+		if err != nil {
+			return false, err
+		}
+		defer conn.Close()
+		depths, err := DeadLetterQueues(ctx, conn)
+		if err != nil {
+			return false, err
+		}
+		dl := CheckDeadLetters(depths, *allow)
+		if len(dl) == 0 {
+			for _, q := range depths {
+				tolerated += q.Depth
+			}
+		}
+		vs = append(vs, dl...)
+	}
+	if *asJSON {
+		if vs == nil {
+			vs = []Violation{}
+		}
+		return len(vs) > 0, c.writeJSON(vs)
+	}
+	tw := tabwriter.NewWriter(c.stdout, 0, 0, 2, ' ', 0)
+	for _, v := range vs {
+		order := v.OrderID
+		if order == "" {
+			order = "-"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\n", order, v.Rule, v.Detail)
+	}
+	if err := tw.Flush(); err != nil {
+		return false, err
+	}
+	if tolerated > 0 {
+		fmt.Fprintf(c.stdout, "%d dead letter(s) tolerated (-allow-dead-letters %d)\n", tolerated, *allow)
+	}
+	if len(vs) == 0 {
+		fmt.Fprintln(c.stdout, "no violations")
+		return false, nil
+	}
+	fmt.Fprintf(c.stdout, "%d violation(s)\n", len(vs))
+	return true, nil
+}
+
+func (c *cli) connectDatabases(ctx context.Context) (Databases, func(), error) {
+	var conns []*pgx.Conn
+	closeAll := func() {
+		for _, conn := range conns {
+			conn.Close(context.WithoutCancel(ctx))
+		}
+	}
+	var dbs Databases
+	for _, db := range []struct {
+		name, url string
+		to        *Querier
+	}{
+		{"order", c.cfg.OrderDB, &dbs.Order},
+		{"payment", c.cfg.PaymentDB, &dbs.Payment},
+		{"inventory", c.cfg.InventoryDB, &dbs.Inventory},
+		{"shipping", c.cfg.ShippingDB, &dbs.Shipping},
+	} {
+		conn, err := pgx.Connect(ctx, db.url)
+		if err != nil {
+			closeAll()
+			return Databases{}, nil, fmt.Errorf("connect to %s database %s: %w", db.name, redact(db.url), err)
+		}
+		conns = append(conns, conn)
+		*db.to = conn
+	}
+	return dbs, closeAll, nil
+}
+
+// dlqName returns the full name of a dead-letter queue given with or without ".dlq".
+func dlqName(arg string) (string, error) {
+	source, err := SourceQueue(arg)
+	if err != nil {
+		return "", err
+	}
+	return source + ".dlq", nil
+}
+
+func depthOf(ctx context.Context, conn Channeler, dlq string) (int, error) {
+	depths, err := DeadLetterQueues(ctx, conn)
+	if err != nil {
+		return 0, err
+	}
+	for _, q := range depths {
+		if q.Queue == dlq {
+			return q.Depth, nil
+		}
+	}
+	return 0, fmt.Errorf("%s is not a dead-letter queue of the saga", dlq)
+}

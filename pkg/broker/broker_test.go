@@ -1,0 +1,293 @@
+package broker_test
+
+import (
+	"context"
+	"errors"
+	"net/url"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/ordersaga/ordersaga/pkg/broker"
+	"github.com/ordersaga/ordersaga/pkg/testenv"
+)
+
+// harness is a broker connection on the test's own vhost with one consumer running.
+type harness struct {
+	t     *testing.T
+	url   string
+	vhost string
+	conn  *broker.Conn
+	pub   *broker.Publisher
+}
+
+func newHarness(t *testing.T) *harness {
+	t.Helper()
+	amqpURL := testenv.VHost(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	conn, err := broker.Dial(ctx, amqpURL, testenv.Logger(t))
+	if err != nil {
+		t.Fatalf("dial: %v", err)
+	}
+	t.Cleanup(conn.Close)
+	pub := broker.NewPublisher(conn)
+	t.Cleanup(pub.Close)
+	u, _ := url.Parse(amqpURL)
+	return &harness{t: t, url: amqpURL, vhost: strings.TrimPrefix(u.Path, "/"), conn: conn, pub: pub}
+}
+
+// consume runs a consumer on queue until the test ends.
+func (h *harness) consume(queue string, handler broker.Handler, opts broker.ConsumerOptions) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- h.conn.Consume(ctx, queue, handler, opts) }()
+	h.t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			h.t.Errorf("consume: %v", err)
+		}
+	})
+}
+
+func (h *harness) publish(routingKey, id string, body []byte) {
+	h.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	ok, err := h.pub.Publish(ctx, []broker.Message{{
+		Exchange: broker.ExchangeFor(routingKey), RoutingKey: routingKey, MessageID: id,
+		Type: "test.v1.Event", CorrelationID: "order-" + id, Body: body,
+	}})
+	if err != nil || !ok[0] {
+		h.t.Fatalf("publish %s: ok=%v err=%v", id, ok, err)
+	}
+}
+
+func (h *harness) depth(queue string) int {
+	h.t.Helper()
+	ch, err := h.conn.Channel(context.Background())
+	if err != nil {
+		h.t.Fatalf("channel: %v", err)
+	}
+	defer ch.Close()
+	q, err := ch.QueueDeclarePassive(queue, true, false, false, false, nil)
+	if err != nil {
+		h.t.Fatalf("inspect %s: %v", queue, err)
+	}
+	return q.Messages
+}
+
+// get takes one message from queue and acks it.
+func (h *harness) get(queue string) amqp.Delivery {
+	h.t.Helper()
+	ch, err := h.conn.Channel(context.Background())
+	if err != nil {
+		h.t.Fatalf("channel: %v", err)
+	}
+	defer ch.Close()
+	var d amqp.Delivery
+	testenv.Eventually(h.t, 10*time.Second, "a message on "+queue, func() bool {
+		var ok bool
+		d, ok, err = ch.Get(queue, true)
+		if err != nil {
+			h.t.Fatalf("get %s: %v", queue, err)
+		}
+		return ok
+	})
+	return d
+}
+
+var sub = broker.Subscription{Consumer: "payment", RoutingKey: broker.OrderCreated}
+
+func TestTopologyFollowsTheCatalog(t *testing.T) {
+	t.Parallel()
+	if got := sub.Queue(); got != "payment.order-created" {
+		t.Errorf("queue = %q", got)
+	}
+	if got := sub.DeadLetterQueue(); got != "payment.order-created.dlq" {
+		t.Errorf("dead-letter queue = %q", got)
+	}
+	if got := broker.ExchangeFor(broker.ShippingFailed); got != "shipping.exchange" {
+		t.Errorf("exchange = %q", got)
+	}
+	if n := len(broker.SubscriptionsOf("order")); n != 7 {
+		t.Errorf("order consumes %d queues, want 7", n)
+	}
+	h := newHarness(t)
+	for _, s := range broker.Catalog {
+		h.depth(s.Queue())
+		h.depth(s.DeadLetterQueue())
+	}
+}
+
+func TestConsumeAcksABatchAfterTheHandlerSucceeds(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	for i := range 20 {
+		h.publish(broker.OrderCreated, string(rune('a'+i)), []byte{byte(i)})
+	}
+	var mu sync.Mutex
+	seen := map[string]bool{}
+	var maxBatch atomic.Int32
+	h.consume(sub.Queue(), func(_ context.Context, batch []amqp.Delivery) error {
+		mu.Lock()
+		defer mu.Unlock()
+		if int32(len(batch)) > maxBatch.Load() {
+			maxBatch.Store(int32(len(batch)))
+		}
+		for _, d := range batch {
+			seen[d.MessageId] = true
+		}
+		return nil
+	}, broker.ConsumerOptions{})
+	testenv.Eventually(t, 10*time.Second, "20 messages handled", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(seen) == 20
+	})
+	testenv.Eventually(t, 10*time.Second, "queue drained", func() bool { return h.depth(sub.Queue()) == 0 })
+	if maxBatch.Load() < 2 {
+		t.Errorf("20 waiting messages were never handled in a batch (largest batch %d)", maxBatch.Load())
+	}
+}
+
+func TestPermanentErrorDeadLettersOnlyTheBadDeliveryWithItsReason(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	var mu sync.Mutex
+	handled := map[string]int{}
+	h.consume(sub.Queue(), func(_ context.Context, batch []amqp.Delivery) error {
+		for _, d := range batch {
+			if string(d.Body) == "poison" {
+				return broker.Permanent(errors.New("undecodable payload"))
+			}
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		for _, d := range batch {
+			handled[d.MessageId]++
+		}
+		return nil
+	}, broker.ConsumerOptions{})
+	h.publish(broker.OrderCreated, "good-1", []byte("ok"))
+	h.publish(broker.OrderCreated, "bad", []byte("poison"))
+	h.publish(broker.OrderCreated, "good-2", []byte("ok"))
+
+	dl := h.get(sub.DeadLetterQueue())
+	if dl.MessageId != "bad" || string(dl.Body) != "poison" {
+		t.Errorf("dead letter = %q %q, want the poison message", dl.MessageId, dl.Body)
+	}
+	if got := dl.Headers[broker.HeaderReason]; got != "undecodable payload" {
+		t.Errorf("reason header = %v", got)
+	}
+	if got := dl.Headers[broker.HeaderQueue]; got != sub.Queue() {
+		t.Errorf("queue header = %v", got)
+	}
+	testenv.Eventually(t, 10*time.Second, "good messages handled", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return handled["good-1"] == 1 && handled["good-2"] == 1
+	})
+}
+
+func TestTransientErrorIsRetriedWithoutSpendingTheDeliveryLimit(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	var calls atomic.Int32
+	var redelivered atomic.Bool
+	h.consume(sub.Queue(), func(_ context.Context, batch []amqp.Delivery) error {
+		if batch[0].Redelivered {
+			redelivered.Store(true)
+		}
+		if calls.Add(1) <= broker.DeliveryLimit+2 {
+			return &net_error{}
+		}
+		return nil
+	}, broker.ConsumerOptions{})
+	h.publish(broker.OrderCreated, "flaky", []byte("x"))
+	testenv.Eventually(t, 60*time.Second, "handled after the outage", func() bool {
+		return calls.Load() > broker.DeliveryLimit+2 && h.depth(sub.Queue()) == 0
+	})
+	if redelivered.Load() {
+		t.Error("a transient failure returned the delivery to the queue")
+	}
+	if n := h.depth(sub.DeadLetterQueue()); n != 0 {
+		t.Errorf("dead-letter queue holds %d messages", n)
+	}
+}
+
+// net_error is what a lost database connection looks like to a handler.
+type net_error struct{}
+
+func (*net_error) Error() string   { return "connection reset" }
+func (*net_error) Timeout() bool   { return false }
+func (*net_error) Temporary() bool { return true }
+
+func TestDeliveryLimitEndsAPoisonLoop(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	var calls atomic.Int32
+	h.consume(sub.Queue(), func(context.Context, []amqp.Delivery) error {
+		calls.Add(1)
+		return errors.New("constraint violated")
+	}, broker.ConsumerOptions{UnknownErrorTries: 1})
+	h.publish(broker.OrderCreated, "loop", []byte("x"))
+	dl := h.get(sub.DeadLetterQueue())
+	if dl.MessageId != "loop" {
+		t.Fatalf("dead letter = %q", dl.MessageId)
+	}
+	// A limit of N lets the broker deliver N+1 times.
+	if got := calls.Load(); got != broker.DeliveryLimit+1 {
+		t.Errorf("handled %d times, want %d", got, broker.DeliveryLimit+1)
+	}
+}
+
+func TestPublisherReportsUnroutableMessages(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	ok, err := h.pub.Publish(ctx, []broker.Message{
+		{Exchange: broker.OrderExchange, RoutingKey: broker.OrderCreated, MessageID: "routed", Body: []byte("x")},
+		{Exchange: broker.OrderExchange, RoutingKey: "order.nobody-listens", MessageID: "lost", Body: []byte("x")},
+	})
+	if err == nil {
+		t.Error("no error for an unroutable message")
+	}
+	if !ok[0] || ok[1] {
+		t.Errorf("ok = %v, want [true false]", ok)
+	}
+}
+
+func TestConsumerAndPublisherSurviveALostConnection(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	var count atomic.Int32
+	h.consume(sub.Queue(), func(_ context.Context, batch []amqp.Delivery) error {
+		count.Add(int32(len(batch)))
+		return nil
+	}, broker.ConsumerOptions{})
+	h.publish(broker.OrderCreated, "before", []byte("x"))
+	testenv.Eventually(t, 10*time.Second, "first message", func() bool { return count.Load() == 1 })
+
+	testenv.CloseConnections(t, h.url)
+	testenv.Eventually(t, 30*time.Second, "reconnected", h.conn.Connected)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for {
+		ok, err := h.pub.Publish(ctx, []broker.Message{{Exchange: broker.OrderExchange, RoutingKey: broker.OrderCreated, MessageID: "after", Body: []byte("x")}})
+		if err == nil && ok[0] {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("publish after reconnect: %v", err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	testenv.Eventually(t, 30*time.Second, "message after reconnect consumed", func() bool { return count.Load() == 2 })
+}

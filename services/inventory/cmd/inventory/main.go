@@ -1,0 +1,88 @@
+// Command inventory runs inventory-service: it reserves the stock of paid orders, releases it
+// when shipping fails, and serves the admin gRPC API that sets stock.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/ordersaga/ordersaga/pkg/broker"
+	"github.com/ordersaga/ordersaga/pkg/config"
+	"github.com/ordersaga/ordersaga/pkg/database"
+	"github.com/ordersaga/ordersaga/pkg/outbox"
+	"github.com/ordersaga/ordersaga/pkg/server"
+	"github.com/ordersaga/ordersaga/services/inventory/internal/eventhandler"
+	"github.com/ordersaga/ordersaga/services/inventory/internal/grpcapi"
+	"github.com/ordersaga/ordersaga/services/inventory/internal/postgres"
+)
+
+func main() {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(config.String("LOG_LEVEL", "info"))); err != nil {
+		level = slog.LevelInfo
+	}
+	log := slog.New(slog.NewJSONHandler(os.Stdout, &slog.HandlerOptions{Level: level})).With("service", "inventory")
+	if err := run(context.Background(), log); err != nil {
+		log.Error("inventory-service failed", "err", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, log *slog.Logger) error {
+	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+
+	dbURL := config.String("INVENTORY_DATABASE_URL", "postgres://postgres@localhost:5432/inventorydb?sslmode=disable")
+	amqpURL := config.String("AMQP_URL", "amqp://guest:guest@localhost:5672/")
+	grpcAddr := config.String("INVENTORY_GRPC_ADDR", ":50052")
+	opsAddr := config.String("INVENTORY_OPS_ADDR", ":9103")
+
+	pool, err := database.Open(ctx, dbURL, log, postgres.AllMigrations()...)
+	if err != nil {
+		return fmt.Errorf("open database: %w", err)
+	}
+	defer pool.Close()
+	conn, err := broker.Dial(ctx, amqpURL, log)
+	if err != nil {
+		return fmt.Errorf("connect to broker: %w", err)
+	}
+	defer conn.Close()
+
+	repo := postgres.NewRepository(pool)
+	handlers := eventhandler.New(repo, log)
+	subs := broker.SubscriptionsOf("inventory")
+	consumers := make([]broker.Handler, len(subs))
+	for i, sub := range subs {
+		if consumers[i], err = handlers.For(sub); err != nil {
+			return err
+		}
+	}
+
+	g, ctx := errgroup.WithContext(ctx)
+	for i, sub := range subs {
+		g.Go(func() error { return conn.Consume(ctx, sub.Queue(), consumers[i], broker.ConsumerOptions{}) })
+	}
+	g.Go(func() error { return outbox.NewRelay(pool, conn, log).Run(ctx) })
+	g.Go(func() error { return server.ServeGRPC(ctx, log, grpcAddr, grpcapi.NewGRPCServer(repo, log)) })
+	ops := server.Ops(map[string]server.Check{
+		"database": pool.Ping,
+		"broker": func(context.Context) error {
+			if !conn.Connected() {
+				return errors.New("not connected")
+			}
+			return nil
+		},
+	})
+	g.Go(func() error { return server.ServeHTTP(ctx, log, "ops", opsAddr, ops) })
+	log.InfoContext(ctx, "inventory-service started")
+	err = g.Wait()
+	log.Info("inventory-service stopped")
+	return err
+}

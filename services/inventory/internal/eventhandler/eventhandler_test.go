@@ -1,0 +1,416 @@
+package eventhandler_test
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	amqp "github.com/rabbitmq/amqp091-go"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	inventoryv1 "github.com/ordersaga/ordersaga/gen/inventory/v1"
+	orderv1 "github.com/ordersaga/ordersaga/gen/order/v1"
+	paymentv1 "github.com/ordersaga/ordersaga/gen/payment/v1"
+	shippingv1 "github.com/ordersaga/ordersaga/gen/shipping/v1"
+	"github.com/ordersaga/ordersaga/pkg/broker"
+	"github.com/ordersaga/ordersaga/pkg/testenv"
+	"github.com/ordersaga/ordersaga/services/inventory/internal/eventhandler"
+	"github.com/ordersaga/ordersaga/services/inventory/internal/postgres"
+)
+
+const (
+	approvedQueue       = "inventory.payment-approved"
+	shippingFailedQueue = "inventory.shipping-failed"
+)
+
+type env struct {
+	pool     *pgxpool.Pool
+	repo     *postgres.Repository
+	approved broker.Handler
+	released broker.Handler
+}
+
+func newEnv(t *testing.T) *env {
+	t.Helper()
+	pool := testenv.Postgres(t, "inventory", postgres.AllMigrations()...)
+	repo := postgres.NewRepository(pool)
+	h := eventhandler.New(repo, testenv.Logger(t))
+	return &env{pool: pool, repo: repo, approved: h.PaymentApproved(approvedQueue), released: h.ShippingFailed(shippingFailedQueue)}
+}
+
+// product creates a product with total stock and returns its id.
+func (e *env) product(t *testing.T, total int64) string {
+	t.Helper()
+	id := uuid.NewString()
+	if _, err := e.repo.SetStock(context.Background(), id, total); err != nil {
+		t.Fatalf("SetStock: %v", err)
+	}
+	return id
+}
+
+func (e *env) stock(t *testing.T, id string) (total, reserved int64) {
+	t.Helper()
+	p, err := e.repo.Product(context.Background(), id)
+	if err != nil {
+		t.Fatalf("Product: %v", err)
+	}
+	return p.Total(), p.Reserved()
+}
+
+func (e *env) count(t *testing.T, query string, args ...any) int {
+	t.Helper()
+	var n int
+	if err := e.pool.QueryRow(context.Background(), query, args...).Scan(&n); err != nil {
+		t.Fatalf("%s: %v", query, err)
+	}
+	return n
+}
+
+type outboxRow struct {
+	routingKey string
+	payload    proto.Message
+}
+
+// outbox returns the outbox rows in insertion order, bodies decoded by routing key.
+func (e *env) outbox(t *testing.T) []outboxRow {
+	t.Helper()
+	rows, err := e.pool.Query(context.Background(), `SELECT routing_key, message_type, body FROM outbox ORDER BY id`)
+	if err != nil {
+		t.Fatalf("select outbox: %v", err)
+	}
+	var out []outboxRow
+	var key, typ string
+	var body []byte
+	_, err = pgx.ForEachRow(rows, []any{&key, &typ, &body}, func() error {
+		var m proto.Message
+		switch key {
+		case broker.InventoryReserved:
+			m = &inventoryv1.InventoryReserved{}
+		case broker.InventoryFailed:
+			m = &inventoryv1.InventoryFailed{}
+		case broker.InventoryReleased:
+			m = &inventoryv1.InventoryReleased{}
+		default:
+			return fmt.Errorf("unexpected routing key %s", key)
+		}
+		if want := string(m.ProtoReflect().Descriptor().FullName()); typ != want {
+			return fmt.Errorf("message_type %s, want %s", typ, want)
+		}
+		if err := proto.Unmarshal(body, m); err != nil {
+			return err
+		}
+		out = append(out, outboxRow{key, m})
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("read outbox: %v", err)
+	}
+	return out
+}
+
+func line(productID string, quantity int32) *orderv1.OrderLine {
+	return &orderv1.OrderLine{ProductId: productID, Quantity: quantity, UnitPriceMinor: 4990}
+}
+
+func approved(items ...*orderv1.OrderLine) *paymentv1.PaymentApproved {
+	return &paymentv1.PaymentApproved{
+		EventId:     uuid.NewString(),
+		OrderId:     uuid.NewString(),
+		OccurTime:   timestamppb.Now(),
+		PaymentId:   uuid.NewString(),
+		AmountMinor: 4990,
+		Items:       items,
+		CountryCode: "DE",
+	}
+}
+
+func delivery(t testing.TB, ev broker.Event) amqp.Delivery {
+	t.Helper()
+	body, err := proto.Marshal(ev)
+	if err != nil {
+		t.Fatalf("marshal: %v", err)
+	}
+	return amqp.Delivery{
+		Type:          string(ev.ProtoReflect().Descriptor().FullName()),
+		MessageId:     ev.GetEventId(),
+		CorrelationId: ev.GetOrderId(),
+		ContentType:   broker.ContentTypeProtobuf,
+		Body:          body,
+	}
+}
+
+func deliveries(t testing.TB, evs ...broker.Event) []amqp.Delivery {
+	t.Helper()
+	ds := make([]amqp.Delivery, len(evs))
+	for i, ev := range evs {
+		ds[i] = delivery(t, ev)
+	}
+	return ds
+}
+
+func handle(t *testing.T, h broker.Handler, evs ...broker.Event) {
+	t.Helper()
+	if err := h(context.Background(), deliveries(t, evs...)); err != nil {
+		t.Fatalf("handler: %v", err)
+	}
+}
+
+func TestPaymentApprovedReserves(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	keyboard, mouse := e.product(t, 10), e.product(t, 5)
+	ev := approved(line(keyboard, 2), line(mouse, 1), line(keyboard, 1))
+
+	handle(t, e.approved, ev)
+
+	if total, reserved := e.stock(t, keyboard); total != 10 || reserved != 3 {
+		t.Errorf("keyboard total, reserved = %d, %d, want 10, 3", total, reserved)
+	}
+	if _, reserved := e.stock(t, mouse); reserved != 1 {
+		t.Errorf("mouse reserved = %d, want 1", reserved)
+	}
+	if n := e.count(t, `SELECT count(*) FROM reservations WHERE order_id = $1 AND status = 'RESERVED'`, ev.OrderId); n != 1 {
+		t.Errorf("reservations = %d, want 1", n)
+	}
+	if n := e.count(t, `SELECT count(*) FROM reservation_items i JOIN reservations r ON r.id = i.reservation_id
+		WHERE r.order_id = $1 AND ((i.product_id = $2 AND i.quantity = 3) OR (i.product_id = $3 AND i.quantity = 1))`,
+		ev.OrderId, keyboard, mouse); n != 2 {
+		t.Errorf("merged reservation items = %d, want 2", n)
+	}
+	rows := e.outbox(t)
+	if len(rows) != 1 || rows[0].routingKey != broker.InventoryReserved {
+		t.Fatalf("outbox = %v, want one inventory.reserved", rows)
+	}
+	got := rows[0].payload.(*inventoryv1.InventoryReserved)
+	if got.OrderId != ev.OrderId || got.CountryCode != "DE" || len(got.Items) != 3 || got.ReservationId == "" ||
+		uuid.Validate(got.EventId) != nil || got.OccurTime == nil {
+		t.Errorf("inventory.reserved = %v", got)
+	}
+	if !proto.Equal(got.Items[0], ev.Items[0]) {
+		t.Errorf("items[0] = %v, want %v", got.Items[0], ev.Items[0])
+	}
+}
+
+func TestPaymentApprovedFails(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	keyboard, mouse := e.product(t, 10), e.product(t, 1)
+	unknown := uuid.NewString()
+	tests := []struct {
+		name   string
+		ev     *paymentv1.PaymentApproved
+		reason string
+	}{
+		{"insufficient", approved(line(mouse, 3)), fmt.Sprintf("insufficient stock for product %s: requested 3, available 1", mouse)},
+		{"unknown", approved(line(unknown, 1)), "unknown product " + unknown},
+		{"one short item holds nothing", approved(line(keyboard, 3), line(mouse, 2)),
+			fmt.Sprintf("insufficient stock for product %s: requested 2, available 1", mouse)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			before := len(e.outbox(t))
+			handle(t, e.approved, tt.ev)
+			if _, reserved := e.stock(t, keyboard); reserved != 0 {
+				t.Errorf("keyboard reserved = %d, want 0", reserved)
+			}
+			if _, reserved := e.stock(t, mouse); reserved != 0 {
+				t.Errorf("mouse reserved = %d, want 0", reserved)
+			}
+			if n := e.count(t, `SELECT count(*) FROM reservations WHERE order_id = $1`, tt.ev.OrderId); n != 0 {
+				t.Errorf("reservations = %d, want 0", n)
+			}
+			rows := e.outbox(t)[before:]
+			if len(rows) != 1 || rows[0].routingKey != broker.InventoryFailed {
+				t.Fatalf("outbox = %v, want one inventory.failed", rows)
+			}
+			got := rows[0].payload.(*inventoryv1.InventoryFailed)
+			if got.OrderId != tt.ev.OrderId || got.Reason != tt.reason {
+				t.Errorf("inventory.failed = %v, want reason %q", got, tt.reason)
+			}
+		})
+	}
+	if n := e.count(t, `SELECT count(*) FROM reservation_items`); n != 0 {
+		t.Errorf("reservation items = %d, want 0", n)
+	}
+}
+
+func TestPaymentApprovedBatchSeesEarlierOrders(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	mouse := e.product(t, 3)
+	first, second, third := approved(line(mouse, 2)), approved(line(mouse, 2)), approved(line(mouse, 1))
+
+	handle(t, e.approved, first, second, third)
+
+	if _, reserved := e.stock(t, mouse); reserved != 3 {
+		t.Errorf("reserved = %d, want 3", reserved)
+	}
+	rows := e.outbox(t)
+	want := []string{broker.InventoryReserved, broker.InventoryFailed, broker.InventoryReserved}
+	if len(rows) != len(want) {
+		t.Fatalf("outbox has %d rows, want %d", len(rows), len(want))
+	}
+	for i, key := range want {
+		if rows[i].routingKey != key {
+			t.Errorf("outbox[%d] = %s, want %s", i, rows[i].routingKey, key)
+		}
+	}
+}
+
+func TestPaymentApprovedDuplicate(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	mouse := e.product(t, 10)
+	ev := approved(line(mouse, 2))
+
+	// The same event twice in one batch, then redelivered in another (once spelled in capitals);
+	// then a second event for the same order.
+	handle(t, e.approved, ev, ev)
+	handle(t, e.approved, ev)
+	upper := proto.Clone(ev).(*paymentv1.PaymentApproved)
+	upper.EventId = strings.ToUpper(ev.EventId)
+	handle(t, e.approved, upper)
+	again := proto.Clone(ev).(*paymentv1.PaymentApproved)
+	again.EventId = uuid.NewString()
+	handle(t, e.approved, again)
+
+	if _, reserved := e.stock(t, mouse); reserved != 2 {
+		t.Errorf("reserved = %d, want 2", reserved)
+	}
+	if n := e.count(t, `SELECT count(*) FROM reservations`); n != 1 {
+		t.Errorf("reservations = %d, want 1", n)
+	}
+	if rows := e.outbox(t); len(rows) != 1 {
+		t.Errorf("outbox has %d rows, want 1", len(rows))
+	}
+}
+
+func TestPaymentApprovedInvalid(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	mouse := e.product(t, 10)
+	tests := []struct {
+		name string
+		d    amqp.Delivery
+	}{
+		{"no items", delivery(t, approved())},
+		{"bad product id", delivery(t, approved(line("mouse", 1)))},
+		{"zero quantity", delivery(t, approved(line(mouse, 0)))},
+		{"wrong type", func() amqp.Delivery {
+			d := delivery(t, approved(line(mouse, 1)))
+			d.Type = "payment.v1.PaymentFailed"
+			return d
+		}()},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := e.approved(context.Background(), []amqp.Delivery{tt.d})
+			if !broker.IsPermanent(err) {
+				t.Errorf("handler error = %v, want a permanent one", err)
+			}
+		})
+	}
+	if _, reserved := e.stock(t, mouse); reserved != 0 {
+		t.Errorf("reserved = %d, want 0", reserved)
+	}
+}
+
+func TestShippingFailedReleases(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	keyboard, mouse := e.product(t, 10), e.product(t, 5)
+	ev := approved(line(keyboard, 2), line(mouse, 1))
+	other := approved(line(keyboard, 1))
+	handle(t, e.approved, ev, other)
+
+	failed := &shippingv1.ShippingFailed{EventId: uuid.NewString(), OrderId: ev.OrderId, OccurTime: timestamppb.Now(), Reason: "carrier does not deliver to AQ"}
+	handle(t, e.released, failed)
+	// Redelivered, and a second failure for the same order: nothing more happens.
+	handle(t, e.released, failed)
+	handle(t, e.released, &shippingv1.ShippingFailed{EventId: uuid.NewString(), OrderId: ev.OrderId, OccurTime: timestamppb.Now()})
+	// An order without a reservation: nothing happens.
+	handle(t, e.released, &shippingv1.ShippingFailed{EventId: uuid.NewString(), OrderId: uuid.NewString(), OccurTime: timestamppb.Now()})
+
+	if _, reserved := e.stock(t, keyboard); reserved != 1 {
+		t.Errorf("keyboard reserved = %d, want 1 (the other order's)", reserved)
+	}
+	if _, reserved := e.stock(t, mouse); reserved != 0 {
+		t.Errorf("mouse reserved = %d, want 0", reserved)
+	}
+	if n := e.count(t, `SELECT count(*) FROM reservations WHERE order_id = $1 AND status = 'RELEASED'`, ev.OrderId); n != 1 {
+		t.Errorf("released reservations = %d, want 1", n)
+	}
+	if n := e.count(t, `SELECT count(*) FROM reservations WHERE order_id = $1 AND status = 'RESERVED'`, other.OrderId); n != 1 {
+		t.Errorf("other order's reservation not kept")
+	}
+	rows := e.outbox(t)
+	if len(rows) != 3 || rows[2].routingKey != broker.InventoryReleased {
+		t.Fatalf("outbox = %v, want 2 reserved and 1 released", rows)
+	}
+	reserved := rows[0].payload.(*inventoryv1.InventoryReserved)
+	got := rows[2].payload.(*inventoryv1.InventoryReleased)
+	if got.OrderId != ev.OrderId || got.ReservationId != reserved.ReservationId || !strings.Contains(got.Reason, "AQ") {
+		t.Errorf("inventory.released = %v", got)
+	}
+}
+
+// TestPaymentApprovedConcurrent races many batches for one product: row locks must let exactly
+// the stock through, whatever the interleaving.
+func TestPaymentApprovedConcurrent(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	monitor := e.product(t, 10)
+	const orders, workers, batchSize = 50, 5, 4
+
+	ds := make(chan amqp.Delivery, orders)
+	for range orders {
+		ds <- delivery(t, approved(line(monitor, 1)))
+	}
+	close(ds)
+	var wg sync.WaitGroup
+	errs := make(chan error, workers*orders)
+	for range workers {
+		wg.Go(func() {
+			var batch []amqp.Delivery
+			flush := func() {
+				if len(batch) > 0 {
+					if err := e.approved(context.Background(), batch); err != nil {
+						errs <- err
+					}
+					batch = nil
+				}
+			}
+			for d := range ds {
+				if batch = append(batch, d); len(batch) == batchSize {
+					flush()
+				}
+			}
+			flush()
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Errorf("handler: %v", err)
+	}
+
+	if total, reserved := e.stock(t, monitor); total != 10 || reserved != 10 {
+		t.Errorf("total, reserved = %d, %d, want 10, 10", total, reserved)
+	}
+	if n := e.count(t, `SELECT count(*) FROM reservations WHERE status = 'RESERVED'`); n != 10 {
+		t.Errorf("reservations = %d, want 10", n)
+	}
+	counts := map[string]int{}
+	for _, row := range e.outbox(t) {
+		counts[row.routingKey]++
+	}
+	if counts[broker.InventoryReserved] != 10 || counts[broker.InventoryFailed] != 40 {
+		t.Errorf("outbox = %v, want 10 reserved and 40 failed", counts)
+	}
+}
