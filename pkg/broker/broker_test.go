@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/ordersaga/ordersaga/pkg/broker"
@@ -290,4 +291,37 @@ func TestConsumerAndPublisherSurviveALostConnection(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	testenv.Eventually(t, 30*time.Second, "message after reconnect consumed", func() bool { return count.Load() == 2 })
+}
+
+func TestDeadLetterDepthIsExported(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	ok, err := h.pub.Publish(ctx, []broker.Message{{Exchange: broker.DeadLetterExchange, RoutingKey: sub.Queue(), MessageID: "dead", Body: []byte("x")}})
+	if err != nil || !ok[0] {
+		t.Fatalf("publish dead letter: %v", err)
+	}
+	wctx, stop := context.WithCancel(context.Background())
+	defer stop()
+	go h.conn.WatchDeadLetters(wctx, []broker.Subscription{sub}, 50*time.Millisecond)
+	testenv.Eventually(t, 10*time.Second, "dead-letter depth 1", func() bool {
+		families, err := prometheus.DefaultGatherer.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, f := range families {
+			if f.GetName() != "ordersaga_dead_letter_depth" {
+				continue
+			}
+			for _, m := range f.GetMetric() {
+				for _, l := range m.GetLabel() {
+					if l.GetValue() == sub.DeadLetterQueue() && m.GetGauge().GetValue() == 1 {
+						return true
+					}
+				}
+			}
+		}
+		return false
+	})
 }
