@@ -1,0 +1,105 @@
+// Command payment runs payment-service: it charges each new order through the simulated gateway
+// and reverses the payment when the saga compensates.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/ordersaga/ordersaga/pkg/broker"
+	"github.com/ordersaga/ordersaga/pkg/config"
+	"github.com/ordersaga/ordersaga/pkg/database"
+	"github.com/ordersaga/ordersaga/pkg/inbox"
+	"github.com/ordersaga/ordersaga/pkg/outbox"
+	"github.com/ordersaga/ordersaga/pkg/server"
+	"github.com/ordersaga/ordersaga/services/payment/internal/eventhandler"
+	"github.com/ordersaga/ordersaga/services/payment/internal/payment"
+	"github.com/ordersaga/ordersaga/services/payment/internal/postgres"
+)
+
+func main() {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(config.String("LOG_LEVEL", "info"))); err != nil {
+		level = slog.LevelInfo
+	}
+	log := slog.New(slog.NewJSONHandler(os.Stdout, &slog.HandlerOptions{Level: level})).With("service", "payment")
+	if err := run(context.Background(), log); err != nil {
+		log.Error("payment-service failed", "err", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, log *slog.Logger) error {
+	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+
+	limit, err := payment.ParseAmount(config.String("PAYMENT_AMOUNT_LIMIT", "10000.00"))
+	if err != nil {
+		return fmt.Errorf("PAYMENT_AMOUNT_LIMIT: %w", err)
+	}
+	declineRate, err := config.Float("PAYMENT_DECLINE_RATE", 0)
+	if err != nil {
+		return err
+	}
+	gateway, err := payment.NewGateway(limit, declineRate, rand.Float64)
+	if err != nil {
+		return err
+	}
+	dbURL := config.String("PAYMENT_DATABASE_URL", "postgres://postgres@localhost:5432/paymentdb?sslmode=disable")
+	amqpURL := config.String("AMQP_URL", "amqp://guest:guest@localhost:5672/")
+	opsAddr := config.String("PAYMENT_OPS_ADDR", ":9102")
+
+	pool, err := database.Open(ctx, dbURL, log, postgres.Migrations, inbox.Migrations, outbox.Migrations)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil // stopped before it started
+		}
+		return fmt.Errorf("open database: %w", err)
+	}
+	defer pool.Close()
+	conn, err := broker.Dial(ctx, amqpURL, log)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil // stopped before it started
+		}
+		return fmt.Errorf("connect to broker: %w", err)
+	}
+	defer conn.Close()
+
+	handlers := eventhandler.New(postgres.NewRepository(pool), gateway, log).ByRoutingKey()
+	subs := broker.SubscriptionsOf(eventhandler.Service)
+	for _, sub := range subs {
+		if handlers[sub.RoutingKey] == nil {
+			return fmt.Errorf("no handler for %s", sub.RoutingKey)
+		}
+	}
+	g, ctx := errgroup.WithContext(ctx)
+	for _, sub := range subs {
+		g.Go(func() error {
+			return conn.Consume(ctx, sub.Queue(), handlers[sub.RoutingKey], broker.ConsumerOptions{})
+		})
+	}
+	g.Go(func() error { return outbox.NewRelay(pool, conn, log).Run(ctx) })
+	ops := server.Ops(map[string]server.Check{
+		"database": pool.Ping,
+		"broker": func(context.Context) error {
+			if !conn.Connected() {
+				return errors.New("not connected")
+			}
+			return nil
+		},
+	})
+	g.Go(func() error { return server.ServeHTTP(ctx, log, "ops", opsAddr, ops) })
+	log.InfoContext(ctx, "payment-service started")
+	err = g.Wait()
+	log.Info("payment-service stopped")
+	return err
+}

@@ -1,0 +1,122 @@
+package eventhandler_test
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	amqp "github.com/rabbitmq/amqp091-go"
+	"google.golang.org/protobuf/proto"
+
+	paymentv1 "github.com/ordersaga/ordersaga/gen/payment/v1"
+	"github.com/ordersaga/ordersaga/pkg/broker"
+	"github.com/ordersaga/ordersaga/pkg/outbox"
+	"github.com/ordersaga/ordersaga/pkg/testenv"
+	"github.com/ordersaga/ordersaga/services/payment/internal/payment"
+)
+
+// TestConsumer runs the handler behind the real consumer and relay: an order.created published
+// on the broker comes back as payment.approved on payment.exchange.
+func TestConsumer(t *testing.T) {
+	t.Parallel()
+	amqpURL := testenv.VHost(t)
+	h, pool := setup(t)
+	log := testenv.Logger(t)
+
+	// Bounded, so that a broker that never answers fails the test instead of hanging it.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	t.Cleanup(cancel)
+	conn, err := broker.Dial(ctx, amqpURL, log)
+	if err != nil {
+		t.Fatalf("dial: %v", err)
+	}
+	var wg sync.WaitGroup
+	t.Cleanup(func() {
+		cancel()
+		wg.Wait()
+		conn.Close()
+	})
+
+	// Listen on payment.exchange before anything can be published there.
+	results := listen(t, amqpURL, broker.PaymentExchange)
+
+	queue := broker.Subscription{Consumer: "payment", RoutingKey: broker.OrderCreated}.Queue()
+	wg.Go(func() {
+		if err := conn.Consume(ctx, queue, h.OrderCreated, broker.ConsumerOptions{}); err != nil {
+			t.Errorf("consume: %v", err)
+		}
+	})
+	wg.Go(func() {
+		if err := outbox.NewRelay(pool, conn, log).Run(ctx); err != nil {
+			t.Errorf("relay: %v", err)
+		}
+	})
+
+	ev := orderCreated(uuid.NewString(), payment.MethodCreditCard, line(3, 1500))
+	body, err := proto.Marshal(ev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub := broker.NewPublisher(conn)
+	defer pub.Close()
+	ok, err := pub.Publish(ctx, []broker.Message{{
+		Exchange:      broker.OrderExchange,
+		RoutingKey:    broker.OrderCreated,
+		MessageID:     ev.EventId,
+		Type:          string(ev.ProtoReflect().Descriptor().FullName()),
+		CorrelationID: ev.OrderId,
+		Timestamp:     time.Now(),
+		Body:          body,
+	}})
+	if err != nil || !ok[0] {
+		t.Fatalf("publish order.created: ok=%v err=%v", ok, err)
+	}
+
+	select {
+	case d := <-results:
+		if d.RoutingKey != broker.PaymentApproved || d.Type != "payment.v1.PaymentApproved" || d.CorrelationId != ev.OrderId {
+			t.Fatalf("got %s %s for order %s, want payment.approved for %s", d.RoutingKey, d.Type, d.CorrelationId, ev.OrderId)
+		}
+		var approved paymentv1.PaymentApproved
+		if err := proto.Unmarshal(d.Body, &approved); err != nil {
+			t.Fatal(err)
+		}
+		if approved.OrderId != ev.OrderId || approved.AmountMinor != 4500 || d.MessageId != approved.EventId {
+			t.Errorf("payment.approved = %v (message id %s)", &approved, d.MessageId)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("no payment.approved within 15s")
+	}
+	testenv.Eventually(t, 5*time.Second, "outbox emptied", func() bool {
+		var n int
+		return pool.QueryRow(ctx, "SELECT count(*) FROM outbox").Scan(&n) == nil && n == 0
+	})
+}
+
+// listen binds a temporary queue to exchange (every routing key) and returns its deliveries.
+func listen(t *testing.T, amqpURL, exchange string) <-chan amqp.Delivery {
+	t.Helper()
+	c, err := amqp.Dial(amqpURL)
+	if err != nil {
+		t.Fatalf("dial: %v", err)
+	}
+	t.Cleanup(func() { c.Close() })
+	ch, err := c.Channel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	q, err := ch.QueueDeclare("", false, true, true, false, nil)
+	if err != nil {
+		t.Fatalf("declare temporary queue: %v", err)
+	}
+	if err := ch.QueueBind(q.Name, "#", exchange, false, nil); err != nil {
+		t.Fatalf("bind temporary queue: %v", err)
+	}
+	ds, err := ch.Consume(q.Name, "", true, true, false, false, nil)
+	if err != nil {
+		t.Fatalf("consume temporary queue: %v", err)
+	}
+	return ds
+}

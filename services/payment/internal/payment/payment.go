@@ -1,0 +1,138 @@
+// Package payment is the payment domain: the simulated gateway that approves or declines a
+// charge, and the payment it leaves behind, which can be reversed when the saga compensates.
+package payment
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Status is where a payment stands.
+type Status string
+
+// Payment statuses, as stored in payments.status.
+const (
+	StatusApproved Status = "APPROVED"
+	StatusDeclined Status = "DECLINED"
+	StatusReversed Status = "REVERSED"
+)
+
+// Payment methods the gateway knows.
+const (
+	MethodCreditCard   = "credit_card"
+	MethodDebitCard    = "debit_card"
+	MethodDeclinedCard = "declined_card" // always declined: the documented trigger for a decline
+)
+
+// Domain errors.
+var (
+	ErrInvalidPayment = errors.New("invalid payment")
+	ErrInvalidAmount  = errors.New("invalid amount")
+	ErrInvalidGateway = errors.New("invalid gateway settings")
+	ErrNotReversible  = errors.New("payment is not approved")
+)
+
+// Decision is the gateway's answer to a charge.
+type Decision struct {
+	Approved bool
+	Reason   string // why it was declined
+}
+
+// Decide is the gateway's rule: a pure function of the charge, the limit (in minor units), the
+// random decline rate and a random source returning values in [0, 1).
+func Decide(method string, amountMinor, limitMinor int64, declineRate float64, random func() float64) Decision {
+	switch {
+	case method == MethodDeclinedCard:
+		return Decision{Reason: "card declined"}
+	case method != MethodCreditCard && method != MethodDebitCard:
+		return Decision{Reason: fmt.Sprintf("unsupported payment method %q", method)}
+	case amountMinor > limitMinor:
+		return Decision{Reason: fmt.Sprintf("amount %s exceeds limit %s", FormatAmount(amountMinor), FormatAmount(limitMinor))}
+	case declineRate > 0 && random() < declineRate:
+		return Decision{Reason: "declined by issuer"}
+	}
+	return Decision{Approved: true}
+}
+
+// Gateway is the simulated payment gateway with its settings.
+type Gateway struct {
+	limitMinor  int64
+	declineRate float64
+	random      func() float64
+}
+
+// NewGateway returns a gateway declining charges above limitMinor and a declineRate share of
+// the others at random, drawing from random (values in [0, 1)).
+func NewGateway(limitMinor int64, declineRate float64, random func() float64) (*Gateway, error) {
+	if limitMinor < 0 {
+		return nil, fmt.Errorf("%w: negative limit %d", ErrInvalidGateway, limitMinor)
+	}
+	if declineRate < 0 || declineRate > 1 {
+		return nil, fmt.Errorf("%w: decline rate %v not in [0, 1]", ErrInvalidGateway, declineRate)
+	}
+	if random == nil {
+		return nil, fmt.Errorf("%w: no random source", ErrInvalidGateway)
+	}
+	return &Gateway{limitMinor: limitMinor, declineRate: declineRate, random: random}, nil
+}
+
+// Decide asks the gateway about a charge.
+func (g *Gateway) Decide(method string, amountMinor int64) Decision {
+	return Decide(method, amountMinor, g.limitMinor, g.declineRate, g.random)
+}
+
+// Payment is the outcome of charging one order. An order has at most one payment.
+type Payment struct {
+	id          string
+	orderID     string
+	method      string
+	amountMinor int64
+	status      Status
+	reason      string
+}
+
+// Charge asks the gateway to charge amountMinor for an order and returns the resulting payment,
+// approved or declined.
+func Charge(g *Gateway, id, orderID, method string, amountMinor int64) (*Payment, error) {
+	switch {
+	case id == "":
+		return nil, fmt.Errorf("%w: no id", ErrInvalidPayment)
+	case orderID == "":
+		return nil, fmt.Errorf("%w: no order id", ErrInvalidPayment)
+	case amountMinor < 0:
+		return nil, fmt.Errorf("%w: negative amount %d", ErrInvalidPayment, amountMinor)
+	}
+	p := &Payment{id: id, orderID: orderID, method: method, amountMinor: amountMinor, status: StatusApproved}
+	if d := g.Decide(method, amountMinor); !d.Approved {
+		p.status, p.reason = StatusDeclined, d.Reason
+	}
+	return p, nil
+}
+
+// Load rebuilds a stored payment.
+func Load(id, orderID, method string, amountMinor int64, status Status, reason string) *Payment {
+	return &Payment{id: id, orderID: orderID, method: method, amountMinor: amountMinor, status: status, reason: reason}
+}
+
+// Reverse refunds an approved payment. It reports whether it changed anything: a payment
+// already reversed stays so (false, nil), so that a repeated compensation is harmless; one that
+// was never approved has nothing to refund (ErrNotReversible).
+func (p *Payment) Reverse(reason string) (bool, error) {
+	switch p.status {
+	case StatusApproved:
+		p.status, p.reason = StatusReversed, reason
+		return true, nil
+	case StatusReversed:
+		return false, nil
+	default:
+		return false, fmt.Errorf("%w: %s is %s", ErrNotReversible, p.id, p.status)
+	}
+}
+
+func (p *Payment) ID() string         { return p.id }
+func (p *Payment) OrderID() string    { return p.orderID }
+func (p *Payment) Method() string     { return p.method }
+func (p *Payment) AmountMinor() int64 { return p.amountMinor }
+func (p *Payment) Status() Status     { return p.status }
+func (p *Payment) Reason() string     { return p.reason }
+func (p *Payment) Approved() bool     { return p.status == StatusApproved }

@@ -1,0 +1,104 @@
+// Command shipping runs shipping-service: it schedules the shipment of each order whose stock
+// is reserved, or reports that the carrier refused it.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/ordersaga/ordersaga/pkg/broker"
+	"github.com/ordersaga/ordersaga/pkg/config"
+	"github.com/ordersaga/ordersaga/pkg/database"
+	"github.com/ordersaga/ordersaga/pkg/inbox"
+	"github.com/ordersaga/ordersaga/pkg/outbox"
+	"github.com/ordersaga/ordersaga/pkg/server"
+	"github.com/ordersaga/ordersaga/services/shipping/internal/eventhandler"
+	"github.com/ordersaga/ordersaga/services/shipping/internal/postgres"
+	"github.com/ordersaga/ordersaga/services/shipping/internal/shipping"
+)
+
+func main() {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(config.String("LOG_LEVEL", "info"))); err != nil {
+		level = slog.LevelInfo
+	}
+	log := slog.New(slog.NewJSONHandler(os.Stdout, &slog.HandlerOptions{Level: level})).With("service", "shipping")
+	if err := run(context.Background(), log); err != nil {
+		log.Error("shipping-service failed", "err", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, log *slog.Logger) error {
+	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+
+	baseFreight, err := shipping.ParseAmount(config.String("SHIPPING_BASE_FREIGHT", "10.00"))
+	if err != nil {
+		return fmt.Errorf("SHIPPING_BASE_FREIGHT: %w", err)
+	}
+	failureRate, err := config.Float("SHIPPING_FAILURE_RATE", 0)
+	if err != nil {
+		return err
+	}
+	carrier, err := shipping.NewCarrier(baseFreight, failureRate, shipping.Env{})
+	if err != nil {
+		return err
+	}
+	dbURL := config.String("SHIPPING_DATABASE_URL", "postgres://postgres@localhost:5432/shippingdb?sslmode=disable")
+	amqpURL := config.String("AMQP_URL", "amqp://guest:guest@localhost:5672/")
+	opsAddr := config.String("SHIPPING_OPS_ADDR", ":9104")
+
+	pool, err := database.Open(ctx, dbURL, log, postgres.Migrations, inbox.Migrations, outbox.Migrations)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil // stopped before it started
+		}
+		return fmt.Errorf("open database: %w", err)
+	}
+	defer pool.Close()
+	conn, err := broker.Dial(ctx, amqpURL, log)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil // stopped before it started
+		}
+		return fmt.Errorf("connect to broker: %w", err)
+	}
+	defer conn.Close()
+
+	handlers := eventhandler.New(postgres.NewRepository(pool), carrier, log).ByRoutingKey()
+	subs := broker.SubscriptionsOf(eventhandler.Service)
+	for _, sub := range subs {
+		if handlers[sub.RoutingKey] == nil {
+			return fmt.Errorf("no handler for %s", sub.RoutingKey)
+		}
+	}
+	g, ctx := errgroup.WithContext(ctx)
+	for _, sub := range subs {
+		g.Go(func() error {
+			return conn.Consume(ctx, sub.Queue(), handlers[sub.RoutingKey], broker.ConsumerOptions{})
+		})
+	}
+	g.Go(func() error { return outbox.NewRelay(pool, conn, log).Run(ctx) })
+	ops := server.Ops(map[string]server.Check{
+		"database": pool.Ping,
+		"broker": func(context.Context) error {
+			if !conn.Connected() {
+				return errors.New("not connected")
+			}
+			return nil
+		},
+	})
+	g.Go(func() error { return server.ServeHTTP(ctx, log, "ops", opsAddr, ops) })
+	log.InfoContext(ctx, "shipping-service started")
+	err = g.Wait()
+	log.Info("shipping-service stopped")
+	return err
+}

@@ -1,0 +1,122 @@
+package eventhandler_test
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	amqp "github.com/rabbitmq/amqp091-go"
+	"google.golang.org/protobuf/proto"
+
+	shippingv1 "github.com/ordersaga/ordersaga/gen/shipping/v1"
+	"github.com/ordersaga/ordersaga/pkg/broker"
+	"github.com/ordersaga/ordersaga/pkg/outbox"
+	"github.com/ordersaga/ordersaga/pkg/testenv"
+)
+
+// TestConsumer runs the handler behind the real consumer and relay: an inventory.reserved
+// published on the broker comes back as shipping.scheduled on shipping.exchange.
+func TestConsumer(t *testing.T) {
+	t.Parallel()
+	amqpURL := testenv.VHost(t)
+	h, pool := setup(t, 0)
+	log := testenv.Logger(t)
+
+	// Bounded, so that a broker that never answers fails the test instead of hanging it.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	t.Cleanup(cancel)
+	conn, err := broker.Dial(ctx, amqpURL, log)
+	if err != nil {
+		t.Fatalf("dial: %v", err)
+	}
+	var wg sync.WaitGroup
+	t.Cleanup(func() {
+		cancel()
+		wg.Wait()
+		conn.Close()
+	})
+
+	// Listen on shipping.exchange before anything can be published there.
+	results := listen(t, amqpURL, broker.ShippingExchange)
+
+	queue := broker.Subscription{Consumer: "shipping", RoutingKey: broker.InventoryReserved}.Queue()
+	wg.Go(func() {
+		if err := conn.Consume(ctx, queue, h.InventoryReserved, broker.ConsumerOptions{}); err != nil {
+			t.Errorf("consume: %v", err)
+		}
+	})
+	wg.Go(func() {
+		if err := outbox.NewRelay(pool, conn, log).Run(ctx); err != nil {
+			t.Errorf("relay: %v", err)
+		}
+	})
+
+	ev := reserved(uuid.NewString(), "BR", 2)
+	body, err := proto.Marshal(ev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub := broker.NewPublisher(conn)
+	defer pub.Close()
+	ok, err := pub.Publish(ctx, []broker.Message{{
+		Exchange:      broker.InventoryExchange,
+		RoutingKey:    broker.InventoryReserved,
+		MessageID:     ev.EventId,
+		Type:          string(ev.ProtoReflect().Descriptor().FullName()),
+		CorrelationID: ev.OrderId,
+		Timestamp:     time.Now(),
+		Body:          body,
+	}})
+	if err != nil || !ok[0] {
+		t.Fatalf("publish inventory.reserved: ok=%v err=%v", ok, err)
+	}
+
+	select {
+	case d := <-results:
+		if d.RoutingKey != broker.ShippingScheduled || d.Type != "shipping.v1.ShippingScheduled" || d.CorrelationId != ev.OrderId {
+			t.Fatalf("got %s %s for order %s, want shipping.scheduled for %s", d.RoutingKey, d.Type, d.CorrelationId, ev.OrderId)
+		}
+		var scheduled shippingv1.ShippingScheduled
+		if err := proto.Unmarshal(d.Body, &scheduled); err != nil {
+			t.Fatal(err)
+		}
+		if scheduled.OrderId != ev.OrderId || scheduled.FreightMinor != 1300 || !trackingCode(scheduled.TrackingCode) ||
+			d.MessageId != scheduled.EventId {
+			t.Errorf("shipping.scheduled = %v (message id %s)", &scheduled, d.MessageId)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("no shipping.scheduled within 15s")
+	}
+	testenv.Eventually(t, 5*time.Second, "outbox emptied", func() bool {
+		var n int
+		return pool.QueryRow(ctx, "SELECT count(*) FROM outbox").Scan(&n) == nil && n == 0
+	})
+}
+
+// listen binds a temporary queue to exchange (every routing key) and returns its deliveries.
+func listen(t *testing.T, amqpURL, exchange string) <-chan amqp.Delivery {
+	t.Helper()
+	c, err := amqp.Dial(amqpURL)
+	if err != nil {
+		t.Fatalf("dial: %v", err)
+	}
+	t.Cleanup(func() { c.Close() })
+	ch, err := c.Channel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	q, err := ch.QueueDeclare("", false, true, true, false, nil)
+	if err != nil {
+		t.Fatalf("declare temporary queue: %v", err)
+	}
+	if err := ch.QueueBind(q.Name, "#", exchange, false, nil); err != nil {
+		t.Fatalf("bind temporary queue: %v", err)
+	}
+	ds, err := ch.Consume(q.Name, "", true, true, false, false, nil)
+	if err != nil {
+		t.Fatalf("consume temporary queue: %v", err)
+	}
+	return ds
+}
