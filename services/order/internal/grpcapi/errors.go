@@ -1,0 +1,35 @@
+package grpcapi
+
+import (
+	"context"
+	"errors"
+
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/ordersaga/ordersaga/services/order/internal/order"
+)
+
+// error maps a domain or storage error to the gRPC status the client sees. Validation errors
+// name the field, also as a BadRequest detail; anything unexpected is logged here and reaches
+// the client only as INTERNAL, without its detail.
+func (s *Server) error(ctx context.Context, err error) error {
+	var fe *order.FieldError
+	switch {
+	case errors.As(err, &fe):
+		st := status.New(codes.InvalidArgument, fe.Error())
+		if d, derr := st.WithDetails(&errdetails.BadRequest{FieldViolations: []*errdetails.BadRequest_FieldViolation{
+			{Field: fe.Field, Description: fe.Msg},
+		}}); derr == nil {
+			st = d
+		}
+		return st.Err()
+	case errors.Is(err, order.ErrNotFound):
+		return status.Error(codes.NotFound, "order not found")
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return status.FromContextError(err).Err()
+	}
+	s.log.ErrorContext(ctx, "request failed", "err", err)
+	return status.Error(codes.Internal, "internal error")
+}

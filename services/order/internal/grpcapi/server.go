@@ -1,0 +1,250 @@
+// Package grpcapi serves order.v1.OrderService over gRPC, and over REST through grpc-gateway.
+package grpcapi
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/google/uuid"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	orderv1 "github.com/ordersaga/ordersaga/gen/order/v1"
+	"github.com/ordersaga/ordersaga/services/order/internal/order"
+)
+
+// Page sizes of ListOrders.
+const (
+	DefaultPageSize = 20
+	MaxPageSize     = 100
+)
+
+// Repository stores orders.
+type Repository interface {
+	Create(ctx context.Context, o *order.Order) (stored *order.Order, created bool, err error)
+	Get(ctx context.Context, id string) (*order.Order, error)
+	List(ctx context.Context, q order.ListQuery) (orders []*order.Order, nextPageToken string, err error)
+}
+
+// Feed signals that an order may have changed; its channel closes when the feed stops.
+type Feed interface {
+	Subscribe(orderID string) (changed <-chan struct{}, unsubscribe func())
+}
+
+// Server implements order.v1.OrderService.
+type Server struct {
+	orderv1.UnimplementedOrderServiceServer
+	repo Repository
+	feed Feed
+	log  *slog.Logger
+
+	// PollInterval is how often a watched order is re-read even without a signal: a safety net
+	// for a lost notification (default 2s).
+	PollInterval time.Duration
+}
+
+// NewServer returns the service on repo; feed drives WatchOrder.
+func NewServer(repo Repository, feed Feed, log *slog.Logger) *Server {
+	return &Server{repo: repo, feed: feed, log: log, PollInterval: 2 * time.Second}
+}
+
+// CreateOrder validates and stores an order, which starts its saga. A repeated request_id
+// returns the order that key created.
+func (s *Server) CreateOrder(ctx context.Context, req *orderv1.CreateOrderRequest) (*orderv1.CreateOrderResponse, error) {
+	p, err := params(req)
+	if err != nil {
+		return nil, s.error(ctx, err)
+	}
+	o, err := order.New(p, time.Now())
+	if err != nil {
+		return nil, s.error(ctx, err)
+	}
+	stored, created, err := s.repo.Create(ctx, o)
+	if err != nil {
+		return nil, s.error(ctx, err)
+	}
+	if created {
+		s.log.InfoContext(ctx, "order created", "order_id", stored.ID(), "request_id", stored.RequestID(),
+			"total", stored.Total().String())
+	} else {
+		s.log.InfoContext(ctx, "order request repeated", "order_id", stored.ID(), "request_id", stored.RequestID())
+	}
+	return &orderv1.CreateOrderResponse{Order: toProto(stored)}, nil
+}
+
+func params(req *orderv1.CreateOrderRequest) (order.Params, error) {
+	p := order.Params{
+		CustomerID:    req.GetCustomerId(),
+		PaymentMethod: req.GetPaymentMethod(),
+		RequestID:     req.GetRequestId(),
+	}
+	if len(req.GetItems()) > order.MaxItems {
+		// Checked before the prices are parsed, so that a huge request costs little.
+		return p, &order.FieldError{Field: "items", Msg: fmt.Sprintf("must hold at most %d items", order.MaxItems)}
+	}
+	for i, it := range req.GetItems() {
+		price, err := order.ParseMoney(fmt.Sprintf("items[%d].unit_price", i), it.GetUnitPrice())
+		if err != nil {
+			return p, err
+		}
+		p.Items = append(p.Items, order.Item{ProductID: it.GetProductId(), Quantity: it.GetQuantity(), UnitPrice: price})
+	}
+	if a := req.GetShippingAddress(); a != nil {
+		p.ShippingAddress = &order.Address{
+			Recipient:   a.GetRecipient(),
+			Line1:       a.GetLine1(),
+			Line2:       a.GetLine2(),
+			City:        a.GetCity(),
+			PostalCode:  a.GetPostalCode(),
+			CountryCode: a.GetCountryCode(),
+		}
+	}
+	return p, nil
+}
+
+// GetOrder returns an order with its history.
+func (s *Server) GetOrder(ctx context.Context, req *orderv1.GetOrderRequest) (*orderv1.GetOrderResponse, error) {
+	o, err := s.get(ctx, req.GetOrderId())
+	if err != nil {
+		return nil, s.error(ctx, err)
+	}
+	return &orderv1.GetOrderResponse{Order: toProto(o)}, nil
+}
+
+func (s *Server) get(ctx context.Context, id string) (*order.Order, error) {
+	if uuid.Validate(id) != nil {
+		return nil, &order.FieldError{Field: "order_id", Msg: "must be a UUID"}
+	}
+	return s.repo.Get(ctx, id)
+}
+
+// ListOrders pages through orders, newest first.
+func (s *Server) ListOrders(ctx context.Context, req *orderv1.ListOrdersRequest) (*orderv1.ListOrdersResponse, error) {
+	q := order.ListQuery{CustomerID: req.GetCustomerId(), PageSize: int(req.GetPageSize()), PageToken: req.GetPageToken()}
+	switch {
+	case q.PageSize < 0:
+		return nil, s.error(ctx, &order.FieldError{Field: "page_size", Msg: "must not be negative"})
+	case q.PageSize == 0:
+		q.PageSize = DefaultPageSize
+	case q.PageSize > MaxPageSize:
+		q.PageSize = MaxPageSize
+	}
+	if req.GetStatus() != orderv1.OrderStatus_ORDER_STATUS_UNSPECIFIED {
+		st, ok := fromProtoStatus(req.GetStatus())
+		if !ok {
+			return nil, s.error(ctx, &order.FieldError{Field: "status", Msg: "is not an order status"})
+		}
+		q.Status = st
+	}
+	orders, next, err := s.repo.List(ctx, q)
+	if err != nil {
+		return nil, s.error(ctx, err)
+	}
+	resp := &orderv1.ListOrdersResponse{Orders: make([]*orderv1.Order, len(orders)), NextPageToken: next}
+	for i, o := range orders {
+		resp.Orders[i] = toProto(o)
+	}
+	return resp, nil
+}
+
+// WatchOrder sends the order now and again after every status change, and ends once the order
+// is terminal. Changes made by any replica arrive through the feed; a periodic re-read covers a
+// lost notification.
+func (s *Server) WatchOrder(req *orderv1.WatchOrderRequest, stream orderv1.OrderService_WatchOrderServer) error {
+	ctx := stream.Context()
+	id, err := uuid.Parse(req.GetOrderId())
+	if err != nil {
+		return s.error(ctx, &order.FieldError{Field: "order_id", Msg: "must be a UUID"})
+	}
+	// Subscribed before the first read, so that no change falls between the two; by the id in
+	// the canonical form that notifications carry.
+	changed, unsubscribe := s.feed.Subscribe(id.String())
+	defer unsubscribe()
+	o, err := s.repo.Get(ctx, id.String())
+	if err != nil {
+		return s.error(ctx, err)
+	}
+	if err := stream.Send(&orderv1.WatchOrderResponse{Order: toProto(o)}); err != nil {
+		return err
+	}
+	last := o.Status()
+	poll := time.NewTicker(s.PollInterval)
+	defer poll.Stop()
+	for !last.Terminal() {
+		select {
+		case <-ctx.Done():
+			return status.FromContextError(ctx.Err()).Err()
+		case _, ok := <-changed:
+			if !ok {
+				return status.Error(codes.Unavailable, "server is shutting down")
+			}
+		case <-poll.C:
+		}
+		o, err := s.repo.Get(ctx, id.String())
+		if err != nil {
+			return s.error(ctx, err)
+		}
+		if o.Status() == last {
+			continue
+		}
+		last = o.Status()
+		if err := stream.Send(&orderv1.WatchOrderResponse{Order: toProto(o)}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func toProto(o *order.Order) *orderv1.Order {
+	items := make([]*orderv1.LineItem, len(o.Items()))
+	for i, it := range o.Items() {
+		items[i] = &orderv1.LineItem{ProductId: it.ProductID, Quantity: it.Quantity, UnitPrice: it.UnitPrice.String()}
+	}
+	history := make([]*orderv1.StatusChange, len(o.History()))
+	for i, h := range o.History() {
+		history[i] = &orderv1.StatusChange{Status: toProtoStatus(h.Status), Reason: h.Reason, ChangeTime: timestamppb.New(h.At)}
+	}
+	pb := &orderv1.Order{
+		OrderId:       o.ID(),
+		CustomerId:    o.CustomerID(),
+		PaymentMethod: o.PaymentMethod(),
+		Status:        toProtoStatus(o.Status()),
+		Items:         items,
+		Total:         o.Total().String(),
+		FailureReason: o.FailureReason(),
+		TrackingCode:  o.TrackingCode(),
+		RequestId:     o.RequestID(),
+		CreateTime:    timestamppb.New(o.CreatedAt()),
+		UpdateTime:    timestamppb.New(o.UpdatedAt()),
+		History:       history,
+	}
+	if a := o.ShippingAddress(); a != nil {
+		pb.ShippingAddress = &orderv1.ShippingAddress{
+			Recipient:   a.Recipient,
+			Line1:       a.Line1,
+			Line2:       a.Line2,
+			City:        a.City,
+			PostalCode:  a.PostalCode,
+			CountryCode: a.CountryCode,
+		}
+	}
+	return pb
+}
+
+const statusPrefix = "ORDER_STATUS_"
+
+func toProtoStatus(s order.Status) orderv1.OrderStatus {
+	return orderv1.OrderStatus(orderv1.OrderStatus_value[statusPrefix+string(s)])
+}
+
+func fromProtoStatus(s orderv1.OrderStatus) (order.Status, bool) {
+	name, ok := orderv1.OrderStatus_name[int32(s)]
+	if !ok || s == orderv1.OrderStatus_ORDER_STATUS_UNSPECIFIED {
+		return "", false
+	}
+	st := order.Status(name[len(statusPrefix):])
+	return st, st.Valid()
+}

@@ -1,0 +1,443 @@
+package grpcapi_test
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	grpcprom "github.com/grpc-ecosystem/go-grpc-middleware/providers/prometheus"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/status"
+
+	orderv1 "github.com/ordersaga/ordersaga/gen/order/v1"
+	"github.com/ordersaga/ordersaga/pkg/testenv"
+	"github.com/ordersaga/ordersaga/services/order/internal/grpcapi"
+	"github.com/ordersaga/ordersaga/services/order/internal/order"
+	"github.com/ordersaga/ordersaga/services/order/internal/postgres"
+)
+
+type env struct {
+	repo   *postgres.Repository
+	client orderv1.OrderServiceClient
+	conn   *grpc.ClientConn
+	addr   string
+}
+
+// start serves the real service on 127.0.0.1:0 over a fresh database. A nil feed means the real
+// one; poll overrides the safety-net poll when set.
+func start(t *testing.T, feed grpcapi.Feed, poll time.Duration) *env {
+	t.Helper()
+	pool := testenv.Postgres(t, "order_api", postgres.Migrations...)
+	log := testenv.Logger(t)
+	repo := postgres.NewRepository(pool)
+	ctx, cancel := context.WithCancel(context.Background())
+	if feed == nil {
+		f := postgres.NewStatusFeed(pool, log)
+		done := make(chan struct{})
+		go func() { f.Run(ctx); close(done) }()
+		t.Cleanup(func() { cancel(); <-done })
+		feed = f
+	} else {
+		t.Cleanup(cancel)
+	}
+	svc := grpcapi.NewServer(repo, feed, log)
+	if poll > 0 {
+		svc.PollInterval = poll
+	}
+	srv := grpcapi.NewGRPCServer(svc, grpcprom.NewServerMetrics(), log)
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(lis)
+	t.Cleanup(srv.Stop)
+	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return &env{repo: repo, client: orderv1.NewOrderServiceClient(conn), conn: conn, addr: lis.Addr().String()}
+}
+
+func validRequest() *orderv1.CreateOrderRequest {
+	return &orderv1.CreateOrderRequest{
+		CustomerId:    uuid.NewString(),
+		PaymentMethod: "credit_card",
+		Items: []*orderv1.LineItem{
+			{ProductId: "00000000-0000-0000-0000-000000000001", Quantity: 2, UnitPrice: "49.90"},
+		},
+		ShippingAddress: &orderv1.ShippingAddress{City: "Lisbon", CountryCode: "pt"},
+	}
+}
+
+func TestCreateAndGetOrder(t *testing.T) {
+	t.Parallel()
+	e := start(t, nil, 0)
+	ctx := context.Background()
+	req := validRequest()
+	req.Items = append(req.Items, &orderv1.LineItem{ProductId: "00000000-0000-0000-0000-000000000002", Quantity: 3, UnitPrice: "5.5"})
+	resp, err := e.client.CreateOrder(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := resp.GetOrder()
+	if o.GetStatus() != orderv1.OrderStatus_ORDER_STATUS_PENDING || o.GetTotal() != "116.30" ||
+		o.GetShippingAddress().GetCountryCode() != "PT" || o.GetItems()[0].GetUnitPrice() != "49.90" ||
+		o.GetItems()[1].GetUnitPrice() != "5.50" || len(o.GetHistory()) != 1 || o.GetCreateTime() == nil {
+		t.Errorf("created %v", o)
+	}
+
+	got, err := e.client.GetOrder(ctx, &orderv1.GetOrderRequest{OrderId: o.GetOrderId()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.GetOrder().GetOrderId() != o.GetOrderId() || got.GetOrder().GetTotal() != "116.30" ||
+		got.GetOrder().GetHistory()[0].GetStatus() != orderv1.OrderStatus_ORDER_STATUS_PENDING ||
+		!got.GetOrder().GetCreateTime().AsTime().Equal(o.GetCreateTime().AsTime()) {
+		t.Errorf("got %v", got.GetOrder())
+	}
+
+	_, err = e.client.GetOrder(ctx, &orderv1.GetOrderRequest{OrderId: uuid.NewString()})
+	if status.Code(err) != codes.NotFound {
+		t.Errorf("unknown order: %v", err)
+	}
+	_, err = e.client.GetOrder(ctx, &orderv1.GetOrderRequest{OrderId: "42"})
+	if status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "order_id") {
+		t.Errorf("malformed id: %v", err)
+	}
+}
+
+func TestCreateOrderIdempotent(t *testing.T) {
+	t.Parallel()
+	e := start(t, nil, 0)
+	ctx := context.Background()
+	req := validRequest()
+	req.RequestId = "checkout-7"
+	first, err := e.client.CreateOrder(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := e.client.CreateOrder(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again.GetOrder().GetOrderId() != first.GetOrder().GetOrderId() || again.GetOrder().GetRequestId() != "checkout-7" {
+		t.Errorf("repeat gave %s, want %s", again.GetOrder().GetOrderId(), first.GetOrder().GetOrderId())
+	}
+}
+
+func TestCreateOrderValidation(t *testing.T) {
+	t.Parallel()
+	e := start(t, nil, 0)
+	for _, tc := range []struct {
+		name  string
+		edit  func(*orderv1.CreateOrderRequest)
+		field string
+	}{
+		{"customer", func(r *orderv1.CreateOrderRequest) { r.CustomerId = "bob" }, "customer_id"},
+		{"no customer", func(r *orderv1.CreateOrderRequest) { r.CustomerId = "" }, "customer_id"},
+		{"method", func(r *orderv1.CreateOrderRequest) { r.PaymentMethod = "pix" }, "payment_method"},
+		{"no items", func(r *orderv1.CreateOrderRequest) { r.Items = nil }, "items"},
+		{"too many items", func(r *orderv1.CreateOrderRequest) {
+			for range 100 {
+				r.Items = append(r.Items, r.Items[0])
+			}
+		}, "items"},
+		{"product", func(r *orderv1.CreateOrderRequest) { r.Items[0].ProductId = "p1" }, "items[0].product_id"},
+		{"quantity", func(r *orderv1.CreateOrderRequest) { r.Items[0].Quantity = 0 }, "items[0].quantity"},
+		{"negative quantity", func(r *orderv1.CreateOrderRequest) { r.Items[0].Quantity = -1 }, "items[0].quantity"},
+		{"negative price", func(r *orderv1.CreateOrderRequest) { r.Items[0].UnitPrice = "-1.00" }, "items[0].unit_price"},
+		{"price decimals", func(r *orderv1.CreateOrderRequest) { r.Items[0].UnitPrice = "1.999" }, "items[0].unit_price"},
+		{"price exponent", func(r *orderv1.CreateOrderRequest) { r.Items[0].UnitPrice = "1e2" }, "items[0].unit_price"},
+		{"no price", func(r *orderv1.CreateOrderRequest) { r.Items[0].UnitPrice = "" }, "items[0].unit_price"},
+		{"country", func(r *orderv1.CreateOrderRequest) { r.ShippingAddress.CountryCode = "Brazil" }, "shipping_address.country_code"},
+		{"request id", func(r *orderv1.CreateOrderRequest) { r.RequestId = strings.Repeat("k", 201) }, "request_id"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			req := validRequest()
+			tc.edit(req)
+			_, err := e.client.CreateOrder(context.Background(), req)
+			st := status.Convert(err)
+			if st.Code() != codes.InvalidArgument || !strings.HasPrefix(st.Message(), tc.field+": ") {
+				t.Fatalf("err = %v, want INVALID_ARGUMENT naming %s", err, tc.field)
+			}
+		})
+	}
+	_, err := e.client.CreateOrder(context.Background(), &orderv1.CreateOrderRequest{
+		CustomerId: uuid.NewString(), PaymentMethod: "debit_card",
+		Items: []*orderv1.LineItem{{ProductId: uuid.NewString(), Quantity: 0, UnitPrice: "1"}},
+	})
+	if st := status.Convert(err); st.Message() != "items[0].quantity: must be greater than 0" {
+		t.Errorf("message %q", st.Message())
+	}
+}
+
+func TestListOrders(t *testing.T) {
+	t.Parallel()
+	e := start(t, nil, 0)
+	ctx := context.Background()
+	customer := uuid.NewString()
+	for range 5 {
+		req := validRequest()
+		req.CustomerId = customer
+		if _, err := e.client.CreateOrder(ctx, req); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := e.client.CreateOrder(ctx, validRequest()); err != nil {
+		t.Fatal(err)
+	}
+
+	seen := map[string]bool{}
+	token := ""
+	pages := 0
+	for {
+		resp, err := e.client.ListOrders(ctx, &orderv1.ListOrdersRequest{CustomerId: customer, PageSize: 2, PageToken: token})
+		if err != nil {
+			t.Fatal(err)
+		}
+		pages++
+		for _, o := range resp.GetOrders() {
+			if o.GetCustomerId() != customer || seen[o.GetOrderId()] {
+				t.Errorf("unexpected order %v", o)
+			}
+			seen[o.GetOrderId()] = true
+		}
+		if token = resp.GetNextPageToken(); token == "" {
+			break
+		}
+	}
+	if len(seen) != 5 || pages != 3 {
+		t.Errorf("%d orders in %d pages", len(seen), pages)
+	}
+
+	all, err := e.client.ListOrders(ctx, &orderv1.ListOrdersRequest{PageSize: 1000})
+	if err != nil || len(all.GetOrders()) != 6 {
+		t.Fatalf("clamped page: %v %v", all, err)
+	}
+	pending, err := e.client.ListOrders(ctx, &orderv1.ListOrdersRequest{Status: orderv1.OrderStatus_ORDER_STATUS_PENDING})
+	if err != nil || len(pending.GetOrders()) != 6 {
+		t.Fatalf("pending: %v %v", pending, err)
+	}
+	confirmed, err := e.client.ListOrders(ctx, &orderv1.ListOrdersRequest{Status: orderv1.OrderStatus_ORDER_STATUS_CONFIRMED})
+	if err != nil || len(confirmed.GetOrders()) != 0 {
+		t.Fatalf("confirmed: %v %v", confirmed, err)
+	}
+	for name, req := range map[string]*orderv1.ListOrdersRequest{
+		"page_size":   {PageSize: -1},
+		"page_token":  {PageToken: "not-a-token"},
+		"customer_id": {CustomerId: "nope"},
+		"status":      {Status: 42},
+	} {
+		_, err := e.client.ListOrders(ctx, req)
+		if st := status.Convert(err); st.Code() != codes.InvalidArgument || !strings.HasPrefix(st.Message(), name+": ") {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+}
+
+func apply(t *testing.T, repo *postgres.Repository, id string, kind order.EventKind) {
+	t.Helper()
+	e := order.Event{ID: uuid.NewString(), OrderID: id, Kind: kind, TrackingCode: "TRK-WATCH001"}
+	if _, err := repo.ApplyEvents(context.Background(), "test", []order.Event{e}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func watchUntilTerminal(t *testing.T, e *env) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	created, err := e.client.CreateOrder(ctx, validRequest())
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := created.GetOrder().GetOrderId()
+	// Any spelling of the id is watched by its canonical form, which notifications carry.
+	stream, err := e.client.WatchOrder(ctx, &orderv1.WatchOrderRequest{OrderId: strings.ToUpper(id)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	recv := func(want orderv1.OrderStatus) {
+		t.Helper()
+		msg, err := stream.Recv()
+		if err != nil {
+			t.Fatalf("waiting for %s: %v", want, err)
+		}
+		if got := msg.GetOrder().GetStatus(); got != want {
+			t.Fatalf("status %s, want %s", got, want)
+		}
+	}
+	recv(orderv1.OrderStatus_ORDER_STATUS_PENDING)
+	apply(t, e.repo, id, order.PaymentApproved)
+	recv(orderv1.OrderStatus_ORDER_STATUS_PAYMENT_APPROVED)
+	apply(t, e.repo, id, order.InventoryReserved)
+	recv(orderv1.OrderStatus_ORDER_STATUS_INVENTORY_RESERVED)
+	apply(t, e.repo, id, order.ShippingScheduled)
+	recv(orderv1.OrderStatus_ORDER_STATUS_CONFIRMED)
+	if _, err := stream.Recv(); !errors.Is(err, io.EOF) {
+		t.Fatalf("stream after terminal status: %v, want EOF", err)
+	}
+}
+
+func TestWatchOrder(t *testing.T) {
+	t.Parallel()
+	// Notifications alone must carry the changes: the poll is too slow for the test's deadline.
+	e := start(t, nil, time.Hour)
+	watchUntilTerminal(t, e)
+
+	// A terminal order is sent once, and the stream ends.
+	ctx := context.Background()
+	created, err := e.client.CreateOrder(ctx, validRequest())
+	if err != nil {
+		t.Fatal(err)
+	}
+	apply(t, e.repo, created.GetOrder().GetOrderId(), order.PaymentFailed)
+	stream, err := e.client.WatchOrder(ctx, &orderv1.WatchOrderRequest{OrderId: created.GetOrder().GetOrderId()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if msg, err := stream.Recv(); err != nil || msg.GetOrder().GetStatus() != orderv1.OrderStatus_ORDER_STATUS_PAYMENT_FAILED {
+		t.Fatalf("%v %v", msg, err)
+	}
+	if _, err := stream.Recv(); !errors.Is(err, io.EOF) {
+		t.Fatalf("%v, want EOF", err)
+	}
+
+	stream, err = e.client.WatchOrder(ctx, &orderv1.WatchOrderRequest{OrderId: uuid.NewString()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := stream.Recv(); status.Code(err) != codes.NotFound {
+		t.Fatalf("unknown order: %v", err)
+	}
+	stream, err = e.client.WatchOrder(ctx, &orderv1.WatchOrderRequest{OrderId: "order-1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := stream.Recv(); status.Code(err) != codes.InvalidArgument {
+		t.Fatalf("malformed id: %v", err)
+	}
+}
+
+// silentFeed never signals, like a listener that lost every notification.
+type silentFeed struct{}
+
+func (silentFeed) Subscribe(string) (<-chan struct{}, func()) { return make(chan struct{}), func() {} }
+
+func TestWatchOrderPollsWithoutNotifications(t *testing.T) {
+	t.Parallel()
+	e := start(t, silentFeed{}, 50*time.Millisecond)
+	watchUntilTerminal(t, e)
+}
+
+func TestHealth(t *testing.T) {
+	t.Parallel()
+	e := start(t, silentFeed{}, 0)
+	resp, err := healthpb.NewHealthClient(e.conn).Check(context.Background(), &healthpb.HealthCheckRequest{Service: "order.v1.OrderService"})
+	if err != nil || resp.GetStatus() != healthpb.HealthCheckResponse_SERVING {
+		t.Fatalf("health: %v %v", resp, err)
+	}
+}
+
+func TestGateway(t *testing.T) {
+	t.Parallel()
+	e := start(t, nil, 0)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	h, err := grpcapi.Gateway(ctx, e.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: h}
+	go srv.Serve(lis)
+	defer srv.Close()
+	base := "http://" + lis.Addr().String()
+
+	post := func(path, body string) (int, map[string]any) {
+		t.Helper()
+		resp, err := http.Post(base+path, "application/json", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var m map[string]any
+		json.NewDecoder(resp.Body).Decode(&m)
+		return resp.StatusCode, m
+	}
+	get := func(path string) (int, map[string]any) {
+		t.Helper()
+		resp, err := http.Get(base + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var m map[string]any
+		json.NewDecoder(resp.Body).Decode(&m)
+		return resp.StatusCode, m
+	}
+
+	code, body := post("/orders", `{"customer_id": "`+uuid.NewString()+`", "payment_method": "credit_card",
+		"items": [{"product_id": "00000000-0000-0000-0000-000000000001", "quantity": 2, "unit_price": "49.90"}]}`)
+	if code != http.StatusOK {
+		t.Fatalf("create: %d %v", code, body)
+	}
+	created := body["order"].(map[string]any)
+	id := created["order_id"].(string)
+	if created["total"] != "99.80" || created["status"] != "ORDER_STATUS_PENDING" || created["failure_reason"] != "" {
+		t.Errorf("created %v", created)
+	}
+
+	for _, path := range []string{"/orders/" + id, "/v1/orders/" + id} {
+		if code, body := get(path); code != http.StatusOK || body["order"].(map[string]any)["order_id"] != id {
+			t.Errorf("GET %s: %d %v", path, code, body)
+		}
+	}
+	if code, _ := get("/v1/orders/" + uuid.NewString()); code != http.StatusNotFound {
+		t.Errorf("unknown order: %d", code)
+	}
+	if code, body := post("/v1/orders", `{"customer_id": "x"}`); code != http.StatusBadRequest || !strings.HasPrefix(body["message"].(string), "customer_id: ") {
+		t.Errorf("invalid: %d %v", code, body)
+	}
+	if code, _ := post("/v1/orders", `{"customer_id": `); code != http.StatusBadRequest {
+		t.Errorf("malformed JSON: %d", code)
+	}
+	if code, body := get("/v1/orders?page_size=10"); code != http.StatusOK || len(body["orders"].([]any)) != 1 {
+		t.Errorf("list: %d %v", code, body)
+	}
+	if code, body := get("/openapi.json"); code != http.StatusOK || body["swagger"] == nil {
+		t.Errorf("openapi: %d", code)
+	}
+
+	// WatchOrder streams newline-delimited JSON until the order is terminal.
+	apply(t, e.repo, id, order.PaymentFailed)
+	resp, err := http.Get(base + "/v1/orders/" + id + ":watch")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var lines []string
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		lines = append(lines, sc.Text())
+	}
+	if resp.StatusCode != http.StatusOK || len(lines) != 1 || !strings.Contains(lines[0], "ORDER_STATUS_PAYMENT_FAILED") {
+		t.Errorf("watch: %d %q", resp.StatusCode, lines)
+	}
+}

@@ -1,0 +1,465 @@
+// Package postgres stores orders in PostgreSQL: the orders, their items and status history,
+// with the inbox and outbox of order-service in the same database.
+package postgres
+
+import (
+	"context"
+	"embed"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	orderv1 "github.com/ordersaga/ordersaga/gen/order/v1"
+	"github.com/ordersaga/ordersaga/pkg/broker"
+	"github.com/ordersaga/ordersaga/pkg/database"
+	"github.com/ordersaga/ordersaga/pkg/inbox"
+	"github.com/ordersaga/ordersaga/pkg/outbox"
+	"github.com/ordersaga/ordersaga/services/order/internal/order"
+)
+
+//go:embed migrations/*.sql
+var migrations embed.FS
+
+// Migrations are every migration order-service's database needs, in order.
+var Migrations = []database.Migrations{
+	{Table: "goose_db_version", FS: database.Sub(migrations, "migrations")},
+	inbox.Migrations,
+	outbox.Migrations,
+}
+
+// StatusChannel is the NOTIFY channel that carries the id of every order whose status changed.
+const StatusChannel = "order_status"
+
+// Repository stores orders.
+type Repository struct {
+	pool *pgxpool.Pool
+}
+
+// NewRepository returns a repository on pool.
+func NewRepository(pool *pgxpool.Pool) *Repository {
+	return &Repository{pool: pool}
+}
+
+// Create stores a new order, its first history entry and its order.created event in one
+// transaction, and reports created = true. When an order with the same request id exists, it
+// stores nothing and returns that order with created = false; a concurrent identical request
+// waits for the first to commit and then gets its order.
+func (r *Repository) Create(ctx context.Context, o *order.Order) (*order.Order, bool, error) {
+	var addr []byte
+	if a := o.ShippingAddress(); a != nil {
+		var err error
+		if addr, err = json.Marshal(a); err != nil {
+			return nil, false, fmt.Errorf("marshal address: %w", err)
+		}
+	}
+	items := o.Items()
+	lines, products, quantities, prices := make([]int32, len(items)), make([]string, len(items)), make([]int32, len(items)), make([]int64, len(items))
+	for i, it := range items {
+		lines[i], products[i], quantities[i], prices[i] = int32(i+1), it.ProductID, it.Quantity, int64(it.UnitPrice)
+	}
+	first := o.History()[0]
+
+	tx, err := r.pool.Begin(ctx)
+	if err != nil {
+		return nil, false, fmt.Errorf("begin: %w", err)
+	}
+	defer tx.Rollback(ctx)
+	// One statement: the order, its items and its first history entry exist only if the order
+	// row was inserted, so a duplicate request id leaves nothing behind.
+	var inserted int
+	err = tx.QueryRow(ctx, `
+		WITH o AS (
+			INSERT INTO orders (id, customer_id, payment_method, status, total_minor, shipping_address,
+				country_code, request_id, created_at, updated_at)
+			VALUES ($1, $2, $3, $4, $5, $6, NULLIF($7, ''), NULLIF($8, ''), $9, $9)
+			ON CONFLICT (request_id) DO NOTHING
+			RETURNING id
+		), items AS (
+			INSERT INTO order_items (order_id, line, product_id, quantity, unit_price_minor)
+			SELECT o.id, i.line, i.product_id, i.quantity, i.price
+			FROM o, unnest($10::int[], $11::uuid[], $12::int[], $13::bigint[]) AS i(line, product_id, quantity, price)
+		), history AS (
+			INSERT INTO order_status_history (order_id, status, reason, changed_at)
+			SELECT o.id, $14, $15, $16 FROM o
+		)
+		SELECT count(*) FROM o`,
+		o.ID(), o.CustomerID(), o.PaymentMethod(), string(o.Status()), int64(o.Total()), addr,
+		o.CountryCode(), o.RequestID(), o.CreatedAt(),
+		lines, products, quantities, prices,
+		string(first.Status), first.Reason, first.At,
+	).Scan(&inserted)
+	if err != nil {
+		return nil, false, fmt.Errorf("insert order: %w", err)
+	}
+	if inserted == 0 {
+		if err := tx.Rollback(ctx); err != nil {
+			return nil, false, fmt.Errorf("rollback: %w", err)
+		}
+		existing, err := r.GetByRequestID(ctx, o.RequestID())
+		if err != nil {
+			return nil, false, fmt.Errorf("order of request id %q: %w", o.RequestID(), err)
+		}
+		return existing, false, nil
+	}
+	eventID := uuid.NewString()
+	if err := outbox.Add(ctx, tx, outbox.Event{
+		ID:         eventID,
+		OrderID:    o.ID(),
+		RoutingKey: broker.OrderCreated,
+		Payload:    orderCreated(o, eventID),
+	}); err != nil {
+		return nil, false, err
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return nil, false, fmt.Errorf("commit: %w", err)
+	}
+	return o, true, nil
+}
+
+func orderCreated(o *order.Order, eventID string) *orderv1.OrderCreated {
+	lines := make([]*orderv1.OrderLine, len(o.Items()))
+	for i, it := range o.Items() {
+		lines[i] = &orderv1.OrderLine{ProductId: it.ProductID, Quantity: it.Quantity, UnitPriceMinor: int64(it.UnitPrice)}
+	}
+	return &orderv1.OrderCreated{
+		EventId:       eventID,
+		OrderId:       o.ID(),
+		OccurTime:     timestamppb.New(o.CreatedAt()),
+		CustomerId:    o.CustomerID(),
+		PaymentMethod: o.PaymentMethod(),
+		Items:         lines,
+		TotalMinor:    int64(o.Total()),
+		CountryCode:   o.CountryCode(),
+	}
+}
+
+// selectOrders reads whole orders: items and history come in the same row as JSON, so that one
+// round trip answers Get and List.
+const selectOrders = `
+	SELECT o.id::text, o.customer_id::text, o.payment_method, o.status, o.total_minor, o.shipping_address,
+		COALESCE(o.failure_reason, ''), COALESCE(o.tracking_code, ''), COALESCE(o.request_id, ''),
+		o.created_at, o.updated_at,
+		(SELECT json_agg(json_build_object('product_id', i.product_id, 'quantity', i.quantity,
+			'unit_price_minor', i.unit_price_minor) ORDER BY i.line)
+		 FROM order_items i WHERE i.order_id = o.id),
+		(SELECT json_agg(json_build_object('status', h.status, 'reason', h.reason, 'changed_at', h.changed_at)
+			ORDER BY h.id)
+		 FROM order_status_history h WHERE h.order_id = o.id)
+	FROM orders o`
+
+type itemJSON struct {
+	ProductID      string `json:"product_id"`
+	Quantity       int32  `json:"quantity"`
+	UnitPriceMinor int64  `json:"unit_price_minor"`
+}
+
+type historyJSON struct {
+	Status    string    `json:"status"`
+	Reason    string    `json:"reason"`
+	ChangedAt time.Time `json:"changed_at"`
+}
+
+func scanOrder(row pgx.CollectableRow) (*order.Order, error) {
+	var (
+		s                   order.Snapshot
+		status              string
+		total               int64
+		addr, items, events []byte
+	)
+	if err := row.Scan(&s.ID, &s.CustomerID, &s.PaymentMethod, &status, &total, &addr,
+		&s.FailureReason, &s.TrackingCode, &s.RequestID, &s.CreatedAt, &s.UpdatedAt, &items, &events); err != nil {
+		return nil, err
+	}
+	s.Status, s.Total = order.Status(status), order.Money(total)
+	if addr != nil {
+		s.ShippingAddress = new(order.Address)
+		if err := json.Unmarshal(addr, s.ShippingAddress); err != nil {
+			return nil, fmt.Errorf("order %s: address: %w", s.ID, err)
+		}
+	}
+	var its []itemJSON
+	if items != nil {
+		if err := json.Unmarshal(items, &its); err != nil {
+			return nil, fmt.Errorf("order %s: items: %w", s.ID, err)
+		}
+	}
+	for _, it := range its {
+		s.Items = append(s.Items, order.Item{ProductID: it.ProductID, Quantity: it.Quantity, UnitPrice: order.Money(it.UnitPriceMinor)})
+	}
+	var hs []historyJSON
+	if events != nil {
+		if err := json.Unmarshal(events, &hs); err != nil {
+			return nil, fmt.Errorf("order %s: history: %w", s.ID, err)
+		}
+	}
+	for _, h := range hs {
+		s.History = append(s.History, order.StatusChange{Status: order.Status(h.Status), Reason: h.Reason, At: h.ChangedAt.UTC()})
+	}
+	s.CreatedAt, s.UpdatedAt = s.CreatedAt.UTC(), s.UpdatedAt.UTC()
+	return order.Restore(s), nil
+}
+
+func (r *Repository) getOne(ctx context.Context, where string, arg any) (*order.Order, error) {
+	rows, err := r.pool.Query(ctx, selectOrders+" WHERE "+where, arg)
+	if err != nil {
+		return nil, fmt.Errorf("select order: %w", err)
+	}
+	o, err := pgx.CollectExactlyOneRow(rows, scanOrder)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, order.ErrNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("select order: %w", err)
+	}
+	return o, nil
+}
+
+// Get returns the order with id, or order.ErrNotFound.
+func (r *Repository) Get(ctx context.Context, id string) (*order.Order, error) {
+	if uuid.Validate(id) != nil {
+		return nil, order.ErrNotFound
+	}
+	return r.getOne(ctx, "o.id = $1", id)
+}
+
+// GetByRequestID returns the order created with an idempotency key, or order.ErrNotFound.
+func (r *Repository) GetByRequestID(ctx context.Context, requestID string) (*order.Order, error) {
+	if requestID == "" {
+		return nil, order.ErrNotFound
+	}
+	return r.getOne(ctx, "o.request_id = $1", requestID)
+}
+
+// List returns a page of orders matching q, newest first, and the token of the next page ("" on
+// the last page). Pages are keyed by (created_at, id), so they stay stable while orders arrive.
+// A malformed token or filter is an *order.FieldError.
+func (r *Repository) List(ctx context.Context, q order.ListQuery) ([]*order.Order, string, error) {
+	var (
+		conds []string
+		args  []any
+	)
+	arg := func(v any) string {
+		args = append(args, v)
+		return "$" + strconv.Itoa(len(args))
+	}
+	if q.CustomerID != "" {
+		if uuid.Validate(q.CustomerID) != nil {
+			return nil, "", &order.FieldError{Field: "customer_id", Msg: "must be a UUID"}
+		}
+		conds = append(conds, "o.customer_id = "+arg(q.CustomerID))
+	}
+	if q.Status != "" {
+		conds = append(conds, "o.status = "+arg(string(q.Status)))
+	}
+	if q.PageToken != "" {
+		at, id, err := decodeToken(q.PageToken)
+		if err != nil {
+			return nil, "", &order.FieldError{Field: "page_token", Msg: "is not a token this service issued"}
+		}
+		conds = append(conds, fmt.Sprintf("(o.created_at, o.id) < (%s, %s)", arg(at), arg(id)))
+	}
+	sql := selectOrders
+	if len(conds) > 0 {
+		sql += " WHERE " + strings.Join(conds, " AND ")
+	}
+	// One more than a page tells whether another page follows.
+	sql += " ORDER BY o.created_at DESC, o.id DESC LIMIT " + arg(q.PageSize+1)
+	rows, err := r.pool.Query(ctx, sql, args...)
+	if err != nil {
+		return nil, "", fmt.Errorf("list orders: %w", err)
+	}
+	orders, err := pgx.CollectRows(rows, scanOrder)
+	if err != nil {
+		return nil, "", fmt.Errorf("list orders: %w", err)
+	}
+	if len(orders) <= q.PageSize {
+		return orders, "", nil
+	}
+	orders = orders[:q.PageSize]
+	last := orders[len(orders)-1]
+	return orders, encodeToken(last.CreatedAt(), last.ID()), nil
+}
+
+func encodeToken(at time.Time, id string) string {
+	return base64.RawURLEncoding.EncodeToString([]byte(strconv.FormatInt(at.UnixMicro(), 10) + "," + id))
+}
+
+func decodeToken(token string) (time.Time, string, error) {
+	b, err := base64.RawURLEncoding.DecodeString(token)
+	if err != nil {
+		return time.Time{}, "", err
+	}
+	micros, id, ok := strings.Cut(string(b), ",")
+	if !ok {
+		return time.Time{}, "", errors.New("no separator")
+	}
+	n, err := strconv.ParseInt(micros, 10, 64)
+	if err != nil {
+		return time.Time{}, "", err
+	}
+	if err := uuid.Validate(id); err != nil {
+		return time.Time{}, "", err
+	}
+	return time.UnixMicro(n).UTC(), id, nil
+}
+
+// ApplyEvents applies a batch of saga events in one transaction: it claims the events in the
+// inbox of queue (repeats do nothing), locks the orders they name in id order, applies the
+// transition rules, and writes the orders that changed with their history. Watchers on every
+// replica learn of each change by NOTIFY on StatusChannel at commit. It returns the changes
+// made. An event naming no stored order fails the batch with order.ErrNotFound: an order's
+// events only exist after its creation committed, so such an event is bogus.
+//
+// Event and order ids must be in canonical (lower-case) form.
+func (r *Repository) ApplyEvents(ctx context.Context, queue string, events []order.Event) ([]order.Change, error) {
+	if len(events) == 0 {
+		return nil, nil
+	}
+	tx, err := r.pool.Begin(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("begin: %w", err)
+	}
+	defer tx.Rollback(ctx)
+	eventIDs := make([]string, len(events))
+	for i, e := range events {
+		eventIDs[i] = e.ID
+	}
+	fresh, err := inbox.Claim(ctx, tx, queue, eventIDs)
+	if err != nil {
+		return nil, err
+	}
+	var todo []order.Event
+	var orderIDs []string
+	for _, e := range events {
+		if fresh[e.ID] {
+			delete(fresh, e.ID) // a repeat within the batch is applied once
+			todo = append(todo, e)
+			orderIDs = append(orderIDs, e.OrderID)
+		}
+	}
+	if len(todo) == 0 {
+		return nil, nil
+	}
+	slices.Sort(orderIDs)
+	orderIDs = slices.Compact(orderIDs)
+
+	orders, err := lockOrders(ctx, tx, orderIDs)
+	if err != nil {
+		return nil, err
+	}
+	now := time.Now()
+	var changes []order.Change
+	for _, e := range todo {
+		o, ok := orders[e.OrderID]
+		if !ok {
+			return nil, fmt.Errorf("%w: %s (event %s)", order.ErrNotFound, e.OrderID, e.ID)
+		}
+		change, changed, err := o.Apply(e, now)
+		if err != nil {
+			return nil, fmt.Errorf("event %s: %w", e.ID, err)
+		}
+		if changed {
+			changes = append(changes, order.Change{Event: e, StatusChange: change})
+		}
+	}
+	if len(changes) > 0 {
+		if err := writeChanges(ctx, tx, orders, changes); err != nil {
+			return nil, err
+		}
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return nil, fmt.Errorf("commit: %w", err)
+	}
+	return changes, nil
+}
+
+// lockOrders loads the saga state of orders and locks their rows. Sorted ids make every batch on
+// every replica lock in the same order, so batches never deadlock.
+func lockOrders(ctx context.Context, tx pgx.Tx, ids []string) (map[string]*order.Order, error) {
+	rows, err := tx.Query(ctx, `
+		SELECT id::text, status, COALESCE(failure_reason, ''), COALESCE(tracking_code, ''), updated_at
+		FROM orders WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE`, ids)
+	if err != nil {
+		return nil, fmt.Errorf("lock orders: %w", err)
+	}
+	orders := make(map[string]*order.Order, len(ids))
+	var s order.Snapshot
+	var status string
+	_, err = pgx.ForEachRow(rows, []any{&s.ID, &status, &s.FailureReason, &s.TrackingCode, &s.UpdatedAt}, func() error {
+		s.Status = order.Status(status)
+		orders[s.ID] = order.Restore(s)
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("lock orders: %w", err)
+	}
+	return orders, nil
+}
+
+// writeChanges stores the new state of the changed orders, their history and the notifications,
+// in one round trip.
+func writeChanges(ctx context.Context, tx pgx.Tx, orders map[string]*order.Order, changes []order.Change) error {
+	var ids, statuses, reasons, tracking []string
+	var updated []time.Time
+	written := map[string]bool{}
+	hIDs, hStatuses, hReasons, hAt := make([]string, len(changes)), make([]string, len(changes)), make([]string, len(changes)), make([]time.Time, len(changes))
+	for i, c := range changes {
+		id := c.Event.OrderID
+		hIDs[i], hStatuses[i], hReasons[i], hAt[i] = id, string(c.Status), c.Reason, c.At
+		if written[id] {
+			continue
+		}
+		written[id] = true
+		o := orders[id]
+		ids = append(ids, id)
+		statuses = append(statuses, string(o.Status()))
+		reasons = append(reasons, o.FailureReason())
+		tracking = append(tracking, o.TrackingCode())
+		updated = append(updated, o.UpdatedAt())
+	}
+	b := &pgx.Batch{}
+	b.Queue(`
+		UPDATE orders o SET status = u.status, failure_reason = NULLIF(u.reason, ''),
+			tracking_code = NULLIF(u.tracking, ''), updated_at = u.updated_at
+		FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::timestamptz[])
+			AS u(id, status, reason, tracking, updated_at)
+		WHERE o.id = u.id`, ids, statuses, reasons, tracking, updated)
+	b.Queue(`
+		INSERT INTO order_status_history (order_id, status, reason, changed_at)
+		SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::timestamptz[])`,
+		hIDs, hStatuses, hReasons, hAt)
+	b.Queue(`SELECT pg_notify('`+StatusChannel+`', id) FROM unnest($1::text[]) AS id`, ids)
+	if err := tx.SendBatch(ctx, b).Close(); err != nil {
+		return fmt.Errorf("write order changes: %w", err)
+	}
+	return nil
+}
+
+// CountByStatus returns how many orders are in each status.
+func (r *Repository) CountByStatus(ctx context.Context) (map[order.Status]int64, error) {
+	rows, err := r.pool.Query(ctx, `SELECT status, count(*) FROM orders GROUP BY status`)
+	if err != nil {
+		return nil, fmt.Errorf("count orders: %w", err)
+	}
+	counts := map[order.Status]int64{}
+	var status string
+	var n int64
+	_, err = pgx.ForEachRow(rows, []any{&status, &n}, func() error {
+		counts[order.Status(status)] = n
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("count orders: %w", err)
+	}
+	return counts, nil
+}

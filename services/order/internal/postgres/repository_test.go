@@ -1,0 +1,417 @@
+package postgres_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"google.golang.org/protobuf/proto"
+
+	orderv1 "github.com/ordersaga/ordersaga/gen/order/v1"
+	"github.com/ordersaga/ordersaga/pkg/testenv"
+	"github.com/ordersaga/ordersaga/services/order/internal/order"
+	"github.com/ordersaga/ordersaga/services/order/internal/postgres"
+)
+
+func newRepo(t *testing.T) (*postgres.Repository, *pgxpool.Pool) {
+	t.Helper()
+	pool := testenv.Postgres(t, "order", postgres.Migrations...)
+	return postgres.NewRepository(pool), pool
+}
+
+func newOrder(t *testing.T, customer, requestID string) *order.Order {
+	t.Helper()
+	o, err := order.New(order.Params{
+		CustomerID:    customer,
+		PaymentMethod: "credit_card",
+		Items: []order.Item{
+			{ProductID: "00000000-0000-0000-0000-000000000001", Quantity: 2, UnitPrice: 4990},
+			{ProductID: "00000000-0000-0000-0000-000000000002", Quantity: 1, UnitPrice: 1000},
+		},
+		ShippingAddress: &order.Address{City: "Recife", CountryCode: "BR"},
+		RequestID:       requestID,
+	}, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return o
+}
+
+func create(t *testing.T, repo *postgres.Repository, customer, requestID string) *order.Order {
+	t.Helper()
+	o, created, err := repo.Create(context.Background(), newOrder(t, customer, requestID))
+	if err != nil || !created {
+		t.Fatalf("create: created=%v err=%v", created, err)
+	}
+	return o
+}
+
+func count(t *testing.T, pool *pgxpool.Pool, sql string, args ...any) int {
+	t.Helper()
+	var n int
+	if err := pool.QueryRow(context.Background(), sql, args...).Scan(&n); err != nil {
+		t.Fatalf("%s: %v", sql, err)
+	}
+	return n
+}
+
+func TestCreateAndGet(t *testing.T) {
+	t.Parallel()
+	repo, pool := newRepo(t)
+	ctx := context.Background()
+	want := create(t, repo, uuid.NewString(), "")
+
+	got, err := repo.Get(ctx, want.ID())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.ID() != want.ID() || got.CustomerID() != want.CustomerID() || got.Status() != order.StatusPending ||
+		got.Total() != 10980 || got.CountryCode() != "BR" || got.ShippingAddress().City != "Recife" ||
+		!got.CreatedAt().Equal(want.CreatedAt()) || !got.UpdatedAt().Equal(want.UpdatedAt()) || got.RequestID() != "" {
+		t.Errorf("got %+v, want %+v", got, want)
+	}
+	if len(got.Items()) != 2 || got.Items()[0] != want.Items()[0] || got.Items()[1] != want.Items()[1] {
+		t.Errorf("items %+v", got.Items())
+	}
+	if h := got.History(); len(h) != 1 || h[0].Status != order.StatusPending || !h[0].At.Equal(want.CreatedAt()) {
+		t.Errorf("history %+v", h)
+	}
+
+	// The order.created event is in the outbox, in the same commit.
+	var body []byte
+	var key, msgID string
+	if err := pool.QueryRow(ctx, `SELECT routing_key, event_id::text, body FROM outbox`).Scan(&key, &msgID, &body); err != nil {
+		t.Fatal(err)
+	}
+	var ev orderv1.OrderCreated
+	if err := proto.Unmarshal(body, &ev); err != nil {
+		t.Fatal(err)
+	}
+	if key != "order.created" || ev.GetEventId() != msgID || ev.GetOrderId() != want.ID() || ev.GetTotalMinor() != 10980 ||
+		ev.GetCountryCode() != "BR" || len(ev.GetItems()) != 2 || ev.GetItems()[0].GetUnitPriceMinor() != 4990 ||
+		ev.GetPaymentMethod() != "credit_card" || ev.GetCustomerId() != want.CustomerID() {
+		t.Errorf("event %s %v", key, &ev)
+	}
+
+	if _, err := repo.Get(ctx, uuid.NewString()); !errors.Is(err, order.ErrNotFound) {
+		t.Errorf("unknown id: %v", err)
+	}
+	if _, err := repo.Get(ctx, "not-a-uuid"); !errors.Is(err, order.ErrNotFound) {
+		t.Errorf("malformed id: %v", err)
+	}
+}
+
+func TestCreateIdempotent(t *testing.T) {
+	t.Parallel()
+	repo, pool := newRepo(t)
+	ctx := context.Background()
+	customer := uuid.NewString()
+	first := create(t, repo, customer, "req-42")
+
+	again, created, err := repo.Create(ctx, newOrder(t, customer, "req-42"))
+	if err != nil || created {
+		t.Fatalf("repeat: created=%v err=%v", created, err)
+	}
+	if again.ID() != first.ID() || len(again.History()) != 1 {
+		t.Errorf("repeat returned %s, want %s", again.ID(), first.ID())
+	}
+	if n := count(t, pool, `SELECT count(*) FROM orders`); n != 1 {
+		t.Errorf("%d orders", n)
+	}
+	if n := count(t, pool, `SELECT count(*) FROM order_items`); n != 2 {
+		t.Errorf("%d items", n)
+	}
+	if n := count(t, pool, `SELECT count(*) FROM outbox`); n != 1 {
+		t.Errorf("%d events", n)
+	}
+}
+
+func TestCreateConcurrentDuplicates(t *testing.T) {
+	t.Parallel()
+	repo, pool := newRepo(t)
+	customer := uuid.NewString()
+	const n = 8
+	ids := make([]string, n)
+	createdN := 0
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			o, created, err := repo.Create(context.Background(), newOrder(t, customer, "same-key"))
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			ids[i] = o.ID()
+			if created {
+				createdN++
+			}
+		})
+	}
+	wg.Wait()
+	if createdN != 1 {
+		t.Errorf("%d requests created an order, want 1", createdN)
+	}
+	for _, id := range ids {
+		if id != ids[0] {
+			t.Errorf("ids differ: %v", ids)
+			break
+		}
+	}
+	if n := count(t, pool, `SELECT count(*) FROM orders`); n != 1 {
+		t.Errorf("%d orders", n)
+	}
+	if n := count(t, pool, `SELECT count(*) FROM outbox`); n != 1 {
+		t.Errorf("%d events", n)
+	}
+}
+
+func TestList(t *testing.T) {
+	t.Parallel()
+	repo, _ := newRepo(t)
+	ctx := context.Background()
+	alice, bob := uuid.NewString(), uuid.NewString()
+	var aliceIDs []string
+	for i := range 25 {
+		aliceIDs = append(aliceIDs, create(t, repo, alice, fmt.Sprintf("a-%d", i)).ID())
+	}
+	for range 5 {
+		create(t, repo, bob, "")
+	}
+
+	// Alice's orders, newest first, in pages of 10.
+	var got []string
+	token := ""
+	for page := 0; ; page++ {
+		orders, next, err := repo.List(ctx, order.ListQuery{CustomerID: alice, PageSize: 10, PageToken: token})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if page < 2 && (len(orders) != 10 || next == "") || page == 2 && (len(orders) != 5 || next != "") {
+			t.Fatalf("page %d: %d orders, next %q", page, len(orders), next)
+		}
+		for _, o := range orders {
+			got = append(got, o.ID())
+			if len(o.Items()) != 2 || len(o.History()) != 1 {
+				t.Errorf("order %s: items %v history %v", o.ID(), o.Items(), o.History())
+			}
+		}
+		if next == "" {
+			break
+		}
+		token = next
+	}
+	if len(got) != 25 {
+		t.Fatalf("%d orders, want 25", len(got))
+	}
+	for i, id := range got {
+		if want := aliceIDs[len(aliceIDs)-1-i]; id != want {
+			t.Fatalf("order %d = %s, want %s (newest first)", i, id, want)
+		}
+	}
+
+	all, next, err := repo.List(ctx, order.ListQuery{PageSize: 100})
+	if err != nil || len(all) != 30 || next != "" {
+		t.Fatalf("all: %d orders, next %q, err %v", len(all), next, err)
+	}
+
+	// Filter by status.
+	if _, err := repo.ApplyEvents(ctx, "order.payment-approved", []order.Event{
+		{ID: uuid.NewString(), OrderID: aliceIDs[3], Kind: order.PaymentApproved},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	approved, _, err := repo.List(ctx, order.ListQuery{Status: order.StatusPaymentApproved, PageSize: 10})
+	if err != nil || len(approved) != 1 || approved[0].ID() != aliceIDs[3] {
+		t.Fatalf("approved: %v %v", approved, err)
+	}
+	pending, _, err := repo.List(ctx, order.ListQuery{CustomerID: bob, Status: order.StatusPending, PageSize: 10})
+	if err != nil || len(pending) != 5 {
+		t.Fatalf("bob pending: %d %v", len(pending), err)
+	}
+
+	var fe *order.FieldError
+	if _, _, err := repo.List(ctx, order.ListQuery{PageSize: 10, PageToken: "garbage!"}); !errors.As(err, &fe) || fe.Field != "page_token" {
+		t.Errorf("bad token: %v", err)
+	}
+	if _, _, err := repo.List(ctx, order.ListQuery{PageSize: 10, CustomerID: "x"}); !errors.As(err, &fe) || fe.Field != "customer_id" {
+		t.Errorf("bad customer: %v", err)
+	}
+}
+
+func event(id string, kind order.EventKind) order.Event {
+	return order.Event{ID: uuid.NewString(), OrderID: id, Kind: kind}
+}
+
+func TestApplyEventsOutOfOrder(t *testing.T) {
+	t.Parallel()
+	repo, pool := newRepo(t)
+	ctx := context.Background()
+	o := create(t, repo, uuid.NewString(), "")
+
+	scheduled := event(o.ID(), order.ShippingScheduled)
+	scheduled.TrackingCode = "TRK-ABCD1234"
+	changes, err := repo.ApplyEvents(ctx, "order.shipping-scheduled", []order.Event{scheduled})
+	if err != nil || len(changes) != 1 || changes[0].Status != order.StatusConfirmed {
+		t.Fatalf("scheduled: %v %v", changes, err)
+	}
+	// The late events change nothing.
+	for _, kind := range []order.EventKind{order.PaymentApproved, order.InventoryReserved, order.PaymentReversed} {
+		changes, err := repo.ApplyEvents(ctx, "order.late", []order.Event{event(o.ID(), kind)})
+		if err != nil || len(changes) != 0 {
+			t.Fatalf("%s: %v %v", kind, changes, err)
+		}
+	}
+	got, err := repo.Get(ctx, o.ID())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Status() != order.StatusConfirmed || got.TrackingCode() != "TRK-ABCD1234" || len(got.History()) != 2 ||
+		!got.UpdatedAt().After(got.CreatedAt()) {
+		t.Errorf("order %s tracking %q history %+v", got.Status(), got.TrackingCode(), got.History())
+	}
+	if n := count(t, pool, `SELECT count(*) FROM idempotency_keys`); n != 4 {
+		t.Errorf("%d events claimed, want 4", n)
+	}
+}
+
+func TestApplyEventsBatch(t *testing.T) {
+	t.Parallel()
+	repo, _ := newRepo(t)
+	ctx := context.Background()
+	happy := create(t, repo, uuid.NewString(), "")
+	failing := create(t, repo, uuid.NewString(), "")
+
+	approved := event(happy.ID(), order.PaymentApproved)
+	invFailed := event(failing.ID(), order.InventoryFailed)
+	invFailed.Reason = "product 00000000-0000-0000-0000-000000000002: insufficient stock"
+	reversed := event(failing.ID(), order.PaymentReversed)
+	reversed.Reason = "inventory failed"
+	batch := []order.Event{
+		approved,
+		event(failing.ID(), order.PaymentApproved),
+		approved, // a repeat within the batch
+		event(happy.ID(), order.InventoryReserved),
+		invFailed,
+		reversed,
+	}
+	changes, err := repo.ApplyEvents(ctx, "order.mixed", batch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(changes) != 5 {
+		t.Errorf("%d changes, want 5: %+v", len(changes), changes)
+	}
+	got, _ := repo.Get(ctx, happy.ID())
+	if got.Status() != order.StatusInventoryReserved || len(got.History()) != 3 ||
+		got.History()[1].Status != order.StatusPaymentApproved || got.History()[2].Status != order.StatusInventoryReserved {
+		t.Errorf("happy: %s %+v", got.Status(), got.History())
+	}
+	got, _ = repo.Get(ctx, failing.ID())
+	if got.Status() != order.StatusCancelled || got.FailureReason() != invFailed.Reason || len(got.History()) != 4 {
+		t.Errorf("failing: %s %q %+v", got.Status(), got.FailureReason(), got.History())
+	}
+
+	// The same batch redelivered does nothing.
+	changes, err = repo.ApplyEvents(ctx, "order.mixed", batch)
+	if err != nil || len(changes) != 0 {
+		t.Fatalf("redelivery: %v %v", changes, err)
+	}
+	got, _ = repo.Get(ctx, happy.ID())
+	if len(got.History()) != 3 {
+		t.Errorf("redelivery wrote history: %+v", got.History())
+	}
+}
+
+func TestApplyEventsUnknownOrder(t *testing.T) {
+	t.Parallel()
+	repo, pool := newRepo(t)
+	ctx := context.Background()
+	o := create(t, repo, uuid.NewString(), "")
+	_, err := repo.ApplyEvents(ctx, "order.payment-approved", []order.Event{
+		event(o.ID(), order.PaymentApproved),
+		event(uuid.NewString(), order.PaymentApproved),
+	})
+	if !errors.Is(err, order.ErrNotFound) {
+		t.Fatalf("err = %v, want ErrNotFound", err)
+	}
+	// Nothing of the batch took effect.
+	if n := count(t, pool, `SELECT count(*) FROM idempotency_keys`); n != 0 {
+		t.Errorf("%d events claimed", n)
+	}
+	if got, _ := repo.Get(ctx, o.ID()); got.Status() != order.StatusPending {
+		t.Errorf("status %s", got.Status())
+	}
+}
+
+func TestCountByStatus(t *testing.T) {
+	t.Parallel()
+	repo, _ := newRepo(t)
+	ctx := context.Background()
+	a := create(t, repo, uuid.NewString(), "")
+	create(t, repo, uuid.NewString(), "")
+	if _, err := repo.ApplyEvents(ctx, "q", []order.Event{event(a.ID(), order.PaymentFailed)}); err != nil {
+		t.Fatal(err)
+	}
+	counts, err := repo.CountByStatus(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if counts[order.StatusPending] != 1 || counts[order.StatusPaymentFailed] != 1 || len(counts) != 2 {
+		t.Errorf("counts %v", counts)
+	}
+}
+
+func TestStatusFeed(t *testing.T) {
+	t.Parallel()
+	repo, pool := newRepo(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	feed := postgres.NewStatusFeed(pool, testenv.Logger(t))
+	o := create(t, repo, uuid.NewString(), "")
+	other := create(t, repo, uuid.NewString(), "")
+	ch, unsubscribe := feed.Subscribe(o.ID())
+	defer unsubscribe()
+	otherCh, unsubscribeOther := feed.Subscribe(other.ID())
+	defer unsubscribeOther()
+
+	done := make(chan error, 1)
+	go func() { done <- feed.Run(ctx) }()
+	// Every subscriber is woken once the listener is connected.
+	for _, c := range []<-chan struct{}{ch, otherCh} {
+		select {
+		case <-c:
+		case <-time.After(5 * time.Second):
+			t.Fatal("no wake-up on connect")
+		}
+	}
+
+	if _, err := repo.ApplyEvents(ctx, "q", []order.Event{event(o.ID(), order.PaymentApproved)}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-ch:
+	case <-time.After(5 * time.Second):
+		t.Fatal("no notification")
+	}
+	select {
+	case <-otherCh:
+		t.Error("another order's watcher was woken")
+	case <-time.After(200 * time.Millisecond):
+	}
+
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := <-ch; ok {
+		t.Error("subscription not closed when the feed stopped")
+	}
+}
