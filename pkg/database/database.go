@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/cenkalti/backoff/v5"
@@ -32,6 +33,11 @@ func Open(ctx context.Context, url string, log *slog.Logger, migrations ...Migra
 	cfg, err := pgxpool.ParseConfig(url)
 	if err != nil {
 		return nil, fmt.Errorf("parse database url: %w", err)
+	}
+	if !strings.Contains(url, "pool_max_conns") {
+		// pgxpool sizes by CPU count (4 here), too few for a service's consumers, relay,
+		// listeners and API at once. pool_max_conns in the URL overrides this.
+		cfg.MaxConns = 16
 	}
 	b := backoff.NewExponentialBackOff()
 	b.MaxInterval = 5 * time.Second

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"golang.org/x/sync/errgroup"
 
@@ -70,6 +71,7 @@ func run(ctx context.Context, log *slog.Logger) error {
 		g.Go(func() error { return conn.Consume(ctx, sub.Queue(), consumers[i], broker.ConsumerOptions{}) })
 	}
 	g.Go(func() error { return outbox.NewRelay(pool, conn, log).Run(ctx) })
+	g.Go(func() error { return conn.WatchDeadLetters(ctx, broker.SubscriptionsOf("inventory"), 15*time.Second) })
 	g.Go(func() error { return server.ServeGRPC(ctx, log, grpcAddr, grpcapi.NewGRPCServer(repo, log)) })
 	ops := server.Ops(map[string]server.Check{
 		"database": pool.Ping,

@@ -97,6 +97,7 @@ func run(ctx context.Context, log *slog.Logger) error {
 		g.Go(func() error { return conn.Consume(gctx, sub.Queue(), h, broker.ConsumerOptions{}) })
 	}
 	g.Go(func() error { return outbox.NewRelay(pool, conn, log).Run(gctx) })
+	g.Go(func() error { return conn.WatchDeadLetters(gctx, broker.SubscriptionsOf("order"), 15*time.Second) })
 	g.Go(func() error { return feed.Run(gctx) })
 	g.Go(func() error { return server.ServeGRPC(gctx, log, grpcAddr, grpcServer) })
 	g.Go(func() error { return server.ServeHTTP(gctx, log, "rest", httpAddr, gateway) })

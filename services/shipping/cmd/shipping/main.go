@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"golang.org/x/sync/errgroup"
 
@@ -87,6 +88,7 @@ func run(ctx context.Context, log *slog.Logger) error {
 		})
 	}
 	g.Go(func() error { return outbox.NewRelay(pool, conn, log).Run(ctx) })
+	g.Go(func() error { return conn.WatchDeadLetters(ctx, broker.SubscriptionsOf("shipping"), 15*time.Second) })
 	ops := server.Ops(map[string]server.Check{
 		"database": pool.Ping,
 		"broker": func(context.Context) error {
