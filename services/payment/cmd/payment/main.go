@@ -19,6 +19,7 @@ import (
 	"github.com/ordersaga/ordersaga/pkg/config"
 	"github.com/ordersaga/ordersaga/pkg/database"
 	"github.com/ordersaga/ordersaga/pkg/inbox"
+	"github.com/ordersaga/ordersaga/pkg/money"
 	"github.com/ordersaga/ordersaga/pkg/outbox"
 	"github.com/ordersaga/ordersaga/pkg/server"
 	"github.com/ordersaga/ordersaga/services/payment/internal/eventhandler"
@@ -42,7 +43,7 @@ func run(ctx context.Context, log *slog.Logger) error {
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 
-	limit, err := payment.ParseAmount(config.String("PAYMENT_AMOUNT_LIMIT", "10000.00"))
+	limit, err := money.Parse(config.String("PAYMENT_AMOUNT_LIMIT", "10000.00"))
 	if err != nil {
 		return fmt.Errorf("PAYMENT_AMOUNT_LIMIT: %w", err)
 	}

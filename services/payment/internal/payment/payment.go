@@ -5,6 +5,8 @@ package payment
 import (
 	"errors"
 	"fmt"
+
+	"github.com/ordersaga/ordersaga/pkg/money"
 )
 
 // Status is where a payment stands.
@@ -27,7 +29,6 @@ const (
 // Domain errors.
 var (
 	ErrInvalidPayment = errors.New("invalid payment")
-	ErrInvalidAmount  = errors.New("invalid amount")
 	ErrInvalidGateway = errors.New("invalid gateway settings")
 	ErrNotReversible  = errors.New("payment is not approved")
 )
@@ -47,7 +48,7 @@ func Decide(method string, amountMinor, limitMinor int64, declineRate float64, r
 	case method != MethodCreditCard && method != MethodDebitCard:
 		return Decision{Reason: fmt.Sprintf("unsupported payment method %q", method)}
 	case amountMinor > limitMinor:
-		return Decision{Reason: fmt.Sprintf("amount %s exceeds limit %s", FormatAmount(amountMinor), FormatAmount(limitMinor))}
+		return Decision{Reason: fmt.Sprintf("amount %s exceeds limit %s", money.Format(amountMinor), money.Format(limitMinor))}
 	case declineRate > 0 && random() < declineRate:
 		return Decision{Reason: "declined by issuer"}
 	}

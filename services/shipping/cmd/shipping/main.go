@@ -18,6 +18,7 @@ import (
 	"github.com/ordersaga/ordersaga/pkg/config"
 	"github.com/ordersaga/ordersaga/pkg/database"
 	"github.com/ordersaga/ordersaga/pkg/inbox"
+	"github.com/ordersaga/ordersaga/pkg/money"
 	"github.com/ordersaga/ordersaga/pkg/outbox"
 	"github.com/ordersaga/ordersaga/pkg/server"
 	"github.com/ordersaga/ordersaga/services/shipping/internal/eventhandler"
@@ -41,7 +42,7 @@ func run(ctx context.Context, log *slog.Logger) error {
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 
-	baseFreight, err := shipping.ParseAmount(config.String("SHIPPING_BASE_FREIGHT", "10.00"))
+	baseFreight, err := money.Parse(config.String("SHIPPING_BASE_FREIGHT", "10.00"))
 	if err != nil {
 		return fmt.Errorf("SHIPPING_BASE_FREIGHT: %w", err)
 	}

@@ -36,7 +36,6 @@ const (
 var (
 	ErrInvalidShipment = errors.New("invalid shipment")
 	ErrInvalidCarrier  = errors.New("invalid carrier settings")
-	ErrInvalidAmount   = errors.New("invalid amount")
 )
 
 // Freight is what shipping units items costs, in minor units.

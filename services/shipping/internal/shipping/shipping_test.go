@@ -185,29 +185,3 @@ func TestSchedule(t *testing.T) {
 		})
 	}
 }
-
-func TestParseAmount(t *testing.T) {
-	t.Parallel()
-	tests := []struct {
-		in      string
-		want    int64
-		wantErr bool
-	}{
-		{"10.00", 1000, false},
-		{"10", 1000, false},
-		{"1.5", 150, false},
-		{"", 0, true},
-		{"-1", 0, true},
-		{"1.234", 0, true},
-		{"ten", 0, true},
-	}
-	for _, tt := range tests {
-		got, err := shipping.ParseAmount(tt.in)
-		if (err != nil) != tt.wantErr || got != tt.want {
-			t.Errorf("ParseAmount(%q) = %d, %v; want %d, error %v", tt.in, got, err, tt.want, tt.wantErr)
-		}
-		if err != nil && !errors.Is(err, shipping.ErrInvalidAmount) {
-			t.Errorf("error %v is not ErrInvalidAmount", err)
-		}
-	}
-}
