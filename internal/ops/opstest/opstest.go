@@ -187,4 +187,3 @@ func (w *World) Consistent() (confirmed string) {
 	w.Shipment(o, "FAILED")
 	return confirmed
 }
-
