@@ -1,0 +1,70 @@
+package stack
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+)
+
+var (
+	buildOnce sync.Once
+	buildDir  string
+	buildErr  error
+)
+
+// binDir returns the directory holding the four service binaries: $ORDERSAGA_BIN_DIR when
+// set (make test builds bin/ first), else a temporary directory they are built into once per
+// process. RemoveBinaries deletes it.
+func binDir() (string, error) {
+	if d := os.Getenv("ORDERSAGA_BIN_DIR"); d != "" {
+		d, err := filepath.Abs(d)
+		if err != nil {
+			return "", err
+		}
+		for _, svc := range Services {
+			if _, err := os.Stat(filepath.Join(d, svc)); err != nil {
+				return "", fmt.Errorf("ORDERSAGA_BIN_DIR: %w", err)
+			}
+		}
+		return d, nil
+	}
+	buildOnce.Do(func() { buildDir, buildErr = build() })
+	return buildDir, buildErr
+}
+
+func build() (string, error) {
+	out, err := exec.Command("go", "env", "GOMOD").Output()
+	if err != nil {
+		return "", fmt.Errorf("go env GOMOD: %w", err)
+	}
+	gomod := strings.TrimSpace(string(out))
+	if gomod == "" || gomod == os.DevNull {
+		return "", fmt.Errorf("not inside the ordersaga module; set ORDERSAGA_BIN_DIR")
+	}
+	dir, err := os.MkdirTemp("", "ordersaga-bin-")
+	if err != nil {
+		return "", err
+	}
+	args := []string{"build", "-o", dir + string(filepath.Separator)}
+	for _, svc := range Services {
+		args = append(args, "./services/"+svc+"/cmd/"+svc)
+	}
+	cmd := exec.Command("go", args...)
+	cmd.Dir = filepath.Dir(gomod)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		os.RemoveAll(dir)
+		return "", fmt.Errorf("go build services: %w\n%s", err, out)
+	}
+	return dir, nil
+}
+
+// RemoveBinaries deletes the binaries built by this process, if any. Call it once every stack
+// is stopped, e.g. at the end of TestMain.
+func RemoveBinaries() {
+	if buildDir != "" {
+		os.RemoveAll(buildDir)
+	}
+}

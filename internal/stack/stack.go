@@ -1,0 +1,464 @@
+// Package stack runs the whole system — the four services as real processes on their own
+// databases and RabbitMQ virtual host — for end-to-end tests and the benchmark.
+package stack
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	inventoryv1 "github.com/ordersaga/ordersaga/gen/inventory/v1"
+	orderv1 "github.com/ordersaga/ordersaga/gen/order/v1"
+	"github.com/ordersaga/ordersaga/pkg/database"
+)
+
+// Services are the services a Stack runs.
+var Services = []string{"order", "payment", "inventory", "shipping"}
+
+// Bounds of the process lifecycle.
+const (
+	ReadyTimeout = 60 * time.Second // a process answers /readyz 200 within this
+	StopTimeout  = 20 * time.Second // Stop waits this long for a SIGTERMed process to exit
+	killAfter    = 15 * time.Second // cleanup SIGKILLs what SIGTERM has not ended by then
+)
+
+// Options configure a Stack.
+type Options struct {
+	Replicas int               // processes per service; 0 means 1
+	Env      map[string]string // extra environment for every process, overriding the stack's own
+	// DatabaseParams are added to the query of every service's database URL as the services
+	// see it, e.g. "pool_max_conns=16" (pgxpool settings), for tuning experiments.
+	DatabaseParams string
+}
+
+// Stack is a running system. The addresses are host:port of replica 0.
+type Stack struct {
+	AMQPURL       string
+	DatabaseURLs  map[string]string // service → database URL
+	OrderGRPC     string
+	OrderHTTP     string
+	InventoryGRPC string
+
+	logDir   string
+	procs    map[string][]*process
+	orderCC  *grpc.ClientConn
+	invCC    *grpc.ClientConn
+	order    orderv1.OrderServiceClient
+	inv      inventoryv1.InventoryServiceClient
+	mu       sync.Mutex // guards procs' running state across Kill/Stop/Restart
+	teardown []func() error
+	tb       testing.TB // set by Start: Restart fails the test through it
+}
+
+// PostgresURL is the server stacks create their databases on; TEST_POSTGRES_URL overrides it.
+func PostgresURL() string {
+	if v := os.Getenv("TEST_POSTGRES_URL"); v != "" {
+		return v
+	}
+	return "postgres://postgres@localhost:5432/postgres?sslmode=disable"
+}
+
+// AMQPURL is the broker stacks create their virtual hosts on; TEST_AMQP_URL overrides it.
+func AMQPURL() string {
+	if v := os.Getenv("TEST_AMQP_URL"); v != "" {
+		return v
+	}
+	return "amqp://guest:guest@localhost:5672/"
+}
+
+// Start runs a Stack for the test and removes everything at cleanup: processes first, then the
+// databases and the virtual host. On failure it logs the tail of every process log.
+func Start(t testing.TB, opts Options) *Stack {
+	t.Helper()
+	logDir := t.TempDir()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	s, stop, err := StartWith(ctx, opts, logDir)
+	if err != nil {
+		t.Fatalf("start stack: %v", err)
+	}
+	s.tb = t
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("service logs:\n%s", s.LogTails(40))
+		}
+		stop()
+	})
+	return s
+}
+
+// StartWith runs a Stack outside of a test: it creates the databases and the virtual host,
+// starts every process with its logs in logDir and waits until all are ready. The returned
+// function stops the processes and drops what was created; calling it again does nothing.
+func StartWith(ctx context.Context, opts Options, logDir string) (*Stack, func(), error) {
+	if opts.Replicas <= 0 {
+		opts.Replicas = 1
+	}
+	bin, err := binDir()
+	if err != nil {
+		return nil, nil, err
+	}
+	s := &Stack{DatabaseURLs: map[string]string{}, logDir: logDir, procs: map[string][]*process{}}
+	stop := func() {
+		for i := len(s.teardown) - 1; i >= 0; i-- {
+			if err := s.teardown[i](); err != nil {
+				fmt.Fprintf(os.Stderr, "stack teardown: %v\n", err)
+			}
+		}
+		s.teardown = nil
+	}
+	if err := s.start(ctx, bin, opts); err != nil {
+		stop()
+		return nil, nil, err
+	}
+	return s, stop, nil
+}
+
+// start creates and starts everything, registering each undo step in s.teardown as it goes.
+func (s *Stack) start(ctx context.Context, bin string, opts Options) error {
+	var err error
+	if s.AMQPURL, err = s.createVHost(); err != nil {
+		return err
+	}
+	for _, svc := range Services {
+		if s.DatabaseURLs[svc], err = s.createDatabase(ctx, svc); err != nil {
+			return err
+		}
+	}
+	if err := s.plan(bin, opts); err != nil {
+		return err
+	}
+	s.teardown = append(s.teardown, s.stopAll)
+	if err := s.startAll(ctx); err != nil {
+		return err
+	}
+	if s.orderCC, err = grpc.NewClient(s.OrderGRPC, grpc.WithTransportCredentials(insecure.NewCredentials())); err != nil {
+		return fmt.Errorf("order client: %w", err)
+	}
+	s.teardown = append(s.teardown, s.orderCC.Close)
+	if s.invCC, err = grpc.NewClient(s.InventoryGRPC, grpc.WithTransportCredentials(insecure.NewCredentials())); err != nil {
+		return fmt.Errorf("inventory client: %w", err)
+	}
+	s.teardown = append(s.teardown, s.invCC.Close)
+	s.order = orderv1.NewOrderServiceClient(s.orderCC)
+	s.inv = inventoryv1.NewInventoryServiceClient(s.invCC)
+	return nil
+}
+
+// OrderClient is a client of order-service replica 0.
+func (s *Stack) OrderClient() orderv1.OrderServiceClient { return s.order }
+
+// InventoryClient is a client of inventory-service replica 0.
+func (s *Stack) InventoryClient() inventoryv1.InventoryServiceClient { return s.inv }
+
+// OpsAddr is the host:port of a replica's ops server (/healthz, /readyz, /metrics).
+func (s *Stack) OpsAddr(svc string, replica int) string { return s.proc(svc, replica).opsAddr }
+
+// Addr is the host:port a replica serves name on: "grpc" (order, inventory), "http" (order) or "ops".
+func (s *Stack) Addr(svc string, replica int, name string) string {
+	return s.proc(svc, replica).addrs[name]
+}
+
+// Replicas is the number of processes each service runs.
+func (s *Stack) Replicas() int { return len(s.procs[Services[0]]) }
+
+// LogPath is the file a replica's stdout and stderr go to.
+func (s *Stack) LogPath(svc string, replica int) string { return s.proc(svc, replica).logPath }
+
+// Kill sends SIGKILL to a replica and waits until it is gone.
+func (s *Stack) Kill(svc string, replica int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.proc(svc, replica).kill()
+}
+
+// Stop sends SIGTERM to a replica and waits for it to exit, at most StopTimeout (then it is
+// killed). It returns an error unless the process exited with status 0 in time.
+func (s *Stack) Stop(svc string, replica int) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.proc(svc, replica).stop(StopTimeout)
+}
+
+// Restart starts a stopped or killed replica again with the same configuration and waits
+// until it is ready. A running replica is stopped first. On failure it fails the test of a
+// Stack made by Start, and panics for one made by StartWith (use RestartContext there).
+func (s *Stack) Restart(svc string, replica int) {
+	if err := s.RestartContext(context.Background(), svc, replica); err != nil {
+		if s.tb != nil {
+			s.tb.Helper()
+			s.tb.Fatalf("restart %s-%d: %v", svc, replica, err)
+		}
+		panic(err)
+	}
+}
+
+// RestartContext is Restart returning its error.
+func (s *Stack) RestartContext(ctx context.Context, svc string, replica int) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	p := s.proc(svc, replica)
+	if p.running() {
+		_ = p.stop(StopTimeout)
+	}
+	if err := p.start(); err != nil {
+		return err
+	}
+	return p.waitReady(ctx, ReadyTimeout)
+}
+
+// LogTails returns the last n lines of every process log, headed by the process name.
+func (s *Stack) LogTails(n int) string {
+	var b strings.Builder
+	for _, svc := range Services {
+		for _, p := range s.procs[svc] {
+			fmt.Fprintf(&b, "==== %s (%s) ====\n%s\n", p.name, p.logPath, tail(p.logPath, n))
+		}
+	}
+	return b.String()
+}
+
+func (s *Stack) proc(svc string, replica int) *process {
+	ps, ok := s.procs[svc]
+	if !ok || replica < 0 || replica >= len(ps) {
+		panic(fmt.Sprintf("stack: no replica %d of %q", replica, svc))
+	}
+	return ps[replica]
+}
+
+// plan picks every port and builds each process's environment.
+func (s *Stack) plan(bin string, opts Options) error {
+	taken := map[string]bool{}
+	for _, svc := range Services {
+		for r := range opts.Replicas {
+			names := []string{"ops"}
+			switch svc {
+			case "order":
+				names = append(names, "grpc", "http")
+			case "inventory":
+				names = append(names, "grpc")
+			}
+			addrs := map[string]string{}
+			for _, n := range names {
+				a, err := freeAddr(taken)
+				if err != nil {
+					return err
+				}
+				addrs[n] = a
+			}
+			up := strings.ToUpper(svc)
+			env := map[string]string{
+				"AMQP_URL":           s.AMQPURL,
+				"LOG_LEVEL":          "info",
+				up + "_DATABASE_URL": withParams(s.DatabaseURLs[svc], opts.DatabaseParams),
+				up + "_OPS_ADDR":     addrs["ops"],
+				"GOTRACEBACK":        "all",
+			}
+			if a, ok := addrs["grpc"]; ok {
+				env[up+"_GRPC_ADDR"] = a
+			}
+			if a, ok := addrs["http"]; ok {
+				env[up+"_HTTP_ADDR"] = a
+			}
+			for k, v := range opts.Env {
+				env[k] = v
+			}
+			name := fmt.Sprintf("%s-%d", svc, r)
+			s.procs[svc] = append(s.procs[svc], &process{
+				name:    name,
+				bin:     filepath.Join(bin, svc),
+				env:     env,
+				opsAddr: addrs["ops"],
+				addrs:   addrs,
+				logPath: filepath.Join(s.logDir, name+".log"),
+			})
+		}
+	}
+	s.OrderGRPC = s.procs["order"][0].addrs["grpc"]
+	s.OrderHTTP = s.procs["order"][0].addrs["http"]
+	s.InventoryGRPC = s.procs["inventory"][0].addrs["grpc"]
+	return nil
+}
+
+// startAll starts every process at once (each migrates its own database, so they do not
+// depend on each other) and waits until all are ready.
+func (s *Stack) startAll(ctx context.Context) error {
+	var all []*process
+	for _, svc := range Services {
+		all = append(all, s.procs[svc]...)
+	}
+	for _, p := range all {
+		if err := p.start(); err != nil {
+			return err
+		}
+	}
+	errs := make([]error, len(all))
+	var wg sync.WaitGroup
+	for i, p := range all {
+		wg.Go(func() { errs[i] = p.waitReady(ctx, ReadyTimeout) })
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("%w\n%s", err, s.LogTails(20))
+	}
+	return nil
+}
+
+// stopAll SIGTERMs every running process at once and SIGKILLs those still running after
+// killAfter.
+func (s *Stack) stopAll() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, svc := range Services {
+		for _, p := range s.procs[svc] {
+			if p.running() {
+				wg.Go(func() { _ = p.stop(killAfter) })
+			}
+		}
+	}
+	wg.Wait()
+	return nil
+}
+
+func (s *Stack) createVHost() (string, error) {
+	u, err := url.Parse(AMQPURL())
+	if err != nil {
+		return "", fmt.Errorf("parse amqp url: %w", err)
+	}
+	name := randomName("stack")
+	if err := rabbitmqctl("add_vhost", name); err != nil {
+		return "", err
+	}
+	s.teardown = append(s.teardown, func() error { return rabbitmqctl("delete_vhost", name) })
+	if err := rabbitmqctl("set_permissions", "-p", name, u.User.Username(), ".*", ".*", ".*"); err != nil {
+		return "", err
+	}
+	u.Path = "/" + name
+	return u.String(), nil
+}
+
+func (s *Stack) createDatabase(ctx context.Context, svc string) (string, error) {
+	u, err := url.Parse(PostgresURL())
+	if err != nil {
+		return "", fmt.Errorf("parse postgres url: %w", err)
+	}
+	name := randomName("test_stack_" + svc)
+	u.Path = "/" + name
+	cfg, err := pgx.ParseConfig(u.String())
+	if err != nil {
+		return "", fmt.Errorf("parse database url: %w", err)
+	}
+	if err := database.Create(ctx, cfg); err != nil {
+		return "", err
+	}
+	s.teardown = append(s.teardown, func() error { return dropDatabase(name) })
+	return u.String(), nil
+}
+
+// withParams adds the query parameters params ("a=1&b=2") to the URL u.
+func withParams(u, params string) string {
+	if params == "" {
+		return u
+	}
+	if strings.Contains(u, "?") {
+		return u + "&" + params
+	}
+	return u + "?" + params
+}
+
+// dropDatabase drops a database, retrying for a while: the server may be restarting (fault
+// tests restart it), and a database left behind would outlive the run.
+func dropDatabase(name string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	var err error
+	for ctx.Err() == nil {
+		var conn *pgx.Conn
+		if conn, err = pgx.Connect(ctx, PostgresURL()); err == nil {
+			_, err = conn.Exec(ctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{name}.Sanitize()+" WITH (FORCE)")
+			conn.Close(ctx)
+			if err == nil {
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(time.Second):
+		}
+	}
+	return fmt.Errorf("drop database %s: %w", name, err)
+}
+
+// rabbitmqctl runs rabbitmqctl, retrying: each call starts an Erlang node on one of a handful
+// of distribution ports, so calls made in parallel by other tests fail now and then. A retry
+// that finds its work already done (the vhost exists, or is gone) succeeds.
+func rabbitmqctl(args ...string) error {
+	var err error
+	var out []byte
+	for try := range 10 {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		out, err = exec.CommandContext(ctx, "rabbitmqctl", append([]string{"-q"}, args...)...).CombinedOutput()
+		cancel()
+		if err == nil {
+			return nil
+		}
+		if try > 0 && (strings.Contains(string(out), "already_exists") || strings.Contains(string(out), "no_such_vhost")) {
+			return nil
+		}
+		time.Sleep(time.Duration(try+1) * 300 * time.Millisecond)
+	}
+	return fmt.Errorf("rabbitmqctl %s: %w\n%s", strings.Join(args, " "), err, out)
+}
+
+func randomName(prefix string) string {
+	b := make([]byte, 6)
+	rand.Read(b)
+	return prefix + "_" + hex.EncodeToString(b)
+}
+
+// freeAddr returns a 127.0.0.1 address whose port was free a moment ago and is not in taken
+// (the kernel may hand out a just-closed port again), and adds it to taken.
+func freeAddr(taken map[string]bool) (string, error) {
+	for range 100 {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return "", fmt.Errorf("pick a free port: %w", err)
+		}
+		a := l.Addr().String()
+		l.Close()
+		if !taken[a] {
+			taken[a] = true
+			return a, nil
+		}
+	}
+	return "", errors.New("pick a free port: none left")
+}
+
+// tail returns the last n lines of the file at path.
+func tail(path string, n int) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err.Error()
+	}
+	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}

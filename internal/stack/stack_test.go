@@ -1,0 +1,143 @@
+package stack
+
+import (
+	"context"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	inventoryv1 "github.com/ordersaga/ordersaga/gen/inventory/v1"
+	orderv1 "github.com/ordersaga/ordersaga/gen/order/v1"
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	RemoveBinaries()
+	os.Exit(code)
+}
+
+func get(addr, path string) (int, error) {
+	resp, err := (&http.Client{Timeout: 5 * time.Second}).Get("http://" + addr + path)
+	if err != nil {
+		return 0, err
+	}
+	resp.Body.Close()
+	return resp.StatusCode, nil
+}
+
+func TestStack(t *testing.T) {
+	var dbURLs map[string]string
+	var amqpURL string
+
+	t.Run("run", func(t *testing.T) {
+		s := Start(t, Options{Replicas: 2})
+		dbURLs, amqpURL = s.DatabaseURLs, s.AMQPURL
+
+		seen := map[string]string{}
+		for _, svc := range Services {
+			for r := range s.Replicas() {
+				for _, name := range []string{"ops", "grpc", "http"} {
+					a := s.Addr(svc, r, name)
+					if a == "" {
+						continue
+					}
+					if other, ok := seen[a]; ok {
+						t.Errorf("%s-%d %s and %s share %s", svc, r, name, other, a)
+					}
+					seen[a] = svc + " " + name
+				}
+				if code, err := get(s.OpsAddr(svc, r), "/readyz"); err != nil || code != http.StatusOK {
+					t.Errorf("%s-%d /readyz: %d %v", svc, r, code, err)
+				}
+			}
+		}
+
+		ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+		defer cancel()
+		product := uuid.NewString()
+		if _, err := s.InventoryClient().SetStock(ctx, &inventoryv1.SetStockRequest{ProductId: product, Quantity: 3}); err != nil {
+			t.Fatalf("SetStock: %v", err)
+		}
+		_, err := s.OrderClient().GetOrder(ctx, &orderv1.GetOrderRequest{OrderId: uuid.NewString()})
+		if status.Code(err) != codes.NotFound {
+			t.Errorf("GetOrder of an unknown order: %v, want NotFound", err)
+		}
+
+		s.Kill("payment", 1)
+		if _, err := get(s.OpsAddr("payment", 1), "/healthz"); err == nil {
+			t.Error("payment-1 answers after Kill")
+		}
+		s.Restart("payment", 1)
+		if code, err := get(s.OpsAddr("payment", 1), "/readyz"); err != nil || code != http.StatusOK {
+			t.Errorf("payment-1 /readyz after Restart: %d %v", code, err)
+		}
+
+		if err := s.Stop("inventory", 1); err != nil {
+			t.Errorf("Stop inventory-1: %v", err)
+		}
+		if err := s.Stop("inventory", 1); err == nil {
+			t.Error("Stop of a stopped process reported success")
+		}
+		s.Restart("inventory", 1)
+
+		// Replica 0 of order was never touched; replica 1 is a working order-service too.
+		resp, err := s.OrderClient().CreateOrder(ctx, &orderv1.CreateOrderRequest{
+			CustomerId:    uuid.NewString(),
+			PaymentMethod: "credit_card",
+			Items:         []*orderv1.LineItem{{ProductId: product, Quantity: 1, UnitPrice: "1.00"}},
+		})
+		if err != nil {
+			t.Fatalf("CreateOrder: %v", err)
+		}
+		if code, err := get(s.Addr("order", 1, "http"), "/v1/orders/"+resp.GetOrder().GetOrderId()); err != nil || code != http.StatusOK {
+			t.Errorf("GET order on order-1: %d %v", code, err)
+		}
+
+		b, err := os.ReadFile(s.LogPath("payment", 1))
+		if err != nil || strings.Count(string(b), "---- stack: starting payment-1") != 2 {
+			t.Errorf("payment-1 log does not show two starts: %v", err)
+		}
+	})
+
+	// Everything the stack created is gone once its test ended.
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, PostgresURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	for svc, u := range dbURLs {
+		cfg, err := pgx.ParseConfig(u)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var exists bool
+		if err := conn.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)", cfg.Database).Scan(&exists); err != nil {
+			t.Fatal(err)
+		}
+		if exists {
+			t.Errorf("database of %s (%s) left behind", svc, cfg.Database)
+		}
+	}
+	u, err := url.Parse(amqpURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command("rabbitmqctl", "-q", "list_vhosts").CombinedOutput()
+	if err != nil {
+		t.Fatalf("list_vhosts: %v %s", err, out)
+	}
+	if vhost := strings.TrimPrefix(u.Path, "/"); vhost == "" || strings.Contains(string(out), vhost) {
+		t.Errorf("vhost %q left behind", vhost)
+	}
+}
