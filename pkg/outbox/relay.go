@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
+	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/ordersaga/ordersaga/pkg/broker"
 )
@@ -26,29 +27,52 @@ var (
 	})
 )
 
-// Relay publishes the outbox. It wakes on every commit that adds events (LISTEN/NOTIFY) and
-// polls as a safety net. Several replicas can run at once: each takes rows the others have not
+// Relay publishes the outbox. The code that commits events wakes it at once (Wake, WakeAfter),
+// and it polls as a safety net for rows that no wake-up announced: those of a replica that
+// crashed after its commit, or of a failed publish. Several replicas can run at once: each takes rows the others have not
 // locked. A row is deleted only once the broker confirmed it and routed it to a queue; anything
 // else is published again, and consumers' inboxes absorb the repeats.
 type Relay struct {
 	pool *pgxpool.Pool
 	pub  *broker.Publisher
 	log  *slog.Logger
+	wake chan struct{}
 
 	BatchSize    int           // rows per transaction (default 256)
-	PollInterval time.Duration // safety-net poll (default 1s)
+	PollInterval time.Duration // safety-net poll (default 500ms)
 }
 
 // NewRelay returns a relay publishing pool's outbox on conn.
 func NewRelay(pool *pgxpool.Pool, conn *broker.Conn, log *slog.Logger) *Relay {
-	return &Relay{pool: pool, pub: broker.NewPublisher(conn), log: log, BatchSize: 256, PollInterval: time.Second}
+	return &Relay{pool: pool, pub: broker.NewPublisher(conn), log: log, wake: make(chan struct{}, 1),
+		BatchSize: 256, PollInterval: 500 * time.Millisecond}
+}
+
+// Wake tells the relay that events were committed. Call it after the commit. It never blocks.
+//
+// An in-process signal rather than NOTIFY: PostgreSQL serializes the commits of every
+// transaction that notifies, server-wide, which would cap the whole saga's throughput.
+func (r *Relay) Wake() {
+	select {
+	case r.wake <- struct{}{}:
+	default:
+	}
+}
+
+// WakeAfter returns h, waking the relay after every batch that h committed.
+func (r *Relay) WakeAfter(h broker.Handler) broker.Handler {
+	return func(ctx context.Context, batch []amqp.Delivery) error {
+		err := h(ctx, batch)
+		if err == nil {
+			r.Wake()
+		}
+		return err
+	}
 }
 
 // Run publishes until ctx ends, then makes a last, bounded attempt to flush.
 func (r *Relay) Run(ctx context.Context) error {
 	defer r.pub.Close()
-	wake := make(chan struct{}, 1)
-	go r.listen(ctx, wake)
 	poll := time.NewTicker(r.PollInterval)
 	defer poll.Stop()
 	b := backoff.NewExponentialBackOff()
@@ -73,7 +97,7 @@ func (r *Relay) Run(ctx context.Context) error {
 			}
 			cancel()
 			return nil
-		case <-wake:
+		case <-r.wake:
 		case <-poll.C:
 			r.measure(ctx)
 		}
@@ -140,50 +164,6 @@ func (r *Relay) flush(ctx context.Context) (int, error) {
 		}
 	}
 	return len(batch), pubErr
-}
-
-// listen turns NOTIFY outbox into wake-ups, reconnecting when the connection drops.
-func (r *Relay) listen(ctx context.Context, wake chan<- struct{}) {
-	for ctx.Err() == nil {
-		err := r.listenOnce(ctx, wake)
-		if ctx.Err() != nil {
-			return
-		}
-		r.log.WarnContext(ctx, "outbox listener lost, reconnecting", "err", err)
-		select {
-		case <-time.After(time.Second):
-		case <-ctx.Done():
-		}
-	}
-}
-
-func (r *Relay) listenOnce(ctx context.Context, wake chan<- struct{}) error {
-	conn, err := r.pool.Acquire(ctx)
-	if err != nil {
-		return err
-	}
-	defer func() {
-		// A connection left in LISTEN state must not go back to the pool.
-		conn.Conn().Close(context.Background())
-		conn.Release()
-	}()
-	if _, err := conn.Exec(ctx, "LISTEN outbox"); err != nil {
-		return err
-	}
-	// Events committed before LISTEN took effect are picked up by this wake-up.
-	select {
-	case wake <- struct{}{}:
-	default:
-	}
-	for {
-		if _, err := conn.Conn().WaitForNotification(ctx); err != nil {
-			return err
-		}
-		select {
-		case wake <- struct{}{}:
-		default:
-		}
-	}
 }
 
 func (r *Relay) measure(ctx context.Context) {

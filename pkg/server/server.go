@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"strings"
 	"time"
 
@@ -23,7 +24,7 @@ const ShutdownTimeout = 10 * time.Second
 type Check func(ctx context.Context) error
 
 // Ops returns the operations handler: /healthz (the process is alive), /readyz (every check
-// passes: database and broker reachable) and /metrics (Prometheus).
+// passes: database and broker reachable), /metrics (Prometheus) and /debug/pprof/.
 func Ops(checks map[string]Check) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
@@ -46,6 +47,10 @@ func Ops(checks map[string]Check) http.Handler {
 		fmt.Fprintln(w, "ok")
 	})
 	mux.Handle("GET /metrics", promhttp.Handler())
+	// Profiles, for measuring before tuning; the ops port is not meant to face the internet.
+	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
 	return mux
 }
 

@@ -66,11 +66,14 @@ func run(ctx context.Context, log *slog.Logger) error {
 		}
 	}
 
+	relay := outbox.NewRelay(pool, conn, log)
 	g, ctx := errgroup.WithContext(ctx)
 	for i, sub := range subs {
-		g.Go(func() error { return conn.Consume(ctx, sub.Queue(), consumers[i], broker.ConsumerOptions{}) })
+		g.Go(func() error {
+			return conn.Consume(ctx, sub.Queue(), relay.WakeAfter(consumers[i]), broker.ConsumerOptions{})
+		})
 	}
-	g.Go(func() error { return outbox.NewRelay(pool, conn, log).Run(ctx) })
+	g.Go(func() error { return relay.Run(ctx) })
 	g.Go(func() error { return conn.WatchDeadLetters(ctx, broker.SubscriptionsOf("inventory"), 15*time.Second) })
 	g.Go(func() error { return server.ServeGRPC(ctx, log, grpcAddr, grpcapi.NewGRPCServer(repo, log)) })
 	ops := server.Ops(map[string]server.Check{

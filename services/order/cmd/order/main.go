@@ -62,7 +62,9 @@ func run(ctx context.Context, log *slog.Logger) error {
 	}
 	defer conn.Close()
 
+	relay := outbox.NewRelay(pool, conn, log)
 	repo := postgres.NewRepository(pool)
+	repo.AfterOutboxCommit(relay.Wake)
 	feed := postgres.NewStatusFeed(pool, log)
 	handlers := eventhandler.New(repo, log)
 
@@ -94,9 +96,9 @@ func run(ctx context.Context, log *slog.Logger) error {
 		if err != nil {
 			return err
 		}
-		g.Go(func() error { return conn.Consume(gctx, sub.Queue(), h, broker.ConsumerOptions{}) })
+		g.Go(func() error { return conn.Consume(gctx, sub.Queue(), relay.WakeAfter(h), broker.ConsumerOptions{}) })
 	}
-	g.Go(func() error { return outbox.NewRelay(pool, conn, log).Run(gctx) })
+	g.Go(func() error { return relay.Run(gctx) })
 	g.Go(func() error { return conn.WatchDeadLetters(gctx, broker.SubscriptionsOf("order"), 15*time.Second) })
 	g.Go(func() error { return feed.Run(gctx) })
 	g.Go(func() error { return server.ServeGRPC(gctx, log, grpcAddr, grpcServer) })

@@ -42,13 +42,13 @@ type Server struct {
 	log  *slog.Logger
 
 	// PollInterval is how often a watched order is re-read even without a signal: a safety net
-	// for a lost notification (default 2s).
+	// for a lost notification (default 10s; the feed also wakes every watcher after it reconnects).
 	PollInterval time.Duration
 }
 
 // NewServer returns the service on repo; feed drives WatchOrder.
 func NewServer(repo Repository, feed Feed, log *slog.Logger) *Server {
-	return &Server{repo: repo, feed: feed, log: log, PollInterval: 2 * time.Second}
+	return &Server{repo: repo, feed: feed, log: log, PollInterval: 10 * time.Second}
 }
 
 // CreateOrder validates and stores an order, which starts its saga. A repeated request_id

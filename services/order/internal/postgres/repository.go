@@ -42,13 +42,18 @@ const StatusChannel = "order_status"
 
 // Repository stores orders.
 type Repository struct {
-	pool *pgxpool.Pool
+	pool        *pgxpool.Pool
+	afterOutbox func()
 }
 
 // NewRepository returns a repository on pool.
 func NewRepository(pool *pgxpool.Pool) *Repository {
-	return &Repository{pool: pool}
+	return &Repository{pool: pool, afterOutbox: func() {}}
 }
+
+// AfterOutboxCommit sets f to be called after each commit that added events to the outbox:
+// the outbox relay's Wake.
+func (r *Repository) AfterOutboxCommit(f func()) { r.afterOutbox = f }
 
 // Create stores a new order, its first history entry and its order.created event in one
 // transaction, and reports created = true. When an order with the same request id exists, it
@@ -123,6 +128,7 @@ func (r *Repository) Create(ctx context.Context, o *order.Order) (*order.Order, 
 	if err := tx.Commit(ctx); err != nil {
 		return nil, false, fmt.Errorf("commit: %w", err)
 	}
+	r.afterOutbox()
 	return o, true, nil
 }
 

@@ -83,13 +83,14 @@ func run(ctx context.Context, log *slog.Logger) error {
 			return fmt.Errorf("no handler for %s", sub.RoutingKey)
 		}
 	}
+	relay := outbox.NewRelay(pool, conn, log)
 	g, ctx := errgroup.WithContext(ctx)
 	for _, sub := range subs {
 		g.Go(func() error {
-			return conn.Consume(ctx, sub.Queue(), handlers[sub.RoutingKey], broker.ConsumerOptions{})
+			return conn.Consume(ctx, sub.Queue(), relay.WakeAfter(handlers[sub.RoutingKey]), broker.ConsumerOptions{})
 		})
 	}
-	g.Go(func() error { return outbox.NewRelay(pool, conn, log).Run(ctx) })
+	g.Go(func() error { return relay.Run(ctx) })
 	g.Go(func() error { return conn.WatchDeadLetters(ctx, broker.SubscriptionsOf("payment"), 15*time.Second) })
 	ops := server.Ops(map[string]server.Check{
 		"database": pool.Ping,
