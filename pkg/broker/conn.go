@@ -155,3 +155,11 @@ func (c *Conn) Channel(ctx context.Context) (*amqp.Channel, error) {
 		}
 	}
 }
+
+// Check reports whether the connection is up, as a readiness check.
+func (c *Conn) Check(context.Context) error {
+	if !c.Connected() {
+		return errors.New("not connected")
+	}
+	return nil
+}

@@ -4,7 +4,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -25,11 +24,7 @@ import (
 )
 
 func main() {
-	var level slog.Level
-	if err := level.UnmarshalText([]byte(config.String("LOG_LEVEL", "info"))); err != nil {
-		level = slog.LevelInfo
-	}
-	log := slog.New(slog.NewJSONHandler(os.Stdout, &slog.HandlerOptions{Level: level})).With("service", "inventory")
+	log := server.Logger("inventory")
 	if err := run(context.Background(), log); err != nil {
 		log.Error("inventory-service failed", "err", err)
 		os.Exit(1)
@@ -78,12 +73,7 @@ func run(ctx context.Context, log *slog.Logger) error {
 	g.Go(func() error { return server.ServeGRPC(ctx, log, grpcAddr, grpcapi.NewGRPCServer(repo, log)) })
 	ops := server.Ops(map[string]server.Check{
 		"database": pool.Ping,
-		"broker": func(context.Context) error {
-			if !conn.Connected() {
-				return errors.New("not connected")
-			}
-			return nil
-		},
+		"broker":   conn.Check,
 	})
 	g.Go(func() error { return server.ServeHTTP(ctx, log, "ops", opsAddr, ops) })
 	log.InfoContext(ctx, "inventory-service started")

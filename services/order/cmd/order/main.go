@@ -4,7 +4,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -82,12 +81,7 @@ func run(ctx context.Context, log *slog.Logger) error {
 	}
 	ops := server.Ops(map[string]server.Check{
 		"database": pool.Ping,
-		"broker": func(context.Context) error {
-			if !conn.Connected() {
-				return errors.New("not connected")
-			}
-			return nil
-		},
+		"broker":   conn.Check,
 	})
 
 	g, gctx := errgroup.WithContext(ctx)

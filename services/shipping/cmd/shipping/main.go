@@ -4,7 +4,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -27,11 +26,7 @@ import (
 )
 
 func main() {
-	var level slog.Level
-	if err := level.UnmarshalText([]byte(config.String("LOG_LEVEL", "info"))); err != nil {
-		level = slog.LevelInfo
-	}
-	log := slog.New(slog.NewJSONHandler(os.Stdout, &slog.HandlerOptions{Level: level})).With("service", "shipping")
+	log := server.Logger("shipping")
 	if err := run(context.Background(), log); err != nil {
 		log.Error("shipping-service failed", "err", err)
 		os.Exit(1)
@@ -93,12 +88,7 @@ func run(ctx context.Context, log *slog.Logger) error {
 	g.Go(func() error { return conn.WatchDeadLetters(ctx, broker.SubscriptionsOf("shipping"), 15*time.Second) })
 	ops := server.Ops(map[string]server.Check{
 		"database": pool.Ping,
-		"broker": func(context.Context) error {
-			if !conn.Connected() {
-				return errors.New("not connected")
-			}
-			return nil
-		},
+		"broker":   conn.Check,
 	})
 	g.Go(func() error { return server.ServeHTTP(ctx, log, "ops", opsAddr, ops) })
 	log.InfoContext(ctx, "shipping-service started")
