@@ -211,8 +211,13 @@ func Peek(ctx context.Context, conn Channeler, dlq string, n int) ([]DeadLetter,
 	if err != nil {
 		return nil, err
 	}
-	defer ch.Close()
 	var out []DeadLetter
+	defer func() {
+		// Closing the channel gives the messages back, but the queue counts them again only a
+		// moment later: wait for that, so that a replay or an audit right after sees them.
+		ch.Close()
+		waitDepth(ctx, conn, dlq, len(out))
+	}()
 	for len(out) < n {
 		if err := ctx.Err(); err != nil {
 			return nil, err
@@ -227,6 +232,23 @@ func Peek(ctx context.Context, conn Channeler, dlq string, n int) ([]DeadLetter,
 		out = append(out, Describe(d))
 	}
 	return out, nil
+}
+
+// waitDepth waits, for a few seconds at most, until queue holds at least n messages.
+func waitDepth(ctx context.Context, conn Channeler, queue string, n int) {
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) && ctx.Err() == nil {
+		ch, err := conn.Channel(ctx)
+		if err != nil {
+			return
+		}
+		q, err := ch.QueueDeclarePassive(queue, true, false, false, false, nil)
+		ch.Close()
+		if err != nil || q.Messages >= n {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 // Replay moves dead letters of dlq back to the queue they failed on and returns how many it

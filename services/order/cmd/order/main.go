@@ -65,6 +65,7 @@ func run(ctx context.Context, log *slog.Logger) error {
 	repo := postgres.NewRepository(pool)
 	repo.AfterOutboxCommit(relay.Wake)
 	feed := postgres.NewStatusFeed(pool, log)
+	repo.AfterStatusCommit(feed.Announce)
 	handlers := eventhandler.New(repo, log)
 
 	grpcMetrics := grpcprom.NewServerMetrics()

@@ -44,6 +44,7 @@ func start(t *testing.T, feed grpcapi.Feed, poll time.Duration) *env {
 	ctx, cancel := context.WithCancel(context.Background())
 	if feed == nil {
 		f := postgres.NewStatusFeed(pool, log)
+		repo.AfterStatusCommit(f.Announce)
 		done := make(chan struct{})
 		go func() { f.Run(ctx); close(done) }()
 		t.Cleanup(func() { cancel(); <-done })

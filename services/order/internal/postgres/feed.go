@@ -19,11 +19,45 @@ type StatusFeed struct {
 	mu      sync.Mutex
 	subs    map[string]map[chan struct{}]struct{}
 	stopped bool
+
+	pendingMu sync.Mutex
+	pending   []string      // changed orders not yet announced
+	announce  chan struct{} // signals pending
 }
 
 // NewStatusFeed returns a feed on pool's database; Run makes it live.
 func NewStatusFeed(pool *pgxpool.Pool, log *slog.Logger) *StatusFeed {
-	return &StatusFeed{pool: pool, log: log, subs: map[string]map[chan struct{}]struct{}{}}
+	return &StatusFeed{pool: pool, log: log, subs: map[string]map[chan struct{}]struct{}{}, announce: make(chan struct{}, 1)}
+}
+
+// Announce tells every replica's watchers that the orders ids changed. Call it after the commit
+// that changed them. It never blocks: the ids are sent by Run, many at a time, in a NOTIFY of
+// its own. A NOTIFY inside the data transaction would hold PostgreSQL's server-wide notify lock
+// through that commit and serialize every status change.
+func (f *StatusFeed) Announce(ids []string) {
+	f.pendingMu.Lock()
+	f.pending = append(f.pending, ids...)
+	f.pendingMu.Unlock()
+	signal(f.announce)
+}
+
+// announceLoop sends pending announcements until ctx ends. One that fails is dropped: watchers
+// re-read their order on a poll as well.
+func (f *StatusFeed) announceLoop(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-f.announce:
+		}
+		f.pendingMu.Lock()
+		ids := f.pending
+		f.pending = nil
+		f.pendingMu.Unlock()
+		if _, err := f.pool.Exec(ctx, `SELECT pg_notify($1, id) FROM unnest($2::text[]) AS id`, StatusChannel, ids); err != nil && ctx.Err() == nil {
+			f.log.WarnContext(ctx, "order status announcement lost", "err", err, "orders", len(ids))
+		}
+	}
 }
 
 // Subscribe returns a channel that receives a signal when order id may have changed, and a
@@ -58,6 +92,7 @@ func (f *StatusFeed) Subscribe(id string) (<-chan struct{}, func()) {
 // subscription.
 func (f *StatusFeed) Run(ctx context.Context) error {
 	defer f.stop()
+	go f.announceLoop(ctx)
 	for ctx.Err() == nil {
 		err := f.listen(ctx)
 		if ctx.Err() != nil {

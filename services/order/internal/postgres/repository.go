@@ -44,12 +44,17 @@ const StatusChannel = "order_status"
 type Repository struct {
 	pool        *pgxpool.Pool
 	afterOutbox func()
+	afterStatus func(orderIDs []string)
 }
 
 // NewRepository returns a repository on pool.
 func NewRepository(pool *pgxpool.Pool) *Repository {
-	return &Repository{pool: pool, afterOutbox: func() {}}
+	return &Repository{pool: pool, afterOutbox: func() {}, afterStatus: func([]string) {}}
 }
+
+// AfterStatusCommit sets f to be called with the orders whose status a commit changed: the
+// status feed's Announce.
+func (r *Repository) AfterStatusCommit(f func(orderIDs []string)) { r.afterStatus = f }
 
 // AfterOutboxCommit sets f to be called after each commit that added events to the outbox:
 // the outbox relay's Wake.
@@ -321,8 +326,8 @@ func decodeToken(token string) (time.Time, string, error) {
 
 // ApplyEvents applies a batch of saga events in one transaction: it claims the events in the
 // inbox of queue (repeats do nothing), locks the orders they name in id order, applies the
-// transition rules, and writes the orders that changed with their history. Watchers on every
-// replica learn of each change by NOTIFY on StatusChannel at commit. It returns the changes
+// transition rules, and writes the orders that changed with their history. After the commit it
+// hands the changed orders to AfterStatusCommit, which tells the watchers of every replica. It returns the changes
 // made. An event naming no stored order fails the batch with order.ErrNotFound: an order's
 // events only exist after its creation committed, so such an event is bogus.
 //
@@ -386,6 +391,13 @@ func (r *Repository) ApplyEvents(ctx context.Context, queue string, events []ord
 	if err := tx.Commit(ctx); err != nil {
 		return nil, fmt.Errorf("commit: %w", err)
 	}
+	if len(changes) > 0 {
+		changed := make([]string, len(changes))
+		for i, c := range changes {
+			changed[i] = c.Event.OrderID
+		}
+		r.afterStatus(changed)
+	}
 	return changes, nil
 }
 
@@ -444,7 +456,6 @@ func writeChanges(ctx context.Context, tx pgx.Tx, orders map[string]*order.Order
 		INSERT INTO order_status_history (order_id, status, reason, changed_at)
 		SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::timestamptz[])`,
 		hIDs, hStatuses, hReasons, hAt)
-	b.Queue(`SELECT pg_notify('`+StatusChannel+`', id) FROM unnest($1::text[]) AS id`, ids)
 	if err := tx.SendBatch(ctx, b).Close(); err != nil {
 		return fmt.Errorf("write order changes: %w", err)
 	}

@@ -375,6 +375,7 @@ func TestStatusFeed(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	feed := postgres.NewStatusFeed(pool, testenv.Logger(t))
+	repo.AfterStatusCommit(feed.Announce)
 	o := create(t, repo, uuid.NewString(), "")
 	other := create(t, repo, uuid.NewString(), "")
 	ch, unsubscribe := feed.Subscribe(o.ID())
