@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/ordersaga/ordersaga/internal/stack"
+	"github.com/ordersaga/ordersaga/pkg/testenv"
 )
 
 // TestFaultRabbitMQRestart stops the broker's application (every AMQP connection of every
@@ -66,7 +67,7 @@ func TestFaultPostgresRestart(t *testing.T) {
 		}
 		return nil
 	}
-	u, err := url.Parse(stack.PostgresURL())
+	u, err := url.Parse(testenv.PostgresURL())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,8 +12,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/ordersaga/ordersaga/internal/stack"
 	"github.com/ordersaga/ordersaga/pkg/database"
+	"github.com/ordersaga/ordersaga/pkg/testenv"
 )
 
 const (
@@ -33,7 +33,7 @@ type baseline struct {
 // of notifying transactions on one lock held through the WAL flush, across all databases.
 func postgresBaseline(ctx context.Context) (baseline, error) {
 	var res baseline
-	u, err := url.Parse(stack.PostgresURL())
+	u, err := url.Parse(testenv.PostgresURL())
 	if err != nil {
 		return res, err
 	}
@@ -48,7 +48,11 @@ func postgresBaseline(ctx context.Context) (baseline, error) {
 	if err := database.Create(ctx, cfg); err != nil {
 		return res, err
 	}
-	defer dropDatabase(name)
+	defer func() {
+		if err := testenv.DropDatabase(name); err != nil {
+			fmt.Println(err)
+		}
+	}()
 
 	setup, err := pgx.ConnectConfig(ctx, cfg)
 	if err != nil {
@@ -102,18 +106,4 @@ func commitRate(ctx context.Context, cfg *pgx.ConnConfig, stmt string) (float64,
 		return 0, err
 	}
 	return float64(commits.Load()) / time.Since(start).Seconds(), nil
-}
-
-func dropDatabase(name string) {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	conn, err := pgx.Connect(ctx, stack.PostgresURL())
-	if err != nil {
-		fmt.Printf("drop %s: %v\n", name, err)
-		return
-	}
-	defer conn.Close(ctx)
-	if _, err := conn.Exec(ctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{name}.Sanitize()+" WITH (FORCE)"); err != nil {
-		fmt.Printf("drop %s: %v\n", name, err)
-	}
 }

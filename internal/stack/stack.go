@@ -4,14 +4,11 @@ package stack
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -25,6 +22,7 @@ import (
 	inventoryv1 "github.com/ordersaga/ordersaga/gen/inventory/v1"
 	orderv1 "github.com/ordersaga/ordersaga/gen/order/v1"
 	"github.com/ordersaga/ordersaga/pkg/database"
+	"github.com/ordersaga/ordersaga/pkg/testenv"
 )
 
 // Services are the services a Stack runs.
@@ -63,22 +61,6 @@ type Stack struct {
 	mu       sync.Mutex // guards procs' running state across Kill/Stop/Restart
 	teardown []func() error
 	tb       testing.TB // set by Start: Restart fails the test through it
-}
-
-// PostgresURL is the server stacks create their databases on; TEST_POSTGRES_URL overrides it.
-func PostgresURL() string {
-	if v := os.Getenv("TEST_POSTGRES_URL"); v != "" {
-		return v
-	}
-	return "postgres://postgres@localhost:5432/postgres?sslmode=disable"
-}
-
-// AMQPURL is the broker stacks create their virtual hosts on; TEST_AMQP_URL overrides it.
-func AMQPURL() string {
-	if v := os.Getenv("TEST_AMQP_URL"); v != "" {
-		return v
-	}
-	return "amqp://guest:guest@localhost:5672/"
 }
 
 // Start runs a Stack for the test and removes everything at cleanup: processes first, then the
@@ -132,7 +114,7 @@ func StartWith(ctx context.Context, opts Options, logDir string) (*Stack, func()
 // start creates and starts everything, registering each undo step in s.teardown as it goes.
 func (s *Stack) start(ctx context.Context, bin string, opts Options) error {
 	var err error
-	if s.AMQPURL, err = s.createVHost(); err != nil {
+	if s.AMQPURL, err = s.createVHost(ctx); err != nil {
 		return err
 	}
 	for _, svc := range Services {
@@ -336,29 +318,21 @@ func (s *Stack) stopAll() error {
 	return nil
 }
 
-func (s *Stack) createVHost() (string, error) {
-	u, err := url.Parse(AMQPURL())
+func (s *Stack) createVHost(ctx context.Context) (string, error) {
+	amqpURL, drop, err := testenv.NewVHost(ctx, "stack")
 	if err != nil {
-		return "", fmt.Errorf("parse amqp url: %w", err)
-	}
-	name := randomName("stack")
-	if err := rabbitmqctl("add_vhost", name); err != nil {
 		return "", err
 	}
-	s.teardown = append(s.teardown, func() error { return rabbitmqctl("delete_vhost", name) })
-	if err := rabbitmqctl("set_permissions", "-p", name, u.User.Username(), ".*", ".*", ".*"); err != nil {
-		return "", err
-	}
-	u.Path = "/" + name
-	return u.String(), nil
+	s.teardown = append(s.teardown, drop)
+	return amqpURL, nil
 }
 
 func (s *Stack) createDatabase(ctx context.Context, svc string) (string, error) {
-	u, err := url.Parse(PostgresURL())
+	u, err := url.Parse(testenv.PostgresURL())
 	if err != nil {
 		return "", fmt.Errorf("parse postgres url: %w", err)
 	}
-	name := randomName("test_stack_" + svc)
+	name := testenv.Name("test_stack_" + svc)
 	u.Path = "/" + name
 	cfg, err := pgx.ParseConfig(u.String())
 	if err != nil {
@@ -367,7 +341,7 @@ func (s *Stack) createDatabase(ctx context.Context, svc string) (string, error) 
 	if err := database.Create(ctx, cfg); err != nil {
 		return "", err
 	}
-	s.teardown = append(s.teardown, func() error { return dropDatabase(name) })
+	s.teardown = append(s.teardown, func() error { return testenv.DropDatabase(name) })
 	return u.String(), nil
 }
 
@@ -380,56 +354,6 @@ func withParams(u, params string) string {
 		return u + "&" + params
 	}
 	return u + "?" + params
-}
-
-// dropDatabase drops a database, retrying for a while: the server may be restarting (fault
-// tests restart it), and a database left behind would outlive the run.
-func dropDatabase(name string) error {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	var err error
-	for ctx.Err() == nil {
-		var conn *pgx.Conn
-		if conn, err = pgx.Connect(ctx, PostgresURL()); err == nil {
-			_, err = conn.Exec(ctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{name}.Sanitize()+" WITH (FORCE)")
-			conn.Close(ctx)
-			if err == nil {
-				return nil
-			}
-		}
-		select {
-		case <-ctx.Done():
-		case <-time.After(time.Second):
-		}
-	}
-	return fmt.Errorf("drop database %s: %w", name, err)
-}
-
-// rabbitmqctl runs rabbitmqctl, retrying: each call starts an Erlang node on one of a handful
-// of distribution ports, so calls made in parallel by other tests fail now and then. A retry
-// that finds its work already done (the vhost exists, or is gone) succeeds.
-func rabbitmqctl(args ...string) error {
-	var err error
-	var out []byte
-	for try := range 10 {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		out, err = exec.CommandContext(ctx, "rabbitmqctl", append([]string{"-q"}, args...)...).CombinedOutput()
-		cancel()
-		if err == nil {
-			return nil
-		}
-		if try > 0 && (strings.Contains(string(out), "already_exists") || strings.Contains(string(out), "no_such_vhost")) {
-			return nil
-		}
-		time.Sleep(time.Duration(try+1) * 300 * time.Millisecond)
-	}
-	return fmt.Errorf("rabbitmqctl %s: %w\n%s", strings.Join(args, " "), err, out)
-}
-
-func randomName(prefix string) string {
-	b := make([]byte, 6)
-	rand.Read(b)
-	return prefix + "_" + hex.EncodeToString(b)
 }
 
 // freeAddr returns a 127.0.0.1 address whose port was free a moment ago and is not in taken

@@ -3,9 +3,7 @@ package stack
 import (
 	"context"
 	"net/http"
-	"net/url"
 	"os"
-	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -17,6 +15,7 @@ import (
 
 	inventoryv1 "github.com/ordersaga/ordersaga/gen/inventory/v1"
 	orderv1 "github.com/ordersaga/ordersaga/gen/order/v1"
+	"github.com/ordersaga/ordersaga/pkg/testenv"
 )
 
 func TestMain(m *testing.M) {
@@ -111,7 +110,7 @@ func TestStack(t *testing.T) {
 	// Everything the stack created is gone once its test ended.
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
-	conn, err := pgx.Connect(ctx, PostgresURL())
+	conn, err := pgx.Connect(ctx, testenv.PostgresURL())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -129,15 +128,11 @@ func TestStack(t *testing.T) {
 			t.Errorf("database of %s (%s) left behind", svc, cfg.Database)
 		}
 	}
-	u, err := url.Parse(amqpURL)
+	exists, err := testenv.VHostExists(ctx, amqpURL)
 	if err != nil {
 		t.Fatal(err)
 	}
-	out, err := exec.Command("rabbitmqctl", "-q", "list_vhosts").CombinedOutput()
-	if err != nil {
-		t.Fatalf("list_vhosts: %v %s", err, out)
-	}
-	if vhost := strings.TrimPrefix(u.Path, "/"); vhost == "" || strings.Contains(string(out), vhost) {
-		t.Errorf("vhost %q left behind", vhost)
+	if exists {
+		t.Errorf("vhost of %s left behind", amqpURL)
 	}
 }

@@ -22,6 +22,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/ordersaga/ordersaga/pkg/database"
 )
@@ -67,22 +68,35 @@ func DatabaseURL(t testing.TB, prefix string) string {
 	if err := database.Create(ctx, cfg); err != nil {
 		t.Fatalf("create test database: %v", err)
 	}
-	t.Cleanup(func() { dropDatabase(t, name) })
+	t.Cleanup(func() {
+		if err := DropDatabase(name); err != nil {
+			t.Error(err)
+		}
+	})
 	return u.String()
 }
 
-func dropDatabase(t testing.TB, name string) {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+// DropDatabase drops database name, retrying for up to a minute: the server may be restarting
+// (fault tests restart it), and a database left behind would outlive the run.
+func DropDatabase(name string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	conn, err := pgx.Connect(ctx, PostgresURL())
-	if err != nil {
-		t.Errorf("drop test database %s: %v", name, err)
-		return
+	var err error
+	for ctx.Err() == nil {
+		var conn *pgx.Conn
+		if conn, err = pgx.Connect(ctx, PostgresURL()); err == nil {
+			_, err = conn.Exec(ctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{name}.Sanitize()+" WITH (FORCE)")
+			conn.Close(ctx)
+			if err == nil {
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(time.Second):
+		}
 	}
-	defer conn.Close(ctx)
-	if _, err := conn.Exec(ctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{name}.Sanitize()+" WITH (FORCE)"); err != nil {
-		t.Errorf("drop test database %s: %v", name, err)
-	}
+	return fmt.Errorf("drop database %s: %w", name, err)
 }
 
 // Postgres creates a database, applies migrations and returns a pool on it. The pool is closed
@@ -179,6 +193,63 @@ func lockVHosts() (unlock func(), err error) {
 		syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
 		f.Close()
 	}, nil
+}
+
+// VHostExists reports whether the virtual host of amqpURL exists.
+func VHostExists(ctx context.Context, amqpURL string) (bool, error) {
+	u, err := url.Parse(amqpURL)
+	if err != nil {
+		return false, fmt.Errorf("parse amqp url: %w", err)
+	}
+	base, err := url.Parse(ManagementURL())
+	if err != nil {
+		return false, fmt.Errorf("parse management url: %w", err)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base.Scheme+"://"+base.Host+"/api/vhosts/"+url.PathEscape(strings.TrimPrefix(u.Path, "/")), nil)
+	if err != nil {
+		return false, err
+	}
+	pass, _ := base.User.Password()
+	req.SetBasicAuth(base.User.Username(), pass)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return false, err
+	}
+	resp.Body.Close()
+	switch resp.StatusCode {
+	case http.StatusOK:
+		return true, nil
+	case http.StatusNotFound:
+		return false, nil
+	}
+	return false, fmt.Errorf("rabbitmq management: %s", resp.Status)
+}
+
+// Listen binds a temporary queue to exchange for every routing key and returns its deliveries,
+// so that a test sees what a service publishes. The connection closes at cleanup.
+func Listen(t testing.TB, amqpURL, exchange string) <-chan amqp.Delivery {
+	t.Helper()
+	c, err := amqp.Dial(amqpURL)
+	if err != nil {
+		t.Fatalf("dial: %v", err)
+	}
+	t.Cleanup(func() { c.Close() })
+	ch, err := c.Channel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	q, err := ch.QueueDeclare("", false, true, true, false, nil)
+	if err != nil {
+		t.Fatalf("declare temporary queue: %v", err)
+	}
+	if err := ch.QueueBind(q.Name, "#", exchange, false, nil); err != nil {
+		t.Fatalf("bind temporary queue: %v", err)
+	}
+	ds, err := ch.Consume(q.Name, "", true, true, false, false, nil)
+	if err != nil {
+		t.Fatalf("consume temporary queue: %v", err)
+	}
+	return ds
 }
 
 // Management calls the RabbitMQ management API with a JSON body (or none).

@@ -35,22 +35,7 @@ func TestConsumerReservesEndToEnd(t *testing.T) {
 	defer closeConn.Do(conn.Close)
 
 	// Listen on inventory.exchange before anything is published.
-	ch, err := conn.Channel(ctx)
-	if err != nil {
-		t.Fatalf("channel: %v", err)
-	}
-	defer ch.Close()
-	q, err := ch.QueueDeclare("", false, true, true, false, nil)
-	if err != nil {
-		t.Fatalf("declare queue: %v", err)
-	}
-	if err := ch.QueueBind(q.Name, "#", broker.InventoryExchange, false, nil); err != nil {
-		t.Fatalf("bind queue: %v", err)
-	}
-	received, err := ch.Consume(q.Name, "", true, true, false, false, nil)
-	if err != nil {
-		t.Fatalf("consume: %v", err)
-	}
+	received := testenv.Listen(t, amqpURL, broker.InventoryExchange)
 
 	runCtx, stop := context.WithCancel(ctx)
 	var wg sync.WaitGroup

@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-	amqp "github.com/rabbitmq/amqp091-go"
 	"google.golang.org/protobuf/proto"
 
 	shippingv1 "github.com/ordersaga/ordersaga/gen/shipping/v1"
@@ -39,7 +38,7 @@ func TestConsumer(t *testing.T) {
 	})
 
 	// Listen on shipping.exchange before anything can be published there.
-	results := listen(t, amqpURL, broker.ShippingExchange)
+	results := testenv.Listen(t, amqpURL, broker.ShippingExchange)
 
 	queue := broker.Subscription{Consumer: "shipping", RoutingKey: broker.InventoryReserved}.Queue()
 	wg.Go(func() {
@@ -93,30 +92,4 @@ func TestConsumer(t *testing.T) {
 		var n int
 		return pool.QueryRow(ctx, "SELECT count(*) FROM outbox").Scan(&n) == nil && n == 0
 	})
-}
-
-// listen binds a temporary queue to exchange (every routing key) and returns its deliveries.
-func listen(t *testing.T, amqpURL, exchange string) <-chan amqp.Delivery {
-	t.Helper()
-	c, err := amqp.Dial(amqpURL)
-	if err != nil {
-		t.Fatalf("dial: %v", err)
-	}
-	t.Cleanup(func() { c.Close() })
-	ch, err := c.Channel()
-	if err != nil {
-		t.Fatal(err)
-	}
-	q, err := ch.QueueDeclare("", false, true, true, false, nil)
-	if err != nil {
-		t.Fatalf("declare temporary queue: %v", err)
-	}
-	if err := ch.QueueBind(q.Name, "#", exchange, false, nil); err != nil {
-		t.Fatalf("bind temporary queue: %v", err)
-	}
-	ds, err := ch.Consume(q.Name, "", true, true, false, false, nil)
-	if err != nil {
-		t.Fatalf("consume temporary queue: %v", err)
-	}
-	return ds
 }
