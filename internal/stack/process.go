@@ -131,7 +131,7 @@ func (p *process) waitReady(ctx context.Context, timeout time.Duration) error {
 		}
 		select {
 		case <-p.done:
-			return fmt.Errorf("%s exited before it was ready: %v", p.name, p.exitErr)
+			return fmt.Errorf("%s exited before it was ready: %v: %s", p.name, p.exitErr, strings.TrimSpace(tail(p.logPath, 1)))
 		case <-ctx.Done():
 			return fmt.Errorf("%s not ready within %s: %s", p.name, timeout, last)
 		case <-time.After(100 * time.Millisecond):

@@ -95,20 +95,27 @@ func StartWith(ctx context.Context, opts Options, logDir string) (*Stack, func()
 	if err != nil {
 		return nil, nil, err
 	}
-	s := &Stack{DatabaseURLs: map[string]string{}, logDir: logDir, procs: map[string][]*process{}}
-	stop := func() {
-		for i := len(s.teardown) - 1; i >= 0; i-- {
-			if err := s.teardown[i](); err != nil {
-				fmt.Fprintf(os.Stderr, "stack teardown: %v\n", err)
+	for attempt := 1; ; attempt++ {
+		s := &Stack{DatabaseURLs: map[string]string{}, logDir: logDir, procs: map[string][]*process{}}
+		stop := func() {
+			for i := len(s.teardown) - 1; i >= 0; i-- {
+				if err := s.teardown[i](); err != nil {
+					fmt.Fprintf(os.Stderr, "stack teardown: %v\n", err)
+				}
 			}
+			s.teardown = nil
 		}
-		s.teardown = nil
-	}
-	if err := s.start(ctx, bin, opts); err != nil {
+		err := s.start(ctx, bin, opts)
+		if err == nil {
+			return s, stop, nil
+		}
 		stop()
-		return nil, nil, err
+		// A port found free can be taken by another process before the service binds it:
+		// start again on fresh ports.
+		if attempt == 3 || !strings.Contains(err.Error(), "address already in use") {
+			return nil, nil, err
+		}
 	}
-	return s, stop, nil
 }
 
 // start creates and starts everything, registering each undo step in s.teardown as it goes.
