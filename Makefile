@@ -31,9 +31,17 @@ infra: ## Start the local PostgreSQL and RabbitMQ when they are installed but st
 	@scripts/infra.sh
 
 .PHONY: test
-test: build infra ## Unit, integration and end-to-end tests against the real PostgreSQL and RabbitMQ.
+test: build infra deploy-tools ## Unit, integration and end-to-end tests against the real PostgreSQL and RabbitMQ.
 	ORDERSAGA_BIN_DIR=$(CURDIR)/bin $(GO_TEST) -timeout 20m ./...
 	cd gen && $(GO_TEST) ./...
+
+.PHONY: deploy-tools
+deploy-tools: ## Install promtool and docker-compose when missing (apt-get), for the deploy/ checks.
+	@scripts/deploy-tools.sh
+
+.PHONY: check-deploy
+check-deploy: deploy-tools ## Prometheus config, rules and alert unit tests (promtool), the Grafana dashboard, docker-compose.yml.
+	$(GO_TEST) ./deploy/...
 
 .PHONY: test-faults
 test-faults: build infra ## Crash, restart, duplicate and poison-message tests (restart the local broker and database).
