@@ -76,8 +76,8 @@ type Order struct {
 
 // Item is a product and a quantity, of an order or a reservation.
 type Item struct {
-	ProductID string
-	Quantity  int64
+	ProductID string `json:"product_id"`
+	Quantity  int64  `json:"quantity"`
 }
 
 // Record is a payment or a shipment: what the audit needs of it.
@@ -168,8 +168,8 @@ func Load(ctx context.Context, dbs Databases) (*Snapshot, error) {
 	return &s, nil
 }
 
-func query[T any](ctx context.Context, q Querier, table, sql string, fn pgx.RowToFunc[T]) ([]T, error) {
-	rows, err := q.Query(ctx, sql)
+func query[T any](ctx context.Context, q Querier, table, sql string, fn pgx.RowToFunc[T], args ...any) ([]T, error) {
+	rows, err := q.Query(ctx, sql, args...)
 	if err != nil {
 		return nil, fmt.Errorf("read %s: %w", table, err)
 	}

@@ -27,12 +27,17 @@ const (
 )
 
 // Usage is ordersctl's help text.
-const Usage = `ordersctl operates a running ordersaga: dead letters and the saga's invariants.
+const Usage = `ordersctl operates a running ordersaga: orders, dead letters and the saga's invariants.
 
 Usage:
   ordersctl [global flags] <command> [flags]
 
 Commands:
+  order <order-id> [-json] [-dlq-max 1000] [-ignore-dlq]
+        one order across the saga: the order, its history, payment, reservation
+        and shipment, its events still in an outbox (all four databases), its
+        dead letters (looking at up to -dlq-max of each dead-letter queue,
+        without removing any) and the trace id they carry ("-" when none)
   dlq list [-json]
         every dead-letter queue of the topology with its depth
   dlq inspect <queue.dlq> [-n 10] [-json]
@@ -84,6 +89,8 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		err = cli.dlqInspect(ctx, args[2:])
 	case cmd == "dlq" && len(args) > 1 && args[1] == "replay":
 		err = cli.dlqReplay(ctx, args[2:])
+	case cmd == "order":
+		err = cli.order(ctx, args[1:])
 	case cmd == "audit":
 		var found bool
 		found, err = cli.audit(ctx, args[1:])

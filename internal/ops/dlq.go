@@ -74,6 +74,7 @@ type DeadLetter struct {
 	Type          string    `json:"type"`
 	CorrelationID string    `json:"correlation_id"`
 	Timestamp     time.Time `json:"timestamp,omitzero"`
+	Traceparent   string    `json:"traceparent,omitempty"` // W3C trace context of the publish, when traced
 	Size          int       `json:"size"`
 	// Event is the payload as protojson when the type is a known message and it decodes.
 	Event json.RawMessage `json:"event,omitempty"`
@@ -111,6 +112,7 @@ func Describe(d amqp.Delivery) DeadLetter {
 		Type:          d.Type,
 		CorrelationID: d.CorrelationId,
 		Timestamp:     d.Timestamp,
+		Traceparent:   headerString(d.Headers, "traceparent"),
 		Size:          len(d.Body),
 		Reason:        headerString(d.Headers, broker.HeaderReason),
 		FailedOn:      headerString(d.Headers, broker.HeaderQueue),

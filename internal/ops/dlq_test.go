@@ -52,6 +52,7 @@ func TestDeadLetters(t *testing.T) {
 		"List":   testDeadLetterQueues,
 		"Peek":   testPeek,
 		"Replay": testReplay,
+		"Order":  testFindDeadLetters,
 	} {
 		t.Run(name, func(t *testing.T) { test(t, seed(t, url, conn)) })
 	}
@@ -305,4 +306,30 @@ func TestReplayHeaders(t *testing.T) {
 	if len(got) != 1 || got["traceparent"] != "x" {
 		t.Errorf("got %v", got)
 	}
+}
+
+func testFindDeadLetters(t *testing.T, d *DeadLetters) {
+	ctx := context.Background()
+	v := &ops.OrderView{OrderID: d.OrderID}
+	if err := ops.FindDeadLetters(ctx, d.Conn, v, 10); err != nil {
+		t.Fatal(err)
+	}
+	if len(v.DeadLetters) != 1 || v.DeadLetters[0].Queue != deadQueue || v.DeadLetters[0].MessageID != d.EventID {
+		t.Fatalf("dead letters of the order: %+v", v.DeadLetters)
+	}
+	if v.DeadLetterScan == nil || *v.DeadLetterScan != (ops.DeadLetterScan{Queues: len(broker.Catalog), Scanned: 2}) {
+		t.Errorf("scan: %+v", v.DeadLetterScan)
+	}
+	if v.TraceID != "0af7651916cd43dd8448eb211c80319c" {
+		t.Errorf("trace id %q", v.TraceID)
+	}
+	// A limit leaves dead letters unseen, and says so; nothing was taken away.
+	v = &ops.OrderView{OrderID: uuid.NewString()}
+	if err := ops.FindDeadLetters(ctx, d.Conn, v, 1); err != nil {
+		t.Fatal(err)
+	}
+	if len(v.DeadLetters) != 0 || v.TraceID != "" || *v.DeadLetterScan != (ops.DeadLetterScan{Queues: len(broker.Catalog), Scanned: 1, Skipped: 1}) {
+		t.Errorf("other order: %+v %+v", v.DeadLetters, v.DeadLetterScan)
+	}
+	waitDepth(t, d.Conn, deadQueue, 2)
 }

@@ -43,6 +43,12 @@ CREATE TABLE reservations (
 CREATE TABLE reservation_items (
 	reservation_id uuid NOT NULL REFERENCES reservations (id), product_id uuid NOT NULL, quantity int NOT NULL,
 	PRIMARY KEY (reservation_id, product_id));`
+	// The outbox every service has (pkg/outbox's migration).
+	outboxDDL = `
+CREATE TABLE outbox (
+	id bigserial PRIMARY KEY, event_id uuid NOT NULL, exchange text NOT NULL, routing_key text NOT NULL,
+	message_type text NOT NULL, correlation_id text NOT NULL, body bytea NOT NULL,
+	created_at timestamptz NOT NULL DEFAULT now(), attempts int NOT NULL DEFAULT 0);`
 	shippingDDL = `
 CREATE TABLE shipments (
 	id uuid PRIMARY KEY, order_id uuid NOT NULL UNIQUE, status text NOT NULL, tracking_code text NOT NULL DEFAULT '',
@@ -80,7 +86,7 @@ func open(t testing.TB, name, ddl string) (string, *pgxpool.Pool) {
 		t.Fatalf("open %s database: %v", name, err)
 	}
 	t.Cleanup(pool.Close) // before the drop: cleanups run last-in first-out
-	if _, err := pool.Exec(ctx, ddl); err != nil {
+	if _, err := pool.Exec(ctx, ddl+outboxDDL); err != nil {
 		t.Fatalf("create %s tables: %v", name, err)
 	}
 	return dbURL, pool
@@ -96,6 +102,43 @@ func (w *World) exec(pool *pgxpool.Pool, sql string, args ...any) {
 	if _, err := pool.Exec(context.Background(), sql, args...); err != nil {
 		w.t.Fatalf("%s: %v", sql, err)
 	}
+}
+
+func (w *World) pool(service string) *pgxpool.Pool {
+	w.t.Helper()
+	switch service {
+	case "order":
+		return w.order
+	case "payment":
+		return w.payment
+	case "inventory":
+		return w.inventory
+	case "shipping":
+		return w.shipping
+	}
+	w.t.Fatalf("no %s database", service)
+	return nil
+}
+
+// Exec runs sql in the database of service (order, payment, inventory or shipping).
+func (w *World) Exec(service, sql string, args ...any) {
+	w.t.Helper()
+	w.exec(w.pool(service), sql, args...)
+}
+
+// Outbox adds an unpublished event of orderID to service's outbox and returns its event id.
+func (w *World) Outbox(service, orderID, routingKey, messageType string) string {
+	w.t.Helper()
+	id := uuid.NewString()
+	w.exec(w.pool(service), `INSERT INTO outbox (event_id, exchange, routing_key, message_type, correlation_id, body, attempts)
+		VALUES ($1, $2, $3, $4, $5, '\x00', 2)`, id, service+".exchange", routingKey, messageType, orderID)
+	return id
+}
+
+// History adds a status change of orderID.
+func (w *World) History(orderID, status, reason string) {
+	w.t.Helper()
+	w.exec(w.order, `INSERT INTO order_status_history (order_id, status, reason) VALUES ($1, $2, $3)`, orderID, status, reason)
 }
 
 // Order adds an order created now; see OrderAt.
