@@ -162,6 +162,9 @@ func TestCLI(t *testing.T) {
 	// Only orders of the last -since count.
 	time.Sleep(1500 * time.Millisecond)
 	mustContain(run(0, "audit", "-since", "1s"), "no violations")
+	mustContain(run(0, "audit", "-since", time.Now().Add(-time.Second).UTC().Format(time.RFC3339Nano)), "no violations")
+	mustContain(run(1, "audit", "-since", time.Now().Add(-time.Hour).Format(time.RFC3339)), stuck, "order-not-terminal")
+	mustContain(run(2, "audit", "-since", "yesterday"), "RFC 3339")
 
 	// Flags win over the environment.
 	mustContain(run(2, "-timeout", "2s", "dlq", "list", "-amqp-url", "amqp://guest:guest@127.0.0.1:1/"),

@@ -49,7 +49,9 @@ Commands:
   audit [-since 0] [-allow-dead-letters 0] [-ignore-dlq] [-json]
         check the saga's invariants across the four databases and that the
         dead-letter queues are empty; one line per violation, exit 1 if any.
-        -since 10m checks only orders created in the last 10 minutes (0: all).
+        -since 10m (or an RFC 3339 time) checks only orders created since then,
+        reading just those and their records in batches, and the records made
+        since then for orphans; stock totals are always checked (0: everything).
         Run it on a quiet system: orders in flight show up as violations.
 
 A queue may be named with or without its ".dlq" suffix.
@@ -340,7 +342,8 @@ func (c *cli) dlqReplay(ctx context.Context, args []string) error {
 
 func (c *cli) audit(ctx context.Context, args []string) (found bool, err error) {
 	fs := newFlagSet("audit", c.stderr)
-	since := fs.Duration("since", 0, "check only orders created this long ago or later (0: all)")
+	var since sinceFlag
+	fs.Var(&since, "since", "check only orders created since: a duration ago (10m) or an RFC 3339 time (0: all)")
 	allow := fs.Int("allow-dead-letters", 0, "tolerate up to this many dead letters in all")
 	ignoreDLQ := fs.Bool("ignore-dlq", false, "do not check the dead-letter queues")
 	asJSON := fs.Bool("json", false, "machine-readable output")
@@ -349,10 +352,7 @@ func (c *cli) audit(ctx context.Context, args []string) (found bool, err error) 
 	}
 	ctx, cancel := c.withTimeout(ctx)
 	defer cancel()
-	var cutoff time.Time
-	if *since > 0 {
-		cutoff = time.Now().Add(-*since)
-	}
+	cutoff := since.cutoff(time.Now())
 	dbs, closeAll, err := c.connectDatabases(ctx)
 	if err != nil {
 		return false, err
@@ -457,4 +457,41 @@ func depthOf(ctx context.Context, conn Channeler, dlq string) (int, error) {
 		}
 	}
 	return 0, fmt.Errorf("%s is not a dead-letter queue of the saga", dlq)
+}
+
+// sinceFlag is -since: a duration back from now, or an RFC 3339 time; zero means no limit.
+type sinceFlag struct {
+	ago time.Duration
+	at  time.Time
+}
+
+func (f *sinceFlag) String() string {
+	if !f.at.IsZero() {
+		return f.at.Format(time.RFC3339)
+	}
+	return f.ago.String()
+}
+
+func (f *sinceFlag) Set(s string) error {
+	if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
+		*f = sinceFlag{at: t}
+		return nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d < 0 {
+		return fmt.Errorf("want a duration such as 10m or an RFC 3339 time such as 2025-01-02T15:04:05Z")
+	}
+	*f = sinceFlag{ago: d}
+	return nil
+}
+
+// cutoff returns the earliest creation time to check, or zero for all.
+func (f *sinceFlag) cutoff(now time.Time) time.Time {
+	switch {
+	case !f.at.IsZero():
+		return f.at
+	case f.ago > 0:
+		return now.Add(-f.ago)
+	}
+	return time.Time{}
 }
