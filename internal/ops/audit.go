@@ -181,10 +181,11 @@ func query[T any](ctx context.Context, q Querier, table, sql string, fn pgx.RowT
 }
 
 // Audit checks the saga's invariants. Without since it loads a snapshot of everything and checks
-// it (see Check); with since it reads only what the orders created since then need (see AuditSince).
+// it (see Check); with since it reads only what the orders created since then need, and sums the
+// stock totals in the databases (see AuditSince).
 func Audit(ctx context.Context, dbs Databases, since time.Time) ([]Violation, error) {
 	if !since.IsZero() {
-		return AuditSince(ctx, dbs, since, DefaultAuditBatch)
+		return AuditSince(ctx, dbs, since, DefaultAuditBatch, true)
 	}
 	s, err := Load(ctx, dbs)
 	if err != nil {

@@ -227,7 +227,7 @@ func TestAuditSinceMatchesCheck(t *testing.T) {
 		t.Fatal("no violations to compare")
 	}
 	for _, batch := range []int{1, 3, 1000} {
-		got, err := ops.AuditSince(ctx, w.Databases(), since, batch)
+		got, err := ops.AuditSince(ctx, w.Databases(), since, batch, true)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -235,11 +235,24 @@ func TestAuditSinceMatchesCheck(t *testing.T) {
 			t.Errorf("batch %d:\n got %+v\nwant %+v", batch, got, want)
 		}
 	}
+	// Without the stock totals, the same less the stock rules.
+	var noStock []ops.Violation
+	for _, v := range want {
+		if v.Rule != ops.RuleReservedStockMismatch && v.Rule != ops.RuleConfirmedStockMismatch {
+			noStock = append(noStock, v)
+		}
+	}
+	if len(noStock) == len(want) {
+		t.Fatal("no stock violation to leave out")
+	}
+	if got, err := ops.AuditSince(ctx, w.Databases(), since, 2, false); err != nil || !slices.Equal(got, noStock) {
+		t.Errorf("without stock: %+v, %v\nwant %+v", got, err, noStock)
+	}
 }
 
 // TestAuditSinceScale fills the order database with ORDERSAGA_AUDIT_SCALE orders (one every
 // 100ms going back, so about 6000 in the last 10 minutes) and prints how long the -since 10m
-// audit takes, and the full audit with ORDERSAGA_AUDIT_SCALE_FULL=1:
+// audit takes, with and without -stock, and the full audit with ORDERSAGA_AUDIT_SCALE_FULL=1:
 //
 //	ORDERSAGA_AUDIT_SCALE=1000000 go test -count=1 -run TestAuditSinceScale -v ./internal/ops/
 func TestAuditSinceScale(t *testing.T) {
@@ -254,13 +267,16 @@ func TestAuditSinceScale(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	for range 2 { // the second run sees warm caches
+	for _, run := range []struct {
+		name  string
+		stock bool
+	}{{"audit -since 10m", false}, {"audit -since 10m (warm)", false}, {"audit -since 10m -stock", true}} {
 		start = time.Now()
-		vs, err := ops.Audit(ctx, w.Databases(), time.Now().Add(-10*time.Minute))
+		vs, err := ops.AuditSince(ctx, w.Databases(), time.Now().Add(-10*time.Minute), ops.DefaultAuditBatch, run.stock)
 		if err != nil {
 			t.Fatal(err)
 		}
-		t.Logf("audit -since 10m over %d orders: %s, %d violation(s)", n, time.Since(start).Round(time.Millisecond), len(vs))
+		t.Logf("%s over %d orders: %s, %d violation(s)", run.name, n, time.Since(start).Round(time.Millisecond), len(vs))
 		if len(vs) > 0 {
 			t.Errorf("violations in consistent data: %+v", vs[:min(len(vs), 5)])
 		}
