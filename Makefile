@@ -40,8 +40,12 @@ test-faults: build infra ## Crash, restart, duplicate and poison-message tests (
 	ORDERSAGA_BIN_DIR=$(CURDIR)/bin $(GO_TEST) -tags faults -timeout 40m -run 'TestFault' -v ./faults/...
 
 .PHONY: bench
-bench: build infra ## Measure orders/s and create→terminal latency end to end, with this machine's baseline.
+bench: build infra ## Benchmark scenarios end to end (orders/s, latency, batch sizes, CPU per order) beside PostgreSQL and RabbitMQ baselines; BENCH_FLAGS=-help lists the knobs.
 	ORDERSAGA_BIN_DIR=$(CURDIR)/bin go run ./cmd/bench $(BENCH_FLAGS)
+
+.PHONY: bench-markdown
+bench-markdown: build infra ## The same as bench, the report as Markdown tables.
+	ORDERSAGA_BIN_DIR=$(CURDIR)/bin go run ./cmd/bench -markdown $(BENCH_FLAGS)
 
 .PHONY: generate
 generate: ## Regenerate gen/ (Go, gRPC, gateway, OpenAPI) from proto/.
