@@ -61,17 +61,23 @@ func (t table) write(w io.Writer, markdown bool) {
 }
 
 func (rep *report) write(w io.Writer, markdown bool) {
+	// Tables end with a blank line; so does each group of notes (in Markdown, each note).
 	heading := func(s string) {
 		if markdown {
-			fmt.Fprintf(w, "\n**%s**\n\n", s)
+			fmt.Fprintf(w, "**%s**\n\n", s)
 		} else {
-			fmt.Fprintf(w, "\n%s\n", s)
+			fmt.Fprintln(w, s)
 		}
 	}
 	note := func(format string, args ...any) {
 		fmt.Fprintf(w, format+"\n", args...)
 		if markdown {
-			fmt.Fprintln(w) // a paragraph of its own
+			fmt.Fprintln(w)
+		}
+	}
+	endNotes := func() {
+		if !markdown {
+			fmt.Fprintln(w)
 		}
 	}
 
@@ -83,6 +89,7 @@ func (rep *report) write(w io.Writer, markdown bool) {
 	note("orders/s = orders that reached a final status / time from the first create to the last final status. " +
 		"Latency = CreateOrder sent → final status seen on the order's WatchOrder stream; " +
 		"for the open-loop rows, of CONFIRMED orders only (create → CONFIRMED).")
+	endNotes()
 
 	heading("Mean batch size per queue (events per handled batch, all replicas)")
 	rep.batchTable().write(w, markdown)
@@ -98,6 +105,7 @@ func (rep *report) write(w io.Writer, markdown bool) {
 		"postmaster reaped, so backends that exited are counted; rabbitmq: beam.smp and its children). "+
 		"They are shared by everything on this machine, as is the machine's total: other work running at the same time "+
 		"shows up there and in other = machine − the groups. loadgen is this process.", hzNote)
+	endNotes()
 
 	for _, r := range rep.results {
 		if r.hot != nil {
@@ -108,6 +116,10 @@ func (rep *report) write(w io.Writer, markdown bool) {
 		}
 		if r.firstErr != nil {
 			note("%s: first error: %v", r.name, r.firstErr)
+		}
+		if r.unfinished > 0 {
+			note("%s: %d orders were not final when the drain ended (raise -drain); latency and CPU per order count completed orders only",
+				r.name, r.unfinished)
 		}
 	}
 	note("Baselines on this machine (%d CPUs, measured %s each before the stack started): PostgreSQL %.0f commits/s "+
