@@ -11,13 +11,16 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/ordersaga/ordersaga/pkg/broker"
+	"github.com/ordersaga/ordersaga/pkg/catalog"
 	"github.com/ordersaga/ordersaga/pkg/config"
 	"github.com/ordersaga/ordersaga/pkg/database"
 	"github.com/ordersaga/ordersaga/pkg/outbox"
 	"github.com/ordersaga/ordersaga/pkg/server"
+	"github.com/ordersaga/ordersaga/pkg/unitofwork"
 	"github.com/ordersaga/ordersaga/services/inventory/internal/eventhandler"
 	"github.com/ordersaga/ordersaga/services/inventory/internal/grpcapi"
 	"github.com/ordersaga/ordersaga/services/inventory/internal/postgres"
@@ -40,7 +43,7 @@ func run(ctx context.Context, log *slog.Logger) error {
 	grpcAddr := config.String("INVENTORY_GRPC_ADDR", ":50052")
 	opsAddr := config.String("INVENTORY_OPS_ADDR", ":9103")
 
-	pool, err := database.Open(ctx, dbURL, log, postgres.AllMigrations()...)
+	pool, err := database.Open(ctx, dbURL, log, postgres.Migrations...)
 	if err != nil {
 		return fmt.Errorf("open database: %w", err)
 	}
@@ -52,24 +55,19 @@ func run(ctx context.Context, log *slog.Logger) error {
 	defer conn.Close()
 
 	repo := postgres.NewRepository(pool)
-	handlers := eventhandler.New(repo, log)
-	subs := broker.SubscriptionsOf("inventory")
-	consumers := make([]broker.Handler, len(subs))
-	for i, sub := range subs {
-		if consumers[i], err = handlers.For(sub); err != nil {
-			return err
-		}
-	}
-
 	relay := outbox.NewRelay(pool, conn, log)
+	work := unitofwork.New(catalog.Inventory, pool, relay, log, func(tx pgx.Tx) eventhandler.Store { return postgres.Bind(tx) })
+	eventhandler.Register(work, log)
+	handlers, err := work.Handlers()
+	if err != nil {
+		return err
+	}
 	g, ctx := errgroup.WithContext(ctx)
-	for i, sub := range subs {
-		g.Go(func() error {
-			return conn.Consume(ctx, sub.Queue(), relay.WakeAfter(consumers[i]), broker.ConsumerOptions{})
-		})
+	for sub, h := range handlers {
+		g.Go(func() error { return conn.Consume(ctx, sub.Queue(), h, broker.ConsumerOptions{}) })
 	}
 	g.Go(func() error { return relay.Run(ctx) })
-	g.Go(func() error { return conn.WatchDeadLetters(ctx, broker.SubscriptionsOf("inventory"), 15*time.Second) })
+	g.Go(func() error { return conn.WatchDeadLetters(ctx, catalog.SubscriptionsOf(catalog.Inventory), 15*time.Second) })
 	g.Go(func() error { return server.ServeGRPC(ctx, log, grpcAddr, grpcapi.NewGRPCServer(repo, log)) })
 	ops := server.Ops(map[string]server.Check{
 		"database": pool.Ping,

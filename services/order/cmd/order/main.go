@@ -12,13 +12,16 @@ import (
 
 	grpcprom "github.com/grpc-ecosystem/go-grpc-middleware/providers/prometheus"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/jackc/pgx/v5"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/ordersaga/ordersaga/pkg/broker"
+	"github.com/ordersaga/ordersaga/pkg/catalog"
 	"github.com/ordersaga/ordersaga/pkg/config"
 	"github.com/ordersaga/ordersaga/pkg/database"
 	"github.com/ordersaga/ordersaga/pkg/outbox"
 	"github.com/ordersaga/ordersaga/pkg/server"
+	"github.com/ordersaga/ordersaga/pkg/unitofwork"
 	"github.com/ordersaga/ordersaga/services/order/internal/eventhandler"
 	"github.com/ordersaga/ordersaga/services/order/internal/grpcapi"
 	"github.com/ordersaga/ordersaga/services/order/internal/order"
@@ -63,16 +66,22 @@ func run(ctx context.Context, log *slog.Logger) error {
 
 	relay := outbox.NewRelay(pool, conn, log)
 	repo := postgres.NewRepository(pool)
-	repo.AfterOutboxCommit(relay.Wake)
+	repo.AfterOutboxCommit(relay.Publish)
 	feed := postgres.NewStatusFeed(pool, log)
 	repo.AfterStatusCommit(feed.Announce)
-	handlers := eventhandler.New(repo, log)
+	work := unitofwork.New(catalog.Order, pool, relay, log, func(tx pgx.Tx) eventhandler.Store { return repo.Bind(tx) })
+	eventhandler.Register(work, log)
+	handlers, err := work.Handlers()
+	if err != nil {
+		return err
+	}
+	watch := grpcapi.FeedFunc(func(id string) (grpcapi.Subscription, func()) { return feed.Subscribe(id) })
 
 	grpcMetrics := grpcprom.NewServerMetrics()
 	if err := prometheus.Register(grpcMetrics); err != nil {
 		return err
 	}
-	grpcServer := grpcapi.NewGRPCServer(grpcapi.NewServer(repo, feed, log), grpcMetrics, log)
+	grpcServer := grpcapi.NewGRPCServer(grpcapi.NewServer(repo, watch, log), grpcMetrics, log)
 	// The gateway's connection outlives the servers' shutdown, so in-flight REST calls finish.
 	gwCtx, closeGateway := context.WithCancel(context.WithoutCancel(ctx))
 	defer closeGateway()
@@ -86,15 +95,11 @@ func run(ctx context.Context, log *slog.Logger) error {
 	})
 
 	g, gctx := errgroup.WithContext(ctx)
-	for _, sub := range broker.SubscriptionsOf("order") {
-		h, err := handlers.For(sub)
-		if err != nil {
-			return err
-		}
-		g.Go(func() error { return conn.Consume(gctx, sub.Queue(), relay.WakeAfter(h), broker.ConsumerOptions{}) })
+	for sub, h := range handlers {
+		g.Go(func() error { return conn.Consume(gctx, sub.Queue(), h, broker.ConsumerOptions{}) })
 	}
 	g.Go(func() error { return relay.Run(gctx) })
-	g.Go(func() error { return conn.WatchDeadLetters(gctx, broker.SubscriptionsOf("order"), 15*time.Second) })
+	g.Go(func() error { return conn.WatchDeadLetters(gctx, catalog.SubscriptionsOf(catalog.Order), 15*time.Second) })
 	g.Go(func() error { return feed.Run(gctx) })
 	g.Go(func() error { return server.ServeGRPC(gctx, log, grpcAddr, grpcServer) })
 	g.Go(func() error { return server.ServeHTTP(gctx, log, "rest", httpAddr, gateway) })

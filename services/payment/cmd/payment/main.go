@@ -12,15 +12,17 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/ordersaga/ordersaga/pkg/broker"
+	"github.com/ordersaga/ordersaga/pkg/catalog"
 	"github.com/ordersaga/ordersaga/pkg/config"
 	"github.com/ordersaga/ordersaga/pkg/database"
-	"github.com/ordersaga/ordersaga/pkg/inbox"
 	"github.com/ordersaga/ordersaga/pkg/money"
 	"github.com/ordersaga/ordersaga/pkg/outbox"
 	"github.com/ordersaga/ordersaga/pkg/server"
+	"github.com/ordersaga/ordersaga/pkg/unitofwork"
 	"github.com/ordersaga/ordersaga/services/payment/internal/eventhandler"
 	"github.com/ordersaga/ordersaga/services/payment/internal/payment"
 	"github.com/ordersaga/ordersaga/services/payment/internal/postgres"
@@ -54,7 +56,7 @@ func run(ctx context.Context, log *slog.Logger) error {
 	amqpURL := config.String("AMQP_URL", "amqp://guest:guest@localhost:5672/")
 	opsAddr := config.String("PAYMENT_OPS_ADDR", ":9102")
 
-	pool, err := database.Open(ctx, dbURL, log, postgres.Migrations, inbox.Migrations, outbox.Migrations)
+	pool, err := database.Open(ctx, dbURL, log, postgres.Migrations...)
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil // stopped before it started
@@ -71,22 +73,19 @@ func run(ctx context.Context, log *slog.Logger) error {
 	}
 	defer conn.Close()
 
-	handlers := eventhandler.New(postgres.NewRepository(pool), gateway, log).ByRoutingKey()
-	subs := broker.SubscriptionsOf(eventhandler.Service)
-	for _, sub := range subs {
-		if handlers[sub.RoutingKey] == nil {
-			return fmt.Errorf("no handler for %s", sub.RoutingKey)
-		}
-	}
 	relay := outbox.NewRelay(pool, conn, log)
+	work := unitofwork.New(catalog.Payment, pool, relay, log, func(tx pgx.Tx) eventhandler.Store { return postgres.Bind(tx) })
+	eventhandler.Register(work, gateway, log)
+	handlers, err := work.Handlers()
+	if err != nil {
+		return err
+	}
 	g, ctx := errgroup.WithContext(ctx)
-	for _, sub := range subs {
-		g.Go(func() error {
-			return conn.Consume(ctx, sub.Queue(), relay.WakeAfter(handlers[sub.RoutingKey]), broker.ConsumerOptions{})
-		})
+	for sub, h := range handlers {
+		g.Go(func() error { return conn.Consume(ctx, sub.Queue(), h, broker.ConsumerOptions{}) })
 	}
 	g.Go(func() error { return relay.Run(ctx) })
-	g.Go(func() error { return conn.WatchDeadLetters(ctx, broker.SubscriptionsOf("payment"), 15*time.Second) })
+	g.Go(func() error { return conn.WatchDeadLetters(ctx, catalog.SubscriptionsOf(catalog.Payment), 15*time.Second) })
 	ops := server.Ops(map[string]server.Check{
 		"database": pool.Ping,
 		"broker":   conn.Check,
