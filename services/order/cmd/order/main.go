@@ -11,8 +11,8 @@ import (
 	"time"
 
 	grpcprom "github.com/grpc-ecosystem/go-grpc-middleware/providers/prometheus"
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/jackc/pgx/v5"
+	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/ordersaga/ordersaga/pkg/broker"
@@ -99,7 +99,9 @@ func run(ctx context.Context, log *slog.Logger) error {
 		g.Go(func() error { return conn.Consume(gctx, sub.Queue(), h, broker.ConsumerOptions{}) })
 	}
 	g.Go(func() error { return relay.Run(gctx) })
-	g.Go(func() error { return conn.WatchDeadLetters(gctx, catalog.SubscriptionsOf(catalog.Order), 15*time.Second) })
+	g.Go(func() error {
+		return conn.WatchDeadLetters(gctx, catalog.SubscriptionsOf(catalog.Order), 15*time.Second)
+	})
 	g.Go(func() error { return feed.Run(gctx) })
 	g.Go(func() error { return server.ServeGRPC(gctx, log, grpcAddr, grpcServer) })
 	g.Go(func() error { return server.ServeHTTP(gctx, log, "rest", httpAddr, gateway) })

@@ -85,7 +85,9 @@ func run(ctx context.Context, log *slog.Logger) error {
 		g.Go(func() error { return conn.Consume(ctx, sub.Queue(), h, broker.ConsumerOptions{}) })
 	}
 	g.Go(func() error { return relay.Run(ctx) })
-	g.Go(func() error { return conn.WatchDeadLetters(ctx, catalog.SubscriptionsOf(catalog.Payment), 15*time.Second) })
+	g.Go(func() error {
+		return conn.WatchDeadLetters(ctx, catalog.SubscriptionsOf(catalog.Payment), 15*time.Second)
+	})
 	ops := server.Ops(map[string]server.Check{
 		"database": pool.Ping,
 		"broker":   conn.Check,
