@@ -16,6 +16,10 @@ import (
 // never be handled (undecodable, unknown type, invalid), or any other error.
 type Handler func(ctx context.Context, batch []amqp.Delivery) error
 
+// DefaultHandlerTimeout bounds one handler call unless ConsumerOptions say otherwise. A consumer
+// that is stopped finishes the batch in hand, so it also bounds how long a stop waits for it.
+const DefaultHandlerTimeout = 30 * time.Second
+
 // ConsumerOptions tune a consumer; zero values take the defaults.
 type ConsumerOptions struct {
 	BatchSize      int           // deliveries handled in one call (default 64)
@@ -31,7 +35,7 @@ func (o *ConsumerOptions) defaults() {
 		o.BatchSize = 64
 	}
 	if o.HandlerTimeout <= 0 {
-		o.HandlerTimeout = 30 * time.Second
+		o.HandlerTimeout = DefaultHandlerTimeout
 	}
 	if o.UnknownErrorTries <= 0 {
 		o.UnknownErrorTries = 3

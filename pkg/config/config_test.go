@@ -46,27 +46,10 @@ func TestLoadDefaults(t *testing.T) {
 		t.Errorf("shipping defaults = %+v", s)
 	}
 	for _, b := range config.Binaries() {
-		if _, err := loadLike(b.Config, environ(nil)); err != nil {
+		if err := b.Check(environ(nil)); err != nil {
 			t.Errorf("%s: defaults do not load: %v", b.Name, err)
 		}
 	}
-}
-
-// loadLike loads the configuration type that cfg points to.
-func loadLike(cfg any, getenv func(string) string) (any, error) {
-	switch cfg.(type) {
-	case *config.Order:
-		return config.Load[config.Order](getenv)
-	case *config.Payment:
-		return config.Load[config.Payment](getenv)
-	case *config.Inventory:
-		return config.Load[config.Inventory](getenv)
-	case *config.Shipping:
-		return config.Load[config.Shipping](getenv)
-	case *config.Ordersctl:
-		return config.Load[config.Ordersctl](getenv)
-	}
-	panic("unknown configuration")
 }
 
 func TestLoadReadsTheEnvironment(t *testing.T) {

@@ -12,17 +12,29 @@ import (
 // Binary is a program of the repository and the configuration it reads.
 type Binary struct {
 	Name   string // "order", "payment", "inventory", "shipping" or "ordersctl"
-	Config any    // a pointer to its configuration struct
+	Config any    // a pointer to its zero configuration struct
+	load   func(getenv func(string) string) error
+}
+
+// Check loads the binary's configuration from getenv as the binary would, and reports what the
+// binary would refuse to start with.
+func (b Binary) Check(getenv func(string) string) error { return b.load(getenv) }
+
+func binary[T any](name string) Binary {
+	return Binary{Name: name, Config: new(T), load: func(getenv func(string) string) error {
+		_, err := Load[T](getenv)
+		return err
+	}}
 }
 
 // Binaries returns every binary that reads configuration, the four services first.
 func Binaries() []Binary {
 	return []Binary{
-		{"order", &Order{}},
-		{"payment", &Payment{}},
-		{"inventory", &Inventory{}},
-		{"shipping", &Shipping{}},
-		{"ordersctl", &Ordersctl{}},
+		binary[Order]("order"),
+		binary[Payment]("payment"),
+		binary[Inventory]("inventory"),
+		binary[Shipping]("shipping"),
+		binary[Ordersctl]("ordersctl"),
 	}
 }
 
