@@ -4,6 +4,7 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
 SERVICES := order payment inventory shipping
+K8S_OVERLAYS := $(notdir $(wildcard deploy/k8s/overlays/*))
 BUF := go tool -modfile=tools/go.mod buf
 GO_TEST := go test -race -count=1
 
@@ -34,6 +35,12 @@ infra: ## Start the local PostgreSQL and RabbitMQ when they are installed but st
 test: build infra ## Unit, integration and end-to-end tests against the real PostgreSQL and RabbitMQ.
 	ORDERSAGA_BIN_DIR=$(CURDIR)/bin $(GO_TEST) -timeout 20m ./...
 	cd gen && $(GO_TEST) ./...
+	cd deploy/k8s && $(GO_TEST) ./...
+
+.PHONY: k8s
+k8s: ## Render every Kubernetes overlay (kubectl kustomize) into bin/k8s/<overlay>.yaml.
+	@mkdir -p bin/k8s
+	@for o in $(K8S_OVERLAYS); do kubectl kustomize deploy/k8s/overlays/$$o > bin/k8s/$$o.yaml; echo "rendered bin/k8s/$$o.yaml"; done
 
 .PHONY: test-faults
 test-faults: build infra ## Crash, restart, duplicate and poison-message tests (restart the local broker and database).
@@ -58,11 +65,14 @@ check-generate: generate ## Fail when gen/ is stale.
 	@test -z "$$(git status --porcelain -- gen/)" || { git status --porcelain -- gen/; echo "gen/ has untracked files: run make generate and commit" >&2; exit 1; }
 
 .PHONY: lint
-lint: ## buf lint and format, go vet and gofmt.
+lint: k8s ## buf lint and format, go vet and gofmt; the Kubernetes overlays render.
 	$(BUF) lint
 	$(BUF) format --diff --exit-code
 	go vet ./...
 	cd gen && go vet ./...
+	cd deploy/k8s && go vet ./...
+	@if command -v docker-compose >/dev/null; then docker-compose config -q && echo "docker-compose.yml: valid"; \
+	  else echo "docker-compose not installed: docker-compose.yml not checked"; fi
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed" >&2; exit 1; }
 
 .PHONY: breaking

@@ -39,6 +39,10 @@ func (r Rejected) Error() string {
 	return "rejected: " + strings.Join(parts, "; ")
 }
 
+// DefaultHandlerTimeout bounds one handler call unless ConsumerOptions say otherwise. A consumer
+// that is stopped finishes the batch in hand, so it also bounds how long a stop waits for it.
+const DefaultHandlerTimeout = 30 * time.Second
+
 // ConsumerOptions tune a consumer; zero values take the defaults.
 type ConsumerOptions struct {
 	BatchSize      int           // most deliveries handled in one call (default 128)
@@ -54,7 +58,7 @@ func (o *ConsumerOptions) defaults() {
 		o.BatchSize = 128
 	}
 	if o.HandlerTimeout <= 0 {
-		o.HandlerTimeout = 30 * time.Second
+		o.HandlerTimeout = DefaultHandlerTimeout
 	}
 	if o.UnknownErrorTries <= 0 {
 		o.UnknownErrorTries = 3

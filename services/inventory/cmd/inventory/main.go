@@ -27,21 +27,26 @@ import (
 )
 
 func main() {
-	log := server.Logger("inventory")
-	if err := run(context.Background(), log); err != nil {
+	cfg, err := config.Load[config.Inventory](os.Getenv)
+	log := server.Logger("inventory", cfg.Log)
+	if err == nil {
+		log.Info("configuration", "config", cfg)
+		err = run(context.Background(), log, cfg)
+	}
+	if err != nil {
 		log.Error("inventory-service failed", "err", err)
 		os.Exit(1)
 	}
 }
 
-func run(ctx context.Context, log *slog.Logger) error {
+func run(ctx context.Context, log *slog.Logger, cfg config.Inventory) error {
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 
-	dbURL := config.String("INVENTORY_DATABASE_URL", "postgres://postgres@localhost:5432/inventorydb?sslmode=disable")
-	amqpURL := config.String("AMQP_URL", "amqp://guest:guest@localhost:5672/")
-	grpcAddr := config.String("INVENTORY_GRPC_ADDR", ":50052")
-	opsAddr := config.String("INVENTORY_OPS_ADDR", ":9103")
+	dbURL := cfg.Database.URL
+	amqpURL := cfg.Broker.AMQPURL
+	grpcAddr := cfg.GRPCAddr.String()
+	opsAddr := cfg.OpsAddr.String()
 
 	pool, err := database.Open(ctx, dbURL, log, postgres.Migrations...)
 	if err != nil {

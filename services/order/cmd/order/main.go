@@ -29,28 +29,28 @@ import (
 )
 
 func main() {
-	var level slog.Level
-	badLevel := level.UnmarshalText([]byte(config.String("LOG_LEVEL", "info")))
-	log := slog.New(slog.NewJSONHandler(os.Stdout, &slog.HandlerOptions{Level: level})).With("service", "order")
-	if badLevel != nil {
-		log.Warn("LOG_LEVEL not understood, logging at info", "err", badLevel)
+	cfg, err := config.Load[config.Order](os.Getenv)
+	log := server.Logger("order", cfg.Log)
+	if err == nil {
+		log.Info("configuration", "config", cfg)
+		err = run(context.Background(), log, cfg)
 	}
-	if err := run(context.Background(), log); err != nil {
+	if err != nil {
 		log.Error("order-service failed", "err", err)
 		os.Exit(1)
 	}
 }
 
-func run(ctx context.Context, log *slog.Logger) error {
+func run(ctx context.Context, log *slog.Logger, cfg config.Order) error {
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
 	var (
-		amqpURL  = config.String("AMQP_URL", "amqp://guest:guest@localhost:5672/")
-		dbURL    = config.String("ORDER_DATABASE_URL", "postgres://postgres@localhost:5432/orderdb?sslmode=disable")
-		grpcAddr = config.String("ORDER_GRPC_ADDR", ":50051")
-		httpAddr = config.String("ORDER_HTTP_ADDR", ":3001")
-		opsAddr  = config.String("ORDER_OPS_ADDR", ":9101")
+		amqpURL  = cfg.Broker.AMQPURL
+		dbURL    = cfg.Database.URL
+		grpcAddr = cfg.GRPCAddr.String()
+		httpAddr = cfg.HTTPAddr.String()
+		opsAddr  = cfg.OpsAddr.String()
 	)
 
 	pool, err := database.Open(ctx, dbURL, log, postgres.Migrations...)

@@ -19,7 +19,6 @@ import (
 	"github.com/ordersaga/ordersaga/pkg/catalog"
 	"github.com/ordersaga/ordersaga/pkg/config"
 	"github.com/ordersaga/ordersaga/pkg/database"
-	"github.com/ordersaga/ordersaga/pkg/money"
 	"github.com/ordersaga/ordersaga/pkg/outbox"
 	"github.com/ordersaga/ordersaga/pkg/server"
 	"github.com/ordersaga/ordersaga/pkg/unitofwork"
@@ -29,32 +28,29 @@ import (
 )
 
 func main() {
-	log := server.Logger("payment")
-	if err := run(context.Background(), log); err != nil {
+	cfg, err := config.Load[config.Payment](os.Getenv)
+	log := server.Logger("payment", cfg.Log)
+	if err == nil {
+		log.Info("configuration", "config", cfg)
+		err = run(context.Background(), log, cfg)
+	}
+	if err != nil {
 		log.Error("payment-service failed", "err", err)
 		os.Exit(1)
 	}
 }
 
-func run(ctx context.Context, log *slog.Logger) error {
+func run(ctx context.Context, log *slog.Logger, cfg config.Payment) error {
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 
-	limit, err := money.Parse(config.String("PAYMENT_AMOUNT_LIMIT", "10000.00"))
-	if err != nil {
-		return fmt.Errorf("PAYMENT_AMOUNT_LIMIT: %w", err)
-	}
-	declineRate, err := config.Float("PAYMENT_DECLINE_RATE", 0)
+	gateway, err := payment.NewGateway(cfg.AmountLimit.Minor(), float64(cfg.DeclineRate), rand.Float64)
 	if err != nil {
 		return err
 	}
-	gateway, err := payment.NewGateway(limit, declineRate, rand.Float64)
-	if err != nil {
-		return err
-	}
-	dbURL := config.String("PAYMENT_DATABASE_URL", "postgres://postgres@localhost:5432/paymentdb?sslmode=disable")
-	amqpURL := config.String("AMQP_URL", "amqp://guest:guest@localhost:5672/")
-	opsAddr := config.String("PAYMENT_OPS_ADDR", ":9102")
+	dbURL := cfg.Database.URL
+	amqpURL := cfg.Broker.AMQPURL
+	opsAddr := cfg.OpsAddr.String()
 
 	pool, err := database.Open(ctx, dbURL, log, postgres.Migrations...)
 	if err != nil {

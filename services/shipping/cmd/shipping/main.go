@@ -18,7 +18,6 @@ import (
 	"github.com/ordersaga/ordersaga/pkg/catalog"
 	"github.com/ordersaga/ordersaga/pkg/config"
 	"github.com/ordersaga/ordersaga/pkg/database"
-	"github.com/ordersaga/ordersaga/pkg/money"
 	"github.com/ordersaga/ordersaga/pkg/outbox"
 	"github.com/ordersaga/ordersaga/pkg/server"
 	"github.com/ordersaga/ordersaga/pkg/unitofwork"
@@ -28,32 +27,29 @@ import (
 )
 
 func main() {
-	log := server.Logger("shipping")
-	if err := run(context.Background(), log); err != nil {
+	cfg, err := config.Load[config.Shipping](os.Getenv)
+	log := server.Logger("shipping", cfg.Log)
+	if err == nil {
+		log.Info("configuration", "config", cfg)
+		err = run(context.Background(), log, cfg)
+	}
+	if err != nil {
 		log.Error("shipping-service failed", "err", err)
 		os.Exit(1)
 	}
 }
 
-func run(ctx context.Context, log *slog.Logger) error {
+func run(ctx context.Context, log *slog.Logger, cfg config.Shipping) error {
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 
-	baseFreight, err := money.Parse(config.String("SHIPPING_BASE_FREIGHT", "10.00"))
-	if err != nil {
-		return fmt.Errorf("SHIPPING_BASE_FREIGHT: %w", err)
-	}
-	failureRate, err := config.Float("SHIPPING_FAILURE_RATE", 0)
+	carrier, err := shipping.NewCarrier(cfg.BaseFreight.Minor(), float64(cfg.FailureRate), shipping.Env{})
 	if err != nil {
 		return err
 	}
-	carrier, err := shipping.NewCarrier(baseFreight, failureRate, shipping.Env{})
-	if err != nil {
-		return err
-	}
-	dbURL := config.String("SHIPPING_DATABASE_URL", "postgres://postgres@localhost:5432/shippingdb?sslmode=disable")
-	amqpURL := config.String("AMQP_URL", "amqp://guest:guest@localhost:5672/")
-	opsAddr := config.String("SHIPPING_OPS_ADDR", ":9104")
+	dbURL := cfg.Database.URL
+	amqpURL := cfg.Broker.AMQPURL
+	opsAddr := cfg.OpsAddr.String()
 
 	pool, err := database.Open(ctx, dbURL, log, postgres.Migrations...)
 	if err != nil {
