@@ -87,7 +87,7 @@ func (r *rules) reserve(ctx context.Context, s Store, evs []unitofwork.Event[*pa
 			continue
 		}
 		reserved[ev.OrderID] = true
-		res := inventory.Reservation{ID: uuid.NewString(), OrderID: ev.OrderID, Items: inventory.Merge(items[i])}
+		res := inventory.Reservation{ID: newID(), OrderID: ev.OrderID, Items: inventory.Merge(items[i])}
 		for _, it := range res.Items {
 			changed[it.ProductID] = products[it.ProductID]
 		}
@@ -187,7 +187,7 @@ func toItems(ev *paymentv1.PaymentApproved) []inventory.Item {
 }
 
 func announceFailure(orderID string, reason error) outbox.Event {
-	id := uuid.NewString()
+	id := newID()
 	return outbox.Event{ID: id, OrderID: orderID, RoutingKey: catalog.InventoryFailed, Payload: &inventoryv1.InventoryFailed{
 		EventId:   id,
 		OrderId:   orderID,
@@ -197,7 +197,7 @@ func announceFailure(orderID string, reason error) outbox.Event {
 }
 
 func announceReservation(ev *paymentv1.PaymentApproved, res inventory.Reservation) outbox.Event {
-	id := uuid.NewString()
+	id := newID()
 	return outbox.Event{ID: id, OrderID: res.OrderID, RoutingKey: catalog.InventoryReserved, Payload: &inventoryv1.InventoryReserved{
 		EventId:       id,
 		OrderId:       res.OrderID,
@@ -209,7 +209,7 @@ func announceReservation(ev *paymentv1.PaymentApproved, res inventory.Reservatio
 }
 
 func announceRelease(res inventory.Reservation, shippingReason string) outbox.Event {
-	id := uuid.NewString()
+	id := newID()
 	reason := "shipping failed"
 	if shippingReason != "" {
 		reason += ": " + shippingReason
@@ -221,4 +221,9 @@ func announceRelease(res inventory.Reservation, shippingReason string) outbox.Ev
 		ReservationId: res.ID,
 		Reason:        reason,
 	}}
+}
+
+// newID returns a time-ordered UUID, which keeps index inserts local.
+func newID() string {
+	return uuid.Must(uuid.NewV7()).String()
 }

@@ -76,7 +76,7 @@ func (r *Repository) Create(ctx context.Context, o *order.Order) (*order.Order, 
 	}
 	first := o.History()[0]
 
-	eventID := uuid.NewString()
+	eventID := newID()
 	msgs, err := outbox.Encode(outbox.Event{ID: eventID, OrderID: o.ID(), RoutingKey: catalog.OrderCreated, Payload: orderCreated(o, eventID)})
 	if err != nil {
 		return nil, false, err
@@ -417,4 +417,9 @@ func (r *Repository) CountByStatus(ctx context.Context) (map[order.Status]int64,
 		return nil, fmt.Errorf("count orders: %w", err)
 	}
 	return counts, nil
+}
+
+// newID returns a time-ordered UUID, which keeps index inserts local.
+func newID() string {
+	return uuid.Must(uuid.NewV7()).String()
 }
