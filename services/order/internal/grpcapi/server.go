@@ -81,10 +81,10 @@ func (s *Server) CreateOrder(ctx context.Context, req *orderv1.CreateOrderReques
 		return nil, s.error(ctx, err)
 	}
 	if created {
-		s.log.InfoContext(ctx, "order created", "order_id", stored.ID(), "request_id", stored.RequestID(),
+		s.log.DebugContext(ctx, "order created", "order_id", stored.ID(), "request_id", stored.RequestID(),
 			"total", stored.Total().String())
 	} else {
-		s.log.InfoContext(ctx, "order request repeated", "order_id", stored.ID(), "request_id", stored.RequestID())
+		s.log.DebugContext(ctx, "order request repeated", "order_id", stored.ID(), "request_id", stored.RequestID())
 	}
 	return &orderv1.CreateOrderResponse{Order: toProto(stored)}, nil
 }
