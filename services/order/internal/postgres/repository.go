@@ -3,6 +3,7 @@
 package postgres
 
 import (
+	"bytes"
 	"context"
 	"embed"
 	"encoding/base64"
@@ -61,9 +62,10 @@ func (r *Repository) AfterStatusCommit(f func(orderIDs []string)) { r.afterStatu
 func (r *Repository) AfterOutboxCommit(f func()) { r.afterOutbox = f }
 
 // Create stores a new order, its first history entry and its order.created event in one
-// transaction, and reports created = true. When an order with the same request id exists, it
-// stores nothing and returns that order with created = false; a concurrent identical request
-// waits for the first to commit and then gets its order.
+// transaction, and reports created = true. When the customer already placed an order with the
+// same request id, it stores nothing and returns that order with created = false, or
+// order.ErrRequestIDReused when that order came from a different request; a concurrent request
+// with the same key waits for the first to commit and then gets the same answer.
 func (r *Repository) Create(ctx context.Context, o *order.Order) (*order.Order, bool, error) {
 	var addr []byte
 	if a := o.ShippingAddress(); a != nil {
@@ -78,6 +80,10 @@ func (r *Repository) Create(ctx context.Context, o *order.Order) (*order.Order, 
 		lines[i], products[i], quantities[i], prices[i] = int32(i+1), it.ProductID, it.Quantity, int64(it.UnitPrice)
 	}
 	first := o.History()[0]
+	var fingerprint []byte // NULL without a key
+	if o.RequestID() != "" {
+		fingerprint = o.RequestFingerprint()
+	}
 
 	tx, err := r.pool.Begin(ctx)
 	if err != nil {
@@ -90,9 +96,9 @@ func (r *Repository) Create(ctx context.Context, o *order.Order) (*order.Order, 
 	err = tx.QueryRow(ctx, `
 		WITH o AS (
 			INSERT INTO orders (id, customer_id, payment_method, status, total_minor, shipping_address,
-				country_code, request_id, created_at, updated_at)
-			VALUES ($1, $2, $3, $4, $5, $6, NULLIF($7, ''), NULLIF($8, ''), $9, $9)
-			ON CONFLICT (request_id) DO NOTHING
+				country_code, request_id, request_fingerprint, created_at, updated_at)
+			VALUES ($1, $2, $3, $4, $5, $6, NULLIF($7, ''), NULLIF($8, ''), $17, $9, $9)
+			ON CONFLICT (customer_id, request_id) DO NOTHING
 			RETURNING id
 		), items AS (
 			INSERT INTO order_items (order_id, line, product_id, quantity, unit_price_minor)
@@ -106,7 +112,7 @@ func (r *Repository) Create(ctx context.Context, o *order.Order) (*order.Order, 
 		o.ID(), o.CustomerID(), o.PaymentMethod(), string(o.Status()), int64(o.Total()), addr,
 		o.CountryCode(), o.RequestID(), o.CreatedAt(),
 		lines, products, quantities, prices,
-		string(first.Status), first.Reason, first.At,
+		string(first.Status), first.Reason, first.At, fingerprint,
 	).Scan(&inserted)
 	if err != nil {
 		return nil, false, fmt.Errorf("insert order: %w", err)
@@ -115,9 +121,9 @@ func (r *Repository) Create(ctx context.Context, o *order.Order) (*order.Order, 
 		if err := tx.Rollback(ctx); err != nil {
 			return nil, false, fmt.Errorf("rollback: %w", err)
 		}
-		existing, err := r.GetByRequestID(ctx, o.RequestID())
+		existing, err := r.repeated(ctx, o)
 		if err != nil {
-			return nil, false, fmt.Errorf("order of request id %q: %w", o.RequestID(), err)
+			return nil, false, err
 		}
 		return existing, false, nil
 	}
@@ -243,12 +249,22 @@ func (r *Repository) Get(ctx context.Context, id string) (*order.Order, error) {
 	return r.getOne(ctx, "o.id = $1", id)
 }
 
-// GetByRequestID returns the order created with an idempotency key, or order.ErrNotFound.
-func (r *Repository) GetByRequestID(ctx context.Context, requestID string) (*order.Order, error) {
-	if requestID == "" {
-		return nil, order.ErrNotFound
+// repeated returns the order that o's customer placed earlier under o's request id, or
+// order.ErrRequestIDReused when that order was placed with a different request.
+func (r *Repository) repeated(ctx context.Context, o *order.Order) (*order.Order, error) {
+	var (
+		id          string
+		fingerprint []byte
+	)
+	err := r.pool.QueryRow(ctx, `SELECT id::text, request_fingerprint FROM orders WHERE customer_id = $1 AND request_id = $2`,
+		o.CustomerID(), o.RequestID()).Scan(&id, &fingerprint)
+	if err != nil {
+		return nil, fmt.Errorf("order of request id %q: %w", o.RequestID(), err)
 	}
-	return r.getOne(ctx, "o.request_id = $1", requestID)
+	if !bytes.Equal(fingerprint, o.RequestFingerprint()) {
+		return nil, fmt.Errorf("%w: order %s", order.ErrRequestIDReused, id)
+	}
+	return r.Get(ctx, id)
 }
 
 // List returns a page of orders matching q, newest first, and the token of the next page ("" on
