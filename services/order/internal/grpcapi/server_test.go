@@ -392,7 +392,7 @@ func TestGateway(t *testing.T) {
 	e := start(t, nil, 0)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	h, err := grpcapi.Gateway(ctx, e.addr)
+	h, err := grpcapi.Gateway(ctx, e.addr, grpcapi.GatewayOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -456,8 +456,11 @@ func TestGateway(t *testing.T) {
 	if code, body := get("/v1/orders?page_size=10"); code != http.StatusOK || len(body["orders"].([]any)) != 1 {
 		t.Errorf("list: %d %v", code, body)
 	}
-	if code, body := get("/openapi.json"); code != http.StatusOK || body["swagger"] == nil {
+	if code, body := get("/openapi.json"); code != http.StatusOK || body["swagger"] != "2.0" {
 		t.Errorf("openapi: %d", code)
+	}
+	if code, body := get("/openapi3.json"); code != http.StatusOK || !strings.HasPrefix(body["openapi"].(string), "3.") {
+		t.Errorf("openapi3: %d", code)
 	}
 
 	// WatchOrder streams newline-delimited JSON until the order is terminal.
