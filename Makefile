@@ -55,14 +55,18 @@ bench-markdown: build infra ## The same as bench, the report as Markdown tables.
 	ORDERSAGA_BIN_DIR=$(CURDIR)/bin go run ./cmd/bench -markdown $(BENCH_FLAGS)
 
 .PHONY: generate
-generate: ## Regenerate gen/ (Go, gRPC, gateway, OpenAPI) from proto/.
+generate: ## Regenerate gen/ (Go, gRPC, gateway, OpenAPI 2 and 3) from proto/, and the e2e REST client.
 	$(BUF) generate
+	cd tools && go run ./openapidoc ../gen/openapi/ordersaga.swagger.json ../gen/openapi/ordersaga.openapi3.json
+	go tool -modfile=tools/go.mod oapi-codegen -config e2e/restclient/oapi-codegen.yaml gen/openapi/ordersaga.openapi3.json
 	cd gen && go mod tidy
 
+GENERATED := gen/ e2e/restclient/
+
 .PHONY: check-generate
-check-generate: generate ## Fail when gen/ is stale.
-	@git diff --exit-code -- gen/ || { echo "gen/ is stale: run make generate and commit" >&2; exit 1; }
-	@test -z "$$(git status --porcelain -- gen/)" || { git status --porcelain -- gen/; echo "gen/ has untracked files: run make generate and commit" >&2; exit 1; }
+check-generate: generate ## Fail when gen/ or the e2e REST client is stale.
+	@git diff --exit-code -- $(GENERATED) || { echo "generated code is stale: run make generate and commit" >&2; exit 1; }
+	@test -z "$$(git status --porcelain -- $(GENERATED))" || { git status --porcelain -- $(GENERATED); echo "generated code has untracked files: run make generate and commit" >&2; exit 1; }
 
 .PHONY: lint
 lint: k8s ## buf lint and format, go vet and gofmt; the Kubernetes overlays render.

@@ -64,7 +64,9 @@ func TestReadmeExamplesWorkAsPrinted(t *testing.T) {
 		`"status": "ORDER_STATUS_CONFIRMED"`,                  // gRPC watch and get
 		`"status":"ORDER_STATUS_CONFIRMED"`,                   // REST watch
 		`"tracking_code": "TRK-`,                              // REST get through jq
-		"/v1/orders/{orderId}:watch",                          // OpenAPI paths
+		"/v1/orders/{order_id}:watch",                         // OpenAPI paths
+		"data: {\"order\":{",                                  // REST watch as Server-Sent Events
+		`"code":6,"message":"request_id: `,                    // same key, other request
 		`"message":"items: must not be empty"`,                // bad input names the field
 		`"productId": "6f1c2b7e-0000-4000-8000-000000000042"`, // SetStock
 		"payment.order-created.dlq",                           // ordersctl dlq list

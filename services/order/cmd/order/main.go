@@ -85,7 +85,7 @@ func run(ctx context.Context, log *slog.Logger, cfg config.Order) error {
 	// The gateway's connection outlives the servers' shutdown, so in-flight REST calls finish.
 	gwCtx, closeGateway := context.WithCancel(context.WithoutCancel(ctx))
 	defer closeGateway()
-	gateway, err := grpcapi.Gateway(gwCtx, grpcAddr)
+	gateway, err := grpcapi.Gateway(gwCtx, grpcAddr, grpcapi.GatewayOptions{})
 	if err != nil {
 		return err
 	}

@@ -93,7 +93,8 @@ type Params struct {
 // New validates p and returns a new PENDING order placed at now. A validation error is a
 // *FieldError naming the field.
 func New(p Params, now time.Time) (*Order, error) {
-	if err := uuid.Validate(p.CustomerID); err != nil {
+	customer, err := uuid.Parse(p.CustomerID)
+	if err != nil {
 		return nil, invalid("customer_id", "must be a UUID")
 	}
 	if !validMethod(p.PaymentMethod) {
@@ -109,7 +110,8 @@ func New(p Params, now time.Time) (*Order, error) {
 	items := make([]Item, len(p.Items))
 	for i, it := range p.Items {
 		field := fmt.Sprintf("items[%d]", i)
-		if err := uuid.Validate(it.ProductID); err != nil {
+		product, err := uuid.Parse(it.ProductID)
+		if err != nil {
 			return nil, invalid(field+".product_id", "must be a UUID")
 		}
 		if it.Quantity <= 0 {
@@ -128,8 +130,8 @@ func New(p Params, now time.Time) (*Order, error) {
 		if !ok {
 			return nil, invalid(field, "order total is too large")
 		}
-		// Normalised so that the same product reads the same everywhere.
-		items[i] = Item{ProductID: strings.ToLower(it.ProductID), Quantity: it.Quantity, UnitPrice: it.UnitPrice}
+		// Canonical, so that the same product reads the same everywhere.
+		items[i] = Item{ProductID: product.String(), Quantity: it.Quantity, UnitPrice: it.UnitPrice}
 	}
 	var addr *Address
 	if p.ShippingAddress != nil {
@@ -147,7 +149,7 @@ func New(p Params, now time.Time) (*Order, error) {
 	now = now.UTC().Truncate(time.Microsecond)
 	return &Order{
 		id:            uuid.Must(uuid.NewV7()).String(), // time-ordered: index-friendly
-		customerID:    strings.ToLower(p.CustomerID),
+		customerID:    customer.String(),
 		paymentMethod: p.PaymentMethod,
 		status:        StatusPending,
 		items:         items,

@@ -3,6 +3,7 @@
 package postgres
 
 import (
+	"bytes"
 	"context"
 	"embed"
 	"encoding/base64"
@@ -20,7 +21,6 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	orderv1 "github.com/ordersaga/ordersaga/gen/order/v1"
-	"github.com/ordersaga/ordersaga/pkg/catalog"
 	"github.com/ordersaga/ordersaga/pkg/database"
 	"github.com/ordersaga/ordersaga/pkg/inbox"
 	"github.com/ordersaga/ordersaga/pkg/outbox"
@@ -40,6 +40,7 @@ var Migrations = []database.Migrations{
 // Repository stores orders.
 type Repository struct {
 	pool        *pgxpool.Pool
+	creates     creates
 	afterOutbox func([]outbox.Row)
 	afterStatus func([]order.Update)
 }
@@ -56,75 +57,6 @@ func (r *Repository) AfterStatusCommit(f func([]order.Update)) { r.afterStatus =
 // AfterOutboxCommit sets f to be called with the outbox rows each commit added: the outbox
 // relay's Publish.
 func (r *Repository) AfterOutboxCommit(f func([]outbox.Row)) { r.afterOutbox = f }
-
-// Create stores a new order, its first history entry and its order.created event in one
-// transaction, and reports created = true. When an order with the same request id exists, it
-// stores nothing and returns that order with created = false; a concurrent identical request
-// waits for the first to commit and then gets its order.
-func (r *Repository) Create(ctx context.Context, o *order.Order) (*order.Order, bool, error) {
-	var addr []byte
-	if a := o.ShippingAddress(); a != nil {
-		var err error
-		if addr, err = json.Marshal(a); err != nil {
-			return nil, false, fmt.Errorf("marshal address: %w", err)
-		}
-	}
-	items := o.Items()
-	lines, products, quantities, prices := make([]int32, len(items)), make([]string, len(items)), make([]int32, len(items)), make([]int64, len(items))
-	for i, it := range items {
-		lines[i], products[i], quantities[i], prices[i] = int32(i+1), it.ProductID, it.Quantity, int64(it.UnitPrice)
-	}
-	first := o.History()[0]
-
-	eventID := newID()
-	msgs, err := outbox.Encode(outbox.Event{ID: eventID, OrderID: o.ID(), RoutingKey: catalog.OrderCreated, Payload: orderCreated(o, eventID)})
-	if err != nil {
-		return nil, false, err
-	}
-	m := msgs[0]
-	// One statement, so one round trip and its own transaction: the order, its items, its first
-	// history entry and its order.created event exist only if the order row was inserted, so a
-	// duplicate request id leaves nothing behind.
-	var outboxID *int64
-	err = r.pool.QueryRow(ctx, `
-		WITH o AS (
-			INSERT INTO orders (id, customer_id, payment_method, status, total_minor, shipping_address,
-				country_code, request_id, created_at, updated_at)
-			VALUES ($1, $2, $3, $4, $5, $6, NULLIF($7, ''), NULLIF($8, ''), $9, $9)
-			ON CONFLICT (request_id) DO NOTHING
-			RETURNING id
-		), items AS (
-			INSERT INTO order_items (order_id, line, product_id, quantity, unit_price_minor)
-			SELECT o.id, i.line, i.product_id, i.quantity, i.price
-			FROM o, unnest($10::int[], $11::uuid[], $12::int[], $13::bigint[]) AS i(line, product_id, quantity, price)
-		), history AS (
-			INSERT INTO order_status_history (order_id, status, reason, changed_at)
-			SELECT o.id, $14, $15, $16 FROM o
-		), event AS (
-			INSERT INTO outbox (event_id, exchange, routing_key, message_type, correlation_id, body, created_at)
-			SELECT $17, $18, $19, $20, $21, $22, $23 FROM o
-			RETURNING id
-		)
-		SELECT (SELECT id FROM event)`,
-		o.ID(), o.CustomerID(), o.PaymentMethod(), string(o.Status()), int64(o.Total()), addr,
-		o.CountryCode(), o.RequestID(), o.CreatedAt(),
-		lines, products, quantities, prices,
-		string(first.Status), first.Reason, first.At,
-		m.MessageID, m.Exchange, m.RoutingKey, m.Type, m.CorrelationID, m.Body, m.Timestamp,
-	).Scan(&outboxID)
-	if err != nil {
-		return nil, false, fmt.Errorf("insert order: %w", err)
-	}
-	if outboxID == nil {
-		existing, err := r.GetByRequestID(ctx, o.RequestID())
-		if err != nil {
-			return nil, false, fmt.Errorf("order of request id %q: %w", o.RequestID(), err)
-		}
-		return existing, false, nil
-	}
-	r.afterOutbox([]outbox.Row{{ID: *outboxID, Msg: m}})
-	return o, true, nil
-}
 
 func orderCreated(o *order.Order, eventID string) *orderv1.OrderCreated {
 	lines := make([]*orderv1.OrderLine, len(o.Items()))
@@ -232,12 +164,22 @@ func (r *Repository) Get(ctx context.Context, id string) (*order.Order, error) {
 	return r.getOne(ctx, "o.id = $1", id)
 }
 
-// GetByRequestID returns the order created with an idempotency key, or order.ErrNotFound.
-func (r *Repository) GetByRequestID(ctx context.Context, requestID string) (*order.Order, error) {
-	if requestID == "" {
-		return nil, order.ErrNotFound
+// repeated returns the order that o's customer placed earlier under o's request id, or
+// order.ErrRequestIDReused when that order was placed with a different request.
+func (r *Repository) repeated(ctx context.Context, o *order.Order) (*order.Order, error) {
+	var (
+		id          string
+		fingerprint []byte
+	)
+	err := r.pool.QueryRow(ctx, `SELECT id::text, request_fingerprint FROM orders WHERE customer_id = $1 AND request_id = $2`,
+		o.CustomerID(), o.RequestID()).Scan(&id, &fingerprint)
+	if err != nil {
+		return nil, fmt.Errorf("order of request id %q: %w", o.RequestID(), err)
 	}
-	return r.getOne(ctx, "o.request_id = $1", requestID)
+	if !bytes.Equal(fingerprint, o.RequestFingerprint()) {
+		return nil, fmt.Errorf("%w: order %s", order.ErrRequestIDReused, id)
+	}
+	return r.Get(ctx, id)
 }
 
 // List returns a page of orders matching q, newest first, and the token of the next page ("" on
