@@ -22,6 +22,7 @@ import (
 	"github.com/ordersaga/ordersaga/internal/ops"
 	"github.com/ordersaga/ordersaga/internal/ops/opstest"
 	"github.com/ordersaga/ordersaga/pkg/broker"
+	"github.com/ordersaga/ordersaga/pkg/catalog"
 	"github.com/ordersaga/ordersaga/pkg/testenv"
 )
 
@@ -195,7 +196,7 @@ func deadLetter(t *testing.T, amqpURL, eventID, orderID string) *broker.Conn {
 		MessageID: eventID, Type: "order.v1.OrderCreated", CorrelationID: orderID, Timestamp: time.Now(), Body: body,
 		Headers: amqp.Table{
 			broker.HeaderReason: "decode failed on purpose", broker.HeaderQueue: "payment.order-created",
-			broker.HeaderExchange: broker.OrderExchange, broker.HeaderRoutingKey: broker.OrderCreated,
+			broker.HeaderExchange: catalog.Exchange(catalog.OrderCreated), broker.HeaderRoutingKey: catalog.OrderCreated,
 			broker.HeaderFailedAt: time.Now().UTC().Format(time.RFC3339Nano),
 		},
 	}})

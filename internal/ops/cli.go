@@ -17,6 +17,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/ordersaga/ordersaga/pkg/broker"
+	"github.com/ordersaga/ordersaga/pkg/config"
 )
 
 // Exit statuses of ordersctl.
@@ -26,8 +27,8 @@ const (
 	ExitError      = 2 // bad usage, or a command that could not run
 )
 
-// Usage is ordersctl's help text.
-const Usage = `ordersctl operates a running ordersaga: orders, dead letters and the saga's invariants.
+// usageText is ordersctl's help text, with the defaults of the global flags left to usage.
+const usageText = `ordersctl operates a running ordersaga: orders, dead letters and the saga's invariants.
 
 Usage:
   ordersctl [global flags] <command> [flags]
@@ -58,21 +59,31 @@ Commands:
 A queue may be named with or without its ".dlq" suffix.
 
 Global flags (also accepted after the command; environment variable in brackets):
-  -amqp-url URL       [AMQP_URL] default amqp://guest:guest@localhost:5672/
-  -order-db URL       [ORDER_DATABASE_URL] default postgres://postgres@localhost:5432/orderdb?sslmode=disable
-  -payment-db URL     [PAYMENT_DATABASE_URL] default .../paymentdb?sslmode=disable
-  -inventory-db URL   [INVENTORY_DATABASE_URL] default .../inventorydb?sslmode=disable
-  -shipping-db URL    [SHIPPING_DATABASE_URL] default .../shippingdb?sslmode=disable
+  -amqp-url URL       [AMQP_URL] default %s
+  -order-db URL       [ORDER_DATABASE_URL] default %s
+  -payment-db URL     [PAYMENT_DATABASE_URL] default %s
+  -inventory-db URL   [INVENTORY_DATABASE_URL] default %s
+  -shipping-db URL    [SHIPPING_DATABASE_URL] default %s
   -timeout 1m         give up after this long, connecting included
 
 Exit status: 0 ok, 1 audit found violations, 2 bad usage or error.
 `
 
+// Usage is ordersctl's help text.
+func Usage() string {
+	d, _ := config.Load[config.Ordersctl](func(string) string { return "" }) // the defaults are valid: config's tests
+	return fmt.Sprintf(usageText, d.Broker.AMQPURL, d.Order.URL, d.Payment.URL, d.Inventory.URL, d.Shipping.URL)
+}
+
 var errUsage = errors.New("bad usage")
 
 // Run runs ordersctl with args (without the program name) and returns its exit status.
 func Run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
-	cfg := ConfigFromEnv(getenv)
+	cfg, err := ConfigFromEnv(getenv)
+	if err != nil {
+		fmt.Fprintf(stderr, "ordersctl: %v\n", err)
+		return ExitError
+	}
 	root := newFlagSet("ordersctl", stderr)
 	cfg.register(root)
 	if err := root.Parse(args); err != nil {
@@ -80,11 +91,10 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	args = root.Args()
 	if len(args) == 0 {
-		fmt.Fprint(stderr, Usage)
+		fmt.Fprint(stderr, Usage())
 		return ExitError
 	}
 	cli := &cli{cfg: &cfg, stdout: stdout, stderr: stderr}
-	var err error
 	switch cmd := args[0]; {
 	case cmd == "dlq" && len(args) > 1 && args[1] == "list":
 		err = cli.dlqList(ctx, args[2:])
@@ -101,10 +111,10 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			return ExitViolations
 		}
 	case cmd == "help":
-		fmt.Fprint(stdout, Usage)
+		fmt.Fprint(stdout, Usage())
 		return ExitOK
 	default:
-		fmt.Fprintf(stderr, "ordersctl: unknown command %q\n\n%s", strings.Join(args, " "), Usage)
+		fmt.Fprintf(stderr, "ordersctl: unknown command %q\n\n%s", strings.Join(args, " "), Usage())
 		return ExitError
 	}
 	if err != nil {
@@ -116,7 +126,7 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 func usageStatus(err error, stdout, stderr io.Writer) int {
 	switch {
 	case errors.Is(err, flag.ErrHelp):
-		fmt.Fprint(stdout, Usage)
+		fmt.Fprint(stdout, Usage())
 		return ExitOK
 	case errors.Is(err, errUsage):
 		fmt.Fprintf(stderr, "ordersctl: %v\n\nRun 'ordersctl help' for usage.\n", err)
@@ -169,9 +179,9 @@ func (c *cli) withTimeout(ctx context.Context) (context.Context, context.CancelF
 
 func (c *cli) dial(ctx context.Context) (*broker.Conn, error) {
 	log := slog.New(slog.NewTextHandler(c.stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	conn, err := broker.Dial(ctx, c.cfg.AMQPURL, log)
+	conn, err := broker.Dial(ctx, c.cfg.Broker.AMQPURL, log)
 	if err != nil {
-		return nil, fmt.Errorf("connect to broker %s: %w", redact(c.cfg.AMQPURL), err)
+		return nil, fmt.Errorf("connect to broker %s: %w", redact(c.cfg.Broker.AMQPURL), err)
 	}
 	return conn, nil
 }
@@ -431,10 +441,10 @@ func (c *cli) connectDatabases(ctx context.Context) (Databases, func(), error) {
 		name, url string
 		to        *Querier
 	}{
-		{"order", c.cfg.OrderDB, &dbs.Order},
-		{"payment", c.cfg.PaymentDB, &dbs.Payment},
-		{"inventory", c.cfg.InventoryDB, &dbs.Inventory},
-		{"shipping", c.cfg.ShippingDB, &dbs.Shipping},
+		{"order", c.cfg.Order.URL, &dbs.Order},
+		{"payment", c.cfg.Payment.URL, &dbs.Payment},
+		{"inventory", c.cfg.Inventory.URL, &dbs.Inventory},
+		{"shipping", c.cfg.Shipping.URL, &dbs.Shipping},
 	} {
 		conn, err := pgx.Connect(ctx, db.url)
 		if err != nil {

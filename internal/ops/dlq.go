@@ -22,6 +22,7 @@ import (
 	_ "github.com/ordersaga/ordersaga/gen/shipping/v1"
 
 	"github.com/ordersaga/ordersaga/pkg/broker"
+	"github.com/ordersaga/ordersaga/pkg/catalog"
 )
 
 // Channeler opens AMQP channels; *broker.Conn is one.
@@ -44,8 +45,8 @@ func DeadLetterQueues(ctx context.Context, conn Channeler) ([]QueueDepth, error)
 		return nil, err
 	}
 	defer ch.Close()
-	out := make([]QueueDepth, 0, len(broker.Catalog))
-	for _, s := range broker.Catalog {
+	out := make([]QueueDepth, 0, len(catalog.Subscriptions()))
+	for _, s := range catalog.Subscriptions() {
 		q, err := ch.QueueDeclarePassive(s.DeadLetterQueue(), true, false, false, false, nil)
 		if err != nil {
 			return nil, fmt.Errorf("queue %s: %w", s.DeadLetterQueue(), err)
@@ -60,7 +61,7 @@ func DeadLetterQueues(ctx context.Context, conn Channeler) ([]QueueDepth, error)
 // exchange by its source queue's name alone, so that is where its messages came from.
 func SourceQueue(dlq string) (string, error) {
 	name := strings.TrimSuffix(dlq, ".dlq")
-	for _, s := range broker.Catalog {
+	for _, s := range catalog.Subscriptions() {
 		if s.Queue() == name {
 			return name, nil
 		}

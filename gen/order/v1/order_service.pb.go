@@ -28,7 +28,9 @@ type CreateOrderRequest struct {
 	PaymentMethod   string           `protobuf:"bytes,2,opt,name=payment_method,json=paymentMethod,proto3" json:"payment_method,omitempty"`
 	Items           []*LineItem      `protobuf:"bytes,3,rep,name=items,proto3" json:"items,omitempty"`
 	ShippingAddress *ShippingAddress `protobuf:"bytes,4,opt,name=shipping_address,json=shippingAddress,proto3" json:"shipping_address,omitempty"`
-	// Idempotency key: the same key returns the same order.
+	// Idempotency key, scoped to customer_id (at most 200 characters): the same key with the same
+	// request returns the same order and creates nothing; the same key with a different request is
+	// ALREADY_EXISTS (HTTP 409) and creates nothing.
 	RequestId     string `protobuf:"bytes,5,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache

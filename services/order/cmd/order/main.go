@@ -11,14 +11,17 @@ import (
 	"time"
 
 	grpcprom "github.com/grpc-ecosystem/go-grpc-middleware/providers/prometheus"
+	"github.com/jackc/pgx/v5"
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/ordersaga/ordersaga/pkg/broker"
+	"github.com/ordersaga/ordersaga/pkg/catalog"
 	"github.com/ordersaga/ordersaga/pkg/config"
 	"github.com/ordersaga/ordersaga/pkg/database"
 	"github.com/ordersaga/ordersaga/pkg/outbox"
 	"github.com/ordersaga/ordersaga/pkg/server"
+	"github.com/ordersaga/ordersaga/pkg/unitofwork"
 	"github.com/ordersaga/ordersaga/services/order/internal/eventhandler"
 	"github.com/ordersaga/ordersaga/services/order/internal/grpcapi"
 	"github.com/ordersaga/ordersaga/services/order/internal/order"
@@ -26,28 +29,28 @@ import (
 )
 
 func main() {
-	var level slog.Level
-	badLevel := level.UnmarshalText([]byte(config.String("LOG_LEVEL", "info")))
-	log := slog.New(slog.NewJSONHandler(os.Stdout, &slog.HandlerOptions{Level: level})).With("service", "order")
-	if badLevel != nil {
-		log.Warn("LOG_LEVEL not understood, logging at info", "err", badLevel)
+	cfg, err := config.Load[config.Order](os.Getenv)
+	log := server.Logger("order", cfg.Log)
+	if err == nil {
+		log.Info("configuration", "config", cfg)
+		err = run(context.Background(), log, cfg)
 	}
-	if err := run(context.Background(), log); err != nil {
+	if err != nil {
 		log.Error("order-service failed", "err", err)
 		os.Exit(1)
 	}
 }
 
-func run(ctx context.Context, log *slog.Logger) error {
+func run(ctx context.Context, log *slog.Logger, cfg config.Order) error {
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
 	var (
-		amqpURL  = config.String("AMQP_URL", "amqp://guest:guest@localhost:5672/")
-		dbURL    = config.String("ORDER_DATABASE_URL", "postgres://postgres@localhost:5432/orderdb?sslmode=disable")
-		grpcAddr = config.String("ORDER_GRPC_ADDR", ":50051")
-		httpAddr = config.String("ORDER_HTTP_ADDR", ":3001")
-		opsAddr  = config.String("ORDER_OPS_ADDR", ":9101")
+		amqpURL  = cfg.Broker.AMQPURL
+		dbURL    = cfg.Database.URL
+		grpcAddr = cfg.GRPCAddr.String()
+		httpAddr = cfg.HTTPAddr.String()
+		opsAddr  = cfg.OpsAddr.String()
 	)
 
 	pool, err := database.Open(ctx, dbURL, log, postgres.Migrations...)
@@ -63,20 +66,26 @@ func run(ctx context.Context, log *slog.Logger) error {
 
 	relay := outbox.NewRelay(pool, conn, log)
 	repo := postgres.NewRepository(pool)
-	repo.AfterOutboxCommit(relay.Wake)
+	repo.AfterOutboxCommit(relay.Publish)
 	feed := postgres.NewStatusFeed(pool, log)
 	repo.AfterStatusCommit(feed.Announce)
-	handlers := eventhandler.New(repo, log)
+	work := unitofwork.New(catalog.Order, pool, relay, log, func(tx pgx.Tx) eventhandler.Store { return repo.Bind(tx) })
+	eventhandler.Register(work, log)
+	handlers, err := work.Handlers()
+	if err != nil {
+		return err
+	}
+	watch := grpcapi.FeedFunc(func(id string) (grpcapi.Subscription, func()) { return feed.Subscribe(id) })
 
 	grpcMetrics := grpcprom.NewServerMetrics()
 	if err := prometheus.Register(grpcMetrics); err != nil {
 		return err
 	}
-	grpcServer := grpcapi.NewGRPCServer(grpcapi.NewServer(repo, feed, log), grpcMetrics, log)
+	grpcServer := grpcapi.NewGRPCServer(grpcapi.NewServer(repo, watch, log), grpcMetrics, log)
 	// The gateway's connection outlives the servers' shutdown, so in-flight REST calls finish.
 	gwCtx, closeGateway := context.WithCancel(context.WithoutCancel(ctx))
 	defer closeGateway()
-	gateway, err := grpcapi.Gateway(gwCtx, grpcAddr)
+	gateway, err := grpcapi.Gateway(gwCtx, grpcAddr, grpcapi.GatewayOptions{})
 	if err != nil {
 		return err
 	}
@@ -86,15 +95,13 @@ func run(ctx context.Context, log *slog.Logger) error {
 	})
 
 	g, gctx := errgroup.WithContext(ctx)
-	for _, sub := range broker.SubscriptionsOf("order") {
-		h, err := handlers.For(sub)
-		if err != nil {
-			return err
-		}
-		g.Go(func() error { return conn.Consume(gctx, sub.Queue(), relay.WakeAfter(h), broker.ConsumerOptions{}) })
+	for sub, h := range handlers {
+		g.Go(func() error { return conn.Consume(gctx, sub.Queue(), h, broker.ConsumerOptions{}) })
 	}
 	g.Go(func() error { return relay.Run(gctx) })
-	g.Go(func() error { return conn.WatchDeadLetters(gctx, broker.SubscriptionsOf("order"), 15*time.Second) })
+	g.Go(func() error {
+		return conn.WatchDeadLetters(gctx, catalog.SubscriptionsOf(catalog.Order), 15*time.Second)
+	})
 	g.Go(func() error { return feed.Run(gctx) })
 	g.Go(func() error { return server.ServeGRPC(gctx, log, grpcAddr, grpcServer) })
 	g.Go(func() error { return server.ServeHTTP(gctx, log, "rest", httpAddr, gateway) })

@@ -3,6 +3,7 @@
 package order
 
 import (
+	"cmp"
 	"fmt"
 	"strings"
 	"time"
@@ -68,6 +69,16 @@ type Order struct {
 	createdAt     time.Time
 	updatedAt     time.Time
 	history       []StatusChange
+	version       int // history entries, also when history is not loaded
+}
+
+// Update is what one status change did to an order, as its watchers see it.
+type Update struct {
+	OrderID       string       `json:"order_id"`
+	Version       int          `json:"version"` // the order's count of status changes after this one
+	Change        StatusChange `json:"change"`
+	FailureReason string       `json:"failure_reason,omitempty"`
+	TrackingCode  string       `json:"tracking_code,omitempty"`
 }
 
 // Params is what a client asks for when it places an order.
@@ -82,7 +93,8 @@ type Params struct {
 // New validates p and returns a new PENDING order placed at now. A validation error is a
 // *FieldError naming the field.
 func New(p Params, now time.Time) (*Order, error) {
-	if err := uuid.Validate(p.CustomerID); err != nil {
+	customer, err := uuid.Parse(p.CustomerID)
+	if err != nil {
 		return nil, invalid("customer_id", "must be a UUID")
 	}
 	if !validMethod(p.PaymentMethod) {
@@ -98,7 +110,8 @@ func New(p Params, now time.Time) (*Order, error) {
 	items := make([]Item, len(p.Items))
 	for i, it := range p.Items {
 		field := fmt.Sprintf("items[%d]", i)
-		if err := uuid.Validate(it.ProductID); err != nil {
+		product, err := uuid.Parse(it.ProductID)
+		if err != nil {
 			return nil, invalid(field+".product_id", "must be a UUID")
 		}
 		if it.Quantity <= 0 {
@@ -117,8 +130,8 @@ func New(p Params, now time.Time) (*Order, error) {
 		if !ok {
 			return nil, invalid(field, "order total is too large")
 		}
-		// Normalised so that the same product reads the same everywhere.
-		items[i] = Item{ProductID: strings.ToLower(it.ProductID), Quantity: it.Quantity, UnitPrice: it.UnitPrice}
+		// Canonical, so that the same product reads the same everywhere.
+		items[i] = Item{ProductID: product.String(), Quantity: it.Quantity, UnitPrice: it.UnitPrice}
 	}
 	var addr *Address
 	if p.ShippingAddress != nil {
@@ -136,7 +149,7 @@ func New(p Params, now time.Time) (*Order, error) {
 	now = now.UTC().Truncate(time.Microsecond)
 	return &Order{
 		id:            uuid.Must(uuid.NewV7()).String(), // time-ordered: index-friendly
-		customerID:    strings.ToLower(p.CustomerID),
+		customerID:    customer.String(),
 		paymentMethod: p.PaymentMethod,
 		status:        StatusPending,
 		items:         items,
@@ -146,6 +159,7 @@ func New(p Params, now time.Time) (*Order, error) {
 		createdAt:     now,
 		updatedAt:     now,
 		history:       []StatusChange{{Status: StatusPending, Reason: "order.created", At: now}},
+		version:       1,
 	}, nil
 }
 
@@ -177,6 +191,7 @@ type Snapshot struct {
 	CreatedAt       time.Time
 	UpdatedAt       time.Time
 	History         []StatusChange
+	Version         int // count of status changes; len(History) when 0
 }
 
 // Restore rebuilds an order from storage. It does not validate: storage only holds orders that
@@ -196,6 +211,7 @@ func Restore(s Snapshot) *Order {
 		createdAt:     s.CreatedAt,
 		updatedAt:     s.UpdatedAt,
 		history:       s.History,
+		version:       cmp.Or(s.Version, len(s.History)),
 	}
 }
 
@@ -233,6 +249,7 @@ func (o *Order) Apply(e Event, now time.Time) (StatusChange, bool, error) {
 	o.updatedAt = now
 	change := StatusChange{Status: to, Reason: reason, At: now}
 	o.history = append(o.history, change)
+	o.version++
 	return change, true, nil
 }
 
@@ -279,6 +296,14 @@ func (o *Order) CreatedAt() time.Time { return o.createdAt }
 
 // UpdatedAt returns when the order last changed.
 func (o *Order) UpdatedAt() time.Time { return o.updatedAt }
+
+// Version counts the order's status changes, its first PENDING included.
+func (o *Order) Version() int { return o.version }
+
+// Update describes the order's last status change, for its watchers.
+func (o *Order) Update(change StatusChange) Update {
+	return Update{OrderID: o.id, Version: o.version, Change: change, FailureReason: o.failureReason, TrackingCode: o.trackingCode}
+}
 
 // History returns the order's status changes, oldest first; the caller must not modify it.
 func (o *Order) History() []StatusChange { return o.history }
