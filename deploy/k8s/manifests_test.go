@@ -31,6 +31,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/ordersaga/ordersaga/pkg/broker"
+	"github.com/ordersaga/ordersaga/pkg/catalog"
 	"github.com/ordersaga/ordersaga/pkg/config"
 	"github.com/ordersaga/ordersaga/pkg/database"
 	"github.com/ordersaga/ordersaga/pkg/server"
@@ -632,7 +633,7 @@ func checkScaling(t *testing.T, r *rendered, svc string, d *appsv1.Deployment, c
 		}
 	}
 	var want []string
-	for _, sub := range broker.SubscriptionsOf(svc) {
+	for _, sub := range catalog.SubscriptionsOf(svc) {
 		want = append(want, sub.Queue())
 	}
 	slices.Sort(queues)
