@@ -61,7 +61,7 @@ func start(t *testing.T, feed grpcapi.Feed, poll time.Duration) *env {
 		done := make(chan struct{})
 		go func() { f.Run(ctx); close(done) }()
 		t.Cleanup(func() { cancel(); <-done })
-		feed = grpcapi.FeedFunc(func(id string) (grpcapi.Subscription, func()) { return f.Subscribe(id) })
+		feed = grpcapi.FeedOf(f)
 	} else {
 		t.Cleanup(cancel)
 	}
@@ -413,9 +413,11 @@ func TestWatchOrder(t *testing.T) {
 // silentFeed never signals, like a listener that lost every notification.
 type silentFeed struct{}
 
-func (silentFeed) Subscribe(string) (grpcapi.Subscription, func()) {
-	return silentSubscription{make(chan struct{})}, func() {}
+func (silentFeed) Subscribe(string) (grpcapi.Subscription, *order.Order, func()) {
+	return silentSubscription{make(chan struct{})}, nil, func() {}
 }
+
+func (silentFeed) Created(*order.Order) {}
 
 type silentSubscription struct{ ready chan struct{} }
 
