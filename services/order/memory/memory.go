@@ -11,10 +11,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/google/uuid"
-	"google.golang.org/protobuf/types/known/timestamppb"
 
-	orderv1 "github.com/ordersaga/ordersaga/gen/order/v1"
 	"github.com/ordersaga/ordersaga/pkg/catalog"
 	"github.com/ordersaga/ordersaga/pkg/outbox"
 	"github.com/ordersaga/ordersaga/pkg/unitofwork"
@@ -86,26 +83,7 @@ func (s *Service) Place(r Request) (string, outbox.Event, error) {
 	s.mu.Lock()
 	s.orders[o.ID()] = o
 	s.mu.Unlock()
-	id := uuid.Must(uuid.NewV7()).String()
-	return o.ID(), outbox.Event{ID: id, OrderID: o.ID(), RoutingKey: catalog.OrderCreated, Payload: orderCreated(o, id)}, nil
-}
-
-// orderCreated is the event announcing a new order, as order-service's repository writes it.
-func orderCreated(o *order.Order, eventID string) *orderv1.OrderCreated {
-	lines := make([]*orderv1.OrderLine, len(o.Items()))
-	for i, it := range o.Items() {
-		lines[i] = &orderv1.OrderLine{ProductId: it.ProductID, Quantity: it.Quantity, UnitPriceMinor: int64(it.UnitPrice)}
-	}
-	return &orderv1.OrderCreated{
-		EventId:       eventID,
-		OrderId:       o.ID(),
-		OccurTime:     timestamppb.New(o.CreatedAt()),
-		CustomerId:    o.CustomerID(),
-		PaymentMethod: o.PaymentMethod(),
-		Items:         lines,
-		TotalMinor:    int64(o.Total()),
-		CountryCode:   o.CountryCode(),
-	}
+	return o.ID(), eventhandler.Created(o), nil
 }
 
 // Order is an order's saga state as GetOrder shows it.

@@ -8,9 +8,9 @@ import (
 	"time"
 
 	"github.com/ordersaga/ordersaga/pkg/broker"
-	"github.com/ordersaga/ordersaga/pkg/catalog"
 	"github.com/ordersaga/ordersaga/pkg/failure"
 	"github.com/ordersaga/ordersaga/pkg/outbox"
+	"github.com/ordersaga/ordersaga/services/order/internal/eventhandler"
 	"github.com/ordersaga/ordersaga/services/order/internal/order"
 )
 
@@ -43,8 +43,7 @@ type createReq struct {
 // false, or order.ErrRequestIDReused when that order came from a different request; a
 // concurrent request with the same key waits for the first to commit and gets the same answer.
 func (r *Repository) Create(ctx context.Context, o *order.Order) (*order.Order, bool, error) {
-	eventID := newID()
-	msgs, err := outbox.Encode(outbox.Event{ID: eventID, OrderID: o.ID(), RoutingKey: catalog.OrderCreated, Payload: orderCreated(o, eventID)})
+	msgs, err := outbox.Encode(eventhandler.Created(o))
 	if err != nil {
 		return nil, false, err
 	}

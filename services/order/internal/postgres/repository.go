@@ -18,9 +18,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
-	"google.golang.org/protobuf/types/known/timestamppb"
 
-	orderv1 "github.com/ordersaga/ordersaga/gen/order/v1"
 	"github.com/ordersaga/ordersaga/pkg/database"
 	"github.com/ordersaga/ordersaga/pkg/inbox"
 	"github.com/ordersaga/ordersaga/pkg/outbox"
@@ -57,23 +55,6 @@ func (r *Repository) AfterStatusCommit(f func([]order.Update)) { r.afterStatus =
 // AfterOutboxCommit sets f to be called with the outbox rows each commit added: the outbox
 // relay's Publish.
 func (r *Repository) AfterOutboxCommit(f func([]outbox.Row)) { r.afterOutbox = f }
-
-func orderCreated(o *order.Order, eventID string) *orderv1.OrderCreated {
-	lines := make([]*orderv1.OrderLine, len(o.Items()))
-	for i, it := range o.Items() {
-		lines[i] = &orderv1.OrderLine{ProductId: it.ProductID, Quantity: it.Quantity, UnitPriceMinor: int64(it.UnitPrice)}
-	}
-	return &orderv1.OrderCreated{
-		EventId:       eventID,
-		OrderId:       o.ID(),
-		OccurTime:     timestamppb.New(o.CreatedAt()),
-		CustomerId:    o.CustomerID(),
-		PaymentMethod: o.PaymentMethod(),
-		Items:         lines,
-		TotalMinor:    int64(o.Total()),
-		CountryCode:   o.CountryCode(),
-	}
-}
 
 // selectOrders reads whole orders: items and history come in the same row as JSON, so that one
 // round trip answers Get and List.
