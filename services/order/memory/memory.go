@@ -11,7 +11,6 @@ import (
 	"sync"
 	"time"
 
-
 	"github.com/ordersaga/ordersaga/pkg/catalog"
 	"github.com/ordersaga/ordersaga/pkg/outbox"
 	"github.com/ordersaga/ordersaga/pkg/unitofwork"
