@@ -448,3 +448,22 @@ func TestDeadLetterDepthIsExported(t *testing.T) {
 		return false
 	})
 }
+
+// A cluster's nodes in one AMQP_URL: a node that does not answer is skipped.
+func TestDialFailsOverToTheNextNode(t *testing.T) {
+	t.Parallel()
+	real := testenv.VHost(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	conn, err := broker.Dial(ctx, "amqp://guest:guest@127.0.0.1:1/, "+real, testenv.Logger(t))
+	if err != nil {
+		t.Fatalf("dial: %v", err)
+	}
+	defer conn.Close()
+	if !conn.Connected() {
+		t.Fatal("not connected through the second node")
+	}
+	if _, err := broker.Dial(ctx, " , ", testenv.Logger(t)); err == nil {
+		t.Fatal("dialled an empty address list")
+	}
+}

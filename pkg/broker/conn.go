@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
@@ -21,8 +22,9 @@ import (
 // message, and deferred confirms in flight would be lost. Owning the loop keeps each channel's
 // lifetime, and so each ack and each confirm, unambiguous.
 type Conn struct {
-	url string
-	log *slog.Logger
+	urls []string // the broker's nodes; a dial tries each, from the one after the last that answered
+	next int      // index of the node the next dial tries first
+	log  *slog.Logger
 
 	mu    sync.Mutex
 	conn  *amqp.Connection
@@ -33,10 +35,20 @@ type Conn struct {
 }
 
 // Dial connects to the broker, retrying with backoff until ctx ends, declares the topology, and
-// keeps the connection alive until Close.
+// keeps the connection alive until Close. url may list several nodes of a cluster separated by
+// commas: a dial tries each in turn, so a lost node is survived by reconnecting to another.
 func Dial(ctx context.Context, url string, log *slog.Logger) (*Conn, error) {
+	var urls []string
+	for _, u := range strings.Split(url, ",") {
+		if u = strings.TrimSpace(u); u != "" {
+			urls = append(urls, u)
+		}
+	}
+	if len(urls) == 0 {
+		return nil, errors.New("no broker address")
+	}
 	c := &Conn{
-		url:   url,
+		urls:  urls,
 		log:   log,
 		ready: make(chan struct{}),
 		stop:  make(chan struct{}),
@@ -55,7 +67,7 @@ func (c *Conn) dial(ctx context.Context) (*amqp.Connection, error) {
 	b := backoff.NewExponentialBackOff()
 	b.MaxInterval = 5 * time.Second
 	return backoff.Retry(ctx, func() (*amqp.Connection, error) {
-		conn, err := amqp.DialConfig(c.url, amqp.Config{Heartbeat: 10 * time.Second, Locale: "en_US", Dial: amqp.DefaultDial(5 * time.Second)})
+		conn, err := c.dialAny()
 		if err != nil {
 			c.log.WarnContext(ctx, "broker dial failed, retrying", "err", err)
 			return nil, err
@@ -72,6 +84,22 @@ func (c *Conn) dial(ctx context.Context) (*amqp.Connection, error) {
 		}
 		return conn, nil
 	}, backoff.WithBackOff(b), backoff.WithMaxElapsedTime(0))
+}
+
+// dialAny dials the nodes in turn, starting after the node of the last connection, so that a
+// node that went away is not the first one tried again.
+func (c *Conn) dialAny() (*amqp.Connection, error) {
+	var errs []error
+	for range c.urls {
+		i := c.next % len(c.urls)
+		c.next = i + 1
+		conn, err := amqp.DialConfig(c.urls[i], amqp.Config{Heartbeat: 10 * time.Second, Locale: "en_US", Dial: amqp.DefaultDial(5 * time.Second)})
+		if err == nil {
+			return conn, nil
+		}
+		errs = append(errs, fmt.Errorf("node %d: %w", i+1, err))
+	}
+	return nil, errors.Join(errs...)
 }
 
 func (c *Conn) setConn(conn *amqp.Connection) {
