@@ -79,8 +79,11 @@ func (c *Conn) dial(ctx context.Context) (*amqp.Connection, error) {
 		}
 		defer ch.Close()
 		if err := DeclareTopology(ch); err != nil {
+			// Refused rights or a queue declared with other arguments are fixed by an operator
+			// or a deploy, not by this process giving up: keep trying, not ready meanwhile.
+			c.log.WarnContext(ctx, "declaring the topology failed, retrying", "err", err)
 			conn.Close()
-			return nil, backoff.Permanent(err)
+			return nil, fmt.Errorf("declare topology: %w", err)
 		}
 		return conn, nil
 	}, backoff.WithBackOff(b), backoff.WithMaxElapsedTime(0))
