@@ -467,3 +467,37 @@ func TestDialFailsOverToTheNextNode(t *testing.T) {
 		t.Fatal("dialled an empty address list")
 	}
 }
+
+// An operator deletes a queue under a running consumer: the consumer declares it again and
+// goes on consuming.
+func TestConsumerRedeclaresADeletedQueue(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	var count atomic.Int32
+	h.consume(sub.Queue(), func(_ context.Context, batch []amqp.Delivery) error {
+		count.Add(int32(len(batch)))
+		return nil
+	}, broker.ConsumerOptions{})
+	h.publish(catalog.OrderCreated, "before", []byte("x"))
+	testenv.Eventually(t, 10*time.Second, "first message", func() bool { return count.Load() == 1 })
+
+	ch, err := h.conn.Channel(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ch.QueueDelete(sub.Queue(), false, false, false); err != nil {
+		t.Fatalf("delete queue: %v", err)
+	}
+	ch.Close()
+	testenv.Eventually(t, 30*time.Second, "queue declared again", func() bool {
+		ch, err := h.conn.Channel(context.Background())
+		if err != nil {
+			return false
+		}
+		defer ch.Close()
+		_, err = ch.QueueDeclarePassive(sub.Queue(), true, false, false, false, nil)
+		return err == nil
+	})
+	h.publish(catalog.OrderCreated, "after", []byte("x"))
+	testenv.Eventually(t, 30*time.Second, "message after the delete consumed", func() bool { return count.Load() == 2 })
+}

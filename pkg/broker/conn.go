@@ -26,9 +26,10 @@ type Conn struct {
 	next int      // index of the node the next dial tries first
 	log  *slog.Logger
 
-	mu    sync.Mutex
-	conn  *amqp.Connection
-	ready chan struct{} // closed while conn is live
+	mu       sync.Mutex
+	conn     *amqp.Connection
+	declared time.Time     // last Redeclare
+	ready    chan struct{} // closed while conn is live
 
 	stop chan struct{}
 	done chan struct{}
@@ -185,6 +186,29 @@ func (c *Conn) Channel(ctx context.Context) (*amqp.Channel, error) {
 			return nil, ctx.Err()
 		}
 	}
+}
+
+// Redeclare declares the topology again, at most once a second however often it is asked: a
+// consumer whose queue went away or a publisher whose messages came back unroutable calls it,
+// so that a queue or exchange deleted under running services comes back by itself.
+func (c *Conn) Redeclare(ctx context.Context) error {
+	c.mu.Lock()
+	if time.Since(c.declared) < time.Second {
+		c.mu.Unlock()
+		return nil
+	}
+	c.declared = time.Now()
+	c.mu.Unlock()
+	ch, err := c.Channel(ctx)
+	if err != nil {
+		return err
+	}
+	defer ch.Close()
+	if err := DeclareTopology(ch); err != nil {
+		return fmt.Errorf("redeclare topology: %w", err)
+	}
+	c.log.InfoContext(ctx, "topology declared again")
+	return nil
 }
 
 // Check reports whether the connection is up, as a readiness check.

@@ -86,6 +86,10 @@ func (c *Conn) Consume(ctx context.Context, queue string, h Handler, opts Consum
 			return nil
 		}
 		cons.log.WarnContext(ctx, "consumer interrupted, resuming", "err", err)
+		// The queue may have been deleted (the broker cancels its consumers): declare it again.
+		if err := c.Redeclare(ctx); err != nil && ctx.Err() == nil {
+			cons.log.WarnContext(ctx, "declaring the topology again failed", "err", err)
+		}
 		select {
 		case <-time.After(time.Second):
 		case <-ctx.Done():

@@ -43,6 +43,7 @@ var (
 // again; consumers' inboxes absorb the repeats.
 type Relay struct {
 	pool *pgxpool.Pool
+	conn *broker.Conn
 	pub  *broker.Publisher
 	log  *slog.Logger
 
@@ -63,7 +64,7 @@ type flight struct {
 // NewRelay returns a relay publishing pool's outbox on conn.
 func NewRelay(pool *pgxpool.Pool, conn *broker.Conn, log *slog.Logger) *Relay {
 	return &Relay{
-		pool: pool, pub: broker.NewPublisher(conn), log: log,
+		pool: pool, conn: conn, pub: broker.NewPublisher(conn), log: log,
 		// Bounded: a broker that blocks publishers must not grow memory without end.
 		handoff:      make(chan []Row, 1024),
 		inFlight:     make(chan *flight, 8),
@@ -251,6 +252,11 @@ func (r *Relay) settle(ctx context.Context, f *flight) []int64 {
 	}
 	if err := f.pending.Err(); err != nil {
 		r.log.Warn("outbox events not confirmed, left for the poll", "err", err, "confirmed", len(done), "sent", len(f.rows))
+		// An exchange or queue deleted under the service makes events unroutable or closes
+		// the channel: declare the topology again before the poll retries them.
+		if err := r.conn.Redeclare(ctx); err != nil {
+			r.log.Warn("declaring the topology again failed", "err", err)
+		}
 	}
 	return done
 }
