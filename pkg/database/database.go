@@ -31,6 +31,15 @@ type Migrations struct {
 // database must allow per replica of the service.
 const DefaultMaxConns = 16
 
+// SessionLimits are set on every connection a service opens unless its URL sets them. A
+// statement or lock wait longer than these is an outage, retried as one; no handler batch may
+// legitimately hold a transaction idle that long.
+var SessionLimits = map[string]string{
+	"statement_timeout":                   "30s",
+	"lock_timeout":                        "15s",
+	"idle_in_transaction_session_timeout": "15s",
+}
+
 // Open connects to url (creating the database when it does not exist), retrying until ctx ends,
 // and applies every set of migrations in order.
 func Open(ctx context.Context, url string, log *slog.Logger, migrations ...Migrations) (*pgxpool.Pool, error) {
@@ -42,6 +51,14 @@ func Open(ctx context.Context, url string, log *slog.Logger, migrations ...Migra
 		// pgxpool sizes by CPU count (4 here), too few for a service's consumers, relay,
 		// listeners and API at once. pool_max_conns in the URL overrides this.
 		cfg.MaxConns = DefaultMaxConns
+	}
+	// Bounds on what a stalled or lost client can hold: a process paused in the middle of a
+	// transaction loses it, and its row locks and inbox claims, after IdleInTransactionTimeout.
+	// Settings in the URL win.
+	for name, value := range SessionLimits {
+		if _, set := cfg.ConnConfig.RuntimeParams[name]; !set {
+			cfg.ConnConfig.RuntimeParams[name] = value
+		}
 	}
 	b := backoff.NewExponentialBackOff()
 	b.MaxInterval = 5 * time.Second

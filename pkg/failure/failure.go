@@ -54,7 +54,15 @@ func IsTransient(err error) bool {
 			"57": // operator intervention: admin shutdown, cannot connect now
 			return true
 		}
-		return pgErr.Code == "40001" || pgErr.Code == "40P01" // serialization failure, deadlock
+		switch pgErr.Code {
+		case "40001", // serialization failure
+			"40P01", // deadlock
+			"55P03", // lock_timeout: a lock held by a stalled client
+			"25P03", // idle_in_transaction_session_timeout ended the session
+			"25006": // read-only transaction: a standby, until the failover finishes
+			return true
+		}
+		return false
 	}
 	var connErr *pgconn.ConnectError
 	if errors.As(err, &connErr) {

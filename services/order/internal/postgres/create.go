@@ -3,9 +3,13 @@ package postgres
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
+
+	"github.com/cenkalti/backoff/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/ordersaga/ordersaga/pkg/broker"
 	"github.com/ordersaga/ordersaga/pkg/failure"
@@ -48,8 +52,13 @@ func (r *Repository) Create(ctx context.Context, o *order.Order) (*order.Order, 
 		return nil, false, err
 	}
 	req := &createReq{o: o, msg: msgs[0], done: make(chan struct{})}
-	if err := r.creates.store(ctx, req, r.insert); err != nil {
+	if err := r.creates.store(ctx, req, r.insertRetrying); err != nil {
 		return nil, false, err
+	}
+	if isOrderIDTaken(req.err) {
+		// A retry after a lost connection found the order: the first attempt committed. Its
+		// order.created is in the outbox, for the relay's poll.
+		return o, true, nil
 	}
 	if req.err != nil {
 		return nil, false, req.err
@@ -134,6 +143,30 @@ func (c *creates) take() []*createReq {
 	}
 	c.pending = rest
 	return batch
+}
+
+// insertRetrying inserts a batch, again when the database connection was lost or the database
+// was briefly unavailable (a failover, a pooler restart), so that the client does not see it.
+// Retrying is always safe: the orders' ids are chosen here, so an insert that committed before
+// its answer was lost is found by its primary key (isOrderIDTaken), and a key by its request id.
+func (r *Repository) insertRetrying(ctx context.Context, batch []*createReq) error {
+	b := backoff.NewExponentialBackOff()
+	b.InitialInterval = 50 * time.Millisecond
+	b.MaxInterval = time.Second
+	_, err := backoff.Retry(ctx, func() (struct{}, error) {
+		err := r.insert(ctx, batch)
+		if err != nil && !failure.IsTransient(err) {
+			return struct{}{}, backoff.Permanent(err)
+		}
+		return struct{}{}, err
+	}, backoff.WithBackOff(b), backoff.WithMaxElapsedTime(10*time.Second))
+	return err
+}
+
+// isOrderIDTaken reports whether err says the order's row exists already.
+func isOrderIDTaken(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && pgErr.Code == "23505" && pgErr.ConstraintName == "orders_pkey"
 }
 
 // insert stores a batch of orders in one statement — so in one transaction and one round trip —

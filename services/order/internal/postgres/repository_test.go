@@ -670,3 +670,73 @@ func TestStatusFeed(t *testing.T) {
 	}
 	t.Error("subscription not closed when the feed stopped")
 }
+
+// A storm of terminated connections (a failover, a pooler restart) while orders are created:
+// every CreateOrder succeeds, once, without the caller retrying.
+func TestCreateSurvivesTerminatedConnections(t *testing.T) {
+	t.Parallel()
+	repo, pool := newRepo(t)
+	ctx := context.Background()
+	var db string
+	if err := pool.QueryRow(ctx, "SELECT current_database()").Scan(&db); err != nil {
+		t.Fatal(err)
+	}
+	admin, err := pgxpool.New(ctx, testenv.PostgresURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close()
+	stop := make(chan struct{})
+	stormed := make(chan int)
+	go func() {
+		n := 0
+		defer func() { stormed <- n }()
+		end := time.After(2 * time.Second) // a storm, then calm: retries must get through
+		for {
+			select {
+			case <-stop:
+				return
+			case <-end:
+				return
+			case <-time.After(20 * time.Millisecond):
+			}
+			var killed int
+			if err := admin.QueryRow(ctx, `SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+				WHERE datname = $1 AND pid <> pg_backend_pid()) t`, db).Scan(&killed); err == nil {
+				n += killed
+			}
+		}
+	}()
+	const orders = 200
+	var wg sync.WaitGroup
+	errs := make(chan error, orders)
+	for i := range orders {
+		wg.Go(func() {
+			key := ""
+			if i%2 == 0 {
+				key = fmt.Sprintf("storm-%d", i) // with and without an idempotency key
+			}
+			if _, created, err := repo.Create(ctx, newOrder(t, uuid.NewString(), key)); err != nil || !created {
+				errs <- fmt.Errorf("order %d: created=%v err=%v", i, created, err)
+			}
+		})
+	}
+	wg.Wait()
+	close(stop)
+	killed := <-stormed
+	pool.Reset() // drop the connections the storm terminated
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if n := count(t, pool, "SELECT count(*) FROM orders"); n != orders {
+		t.Errorf("%d orders stored, want %d", n, orders)
+	}
+	if n := count(t, pool, "SELECT count(*) FROM outbox"); n != orders {
+		t.Errorf("%d order.created events, want %d", n, orders)
+	}
+	if killed == 0 {
+		t.Fatal("the storm terminated no connection: the test proved nothing")
+	}
+	t.Logf("%d connections terminated during %d creates", killed, orders)
+}
