@@ -13,6 +13,7 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/ordersaga/ordersaga/pkg/auth"
 	"github.com/ordersaga/ordersaga/pkg/broker"
 	"github.com/ordersaga/ordersaga/pkg/config"
 	"github.com/ordersaga/ordersaga/pkg/database"
@@ -35,10 +36,16 @@ func run(ctx context.Context, log *slog.Logger) error {
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 
-	dbURL := config.String("INVENTORY_DATABASE_URL", "postgres://postgres@localhost:5432/inventorydb?sslmode=disable")
-	amqpURL := config.String("AMQP_URL", "amqp://guest:guest@localhost:5672/")
 	grpcAddr := config.String("INVENTORY_GRPC_ADDR", ":50052")
 	opsAddr := config.String("INVENTORY_OPS_ADDR", ":9103")
+	amqpURL, dbURL, err := connectionURLs()
+	if err != nil {
+		return err
+	}
+	sec, err := security(ctx, log)
+	if err != nil {
+		return err
+	}
 
 	pool, err := database.Open(ctx, dbURL, log, postgres.AllMigrations()...)
 	if err != nil {
@@ -70,7 +77,8 @@ func run(ctx context.Context, log *slog.Logger) error {
 	}
 	g.Go(func() error { return relay.Run(ctx) })
 	g.Go(func() error { return conn.WatchDeadLetters(ctx, broker.SubscriptionsOf("inventory"), 15*time.Second) })
-	g.Go(func() error { return server.ServeGRPC(ctx, log, grpcAddr, grpcapi.NewGRPCServer(repo, log)) })
+	admin := grpcapi.NewGRPCServer(repo, log, sec.GRPCOptions(auth.ScopeInventoryAdmin)...)
+	g.Go(func() error { return server.ServeGRPC(ctx, log, grpcAddr, admin) })
 	ops := server.Ops(map[string]server.Check{
 		"database": pool.Ping,
 		"broker":   conn.Check,
@@ -80,4 +88,26 @@ func run(ctx context.Context, log *slog.Logger) error {
 	err = g.Wait()
 	log.Info("inventory-service stopped")
 	return err
+}
+
+// connectionURLs returns the broker and database URLs, with the passwords of
+// AMQP_PASSWORD_FILE and INVENTORY_DATABASE_PASSWORD_FILE when those are set.
+func connectionURLs() (amqpURL, dbURL string, err error) {
+	amqpURL, err = config.URLWithPasswordFile(config.String("AMQP_URL", "amqp://guest:guest@localhost:5672/"), "AMQP_PASSWORD_FILE")
+	if err != nil {
+		return "", "", err
+	}
+	dbURL, err = config.URLWithPasswordFile(config.String("INVENTORY_DATABASE_URL",
+		"postgres://postgres@localhost:5432/inventorydb?sslmode=disable"), "INVENTORY_DATABASE_PASSWORD_FILE")
+	return amqpURL, dbURL, err
+}
+
+// security reads who may reach the admin port: TLS and token settings (README, "Who may do what").
+func security(ctx context.Context, log *slog.Logger) (*server.Security, error) {
+	return server.NewSecurity(ctx, config.String("TLS_CERT_FILE", ""), config.String("TLS_KEY_FILE", ""), auth.Config{
+		JWKSFile: config.String("AUTH_JWKS_FILE", ""),
+		JWKSURL:  config.String("AUTH_JWKS_URL", ""),
+		Issuer:   config.String("AUTH_ISSUER", ""),
+		Audience: config.String("AUTH_AUDIENCE", ""),
+	}, log)
 }

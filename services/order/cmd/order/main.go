@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/ordersaga/ordersaga/pkg/auth"
 	"github.com/ordersaga/ordersaga/pkg/broker"
 	"github.com/ordersaga/ordersaga/pkg/config"
 	"github.com/ordersaga/ordersaga/pkg/database"
@@ -43,12 +44,18 @@ func run(ctx context.Context, log *slog.Logger) error {
 	defer stop()
 
 	var (
-		amqpURL  = config.String("AMQP_URL", "amqp://guest:guest@localhost:5672/")
-		dbURL    = config.String("ORDER_DATABASE_URL", "postgres://postgres@localhost:5432/orderdb?sslmode=disable")
 		grpcAddr = config.String("ORDER_GRPC_ADDR", ":50051")
 		httpAddr = config.String("ORDER_HTTP_ADDR", ":3001")
 		opsAddr  = config.String("ORDER_OPS_ADDR", ":9101")
 	)
+	amqpURL, dbURL, err := connectionURLs()
+	if err != nil {
+		return err
+	}
+	sec, err := security(ctx, log)
+	if err != nil {
+		return err
+	}
 
 	pool, err := database.Open(ctx, dbURL, log, postgres.Migrations...)
 	if err != nil {
@@ -72,11 +79,16 @@ func run(ctx context.Context, log *slog.Logger) error {
 	if err := prometheus.Register(grpcMetrics); err != nil {
 		return err
 	}
-	grpcServer := grpcapi.NewGRPCServer(grpcapi.NewServer(repo, feed, log), grpcMetrics, log)
+	// Customers' rights over orders are checked in the service; a valid token is enough here.
+	grpcServer := grpcapi.NewGRPCServer(grpcapi.NewServer(repo, feed, log), grpcMetrics, log, sec.GRPCOptions("")...)
 	// The gateway's connection outlives the servers' shutdown, so in-flight REST calls finish.
 	gwCtx, closeGateway := context.WithCancel(context.WithoutCancel(ctx))
 	defer closeGateway()
-	gateway, err := grpcapi.Gateway(gwCtx, grpcAddr)
+	selfCreds, err := sec.SelfCredentials()
+	if err != nil {
+		return err
+	}
+	gateway, err := grpcapi.Gateway(gwCtx, grpcAddr, selfCreds)
 	if err != nil {
 		return err
 	}
@@ -97,12 +109,34 @@ func run(ctx context.Context, log *slog.Logger) error {
 	g.Go(func() error { return conn.WatchDeadLetters(gctx, broker.SubscriptionsOf("order"), 15*time.Second) })
 	g.Go(func() error { return feed.Run(gctx) })
 	g.Go(func() error { return server.ServeGRPC(gctx, log, grpcAddr, grpcServer) })
-	g.Go(func() error { return server.ServeHTTP(gctx, log, "rest", httpAddr, gateway) })
+	g.Go(func() error { return server.ServeHTTPTLS(gctx, log, "rest", httpAddr, gateway, sec.TLS) })
 	g.Go(func() error { return server.ServeHTTP(gctx, log, "ops", opsAddr, ops) })
 	g.Go(func() error { return countOrders(gctx, log, repo) })
 	err = g.Wait()
 	log.Info("order-service stopped")
 	return err
+}
+
+// connectionURLs returns the broker and database URLs, with the passwords of
+// AMQP_PASSWORD_FILE and ORDER_DATABASE_PASSWORD_FILE when those are set.
+func connectionURLs() (amqpURL, dbURL string, err error) {
+	amqpURL, err = config.URLWithPasswordFile(config.String("AMQP_URL", "amqp://guest:guest@localhost:5672/"), "AMQP_PASSWORD_FILE")
+	if err != nil {
+		return "", "", err
+	}
+	dbURL, err = config.URLWithPasswordFile(config.String("ORDER_DATABASE_URL",
+		"postgres://postgres@localhost:5432/orderdb?sslmode=disable"), "ORDER_DATABASE_PASSWORD_FILE")
+	return amqpURL, dbURL, err
+}
+
+// security reads who may reach the API ports: TLS and token settings (README, "Who may do what").
+func security(ctx context.Context, log *slog.Logger) (*server.Security, error) {
+	return server.NewSecurity(ctx, config.String("TLS_CERT_FILE", ""), config.String("TLS_KEY_FILE", ""), auth.Config{
+		JWKSFile: config.String("AUTH_JWKS_FILE", ""),
+		JWKSURL:  config.String("AUTH_JWKS_URL", ""),
+		Issuer:   config.String("AUTH_ISSUER", ""),
+		Audience: config.String("AUTH_AUDIENCE", ""),
+	}, log)
 }
 
 // countOrders keeps the gauge ordersaga_orders{status} up to date until ctx ends.

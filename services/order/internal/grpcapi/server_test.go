@@ -358,7 +358,7 @@ func TestGateway(t *testing.T) {
 	e := start(t, nil, 0)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	h, err := grpcapi.Gateway(ctx, e.addr)
+	h, err := grpcapi.Gateway(ctx, e.addr, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

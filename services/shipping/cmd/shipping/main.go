@@ -49,8 +49,10 @@ func run(ctx context.Context, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	dbURL := config.String("SHIPPING_DATABASE_URL", "postgres://postgres@localhost:5432/shippingdb?sslmode=disable")
-	amqpURL := config.String("AMQP_URL", "amqp://guest:guest@localhost:5672/")
+	amqpURL, dbURL, err := connectionURLs()
+	if err != nil {
+		return err
+	}
 	opsAddr := config.String("SHIPPING_OPS_ADDR", ":9104")
 
 	pool, err := database.Open(ctx, dbURL, log, postgres.Migrations, inbox.Migrations, outbox.Migrations)
@@ -95,4 +97,16 @@ func run(ctx context.Context, log *slog.Logger) error {
 	err = g.Wait()
 	log.Info("shipping-service stopped")
 	return err
+}
+
+// connectionURLs returns the broker and database URLs, with the passwords of
+// AMQP_PASSWORD_FILE and SHIPPING_DATABASE_PASSWORD_FILE when those are set.
+func connectionURLs() (amqpURL, dbURL string, err error) {
+	amqpURL, err = config.URLWithPasswordFile(config.String("AMQP_URL", "amqp://guest:guest@localhost:5672/"), "AMQP_PASSWORD_FILE")
+	if err != nil {
+		return "", "", err
+	}
+	dbURL, err = config.URLWithPasswordFile(config.String("SHIPPING_DATABASE_URL",
+		"postgres://postgres@localhost:5432/shippingdb?sslmode=disable"), "SHIPPING_DATABASE_PASSWORD_FILE")
+	return amqpURL, dbURL, err
 }
