@@ -27,7 +27,8 @@ const (
 )
 
 // Usage is ordersctl's help text.
-const Usage = `ordersctl operates a running ordersaga: dead letters and the saga's invariants.
+const Usage = `ordersctl operates a running ordersaga: dead letters, the saga's invariants, orders
+and stock.
 
 Usage:
   ordersctl [global flags] <command> [flags]
@@ -46,6 +47,11 @@ Commands:
         dead-letter queues are empty; one line per violation, exit 1 if any.
         -since 10m checks only orders created in the last 10 minutes (0: all).
         Run it on a quiet system: orders in flight show up as violations.
+  order get <order-id>
+        the order as order-service's GetOrder returns it (JSON)
+  stock get <product-id>
+  stock set <product-id> <quantity>
+        a product's stock through inventory's admin API (JSON)
 
 A queue may be named with or without its ".dlq" suffix.
 
@@ -56,6 +62,11 @@ Global flags (also accepted after the command; environment variable in brackets)
   -inventory-db URL   [INVENTORY_DATABASE_URL] default .../inventorydb?sslmode=disable
   -shipping-db URL    [SHIPPING_DATABASE_URL] default .../shippingdb?sslmode=disable
   -timeout 1m         give up after this long, connecting included
+  -order-addr A       [ORDERSCTL_ORDER_ADDR] default localhost:50051
+  -inventory-addr A   [ORDERSCTL_INVENTORY_ADDR] default localhost:50052
+  -tls                [ORDERSCTL_TLS=true] dial the gRPC APIs with TLS (system roots)
+  -tls-ca FILE        [ORDERSCTL_TLS_CA_FILE] trust the CA in FILE; implies -tls
+  -token JWT          [ORDERSCTL_TOKEN] bearer token for the gRPC APIs
 
 Exit status: 0 ok, 1 audit found violations, 2 bad usage or error.
 `
@@ -90,6 +101,12 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		if err == nil && found {
 			return ExitViolations
 		}
+	case cmd == "order" && len(args) > 1 && args[1] == "get":
+		err = cli.orderGet(ctx, args[2:])
+	case cmd == "stock" && len(args) > 1 && args[1] == "get":
+		err = cli.stockGet(ctx, args[2:])
+	case cmd == "stock" && len(args) > 1 && args[1] == "set":
+		err = cli.stockSet(ctx, args[2:])
 	case cmd == "help":
 		fmt.Fprint(stdout, Usage)
 		return ExitOK
