@@ -4,6 +4,7 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
 SERVICES := order payment inventory shipping
+K8S_OVERLAYS := $(notdir $(wildcard deploy/k8s/overlays/*))
 BUF := go tool -modfile=tools/go.mod buf
 GO_TEST := go test -race -count=1
 
@@ -31,34 +32,59 @@ infra: ## Start the local PostgreSQL and RabbitMQ when they are installed but st
 	@scripts/infra.sh
 
 .PHONY: test
-test: build infra ## Unit, integration and end-to-end tests against the real PostgreSQL and RabbitMQ.
+test: build infra deploy-tools ## Unit, integration and end-to-end tests against the real PostgreSQL and RabbitMQ.
 	ORDERSAGA_BIN_DIR=$(CURDIR)/bin $(GO_TEST) -timeout 20m ./...
 	cd gen && $(GO_TEST) ./...
+	cd deploy/k8s && $(GO_TEST) ./...
+
+.PHONY: k8s
+k8s: ## Render every Kubernetes overlay (kubectl kustomize) into bin/k8s/<overlay>.yaml.
+	@mkdir -p bin/k8s
+	@for o in $(K8S_OVERLAYS); do kubectl kustomize deploy/k8s/overlays/$$o > bin/k8s/$$o.yaml; echo "rendered bin/k8s/$$o.yaml"; done
+
+.PHONY: deploy-tools
+deploy-tools: ## Install promtool and docker-compose when missing (apt-get), for the deploy/ checks.
+	@scripts/deploy-tools.sh
+
+.PHONY: check-deploy
+check-deploy: deploy-tools ## Prometheus config, rules and alert unit tests (promtool), the Grafana dashboard, docker-compose.yml.
+	$(GO_TEST) ./deploy/...
 
 .PHONY: test-faults
 test-faults: build infra ## Crash, restart, duplicate and poison-message tests (restart the local broker and database).
 	ORDERSAGA_BIN_DIR=$(CURDIR)/bin $(GO_TEST) -tags faults -timeout 40m -run 'TestFault' -v ./faults/...
 
 .PHONY: bench
-bench: build infra ## Measure orders/s and create→terminal latency end to end, with this machine's baseline.
+bench: build infra ## Benchmark scenarios end to end (orders/s, latency, batch sizes, CPU per order) beside PostgreSQL and RabbitMQ baselines; BENCH_FLAGS=-help lists the knobs.
 	ORDERSAGA_BIN_DIR=$(CURDIR)/bin go run ./cmd/bench $(BENCH_FLAGS)
 
+.PHONY: bench-markdown
+bench-markdown: build infra ## The same as bench, the report as Markdown tables.
+	ORDERSAGA_BIN_DIR=$(CURDIR)/bin go run ./cmd/bench -markdown $(BENCH_FLAGS)
+
 .PHONY: generate
-generate: ## Regenerate gen/ (Go, gRPC, gateway, OpenAPI) from proto/.
+generate: ## Regenerate gen/ (Go, gRPC, gateway, OpenAPI 2 and 3) from proto/, and the e2e REST client.
 	$(BUF) generate
+	cd tools && go run ./openapidoc ../gen/openapi/ordersaga.swagger.json ../gen/openapi/ordersaga.openapi3.json
+	go tool -modfile=tools/go.mod oapi-codegen -config e2e/restclient/oapi-codegen.yaml gen/openapi/ordersaga.openapi3.json
 	cd gen && go mod tidy
 
+GENERATED := gen/ e2e/restclient/
+
 .PHONY: check-generate
-check-generate: generate ## Fail when gen/ is stale.
-	@git diff --exit-code -- gen/ || { echo "gen/ is stale: run make generate and commit" >&2; exit 1; }
-	@test -z "$$(git status --porcelain -- gen/)" || { git status --porcelain -- gen/; echo "gen/ has untracked files: run make generate and commit" >&2; exit 1; }
+check-generate: generate ## Fail when gen/ or the e2e REST client is stale.
+	@git diff --exit-code -- $(GENERATED) || { echo "generated code is stale: run make generate and commit" >&2; exit 1; }
+	@test -z "$$(git status --porcelain -- $(GENERATED))" || { git status --porcelain -- $(GENERATED); echo "generated code has untracked files: run make generate and commit" >&2; exit 1; }
 
 .PHONY: lint
-lint: ## buf lint and format, go vet and gofmt.
+lint: k8s ## buf lint and format, go vet and gofmt; the Kubernetes overlays render.
 	$(BUF) lint
 	$(BUF) format --diff --exit-code
 	go vet ./...
 	cd gen && go vet ./...
+	cd deploy/k8s && go vet ./...
+	@if command -v docker-compose >/dev/null; then docker-compose config -q && echo "docker-compose.yml: valid"; \
+	  else echo "docker-compose not installed: docker-compose.yml not checked"; fi
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed" >&2; exit 1; }
 
 .PHONY: breaking

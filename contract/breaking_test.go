@@ -3,15 +3,23 @@
 package contract
 
 import (
+	"encoding/json"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
 
-// breaking runs buf breaking on a copy of the module root with edit applied to one proto file.
-func breaking(t *testing.T, file, old, new string) (string, error) {
+// bufBreakingFound is buf's exit code when it ran and found breaking changes; any other failure
+// (a usage error, a missing file) is not a refusal.
+const bufBreakingFound = 100
+
+// breaking runs buf breaking on a copy of the module root with edit applied to one proto file,
+// and returns the rules it reports broken, its output and its error.
+func breaking(t *testing.T, file, old, new string) (rules []string, out string, err error) {
 	t.Helper()
 	root, err := filepath.Abs("..")
 	if err != nil {
@@ -42,14 +50,24 @@ func breaking(t *testing.T, file, old, new string) (string, error) {
 		}
 	}
 	cmd := exec.Command("go", "tool", "-modfile="+filepath.Join(root, "tools", "go.mod"), "buf",
-		"breaking", dir, "--against", filepath.Join(root, "contract", "released.binpb"))
+		"breaking", dir, "--against", filepath.Join(root, "contract", "released.binpb"), "--error-format=json")
 	cmd.Dir = root
-	out, err := cmd.CombinedOutput()
-	return string(out), err
+	var stdout, stderr strings.Builder
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err = cmd.Run()
+	for _, line := range strings.Split(strings.TrimSpace(stdout.String()), "\n") {
+		var annotation struct {
+			Type string `json:"type"`
+		}
+		if line != "" && json.Unmarshal([]byte(line), &annotation) == nil && annotation.Type != "" {
+			rules = append(rules, annotation.Type)
+		}
+	}
+	return rules, stdout.String() + stderr.String(), err
 }
 
 func TestCurrentProtosKeepTheReleasedContract(t *testing.T) {
-	if out, err := breaking(t, "", "", ""); err != nil {
+	if _, out, err := breaking(t, "", "", ""); err != nil {
 		t.Fatalf("the protos as committed break the released contract: %v\n%s", err, out)
 	}
 }
@@ -57,21 +75,26 @@ func TestCurrentProtosKeepTheReleasedContract(t *testing.T) {
 func TestBreakingChangesAreRefused(t *testing.T) {
 	edits := []struct {
 		name, file, old, new string
+		rule                 string // one of the rules buf must report
 	}{
-		{"field number of an API message", "order/v1/order_service.proto", "string order_id = 1;\n}\n\nmessage GetOrderResponse", "string order_id = 9;\n}\n\nmessage GetOrderResponse"},
-		{"field renamed in an event (JSON)", "payment/v1/events.proto", "int64 amount_minor = 5;", "int64 amount_cents = 5;"},
-		{"field type in an event (wire)", "shipping/v1/events.proto", "int64 freight_minor = 6;", "string freight_minor = 6;"},
-		{"enum value removed", "order/v1/order.proto", "  ORDER_STATUS_CANCELLED = 8;\n", ""},
-		{"rpc removed", "order/v1/order_service.proto", "  rpc ListOrders(ListOrdersRequest) returns (ListOrdersResponse);\n", ""},
+		{"field number of an API message", "order/v1/order_service.proto", "string order_id = 1;\n}\n\nmessage GetOrderResponse", "string order_id = 9;\n}\n\nmessage GetOrderResponse", "FIELD_NO_DELETE_UNLESS_NUMBER_RESERVED"},
+		{"field renamed in an event (JSON)", "payment/v1/events.proto", "int64 amount_minor = 5;", "int64 amount_cents = 5;", "FIELD_SAME_JSON_NAME"},
+		{"field type in an event (wire)", "shipping/v1/events.proto", "int64 freight_minor = 6;", "string freight_minor = 6;", "FIELD_WIRE_JSON_COMPATIBLE_TYPE"},
+		{"enum value removed", "order/v1/order.proto", "  ORDER_STATUS_CANCELLED = 8;\n", "", "ENUM_VALUE_NO_DELETE_UNLESS_NUMBER_RESERVED"},
+		{"rpc removed", "order/v1/order_service.proto", "  rpc ListOrders(ListOrdersRequest) returns (ListOrdersResponse);\n", "", "RPC_NO_DELETE"},
 	}
 	for _, e := range edits {
 		t.Run(e.name, func(t *testing.T) {
-			out, err := breaking(t, e.file, e.old, e.new)
+			rules, out, err := breaking(t, e.file, e.old, e.new)
 			if err == nil {
 				t.Fatalf("buf breaking accepted a breaking change:\n%s", out)
 			}
-			if _, ok := err.(*exec.ExitError); !ok {
-				t.Fatalf("buf breaking did not run: %v\n%s", err, out)
+			var exit *exec.ExitError
+			if !errors.As(err, &exit) || exit.ExitCode() != bufBreakingFound {
+				t.Fatalf("buf breaking did not report breaking changes (%v): it failed otherwise:\n%s", err, out)
+			}
+			if !slices.Contains(rules, e.rule) {
+				t.Fatalf("buf breaking reported %v, not %s:\n%s", rules, e.rule, out)
 			}
 		})
 	}

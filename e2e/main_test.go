@@ -234,7 +234,8 @@ func eventually(t *testing.T, what string, cond func() bool) {
 
 var httpClient = &http.Client{Timeout: outcomeTimeout}
 
-// rest sends a request to the REST facade and returns the status code and body.
+// rest sends a request to the REST facade and returns the status code and body. Every response
+// is validated against the published OpenAPI document.
 func rest(t *testing.T, method, path, body string) (int, []byte) {
 	t.Helper()
 	var r io.Reader
@@ -257,6 +258,7 @@ func rest(t *testing.T, method, path, body string) (int, []byte) {
 	if err != nil {
 		t.Fatalf("%s %s: read body: %v", method, path, err)
 	}
+	validateREST(t, req, resp.StatusCode, resp.Header, b)
 	return resp.StatusCode, b
 }
 

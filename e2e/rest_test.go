@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"strings"
@@ -140,7 +141,9 @@ func TestWatchOrderREST(t *testing.T) {
 		t.Fatalf("watch: status %d", resp.StatusCode)
 	}
 	var statuses []orderv1.OrderStatus
-	sc := bufio.NewScanner(resp.Body)
+	var streamed bytes.Buffer
+	defer func() { validateREST(t, req, resp.StatusCode, resp.Header, streamed.Bytes()) }()
+	sc := bufio.NewScanner(io.TeeReader(resp.Body, &streamed))
 	sc.Buffer(nil, 1<<20)
 	for sc.Scan() {
 		line := bytes.TrimSpace(sc.Bytes())

@@ -14,13 +14,13 @@ import (
 
 	orderv1 "github.com/ordersaga/ordersaga/gen/order/v1"
 	"github.com/ordersaga/ordersaga/internal/stack"
-	"github.com/ordersaga/ordersaga/pkg/broker"
+	"github.com/ordersaga/ordersaga/pkg/catalog"
 )
 
 // routingKeys are the catalog's routing keys, each once.
 func routingKeys() []string {
 	var keys []string
-	for _, s := range broker.Catalog {
+	for _, s := range catalog.Subscriptions() {
 		if !slices.Contains(keys, s.RoutingKey) {
 			keys = append(keys, s.RoutingKey)
 		}
@@ -65,7 +65,7 @@ func TestFaultDuplicateDelivery(t *testing.T) {
 	publishedBefore := e.published(ctx)
 	consumedBefore := e.consumed(ctx)
 	want := map[string]float64{} // queue → duplicates it gets
-	for _, s := range broker.Catalog {
+	for _, s := range catalog.Subscriptions() {
 		want[s.Queue()] = 0
 	}
 	var approved []string // orders whose payment.approved came twice
@@ -79,10 +79,10 @@ func TestFaultDuplicateDelivery(t *testing.T) {
 			if err := pub.publish(ctx, d.Exchange, d.RoutingKey, again(d)); err != nil {
 				t.Fatalf("publish duplicate: %v", err)
 			}
-			if key == broker.PaymentApproved {
+			if key == catalog.PaymentApproved {
 				approved = append(approved, d.CorrelationId)
 			}
-			for _, s := range broker.Catalog {
+			for _, s := range catalog.Subscriptions() {
 				if s.RoutingKey == key {
 					want[s.Queue()]++
 				}
@@ -152,7 +152,7 @@ func (e *env) finished(ctx context.Context, events []amqp.Delivery, n int) []amq
 func (e *env) consumed(ctx context.Context) map[string]float64 {
 	e.t.Helper()
 	out := map[string]float64{}
-	for _, s := range broker.Catalog {
+	for _, s := range catalog.Subscriptions() {
 		v, err := e.metric(ctx, s.Consumer, "ordersaga_events_consumed_total", `outcome="ok"`, fmt.Sprintf("queue=%q", s.Queue()))
 		if err != nil {
 			e.t.Fatalf("metrics of %s: %v", s.Consumer, err)

@@ -33,6 +33,7 @@ import (
 	"github.com/ordersaga/ordersaga/internal/ops"
 	"github.com/ordersaga/ordersaga/internal/stack"
 	"github.com/ordersaga/ordersaga/pkg/broker"
+	"github.com/ordersaga/ordersaga/pkg/catalog"
 )
 
 // Bounds of a scenario.
@@ -308,7 +309,7 @@ func (e *env) queueDepths(ctx context.Context) (map[string]int, error) {
 	}
 	defer ch.Close()
 	depths := map[string]int{}
-	for _, s := range broker.Catalog {
+	for _, s := range catalog.Subscriptions() {
 		for _, name := range []string{s.Queue(), s.DeadLetterQueue()} {
 			q, err := ch.QueueDeclarePassive(name, true, false, false, false, nil)
 			if err != nil {
@@ -602,7 +603,7 @@ func (e *env) capture() *capture {
 	if err != nil {
 		e.t.Fatalf("capture: %v", err)
 	}
-	for _, ex := range broker.Exchanges {
+	for _, ex := range catalog.Exchanges() {
 		if err := ch.QueueBind(q.Name, "#", ex, false, nil); err != nil {
 			e.t.Fatalf("capture: bind %s: %v", ex, err)
 		}

@@ -24,19 +24,20 @@ import (
 	"github.com/ordersaga/ordersaga/internal/ops"
 	"github.com/ordersaga/ordersaga/internal/stack"
 	"github.com/ordersaga/ordersaga/pkg/broker"
+	"github.com/ordersaga/ordersaga/pkg/catalog"
 )
 
 // eventTypes are the message types of the catalog's routing keys.
 var eventTypes = map[string]proto.Message{
-	broker.OrderCreated:      &orderv1.OrderCreated{},
-	broker.PaymentApproved:   &paymentv1.PaymentApproved{},
-	broker.PaymentFailed:     &paymentv1.PaymentFailed{},
-	broker.PaymentReversed:   &paymentv1.PaymentReversed{},
-	broker.InventoryReserved: &inventoryv1.InventoryReserved{},
-	broker.InventoryFailed:   &inventoryv1.InventoryFailed{},
-	broker.InventoryReleased: &inventoryv1.InventoryReleased{},
-	broker.ShippingScheduled: &shippingv1.ShippingScheduled{},
-	broker.ShippingFailed:    &shippingv1.ShippingFailed{},
+	catalog.OrderCreated:      &orderv1.OrderCreated{},
+	catalog.PaymentApproved:   &paymentv1.PaymentApproved{},
+	catalog.PaymentFailed:     &paymentv1.PaymentFailed{},
+	catalog.PaymentReversed:   &paymentv1.PaymentReversed{},
+	catalog.InventoryReserved: &inventoryv1.InventoryReserved{},
+	catalog.InventoryFailed:   &inventoryv1.InventoryFailed{},
+	catalog.InventoryReleased: &inventoryv1.InventoryReleased{},
+	catalog.ShippingScheduled: &shippingv1.ShippingScheduled{},
+	catalog.ShippingFailed:    &shippingv1.ShippingFailed{},
 }
 
 const unknownType = "ordersaga.v1.NoSuchEvent"
@@ -91,7 +92,7 @@ func TestFaultPoisonMessages(t *testing.T) {
 	injected := poisons(t)
 	res := e.stream(streamOptions{FaultAt: 5 * time.Second}, func(ctx context.Context) {
 		for _, p := range injected {
-			if err := pub.publish(ctx, broker.ExchangeFor(p.key), p.key, p.msg); err != nil {
+			if err := pub.publish(ctx, catalog.Exchange(p.key), p.key, p.msg); err != nil {
 				t.Errorf("publish poison: %v", err)
 				return
 			}
@@ -102,7 +103,7 @@ func TestFaultPoisonMessages(t *testing.T) {
 	// Every subscription's dead-letter queue gets the two poisons of its routing key.
 	want := map[string][]poison{}
 	total := 0
-	for _, s := range broker.Catalog {
+	for _, s := range catalog.Subscriptions() {
 		for _, p := range injected {
 			if p.key == s.RoutingKey {
 				want[s.Queue()] = append(want[s.Queue()], p)
@@ -125,7 +126,7 @@ func TestFaultPoisonMessages(t *testing.T) {
 			listed[f[0]] = f[1]
 		}
 	}
-	for _, s := range broker.Catalog {
+	for _, s := range catalog.Subscriptions() {
 		if listed[s.DeadLetterQueue()] != "2" {
 			t.Errorf("ordersctl dlq list: %s has depth %q, want 2\n%s", s.DeadLetterQueue(), listed[s.DeadLetterQueue()], out)
 		}
@@ -135,7 +136,7 @@ func TestFaultPoisonMessages(t *testing.T) {
 	}
 
 	// Inspect shows both with the reason; replaying the garbage brings it back, still garbage.
-	queue := broker.Catalog[0].Queue()
+	queue := catalog.Subscriptions()[0].Queue()
 	dlq := queue + ".dlq"
 	out, code = e.ordersctl("dlq", "inspect", dlq)
 	if code != 0 {
@@ -157,7 +158,7 @@ func TestFaultPoisonMessages(t *testing.T) {
 	e.waitDeadLetters(want, dl, letterKey(queue, junk.id))
 
 	// Replaying a whole queue with the library works the same way.
-	queue = broker.Catalog[len(broker.Catalog)-1].Queue()
+	queue = catalog.Subscriptions()[len(catalog.Subscriptions())-1].Queue()
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
 	if n, err := ops.Replay(ctx, e.broker(), queue+".dlq", ""); err != nil || n != 2 {
@@ -241,7 +242,7 @@ func (dl *deadLetters) check(queue string, poisons []poison, letters []ops.DeadL
 			return "misses " + p.id
 		}
 		l, k := letters[j], letterKey(queue, p.id)
-		exchange, key := broker.ExchangeFor(p.key), p.key
+		exchange, key := catalog.Exchange(p.key), p.key
 		if dl.replayed[k] {
 			// A replay goes through the default exchange straight to the queue that failed.
 			exchange, key = "", queue

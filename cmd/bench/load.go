@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -15,33 +16,29 @@ import (
 	orderv1 "github.com/ordersaga/ordersaga/gen/order/v1"
 )
 
-// load places orders and follows each to its final status with one WatchOrder stream.
+// load places orders and follows each to its final status with one WatchOrder stream, as a
+// client of the API would.
 type load struct {
-	clients []orderv1.OrderServiceClient
-	product string
-	drain   time.Duration
-	next    atomic.Uint64
+	clients  []orderv1.OrderServiceClient
+	products []string // each order is one unit of one of them, picked at random
+	drain    time.Duration
+	next     atomic.Uint64
 }
 
-// result is what one run measured.
-type result struct {
-	name      string
-	placed    int // CreateOrder succeeded
-	errors    int // CreateOrder or the watch failed
-	completed int // reached a final status
-	outcomes  map[orderv1.OrderStatus]int
-	latencies []time.Duration // create → final status, of completed orders
-	elapsed   time.Duration   // first create → last final status
-	firstErr  error
-}
-
+// sample is one order as the load generator saw it.
 type sample struct {
-	placed  bool
-	status  orderv1.OrderStatus
-	latency time.Duration
-	end     time.Time
-	err     error
+	orderID   string
+	requestID string
+	placed    bool // CreateOrder succeeded
+	status    orderv1.OrderStatus
+	latency   time.Duration // create → final status
+	end       time.Time
+	// unfinished: no final status before the drain ended; err: anything else that went wrong.
+	unfinished bool
+	err        error
 }
+
+func (s sample) final() bool { return s.err == nil && !s.unfinished }
 
 func final(s orderv1.OrderStatus) bool {
 	return s == orderv1.OrderStatus_ORDER_STATUS_CONFIRMED ||
@@ -50,7 +47,9 @@ func final(s orderv1.OrderStatus) bool {
 }
 
 // one places an order and watches it until its final status or ctx ends. The mix is mostly
-// the happy path: 1 in 20 orders is paid with a declined card, 1 in 20 with a debit card.
+// the happy path: 1 in 20 orders is paid with a declined card, 1 in 20 with a debit card. Each
+// order carries a request id, as a client that may retry sends, so that an order whose
+// CreateOrder failed can still be found afterwards.
 func (l *load) one(ctx context.Context) sample {
 	n := l.next.Add(1)
 	client := l.clients[n%uint64(len(l.clients))]
@@ -61,42 +60,58 @@ func (l *load) one(ctx context.Context) sample {
 	case 1:
 		method = "debit_card"
 	}
+	product := l.products[rand.IntN(len(l.products))]
+	smp := sample{requestID: uuid.NewString()}
+	fail := func(err error) sample {
+		if ctx.Err() != nil {
+			smp.unfinished = true
+		} else {
+			smp.err = err
+		}
+		return smp
+	}
 	start := time.Now()
 	resp, err := client.CreateOrder(ctx, &orderv1.CreateOrderRequest{
 		CustomerId:      uuid.NewString(),
 		PaymentMethod:   method,
-		Items:           []*orderv1.LineItem{{ProductId: l.product, Quantity: 1, UnitPrice: "9.90"}},
+		Items:           []*orderv1.LineItem{{ProductId: product, Quantity: 1, UnitPrice: "9.90"}},
 		ShippingAddress: &orderv1.ShippingAddress{CountryCode: "BR"},
+		RequestId:       smp.requestID,
 	})
 	if err != nil {
-		return sample{err: fmt.Errorf("create: %w", err)}
+		return fail(fmt.Errorf("create: %w", err))
 	}
 	o := resp.GetOrder()
+	smp.placed, smp.orderID = true, o.GetOrderId()
+	done := func(s orderv1.OrderStatus) sample {
+		smp.end = time.Now()
+		smp.status, smp.latency = s, smp.end.Sub(start)
+		return smp
+	}
 	if final(o.GetStatus()) {
-		return sample{placed: true, status: o.GetStatus(), latency: time.Since(start), end: time.Now()}
+		return done(o.GetStatus())
 	}
 	stream, err := client.WatchOrder(ctx, &orderv1.WatchOrderRequest{OrderId: o.GetOrderId()})
 	if err != nil {
-		return sample{placed: true, err: fmt.Errorf("watch %s: %w", o.GetOrderId(), err)}
+		return fail(fmt.Errorf("watch %s: %w", o.GetOrderId(), err))
 	}
 	for {
 		w, err := stream.Recv()
 		if errors.Is(err, io.EOF) {
-			return sample{placed: true, err: fmt.Errorf("watch %s: stream ended before a final status", o.GetOrderId())}
+			return fail(fmt.Errorf("watch %s: stream ended before a final status", o.GetOrderId()))
 		}
 		if err != nil {
-			return sample{placed: true, err: fmt.Errorf("watch %s: %w", o.GetOrderId(), err)}
+			return fail(fmt.Errorf("watch %s: %w", o.GetOrderId(), err))
 		}
 		if s := w.GetOrder().GetStatus(); final(s) {
-			now := time.Now()
-			return sample{placed: true, status: s, latency: now.Sub(start), end: now}
+			return done(s)
 		}
 	}
 }
 
 // openLoop starts orders at a fixed rate whatever the system's pace, so that latency includes
-// any queueing the system builds up.
-func (l *load) openLoop(ctx context.Context, rate float64, d time.Duration) *result {
+// any queueing the system builds up. It returns once every order is final or the drain ended.
+func (l *load) openLoop(ctx context.Context, rate float64, d time.Duration) (time.Time, []sample) {
 	follow, cancel := context.WithTimeout(ctx, d+l.drain)
 	defer cancel()
 	interval := time.Duration(float64(time.Second) / rate)
@@ -104,14 +119,18 @@ func (l *load) openLoop(ctx context.Context, rate float64, d time.Duration) *res
 	var mu sync.Mutex
 	var samples []sample
 	var wg sync.WaitGroup
+	timer := time.NewTimer(0)
+	defer timer.Stop()
 	for i := 0; ; i++ {
 		at := start.Add(time.Duration(i) * interval)
 		if at.Sub(start) >= d {
 			break
 		}
+		// Behind schedule (a slow start of the goroutines, a GC), orders go out at once.
+		timer.Reset(time.Until(at))
 		select {
 		case <-ctx.Done():
-		case <-time.After(time.Until(at)):
+		case <-timer.C:
 		}
 		if ctx.Err() != nil {
 			break
@@ -124,19 +143,19 @@ func (l *load) openLoop(ctx context.Context, rate float64, d time.Duration) *res
 		})
 	}
 	wg.Wait()
-	return summarize(start, samples)
+	return start, samples
 }
 
-// closedLoop runs workers that each place the next order as soon as the previous one is
-// final: the throughput the system sustains.
-func (l *load) closedLoop(ctx context.Context, workers int, d time.Duration) *result {
+// closedLoop keeps inFlight orders in flight: each worker places the next order as soon as
+// its previous one is final. That is the throughput the system sustains.
+func (l *load) closedLoop(ctx context.Context, inFlight int, d time.Duration) (time.Time, []sample) {
 	follow, cancel := context.WithTimeout(ctx, d+l.drain)
 	defer cancel()
 	start := time.Now()
 	deadline := start.Add(d)
-	perWorker := make([][]sample, workers)
+	perWorker := make([][]sample, inFlight)
 	var wg sync.WaitGroup
-	for w := range workers {
+	for w := range inFlight {
 		wg.Go(func() {
 			for time.Now().Before(deadline) && ctx.Err() == nil {
 				perWorker[w] = append(perWorker[w], l.one(follow))
@@ -144,33 +163,7 @@ func (l *load) closedLoop(ctx context.Context, workers int, d time.Duration) *re
 		})
 	}
 	wg.Wait()
-	return summarize(start, slices.Concat(perWorker...))
-}
-
-func summarize(start time.Time, samples []sample) *result {
-	r := &result{outcomes: map[orderv1.OrderStatus]int{}}
-	last := start
-	for _, s := range samples {
-		if s.placed {
-			r.placed++
-		}
-		if s.err != nil {
-			r.errors++
-			if r.firstErr == nil {
-				r.firstErr = s.err
-			}
-			continue
-		}
-		r.completed++
-		r.outcomes[s.status]++
-		r.latencies = append(r.latencies, s.latency)
-		if s.end.After(last) {
-			last = s.end
-		}
-	}
-	r.elapsed = last.Sub(start)
-	slices.Sort(r.latencies)
-	return r
+	return start, slices.Concat(perWorker...)
 }
 
 // percentile of sorted durations, nearest rank.

@@ -1,125 +1,242 @@
-// Command bench measures the whole system on this machine: it starts the four services on
-// fresh databases and a fresh RabbitMQ virtual host, places orders at a fixed rate (open loop)
-// and then as fast as the system takes them (closed loop), follows every order to its final
-// status, and prints throughput and create→final latency next to this machine's PostgreSQL
-// commit rate. Everything it creates is removed on exit, Ctrl-C included.
+// Command bench measures the whole system on this machine. It first measures what the machine
+// itself allows (PostgreSQL commits/s, persistent messages/s through one RabbitMQ quorum queue),
+// then starts the four services on fresh databases and a fresh RabbitMQ virtual host and runs
+// the scenarios: a closed loop over many products, a closed loop on one hot product with finite
+// stock (checked against the orders afterwards), and open loops at fixed rates. It follows
+// every order to its final status and prints, per scenario, throughput and latency, the mean
+// batch size per queue and the CPU each process group spent per order. Everything it creates
+// is removed on exit, Ctrl-C included.
 package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"runtime"
+	"slices"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
-	"github.com/google/uuid"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
-	inventoryv1 "github.com/ordersaga/ordersaga/gen/inventory/v1"
 	orderv1 "github.com/ordersaga/ordersaga/gen/order/v1"
 	"github.com/ordersaga/ordersaga/internal/stack"
 )
 
+// Scenario kinds, as -scenarios names them.
+var kinds = []string{"spread", "hot", "open"}
+
 type config struct {
-	rate        float64
-	duration    time.Duration
-	concurrency int
-	drain       time.Duration
-	conns       int
-	logLevel    string
-	dbParams    string
-	keep        bool
+	duration  time.Duration
+	drain     time.Duration
+	baseline  time.Duration
+	inFlight  int
+	products  int
+	rates     []float64
+	scenarios []string
+	hotStock  int64
+	conns     int
+	logLevel  string
+	dbParams  string
+	keep      bool
+	markdown  bool
+}
+
+func defaultConfig() config {
+	return config{
+		duration:  20 * time.Second,
+		drain:     60 * time.Second,
+		baseline:  5 * time.Second,
+		inFlight:  128,
+		products:  50,
+		rates:     []float64{200, 500},
+		scenarios: kinds,
+		conns:     4,
+		logLevel:  "info",
+	}
 }
 
 func main() {
-	var cfg config
-	flag.Float64Var(&cfg.rate, "rate", 100, "orders per second in the open-loop run")
-	flag.DurationVar(&cfg.duration, "duration", 20*time.Second, "length of each run")
-	flag.IntVar(&cfg.concurrency, "concurrency", 64, "workers in the closed-loop run")
-	flag.DurationVar(&cfg.drain, "drain", 60*time.Second, "how long to wait for orders still in flight after a run")
-	flag.IntVar(&cfg.conns, "conns", 4, "gRPC connections to order-service")
-	flag.StringVar(&cfg.logLevel, "log-level", "info", "LOG_LEVEL of the services")
+	cfg := defaultConfig()
+	flag.DurationVar(&cfg.duration, "duration", cfg.duration, "length of each scenario's load")
+	flag.DurationVar(&cfg.drain, "drain", cfg.drain, "how long to wait for orders still in flight after a scenario's load")
+	flag.DurationVar(&cfg.baseline, "baseline", cfg.baseline, "length of each baseline measurement")
+	flag.IntVar(&cfg.inFlight, "in-flight", cfg.inFlight, "orders in flight in the closed-loop scenarios")
+	flag.IntVar(&cfg.inFlight, "concurrency", cfg.inFlight, "same as -in-flight")
+	flag.IntVar(&cfg.products, "products", cfg.products, "products the spread and open-loop orders are spread over")
+	flag.Func("rates", "orders/s of the open-loop scenarios, comma-separated (default 200,500)", func(v string) (err error) {
+		cfg.rates, err = parseRates(v)
+		return err
+	})
+	flag.Func("rate", "one open-loop rate in orders/s; same as -rates with one value", func(v string) (err error) {
+		cfg.rates, err = parseRates(v)
+		return err
+	})
+	flag.Func("scenarios", "scenarios to run, comma-separated, of spread, hot, open (default all)", func(v string) error {
+		cfg.scenarios = nil
+		for s := range strings.SplitSeq(v, ",") {
+			s = strings.TrimSpace(s)
+			if !slices.Contains(kinds, s) {
+				return fmt.Errorf("unknown scenario %q (want %s)", s, strings.Join(kinds, ", "))
+			}
+			cfg.scenarios = append(cfg.scenarios, s)
+		}
+		return nil
+	})
+	flag.Int64Var(&cfg.hotStock, "hot-stock", 0, fmt.Sprintf("stock of the hot product; 0: %.0f%% of the orders the spread scenario completed "+
+		"(of 1000/s × -duration when it does not run), so that some orders run out of stock", 100*hotShare))
+	flag.IntVar(&cfg.conns, "conns", cfg.conns, "gRPC connections to order-service")
+	flag.StringVar(&cfg.logLevel, "log-level", cfg.logLevel, "LOG_LEVEL of the services")
 	flag.StringVar(&cfg.dbParams, "db-params", "", `query parameters added to the services' database URLs, e.g. "pool_max_conns=16"`)
 	flag.BoolVar(&cfg.keep, "keep", false, "keep the services' logs")
+	flag.BoolVar(&cfg.markdown, "markdown", false, "print the report as Markdown tables")
 	flag.Parse()
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, cfg); err != nil {
+	rep, err := run(ctx, cfg, os.Stderr)
+	if rep != nil {
+		rep.command = command(os.Args[1:])
+		rep.write(os.Stdout, cfg.markdown)
+	}
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		stop()
 		os.Exit(1)
 	}
 }
 
-func run(ctx context.Context, cfg config) error {
-	fmt.Printf("measuring the PostgreSQL baseline (%d connections, 2 × %s)...\n", baselineConns, baselineDuration)
-	base, err := postgresBaseline(ctx)
-	if err != nil {
-		return fmt.Errorf("postgres baseline: %w", err)
+func parseRates(v string) ([]float64, error) {
+	var rates []float64
+	for s := range strings.SplitSeq(v, ",") {
+		r, err := strconv.ParseFloat(strings.TrimSpace(s), 64)
+		if err != nil || r <= 0 {
+			return nil, fmt.Errorf("bad rate %q", s)
+		}
+		rates = append(rates, r)
+	}
+	return rates, nil
+}
+
+// command is how to repeat this run, shell-quoted.
+func command(args []string) string {
+	parts := []string{"go run ./cmd/bench"}
+	for _, a := range args {
+		if strings.ContainsAny(a, " \t\"'$`\\*?&|;<>()") {
+			a = "'" + strings.ReplaceAll(a, "'", `'\''`) + "'"
+		}
+		parts = append(parts, a)
+	}
+	return strings.Join(parts, " ")
+}
+
+// errHotCheck is returned, with the report, when the hot product's stock disagrees with its
+// orders.
+var errHotCheck = errors.New("hot product check failed")
+
+// run measures the baselines, starts the stack and runs the scenarios, writing progress to
+// progress. It returns the report of what it measured even with errHotCheck.
+func run(ctx context.Context, cfg config, progress io.Writer) (*report, error) {
+	rep := &report{cores: runtime.NumCPU(), clock: clockTicks(), replicas: 1,
+		baseline: cfg.baseline, duration: cfg.duration, drain: cfg.drain}
+	var err error
+	fmt.Fprintf(progress, "baseline: PostgreSQL commits (%d connections, %s)...\n", baselineConns, cfg.baseline)
+	if rep.pgCommits, err = postgresBaseline(ctx, cfg.baseline); err != nil {
+		return nil, fmt.Errorf("postgres baseline: %w", err)
+	}
+	fmt.Fprintf(progress, "baseline: RabbitMQ quorum queue pipe (%s)...\n", cfg.baseline)
+	if rep.brokerMsgs, err = brokerBaseline(ctx, cfg.baseline); err != nil {
+		return nil, fmt.Errorf("broker baseline: %w", err)
 	}
 
 	logDir, err := os.MkdirTemp("", "ordersaga-bench-")
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if cfg.keep {
-		fmt.Printf("service logs in %s\n", logDir)
+		fmt.Fprintf(progress, "service logs in %s\n", logDir)
 	} else {
 		defer os.RemoveAll(logDir)
 	}
-	defer stack.RemoveBinaries()
 
-	fmt.Println("starting the stack...")
+	defer stack.RemoveBinaries()
+	fmt.Fprintln(progress, "starting the stack...")
 	s, teardown, err := stack.StartWith(ctx, stack.Options{
-		Replicas:       1,
+		Replicas:       rep.replicas,
 		Env:            map[string]string{"LOG_LEVEL": cfg.logLevel},
 		DatabaseParams: cfg.dbParams,
 	}, logDir)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer teardown()
 
-	var clients []orderv1.OrderServiceClient
+	rn := &runner{stack: s, cfg: cfg, hz: rep.clock.hz}
 	for range max(cfg.conns, 1) {
 		// Separate connections so that one HTTP/2 connection's writer is not what is measured.
 		cc, err := grpc.NewClient(s.OrderGRPC, grpc.WithTransportCredentials(insecure.NewCredentials()))
 		if err != nil {
-			return err
+			return nil, err
 		}
 		defer cc.Close()
-		clients = append(clients, orderv1.NewOrderServiceClient(cc))
-	}
-	product := uuid.NewString()
-	if _, err := s.InventoryClient().SetStock(ctx, &inventoryv1.SetStockRequest{ProductId: product, Quantity: 1 << 40}); err != nil {
-		return fmt.Errorf("seed product: %w", err)
-	}
-	l := &load{clients: clients, product: product, drain: cfg.drain}
-
-	fmt.Printf("open loop: %.0f orders/s for %s...\n", cfg.rate, cfg.duration)
-	open := l.openLoop(ctx, cfg.rate, cfg.duration)
-	open.name = fmt.Sprintf("open loop %.0f/s × %s", cfg.rate, cfg.duration)
-	if ctx.Err() != nil {
-		return ctx.Err()
-	}
-	fmt.Printf("closed loop: %d workers for %s...\n", cfg.concurrency, cfg.duration)
-	closed := l.closedLoop(ctx, cfg.concurrency, cfg.duration)
-	closed.name = fmt.Sprintf("closed loop %d workers × %s", cfg.concurrency, cfg.duration)
-	if ctx.Err() != nil {
-		return ctx.Err()
+		rn.clients = append(rn.clients, orderv1.NewOrderServiceClient(cc))
 	}
 
-	fmt.Println()
-	fmt.Printf("machine: %d CPUs (nproc)\n", runtime.NumCPU())
-	fmt.Printf("PostgreSQL baseline: %.0f commits/s (single-row INSERT per transaction, %d connections, %s); %.0f commits/s with a NOTIFY in each\n",
-		base.commits, baselineConns, baselineDuration, base.notifyCommits)
-	fmt.Println("services: 1 replica each; RabbitMQ and PostgreSQL on the same machine")
-	fmt.Println()
-	printTable(os.Stdout, []*result{open, closed})
-	return nil
+	var spread *result
+	for _, sc := range cfg.plan() {
+		hotStock := cfg.hotStock
+		if sc.kind == "hot" {
+			if hotStock <= 0 {
+				hotStock = int64(hotShare * 1000 * cfg.duration.Seconds())
+				if spread != nil {
+					hotStock = int64(hotShare * float64(spread.completed))
+				}
+				hotStock = max(hotStock, 1)
+			}
+		}
+		fmt.Fprintf(progress, "%s for %s...\n", sc.name, cfg.duration)
+		r, err := rn.run(ctx, sc, hotStock)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", sc.name, err)
+		}
+		rep.results = append(rep.results, r)
+		if sc.kind == "spread" {
+			spread = r
+		}
+	}
+	for _, r := range rep.results {
+		if r.hot != nil && !r.hot.ok() {
+			return rep, fmt.Errorf("%w: %s", errHotCheck, r.hot)
+		}
+	}
+	return rep, nil
+}
+
+// plan lists the scenarios to run, always spread, hot, open: the hot product's default stock
+// derives from what the spread scenario completed.
+func (cfg config) plan() []scenario {
+	var plan []scenario
+	has := func(k string) bool { return slices.Contains(cfg.scenarios, k) }
+	if has("spread") {
+		plan = append(plan, scenario{name: fmt.Sprintf("closed %d, %d products", cfg.inFlight, cfg.products),
+			kind: "spread", inFlight: cfg.inFlight, products: cfg.products})
+	}
+	if has("hot") {
+		plan = append(plan, scenario{name: fmt.Sprintf("closed %d, 1 hot product", cfg.inFlight),
+			kind: "hot", inFlight: cfg.inFlight, products: 1})
+	}
+	if has("open") {
+		for _, rate := range cfg.rates {
+			plan = append(plan, scenario{name: fmt.Sprintf("open %g/s", rate),
+				kind: "open", rate: rate, products: cfg.products, confirmedOnly: true})
+		}
+	}
+	return plan
 }

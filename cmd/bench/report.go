@@ -3,6 +3,8 @@ package main
 import (
 	"fmt"
 	"io"
+	"maps"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -10,29 +12,196 @@ import (
 	orderv1 "github.com/ordersaga/ordersaga/gen/order/v1"
 )
 
-func printTable(w io.Writer, results []*result) {
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "run\tplaced\tcompleted\terrors\torders/s\tp50\tp95\tp99\tmax\toutcomes\t")
-	for _, r := range results {
-		rate := 0.0
-		if r.elapsed > 0 {
-			rate = float64(r.completed) / r.elapsed.Seconds()
+// report is everything one run measured.
+type report struct {
+	command    string
+	cores      int
+	clock      clock
+	replicas   int
+	baseline   time.Duration
+	duration   time.Duration // of each scenario's load
+	drain      time.Duration
+	pgCommits  float64 // PostgreSQL single-row commits/s
+	brokerMsgs float64 // persistent messages/s through one quorum queue
+	results    []*result
+}
+
+// table is rendered either aligned for a terminal or as Markdown, followed by a blank line.
+// Numbers align right; the columns in left do not.
+type table struct {
+	header []string
+	rows   [][]string
+	left   []int
+}
+
+func (t table) write(w io.Writer, markdown bool) {
+	if markdown {
+		fmt.Fprintf(w, "| %s |\n", strings.Join(t.header, " | "))
+		seps := make([]string, len(t.header))
+		for i := range seps {
+			seps[i] = "---:"
+			if i == 0 || slices.Contains(t.left, i) {
+				seps[i] = "---"
+			}
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%.1f\t%s\t%s\t%s\t%s\t%s\t\n", r.name, r.placed, r.completed, r.errors, rate,
-			ms(percentile(r.latencies, 0.50)), ms(percentile(r.latencies, 0.95)),
-			ms(percentile(r.latencies, 0.99)), ms(percentile(r.latencies, 1)), outcomes(r.outcomes))
+		fmt.Fprintf(w, "|%s|\n", strings.Join(seps, "|"))
+		for _, r := range t.rows {
+			fmt.Fprintf(w, "| %s |\n", strings.Join(r, " | "))
+		}
+		fmt.Fprintln(w)
+		return
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, strings.Join(t.header, "\t")+"\t")
+	for _, r := range t.rows {
+		fmt.Fprintln(tw, strings.Join(r, "\t")+"\t")
 	}
 	tw.Flush()
-	fmt.Fprintln(w, "\norders/s = orders that reached a final status / time from the first create to the last final status;")
-	fmt.Fprintln(w, "latency = CreateOrder sent → final status seen on the order's WatchOrder stream.")
-	for _, r := range results {
-		if r.firstErr != nil {
-			fmt.Fprintf(w, "%s: first error: %v\n", r.name, r.firstErr)
+	fmt.Fprintln(w)
+}
+
+func (rep *report) write(w io.Writer, markdown bool) {
+	// Tables end with a blank line; so does each group of notes (in Markdown, each note).
+	heading := func(s string) {
+		if markdown {
+			fmt.Fprintf(w, "**%s**\n\n", s)
+		} else {
+			fmt.Fprintln(w, s)
 		}
+	}
+	note := func(format string, args ...any) {
+		fmt.Fprintf(w, format+"\n", args...)
+		if markdown {
+			fmt.Fprintln(w)
+		}
+	}
+	endNotes := func() {
+		if !markdown {
+			fmt.Fprintln(w)
+		}
+	}
+
+	heading("Scenarios")
+	rep.scenarioTable().write(w, markdown)
+	note("Closed loop: a fixed number of orders in flight, each order 1 unit of a product picked at random "+
+		"(hot: every order on one product with finite stock). Open loop: orders started at a fixed rate. "+
+		"1 in 20 orders is paid with a declined card. Each scenario runs %s, then waits up to %s for its orders.", rep.duration, rep.drain)
+	note("orders/s = orders that reached a final status / time from the first create to the last final status. " +
+		"Latency = CreateOrder sent → final status seen on the order's WatchOrder stream; " +
+		"for the open-loop rows, of CONFIRMED orders only (create → CONFIRMED).")
+	endNotes()
+
+	heading("Mean batch size per queue (events per handled batch, all replicas)")
+	rep.batchTable().write(w, markdown)
+
+	heading("CPU ms per completed order")
+	rep.cpuTable().write(w, markdown)
+	hzNote := fmt.Sprintf("%.0f ticks/s from getconf CLK_TCK", rep.clock.hz)
+	if rep.clock.assumed {
+		hzNote = "getconf CLK_TCK failed: 100 ticks/s assumed"
+	}
+	note("From /proc (%s), over each scenario from its first order to its last final status. "+
+		"postgres and rabbitmq are the whole server process trees (postgres: every postgres process plus what the "+
+		"postmaster reaped, so backends that exited are counted; rabbitmq: beam.smp and its children). "+
+		"They are shared by everything on this machine, as is the machine's total: other work running at the same time "+
+		"shows up there and in other = machine − the groups. loadgen is this process.", hzNote)
+	endNotes()
+
+	for _, r := range rep.results {
+		if r.hot != nil {
+			note("Hot product check (%s): %s", r.name, r.hot)
+		}
+		if len(r.cpu.restarted) > 0 {
+			note("%s: replicas of %s restarted during the run; their CPU is undercounted", r.name, strings.Join(r.cpu.restarted, ", "))
+		}
+		if r.firstErr != nil {
+			note("%s: first error: %v", r.name, r.firstErr)
+		}
+		if r.unfinished > 0 {
+			note("%s: %d orders were not final when the drain ended (raise -drain); latency and CPU per order count completed orders only",
+				r.name, r.unfinished)
+		}
+	}
+	note("Baselines on this machine (%d CPUs, measured %s each before the stack started): PostgreSQL %.0f commits/s "+
+		"(single-row INSERT per transaction, %d connections); RabbitMQ %.0f persistent messages/s through one quorum queue "+
+		"(publisher confirms, %d in flight; consumer prefetch %d, acks %d at a time). Services: %d replica each; "+
+		"PostgreSQL, RabbitMQ and the load generator on the same machine.",
+		rep.cores, rep.baseline, rep.pgCommits, baselineConns, rep.brokerMsgs, pipeWindow, pipePrefetch, pipeAckEvery, rep.replicas)
+	if markdown {
+		note("Command: `%s`", rep.command)
+	} else {
+		note("Command: %s", rep.command)
 	}
 }
 
-func ms(d time.Duration) string { return fmt.Sprintf("%.1fms", float64(d)/float64(time.Millisecond)) }
+func (rep *report) scenarioTable() table {
+	t := table{header: []string{"scenario", "placed", "completed", "unfinished", "errors", "orders/s", "p50", "p95", "p99", "max", "outcomes"}, left: []int{10}}
+	for _, r := range rep.results {
+		t.rows = append(t.rows, []string{r.name, fmt.Sprint(r.placed), fmt.Sprint(r.completed), fmt.Sprint(r.unfinished),
+			fmt.Sprint(r.errors), fmt.Sprintf("%.1f", r.rate()),
+			ms(r.latencies, 0.50), ms(r.latencies, 0.95), ms(r.latencies, 0.99), ms(r.latencies, 1), outcomes(r.outcomes)})
+	}
+	return t
+}
+
+func (rep *report) batchTable() table {
+	t := table{header: []string{"queue"}}
+	queues := map[string]bool{}
+	for _, r := range rep.results {
+		t.header = append(t.header, r.name)
+		for q := range r.batches {
+			queues[q] = true
+		}
+	}
+	if len(queues) == 0 {
+		queues[batchMetric+" (absent)"] = true
+	}
+	for _, q := range slices.Sorted(maps.Keys(queues)) {
+		row := []string{q}
+		for _, r := range rep.results {
+			if m, ok := r.batches[q]; ok {
+				row = append(row, fmt.Sprintf("%.1f", m))
+			} else {
+				row = append(row, "-")
+			}
+		}
+		t.rows = append(t.rows, row)
+	}
+	return t
+}
+
+func (rep *report) cpuTable() table {
+	t := table{header: append(append([]string{"scenario"}, cpuGroups...), "other", "machine", "machine busy / had (CPU-s)")}
+	for _, r := range rep.results {
+		row := []string{r.name}
+		perOrder := func(sec float64) string {
+			if r.completed == 0 {
+				return "-"
+			}
+			return fmt.Sprintf("%.2f", sec*1000/float64(r.completed))
+		}
+		var attributed float64
+		for _, g := range cpuGroups {
+			row = append(row, perOrder(r.cpu.groups[g]))
+			attributed += r.cpu.groups[g]
+		}
+		share := 0.0
+		if r.cpu.capacity > 0 {
+			share = 100 * r.cpu.busy / r.cpu.capacity
+		}
+		row = append(row, perOrder(r.cpu.busy-attributed), perOrder(r.cpu.busy),
+			fmt.Sprintf("%.1f / %.1f (%.0f%%)", r.cpu.busy, r.cpu.capacity, share))
+		t.rows = append(t.rows, row)
+	}
+	return t
+}
+
+func ms(sorted []time.Duration, p float64) string {
+	if len(sorted) == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.1fms", float64(percentile(sorted, p))/float64(time.Millisecond))
+}
 
 func outcomes(m map[orderv1.OrderStatus]int) string {
 	var parts []string

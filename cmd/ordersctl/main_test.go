@@ -22,6 +22,7 @@ import (
 	"github.com/ordersaga/ordersaga/internal/ops"
 	"github.com/ordersaga/ordersaga/internal/ops/opstest"
 	"github.com/ordersaga/ordersaga/pkg/broker"
+	"github.com/ordersaga/ordersaga/pkg/catalog"
 	"github.com/ordersaga/ordersaga/pkg/testenv"
 )
 
@@ -32,7 +33,7 @@ func TestCLI(t *testing.T) {
 		t.Fatalf("build: %v\n%s", err, out)
 	}
 	w := opstest.New(t)
-	w.Consistent()
+	confirmed := w.Consistent()
 	amqpURL := testenv.VHost(t)
 	env := append(os.Environ(),
 		"AMQP_URL="+amqpURL,
@@ -68,12 +69,14 @@ func TestCLI(t *testing.T) {
 		}
 	}
 
-	mustContain(run(0, "help"), "Usage:", "dlq inspect <queue.dlq>", "audit [-since 0]")
+	mustContain(run(0, "help"), "Usage:", "dlq inspect <queue.dlq>", "audit [-since 0]", "order <order-id>")
 	mustContain(run(2), "Usage:")
 	mustContain(run(2, "frobnicate"), `unknown command "frobnicate"`)
 	mustContain(run(2, "dlq", "inspect"), "wants one dead-letter queue")
 	mustContain(run(2, "dlq", "replay", "payment.order-created.dlq"), "exactly one of -id and -all")
 	mustContain(run(2, "dlq", "inspect", "nope.dlq"), "not a dead-letter queue")
+	mustContain(run(2, "order"), "wants one order id")
+	mustContain(run(2, "order", "not-a-uuid"), "is not a UUID")
 
 	// Empty queues, consistent databases.
 	mustContain(run(0, "dlq", "list"), "payment.order-created.dlq", "total")
@@ -108,6 +111,22 @@ func TestCLI(t *testing.T) {
 	mustContain(run(0, "dlq", "inspect", "-n", "1", "payment.order-created.dlq"),
 		"1 dead letter(s), showing 1", "message id", eventID, "order.v1.OrderCreated",
 		"reason", "decode failed on purpose", `"orderId":"`+orderID+`"`)
+
+	// ordersctl order finds the order's dead letter; the order itself is in no database.
+	mustContain(run(0, "order", orderID), "not in the order database", "payment.order-created.dlq: "+eventID,
+		"decode failed on purpose", "1 (looked at 1 in", "outbox", "none pending")
+	var view ops.OrderView
+	if err := json.Unmarshal([]byte(run(0, "order", "-json", orderID)), &view); err != nil {
+		t.Fatal(err)
+	}
+	if view.Order != nil || len(view.DeadLetters) != 1 || view.DeadLetters[0].MessageID != eventID || view.TraceID != "" {
+		t.Errorf("order -json: %+v", view)
+	}
+	mustContain(run(2, "order", uuid.NewString()), "order not found in any database or dead-letter queue")
+	mustContain(run(0, "order", "-ignore-dlq", confirmed), confirmed, "CONFIRMED", "history", "not looked at")
+	if !regexp.MustCompile(`(?m)^trace +-$`).MatchString(run(0, "order", confirmed)) {
+		t.Error("order without a traceparent does not print trace -")
+	}
 
 	// The audit sees the dead letter unless told to tolerate or ignore it.
 	mustContain(run(1, "audit"), "dead-letters", "payment.order-created.dlq holds 1 dead letter(s)", "1 violation(s)")
@@ -144,6 +163,9 @@ func TestCLI(t *testing.T) {
 	// Only orders of the last -since count.
 	time.Sleep(1500 * time.Millisecond)
 	mustContain(run(0, "audit", "-since", "1s"), "no violations")
+	mustContain(run(0, "audit", "-since", time.Now().Add(-time.Second).UTC().Format(time.RFC3339Nano)), "no violations")
+	mustContain(run(1, "audit", "-since", time.Now().Add(-time.Hour).Format(time.RFC3339)), stuck, "order-not-terminal")
+	mustContain(run(2, "audit", "-since", "yesterday"), "RFC 3339")
 
 	// Flags win over the environment.
 	mustContain(run(2, "-timeout", "2s", "dlq", "list", "-amqp-url", "amqp://guest:guest@127.0.0.1:1/"),
@@ -174,7 +196,7 @@ func deadLetter(t *testing.T, amqpURL, eventID, orderID string) *broker.Conn {
 		MessageID: eventID, Type: "order.v1.OrderCreated", CorrelationID: orderID, Timestamp: time.Now(), Body: body,
 		Headers: amqp.Table{
 			broker.HeaderReason: "decode failed on purpose", broker.HeaderQueue: "payment.order-created",
-			broker.HeaderExchange: broker.OrderExchange, broker.HeaderRoutingKey: broker.OrderCreated,
+			broker.HeaderExchange: catalog.Exchange(catalog.OrderCreated), broker.HeaderRoutingKey: catalog.OrderCreated,
 			broker.HeaderFailedAt: time.Now().UTC().Format(time.RFC3339Nano),
 		},
 	}})

@@ -15,6 +15,7 @@ import (
 	"testing"
 
 	"github.com/ordersaga/ordersaga/pkg/broker"
+	"github.com/ordersaga/ordersaga/pkg/catalog"
 )
 
 type definitions struct {
@@ -78,11 +79,11 @@ func TestPermissions(t *testing.T) {
 	}
 	const configure, write, read = 0, 1, 2
 	var queues []string
-	for _, s := range broker.Catalog {
+	for _, s := range catalog.Subscriptions() {
 		queues = append(queues, s.Queue(), s.DeadLetterQueue())
 	}
-	exchanges := append(slices.Clone(broker.Exchanges), broker.DeadLetterExchange)
-	for _, svc := range []string{"order", "payment", "inventory", "shipping"} {
+	exchanges := append(catalog.Exchanges(), broker.DeadLetterExchange)
+	for _, svc := range []string{catalog.Order, catalog.Payment, catalog.Inventory, catalog.Shipping} {
 		p, ok := perms[svc]
 		if !ok {
 			t.Fatalf("no permissions for %s", svc)
@@ -107,7 +108,7 @@ func TestPermissions(t *testing.T) {
 		}
 		must(write, broker.DeadLetterExchange, true)
 		// Publishing: its own exchange only.
-		for _, x := range broker.Exchanges {
+		for _, x := range catalog.Exchanges() {
 			must(write, x, x == svc+".exchange")
 		}
 		// Nothing outside the saga's names.

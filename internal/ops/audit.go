@@ -76,8 +76,8 @@ type Order struct {
 
 // Item is a product and a quantity, of an order or a reservation.
 type Item struct {
-	ProductID string
-	Quantity  int64
+	ProductID string `json:"product_id"`
+	Quantity  int64  `json:"quantity"`
 }
 
 // Record is a payment or a shipment: what the audit needs of it.
@@ -168,8 +168,8 @@ func Load(ctx context.Context, dbs Databases) (*Snapshot, error) {
 	return &s, nil
 }
 
-func query[T any](ctx context.Context, q Querier, table, sql string, fn pgx.RowToFunc[T]) ([]T, error) {
-	rows, err := q.Query(ctx, sql)
+func query[T any](ctx context.Context, q Querier, table, sql string, fn pgx.RowToFunc[T], args ...any) ([]T, error) {
+	rows, err := q.Query(ctx, sql, args...)
 	if err != nil {
 		return nil, fmt.Errorf("read %s: %w", table, err)
 	}
@@ -180,8 +180,13 @@ func query[T any](ctx context.Context, q Querier, table, sql string, fn pgx.RowT
 	return out, nil
 }
 
-// Audit loads a snapshot and checks it; see Check.
+// Audit checks the saga's invariants. Without since it loads a snapshot of everything and checks
+// it (see Check); with since it reads only what the orders created since then need, and sums the
+// stock totals in the databases (see AuditSince).
 func Audit(ctx context.Context, dbs Databases, since time.Time) ([]Violation, error) {
+	if !since.IsZero() {
+		return AuditSince(ctx, dbs, since, DefaultAuditBatch, true)
+	}
 	s, err := Load(ctx, dbs)
 	if err != nil {
 		return nil, err
@@ -193,13 +198,32 @@ func Audit(ctx context.Context, dbs Databases, since time.Time) ([]Violation, er
 // Orders created before since are left out of the per-order rules; whether records belong to
 // a known order, and the stock totals, are always checked over everything.
 func Check(s *Snapshot, since time.Time) []Violation {
-	var vs []Violation
-	add := func(orderID, rule, format string, args ...any) {
-		vs = append(vs, Violation{OrderID: orderID, Rule: rule, Detail: fmt.Sprintf(format, args...)})
-	}
 	orders := map[string]bool{}
 	for _, o := range s.Orders {
 		orders[o.ID] = true
+	}
+	vs := checkOrders(s, since)
+	known := func(orderID string) bool { return orders[orderID] }
+	vs = append(vs, orphans(RuleOrphanPayment, "payment", s.Payments, known)...)
+	vs = append(vs, orphans(RuleOrphanReservation, "reservation", records(s.Reservations), known)...)
+	vs = append(vs, orphans(RuleOrphanShipment, "shipment", s.Shipments, known)...)
+	vs = append(vs, checkStock(s)...)
+	sortViolations(vs)
+	return vs
+}
+
+func sortViolations(vs []Violation) {
+	slices.SortStableFunc(vs, func(a, b Violation) int {
+		return cmp.Or(cmp.Compare(a.OrderID, b.OrderID), cmp.Compare(a.Rule, b.Rule), cmp.Compare(a.Detail, b.Detail))
+	})
+}
+
+// checkOrders checks the per-order rules for the orders of s created at or after since, against
+// the payments, reservations and shipments of s.
+func checkOrders(s *Snapshot, since time.Time) []Violation {
+	var vs []Violation
+	add := func(orderID, rule, format string, args ...any) {
+		vs = append(vs, Violation{OrderID: orderID, Rule: rule, Detail: fmt.Sprintf(format, args...)})
 	}
 	payments := groupByOrder(s.Payments, func(r Record) string { return r.OrderID })
 	shipments := groupByOrder(s.Shipments, func(r Record) string { return r.OrderID })
@@ -252,22 +276,17 @@ func Check(s *Snapshot, since time.Time) []Violation {
 			add(o.ID, RuleNotTerminal, "status %s", o.Status)
 		}
 	}
+	return vs
+}
 
-	orphans := func(rule, what string, rs []Record) {
-		for _, r := range rs {
-			if !orders[r.OrderID] {
-				add(r.OrderID, rule, "%s %s belongs to no known order", what, r.ID)
-			}
+// orphans reports the records whose order is not known.
+func orphans(rule, what string, rs []Record, known func(orderID string) bool) []Violation {
+	var vs []Violation
+	for _, r := range rs {
+		if !known(r.OrderID) {
+			vs = append(vs, Violation{OrderID: r.OrderID, Rule: rule, Detail: fmt.Sprintf("%s %s belongs to no known order", what, r.ID)})
 		}
 	}
-	orphans(RuleOrphanPayment, "payment", s.Payments)
-	orphans(RuleOrphanReservation, "reservation", records(s.Reservations))
-	orphans(RuleOrphanShipment, "shipment", s.Shipments)
-
-	vs = append(vs, checkStock(s)...)
-	slices.SortStableFunc(vs, func(a, b Violation) int {
-		return cmp.Or(cmp.Compare(a.OrderID, b.OrderID), cmp.Compare(a.Rule, b.Rule), cmp.Compare(a.Detail, b.Detail))
-	})
 	return vs
 }
 
@@ -275,10 +294,8 @@ func Check(s *Snapshot, since time.Time) []Violation {
 // what the confirmed orders bought: all three must agree.
 func checkStock(s *Snapshot) []Violation {
 	reserved := map[string]int64{}
-	known := map[string]bool{}
 	for _, p := range s.Products {
 		reserved[p.ID] = p.Reserved
-		known[p.ID] = true
 	}
 	held := map[string]int64{}
 	for _, r := range s.Reservations {
@@ -298,6 +315,12 @@ func checkStock(s *Snapshot) []Violation {
 			sold[it.ProductID] += it.Quantity
 		}
 	}
+	return stockViolations(reserved, held, sold)
+}
+
+// stockViolations compares, per product, the stock inventory has reserved (every product it
+// knows is a key), what RESERVED reservations hold and what CONFIRMED orders bought.
+func stockViolations(reserved, held, sold map[string]int64) []Violation {
 	ids := map[string]bool{}
 	for _, m := range []map[string]int64{reserved, held, sold} {
 		for id := range m {
@@ -307,7 +330,7 @@ func checkStock(s *Snapshot) []Violation {
 	var vs []Violation
 	for _, id := range slices.Sorted(maps.Keys(ids)) {
 		name := "product " + id
-		if !known[id] {
+		if _, known := reserved[id]; !known {
 			name += " (not in inventory)"
 		}
 		if reserved[id] != held[id] {

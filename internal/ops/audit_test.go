@@ -3,10 +3,14 @@ package ops_test
 import (
 	"context"
 	"fmt"
+	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/google/uuid"
 
 	"github.com/ordersaga/ordersaga/internal/ops"
 	"github.com/ordersaga/ordersaga/internal/ops/opstest"
@@ -195,5 +199,94 @@ func TestCheckDeadLetters(t *testing.T) {
 	}
 	if vs := ops.CheckDeadLetters([]ops.QueueDepth{{Queue: "a.dlq"}}, 0); vs != nil {
 		t.Errorf("empty queues: %+v", vs)
+	}
+}
+
+// The -since audit reads in batches what the full audit reads at once; both find the same.
+func TestAuditSinceMatchesCheck(t *testing.T) {
+	t.Parallel()
+	w := opstest.New(t)
+	w.Consistent()
+	w.Fill(7, time.Now(), time.Minute)
+	p := w.Product(10, 1)
+	stuck := w.Order("PAYMENT_APPROVED", ops.Item{ProductID: p, Quantity: 1})
+	w.Payment(stuck, "APPROVED")
+	w.Reservation(stuck, "RESERVED", ops.Item{ProductID: p, Quantity: 1})
+	w.Payment(uuid.NewString(), "DECLINED") // an orphan
+	w.OrderAt("PENDING", time.Now().Add(-2*time.Hour))
+
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	since := time.Now().Add(-time.Hour)
+	s, err := ops.Load(ctx, w.Databases())
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := ops.Check(s, since)
+	if len(want) == 0 {
+		t.Fatal("no violations to compare")
+	}
+	for _, batch := range []int{1, 3, 1000} {
+		got, err := ops.AuditSince(ctx, w.Databases(), since, batch, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(got, want) {
+			t.Errorf("batch %d:\n got %+v\nwant %+v", batch, got, want)
+		}
+	}
+	// Without the stock totals, the same less the stock rules.
+	var noStock []ops.Violation
+	for _, v := range want {
+		if v.Rule != ops.RuleReservedStockMismatch && v.Rule != ops.RuleConfirmedStockMismatch {
+			noStock = append(noStock, v)
+		}
+	}
+	if len(noStock) == len(want) {
+		t.Fatal("no stock violation to leave out")
+	}
+	if got, err := ops.AuditSince(ctx, w.Databases(), since, 2, false); err != nil || !slices.Equal(got, noStock) {
+		t.Errorf("without stock: %+v, %v\nwant %+v", got, err, noStock)
+	}
+}
+
+// TestAuditSinceScale fills the order database with ORDERSAGA_AUDIT_SCALE orders (one every
+// 100ms going back, so about 6000 in the last 10 minutes) and prints how long the -since 10m
+// audit takes, with and without -stock, and the full audit with ORDERSAGA_AUDIT_SCALE_FULL=1:
+//
+//	ORDERSAGA_AUDIT_SCALE=1000000 go test -count=1 -run TestAuditSinceScale -v ./internal/ops/
+func TestAuditSinceScale(t *testing.T) {
+	n, _ := strconv.Atoi(os.Getenv("ORDERSAGA_AUDIT_SCALE"))
+	if n <= 0 {
+		t.Skip("set ORDERSAGA_AUDIT_SCALE to a number of orders (1000000) to measure the audit")
+	}
+	w := opstest.New(t)
+	start := time.Now()
+	w.Fill(n, time.Now(), 100*time.Millisecond)
+	t.Logf("filled %d orders, with payments, reservations and shipments, in %s", n, time.Since(start).Round(time.Millisecond))
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	for _, run := range []struct {
+		name  string
+		stock bool
+	}{{"audit -since 10m", false}, {"audit -since 10m (warm)", false}, {"audit -since 10m -stock", true}} {
+		start = time.Now()
+		vs, err := ops.AuditSince(ctx, w.Databases(), time.Now().Add(-10*time.Minute), ops.DefaultAuditBatch, run.stock)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("%s over %d orders: %s, %d violation(s)", run.name, n, time.Since(start).Round(time.Millisecond), len(vs))
+		if len(vs) > 0 {
+			t.Errorf("violations in consistent data: %+v", vs[:min(len(vs), 5)])
+		}
+	}
+	if os.Getenv("ORDERSAGA_AUDIT_SCALE_FULL") != "" {
+		start = time.Now()
+		vs, err := ops.Audit(ctx, w.Databases(), time.Time{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("full audit over %d orders: %s, %d violation(s)", n, time.Since(start).Round(time.Millisecond), len(vs))
 	}
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/ordersaga/ordersaga/pkg/broker"
+	"github.com/ordersaga/ordersaga/pkg/config"
 )
 
 // Exit statuses of ordersctl.
@@ -26,14 +27,19 @@ const (
 	ExitError      = 2 // bad usage, or a command that could not run
 )
 
-// Usage is ordersctl's help text.
-const Usage = `ordersctl operates a running ordersaga: dead letters, the saga's invariants, orders
-and stock.
+// usageText is ordersctl's help text, with the defaults of the global flags left to usage.
+const usageText = `ordersctl operates a running ordersaga: orders, stock, dead letters and the saga's
+invariants.
 
 Usage:
   ordersctl [global flags] <command> [flags]
 
 Commands:
+  order <order-id> [-json] [-dlq-max 1000] [-ignore-dlq]
+        one order across the saga: the order, its history, payment, reservation
+        and shipment, its events still in an outbox (all four databases), its
+        dead letters (looking at up to -dlq-max of each dead-letter queue,
+        without removing any) and the trace id they carry ("-" when none)
   dlq list [-json]
         every dead-letter queue of the topology with its depth
   dlq inspect <queue.dlq> [-n 10] [-json]
@@ -42,13 +48,17 @@ Commands:
   dlq replay <queue.dlq> (-id <message-id> | -all)
         move dead letters back to the queue they failed on (only that consumer
         gets them again), acking each only once the broker confirmed the copy
-  audit [-since 0] [-allow-dead-letters 0] [-ignore-dlq] [-json]
+  audit [-since 0] [-stock] [-allow-dead-letters 0] [-ignore-dlq] [-json]
         check the saga's invariants across the four databases and that the
         dead-letter queues are empty; one line per violation, exit 1 if any.
-        -since 10m checks only orders created in the last 10 minutes (0: all).
+        -since 10m (or an RFC 3339 time) checks only orders created since then,
+        reading just those and their records in batches, and the records made
+        since then for orphans (0: everything). The stock totals span every
+        order: with -since they are checked only with -stock.
         Run it on a quiet system: orders in flight show up as violations.
   order get <order-id>
-        the order as order-service's GetOrder returns it (JSON)
+        the order as order-service's GetOrder returns it (JSON), through the
+        public gRPC API rather than the databases
   stock get <product-id>
   stock set <product-id> <quantity>
         a product's stock through inventory's admin API (JSON)
@@ -56,14 +66,14 @@ Commands:
 A queue may be named with or without its ".dlq" suffix.
 
 Global flags (also accepted after the command; environment variable in brackets):
-  -amqp-url URL       [AMQP_URL] default amqp://guest:guest@localhost:5672/
-  -order-db URL       [ORDER_DATABASE_URL] default postgres://postgres@localhost:5432/orderdb?sslmode=disable
-  -payment-db URL     [PAYMENT_DATABASE_URL] default .../paymentdb?sslmode=disable
-  -inventory-db URL   [INVENTORY_DATABASE_URL] default .../inventorydb?sslmode=disable
-  -shipping-db URL    [SHIPPING_DATABASE_URL] default .../shippingdb?sslmode=disable
+  -amqp-url URL       [AMQP_URL] default %s
+  -order-db URL       [ORDER_DATABASE_URL] default %s
+  -payment-db URL     [PAYMENT_DATABASE_URL] default %s
+  -inventory-db URL   [INVENTORY_DATABASE_URL] default %s
+  -shipping-db URL    [SHIPPING_DATABASE_URL] default %s
   -timeout 1m         give up after this long, connecting included
-  -order-addr A       [ORDERSCTL_ORDER_ADDR] default localhost:50051
-  -inventory-addr A   [ORDERSCTL_INVENTORY_ADDR] default localhost:50052
+  -order-addr A       [ORDERSCTL_ORDER_ADDR] default %s
+  -inventory-addr A   [ORDERSCTL_INVENTORY_ADDR] default %s
   -tls                [ORDERSCTL_TLS=true] dial the gRPC APIs with TLS (system roots)
   -tls-ca FILE        [ORDERSCTL_TLS_CA_FILE] trust the CA in FILE; implies -tls
   -token JWT          [ORDERSCTL_TOKEN] bearer token for the gRPC APIs
@@ -71,11 +81,22 @@ Global flags (also accepted after the command; environment variable in brackets)
 Exit status: 0 ok, 1 audit found violations, 2 bad usage or error.
 `
 
+// Usage is ordersctl's help text.
+func Usage() string {
+	d, _ := config.Load[config.Ordersctl](func(string) string { return "" }) // the defaults are valid: config's tests
+	return fmt.Sprintf(usageText, d.Broker.AMQPURL, d.Order.URL, d.Payment.URL, d.Inventory.URL, d.Shipping.URL,
+		d.OrderAddr, d.InventoryAddr)
+}
+
 var errUsage = errors.New("bad usage")
 
 // Run runs ordersctl with args (without the program name) and returns its exit status.
 func Run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
-	cfg := ConfigFromEnv(getenv)
+	cfg, err := ConfigFromEnv(getenv)
+	if err != nil {
+		fmt.Fprintf(stderr, "ordersctl: %v\n", err)
+		return ExitError
+	}
 	root := newFlagSet("ordersctl", stderr)
 	cfg.register(root)
 	if err := root.Parse(args); err != nil {
@@ -83,11 +104,10 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	args = root.Args()
 	if len(args) == 0 {
-		fmt.Fprint(stderr, Usage)
+		fmt.Fprint(stderr, Usage())
 		return ExitError
 	}
 	cli := &cli{cfg: &cfg, stdout: stdout, stderr: stderr}
-	var err error
 	switch cmd := args[0]; {
 	case cmd == "dlq" && len(args) > 1 && args[1] == "list":
 		err = cli.dlqList(ctx, args[2:])
@@ -95,23 +115,25 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		err = cli.dlqInspect(ctx, args[2:])
 	case cmd == "dlq" && len(args) > 1 && args[1] == "replay":
 		err = cli.dlqReplay(ctx, args[2:])
+	case cmd == "order" && len(args) > 1 && args[1] == "get":
+		err = cli.orderGet(ctx, args[2:])
+	case cmd == "order":
+		err = cli.order(ctx, args[1:])
 	case cmd == "audit":
 		var found bool
 		found, err = cli.audit(ctx, args[1:])
 		if err == nil && found {
 			return ExitViolations
 		}
-	case cmd == "order" && len(args) > 1 && args[1] == "get":
-		err = cli.orderGet(ctx, args[2:])
 	case cmd == "stock" && len(args) > 1 && args[1] == "get":
 		err = cli.stockGet(ctx, args[2:])
 	case cmd == "stock" && len(args) > 1 && args[1] == "set":
 		err = cli.stockSet(ctx, args[2:])
 	case cmd == "help":
-		fmt.Fprint(stdout, Usage)
+		fmt.Fprint(stdout, Usage())
 		return ExitOK
 	default:
-		fmt.Fprintf(stderr, "ordersctl: unknown command %q\n\n%s", strings.Join(args, " "), Usage)
+		fmt.Fprintf(stderr, "ordersctl: unknown command %q\n\n%s", strings.Join(args, " "), Usage())
 		return ExitError
 	}
 	if err != nil {
@@ -123,7 +145,7 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 func usageStatus(err error, stdout, stderr io.Writer) int {
 	switch {
 	case errors.Is(err, flag.ErrHelp):
-		fmt.Fprint(stdout, Usage)
+		fmt.Fprint(stdout, Usage())
 		return ExitOK
 	case errors.Is(err, errUsage):
 		fmt.Fprintf(stderr, "ordersctl: %v\n\nRun 'ordersctl help' for usage.\n", err)
@@ -176,9 +198,9 @@ func (c *cli) withTimeout(ctx context.Context) (context.Context, context.CancelF
 
 func (c *cli) dial(ctx context.Context) (*broker.Conn, error) {
 	log := slog.New(slog.NewTextHandler(c.stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	conn, err := broker.Dial(ctx, c.cfg.AMQPURL, log)
+	conn, err := broker.Dial(ctx, c.cfg.Broker.AMQPURL, log)
 	if err != nil {
-		return nil, fmt.Errorf("connect to broker %s: %w", redact(c.cfg.AMQPURL), err)
+		return nil, fmt.Errorf("connect to broker %s: %w", redact(c.cfg.Broker.AMQPURL), err)
 	}
 	return conn, nil
 }
@@ -350,25 +372,29 @@ func (c *cli) dlqReplay(ctx context.Context, args []string) error {
 
 func (c *cli) audit(ctx context.Context, args []string) (found bool, err error) {
 	fs := newFlagSet("audit", c.stderr)
-	since := fs.Duration("since", 0, "check only orders created this long ago or later (0: all)")
+	var since sinceFlag
+	fs.Var(&since, "since", "check only orders created since: a duration ago (10m) or an RFC 3339 time (0: all)")
 	allow := fs.Int("allow-dead-letters", 0, "tolerate up to this many dead letters in all")
 	ignoreDLQ := fs.Bool("ignore-dlq", false, "do not check the dead-letter queues")
+	stock := fs.Bool("stock", false, "with -since, check the stock totals too (sums over every order and reservation)")
 	asJSON := fs.Bool("json", false, "machine-readable output")
 	if _, err := c.parse(fs, args, 0, "no arguments"); err != nil {
 		return false, err
 	}
 	ctx, cancel := c.withTimeout(ctx)
 	defer cancel()
-	var cutoff time.Time
-	if *since > 0 {
-		cutoff = time.Now().Add(-*since)
-	}
+	cutoff := since.cutoff(time.Now())
 	dbs, closeAll, err := c.connectDatabases(ctx)
 	if err != nil {
 		return false, err
 	}
 	defer closeAll()
-	vs, err := Audit(ctx, dbs, cutoff)
+	var vs []Violation
+	if cutoff.IsZero() {
+		vs, err = Audit(ctx, dbs, cutoff)
+	} else {
+		vs, err = AuditSince(ctx, dbs, cutoff, DefaultAuditBatch, *stock)
+	}
 	if err != nil {
 		return false, err
 	}
@@ -411,6 +437,9 @@ func (c *cli) audit(ctx context.Context, args []string) (found bool, err error) 
 	if tolerated > 0 {
 		fmt.Fprintf(c.stdout, "%d dead letter(s) tolerated (-allow-dead-letters %d)\n", tolerated, *allow)
 	}
+	if !cutoff.IsZero() && !*stock {
+		fmt.Fprintln(c.stdout, "stock totals not checked: add -stock, or audit without -since")
+	}
 	if len(vs) == 0 {
 		fmt.Fprintln(c.stdout, "no violations")
 		return false, nil
@@ -431,10 +460,10 @@ func (c *cli) connectDatabases(ctx context.Context) (Databases, func(), error) {
 		name, url string
 		to        *Querier
 	}{
-		{"order", c.cfg.OrderDB, &dbs.Order},
-		{"payment", c.cfg.PaymentDB, &dbs.Payment},
-		{"inventory", c.cfg.InventoryDB, &dbs.Inventory},
-		{"shipping", c.cfg.ShippingDB, &dbs.Shipping},
+		{"order", c.cfg.Order.URL, &dbs.Order},
+		{"payment", c.cfg.Payment.URL, &dbs.Payment},
+		{"inventory", c.cfg.Inventory.URL, &dbs.Inventory},
+		{"shipping", c.cfg.Shipping.URL, &dbs.Shipping},
 	} {
 		conn, err := pgx.Connect(ctx, db.url)
 		if err != nil {
@@ -467,4 +496,41 @@ func depthOf(ctx context.Context, conn Channeler, dlq string) (int, error) {
 		}
 	}
 	return 0, fmt.Errorf("%s is not a dead-letter queue of the saga", dlq)
+}
+
+// sinceFlag is -since: a duration back from now, or an RFC 3339 time; zero means no limit.
+type sinceFlag struct {
+	ago time.Duration
+	at  time.Time
+}
+
+func (f *sinceFlag) String() string {
+	if !f.at.IsZero() {
+		return f.at.Format(time.RFC3339)
+	}
+	return f.ago.String()
+}
+
+func (f *sinceFlag) Set(s string) error {
+	if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
+		*f = sinceFlag{at: t}
+		return nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d < 0 {
+		return fmt.Errorf("want a duration such as 10m or an RFC 3339 time such as 2025-01-02T15:04:05Z")
+	}
+	*f = sinceFlag{ago: d}
+	return nil
+}
+
+// cutoff returns the earliest creation time to check, or zero for all.
+func (f *sinceFlag) cutoff(now time.Time) time.Time {
+	switch {
+	case !f.at.IsZero():
+		return f.at
+	case f.ago > 0:
+		return now.Add(-f.ago)
+	}
+	return time.Time{}
 }

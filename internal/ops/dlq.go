@@ -22,6 +22,7 @@ import (
 	_ "github.com/ordersaga/ordersaga/gen/shipping/v1"
 
 	"github.com/ordersaga/ordersaga/pkg/broker"
+	"github.com/ordersaga/ordersaga/pkg/catalog"
 )
 
 // Channeler opens AMQP channels; *broker.Conn is one.
@@ -44,8 +45,8 @@ func DeadLetterQueues(ctx context.Context, conn Channeler) ([]QueueDepth, error)
 		return nil, err
 	}
 	defer ch.Close()
-	out := make([]QueueDepth, 0, len(broker.Catalog))
-	for _, s := range broker.Catalog {
+	out := make([]QueueDepth, 0, len(catalog.Subscriptions()))
+	for _, s := range catalog.Subscriptions() {
 		q, err := ch.QueueDeclarePassive(s.DeadLetterQueue(), true, false, false, false, nil)
 		if err != nil {
 			return nil, fmt.Errorf("queue %s: %w", s.DeadLetterQueue(), err)
@@ -60,7 +61,7 @@ func DeadLetterQueues(ctx context.Context, conn Channeler) ([]QueueDepth, error)
 // exchange by its source queue's name alone, so that is where its messages came from.
 func SourceQueue(dlq string) (string, error) {
 	name := strings.TrimSuffix(dlq, ".dlq")
-	for _, s := range broker.Catalog {
+	for _, s := range catalog.Subscriptions() {
 		if s.Queue() == name {
 			return name, nil
 		}
@@ -74,6 +75,7 @@ type DeadLetter struct {
 	Type          string    `json:"type"`
 	CorrelationID string    `json:"correlation_id"`
 	Timestamp     time.Time `json:"timestamp,omitzero"`
+	Traceparent   string    `json:"traceparent,omitempty"` // W3C trace context of the publish, when traced
 	Size          int       `json:"size"`
 	// Event is the payload as protojson when the type is a known message and it decodes.
 	Event json.RawMessage `json:"event,omitempty"`
@@ -111,6 +113,7 @@ func Describe(d amqp.Delivery) DeadLetter {
 		Type:          d.Type,
 		CorrelationID: d.CorrelationId,
 		Timestamp:     d.Timestamp,
+		Traceparent:   headerString(d.Headers, "traceparent"),
 		Size:          len(d.Body),
 		Reason:        headerString(d.Headers, broker.HeaderReason),
 		FailedOn:      headerString(d.Headers, broker.HeaderQueue),

@@ -16,6 +16,7 @@ import (
 	orderv1 "github.com/ordersaga/ordersaga/gen/order/v1"
 	"github.com/ordersaga/ordersaga/internal/ops"
 	"github.com/ordersaga/ordersaga/pkg/broker"
+	"github.com/ordersaga/ordersaga/pkg/catalog"
 	"github.com/ordersaga/ordersaga/pkg/testenv"
 )
 
@@ -52,6 +53,7 @@ func TestDeadLetters(t *testing.T) {
 		"List":   testDeadLetterQueues,
 		"Peek":   testPeek,
 		"Replay": testReplay,
+		"Order":  testFindDeadLetters,
 	} {
 		t.Run(name, func(t *testing.T) { test(t, seed(t, url, conn)) })
 	}
@@ -68,7 +70,7 @@ func seed(t *testing.T, url string, conn *broker.Conn) *DeadLetters {
 		t.Fatal(err)
 	}
 	defer ch.Close()
-	for _, s := range broker.Catalog {
+	for _, s := range catalog.Subscriptions() {
 		for _, q := range []string{s.Queue(), s.DeadLetterQueue()} {
 			if _, err := ch.QueuePurge(q, false); err != nil {
 				t.Fatalf("purge %s: %v", q, err)
@@ -94,8 +96,8 @@ func seed(t *testing.T, url string, conn *broker.Conn) *DeadLetters {
 			"x-delivery-count":      int64(2),
 			broker.HeaderReason:     "test: payment refused",
 			broker.HeaderQueue:      sourceQueue,
-			broker.HeaderExchange:   broker.OrderExchange,
-			broker.HeaderRoutingKey: broker.OrderCreated,
+			broker.HeaderExchange:   catalog.Exchange(catalog.OrderCreated),
+			broker.HeaderRoutingKey: catalog.OrderCreated,
 			broker.HeaderFailedAt:   time.Now().UTC().Format(time.RFC3339Nano),
 		},
 	}}); err != nil || !ok[0] {
@@ -154,8 +156,8 @@ func testDeadLetterQueues(t *testing.T, d *DeadLetters) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(depths) != len(broker.Catalog) {
-		t.Fatalf("%d queues, want %d", len(depths), len(broker.Catalog))
+	if len(depths) != len(catalog.Subscriptions()) {
+		t.Fatalf("%d queues, want %d", len(depths), len(catalog.Subscriptions()))
 	}
 	for _, q := range depths {
 		want := 0
@@ -197,7 +199,7 @@ func testPeek(t *testing.T, d *DeadLetters) {
 		t.Errorf("decoded event: %s", ev.Event)
 	}
 	if !strings.Contains(ev.Reason, "test: payment refused") || ev.FailedOn != sourceQueue ||
-		ev.Exchange != broker.OrderExchange || ev.RoutingKey != broker.OrderCreated || ev.FailedAt == "" {
+		ev.Exchange != catalog.Exchange(catalog.OrderCreated) || ev.RoutingKey != catalog.OrderCreated || ev.FailedAt == "" {
 		t.Errorf("our dead-letter headers: %+v", ev)
 	}
 
@@ -241,7 +243,7 @@ func testReplay(t *testing.T, d *DeadLetters) {
 	waitDepth(t, d.Conn, deadQueue, 1)
 	waitDepth(t, d.Conn, sourceQueue, 1)
 	// Only the failed consumer's queue got it, not the other subscribers of the event.
-	for _, s := range broker.Catalog {
+	for _, s := range catalog.Subscriptions() {
 		if s.Queue() != sourceQueue {
 			if got := depth(t, d.Conn, s.Queue()); got != 0 {
 				t.Errorf("%s: depth %d", s.Queue(), got)
@@ -263,7 +265,7 @@ func testReplay(t *testing.T, d *DeadLetters) {
 		t.Errorf("replayed properties: %+v", m)
 	}
 	var ev orderv1.OrderCreated
-	if err := broker.Decode(m, &ev); err != nil || ev.GetEventId() != d.EventID {
+	if err := proto.Unmarshal(m.Body, &ev); err != nil || ev.GetEventId() != d.EventID || ev.GetOrderId() != d.OrderID {
 		t.Errorf("replayed body: %v", err)
 	}
 	for k := range m.Headers {
@@ -305,4 +307,30 @@ func TestReplayHeaders(t *testing.T) {
 	if len(got) != 1 || got["traceparent"] != "x" {
 		t.Errorf("got %v", got)
 	}
+}
+
+func testFindDeadLetters(t *testing.T, d *DeadLetters) {
+	ctx := context.Background()
+	v := &ops.OrderView{OrderID: d.OrderID}
+	if err := ops.FindDeadLetters(ctx, d.Conn, v, 10); err != nil {
+		t.Fatal(err)
+	}
+	if len(v.DeadLetters) != 1 || v.DeadLetters[0].Queue != deadQueue || v.DeadLetters[0].MessageID != d.EventID {
+		t.Fatalf("dead letters of the order: %+v", v.DeadLetters)
+	}
+	if v.DeadLetterScan == nil || *v.DeadLetterScan != (ops.DeadLetterScan{Queues: len(catalog.Subscriptions()), Scanned: 2}) {
+		t.Errorf("scan: %+v", v.DeadLetterScan)
+	}
+	if v.TraceID != "0af7651916cd43dd8448eb211c80319c" {
+		t.Errorf("trace id %q", v.TraceID)
+	}
+	// A limit leaves dead letters unseen, and says so; nothing was taken away.
+	v = &ops.OrderView{OrderID: uuid.NewString()}
+	if err := ops.FindDeadLetters(ctx, d.Conn, v, 1); err != nil {
+		t.Fatal(err)
+	}
+	if len(v.DeadLetters) != 0 || v.TraceID != "" || *v.DeadLetterScan != (ops.DeadLetterScan{Queues: len(catalog.Subscriptions()), Scanned: 1, Skipped: 1}) {
+		t.Errorf("other order: %+v %+v", v.DeadLetters, v.DeadLetterScan)
+	}
+	waitDepth(t, d.Conn, deadQueue, 2)
 }

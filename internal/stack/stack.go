@@ -168,6 +168,18 @@ func (s *Stack) Addr(svc string, replica int, name string) string {
 	return s.proc(svc, replica).addrs[name]
 }
 
+// PID is the process id of a running replica, or 0 when it is not running, so that the
+// benchmark can read each replica's CPU time from /proc.
+func (s *Stack) PID(svc string, replica int) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	p := s.proc(svc, replica)
+	if !p.running() {
+		return 0
+	}
+	return p.cmd.Process.Pid
+}
+
 // Replicas is the number of processes each service runs.
 func (s *Stack) Replicas() int { return len(s.procs[Services[0]]) }
 

@@ -57,6 +57,9 @@ func TestStack(t *testing.T) {
 				if code, err := get(s.OpsAddr(svc, r), "/readyz"); err != nil || code != http.StatusOK {
 					t.Errorf("%s-%d /readyz: %d %v", svc, r, code, err)
 				}
+				if pid := s.PID(svc, r); pid <= 0 {
+					t.Errorf("%s-%d PID: %d", svc, r, pid)
+				}
 			}
 		}
 
@@ -72,6 +75,9 @@ func TestStack(t *testing.T) {
 		}
 
 		s.Kill("payment", 1)
+		if pid := s.PID("payment", 1); pid != 0 {
+			t.Errorf("payment-1 PID after Kill: %d, want 0", pid)
+		}
 		if _, err := get(s.OpsAddr("payment", 1), "/healthz"); err == nil {
 			t.Error("payment-1 answers after Kill")
 		}

@@ -3,7 +3,9 @@ package broker_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -14,6 +16,8 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/ordersaga/ordersaga/pkg/broker"
+	"github.com/ordersaga/ordersaga/pkg/catalog"
+	"github.com/ordersaga/ordersaga/pkg/failure"
 	"github.com/ordersaga/ordersaga/pkg/testenv"
 )
 
@@ -42,17 +46,23 @@ func newHarness(t *testing.T) *harness {
 	return &harness{t: t, url: amqpURL, vhost: strings.TrimPrefix(u.Path, "/"), conn: conn, pub: pub}
 }
 
-// consume runs a consumer on queue until the test ends.
-func (h *harness) consume(queue string, handler broker.Handler, opts broker.ConsumerOptions) {
+// consume runs a consumer on queue until the test ends or stop is called, whichever is first.
+// Once stop returned, every delivery the consumer left unsettled is back in the queue.
+func (h *harness) consume(queue string, handler broker.Handler, opts broker.ConsumerOptions) (stop func()) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- h.conn.Consume(ctx, queue, handler, opts) }()
-	h.t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			h.t.Errorf("consume: %v", err)
-		}
-	})
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				h.t.Errorf("consume: %v", err)
+			}
+		})
+	}
+	h.t.Cleanup(stop)
+	return stop
 }
 
 func (h *harness) publish(routingKey, id string, body []byte) {
@@ -60,7 +70,7 @@ func (h *harness) publish(routingKey, id string, body []byte) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	ok, err := h.pub.Publish(ctx, []broker.Message{{
-		Exchange: broker.ExchangeFor(routingKey), RoutingKey: routingKey, MessageID: id,
+		Exchange: catalog.Exchange(routingKey), RoutingKey: routingKey, MessageID: id,
 		Type: "test.v1.Event", CorrelationID: "order-" + id, Body: body,
 	}})
 	if err != nil || !ok[0] {
@@ -102,7 +112,7 @@ func (h *harness) get(queue string) amqp.Delivery {
 	return d
 }
 
-var sub = broker.Subscription{Consumer: "payment", RoutingKey: broker.OrderCreated}
+var sub = catalog.Subscription{Consumer: "payment", RoutingKey: catalog.OrderCreated}
 
 func TestTopologyFollowsTheCatalog(t *testing.T) {
 	t.Parallel()
@@ -112,14 +122,14 @@ func TestTopologyFollowsTheCatalog(t *testing.T) {
 	if got := sub.DeadLetterQueue(); got != "payment.order-created.dlq" {
 		t.Errorf("dead-letter queue = %q", got)
 	}
-	if got := broker.ExchangeFor(broker.ShippingFailed); got != "shipping.exchange" {
+	if got := catalog.Exchange(catalog.ShippingFailed); got != "shipping.exchange" {
 		t.Errorf("exchange = %q", got)
 	}
-	if n := len(broker.SubscriptionsOf("order")); n != 7 {
+	if n := len(catalog.SubscriptionsOf("order")); n != 7 {
 		t.Errorf("order consumes %d queues, want 7", n)
 	}
 	h := newHarness(t)
-	for _, s := range broker.Catalog {
+	for _, s := range catalog.Subscriptions() {
 		h.depth(s.Queue())
 		h.depth(s.DeadLetterQueue())
 	}
@@ -129,7 +139,7 @@ func TestConsumeAcksABatchAfterTheHandlerSucceeds(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t)
 	for i := range 20 {
-		h.publish(broker.OrderCreated, string(rune('a'+i)), []byte{byte(i)})
+		h.publish(catalog.OrderCreated, string(rune('a'+i)), []byte{byte(i)})
 	}
 	var mu sync.Mutex
 	seen := map[string]bool{}
@@ -164,7 +174,7 @@ func TestPermanentErrorDeadLettersOnlyTheBadDeliveryWithItsReason(t *testing.T) 
 	h.consume(sub.Queue(), func(_ context.Context, batch []amqp.Delivery) error {
 		for _, d := range batch {
 			if string(d.Body) == "poison" {
-				return broker.Permanent(errors.New("undecodable payload"))
+				return failure.Permanent(errors.New("undecodable payload"))
 			}
 		}
 		mu.Lock()
@@ -174,9 +184,9 @@ func TestPermanentErrorDeadLettersOnlyTheBadDeliveryWithItsReason(t *testing.T) 
 		}
 		return nil
 	}, broker.ConsumerOptions{})
-	h.publish(broker.OrderCreated, "good-1", []byte("ok"))
-	h.publish(broker.OrderCreated, "bad", []byte("poison"))
-	h.publish(broker.OrderCreated, "good-2", []byte("ok"))
+	h.publish(catalog.OrderCreated, "good-1", []byte("ok"))
+	h.publish(catalog.OrderCreated, "bad", []byte("poison"))
+	h.publish(catalog.OrderCreated, "good-2", []byte("ok"))
 
 	dl := h.get(sub.DeadLetterQueue())
 	if dl.MessageId != "bad" || string(dl.Body) != "poison" {
@@ -195,6 +205,119 @@ func TestPermanentErrorDeadLettersOnlyTheBadDeliveryWithItsReason(t *testing.T) 
 	})
 }
 
+func TestBatchesFormFromDeliveriesWaitingInTheQueue(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	const n = 200
+	var mu sync.Mutex
+	seen := map[string]bool{}
+	var calls, maxBatch int
+	h.consume(sub.Queue(), func(_ context.Context, batch []amqp.Delivery) error {
+		time.Sleep(5 * time.Millisecond) // a transaction's worth of work
+		mu.Lock()
+		defer mu.Unlock()
+		calls++
+		maxBatch = max(maxBatch, len(batch))
+		for _, d := range batch {
+			seen[d.MessageId] = true
+		}
+		return nil
+	}, broker.ConsumerOptions{})
+	msgs := make([]broker.Message, n)
+	for i := range msgs {
+		msgs[i] = broker.Message{
+			Exchange: catalog.Exchange(catalog.OrderCreated), RoutingKey: catalog.OrderCreated,
+			MessageID: fmt.Sprintf("m-%03d", i), Type: "test.v1.Event", Body: []byte("x"),
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	ok, err := h.pub.Publish(ctx, msgs)
+	if err != nil || slices.Contains(ok, false) {
+		t.Fatalf("publish %d messages: %v", n, err)
+	}
+	testenv.Eventually(t, 30*time.Second, "200 messages handled", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(seen) == n
+	})
+	testenv.Eventually(t, 10*time.Second, "queue drained", func() bool { return h.depth(sub.Queue()) == 0 })
+	mu.Lock()
+	defer mu.Unlock()
+	if maxBatch < 2 {
+		t.Errorf("%d messages were handled one at a time (%d calls): no batch formed from the waiting deliveries", n, calls)
+	}
+	t.Logf("%d messages in %d handler calls, largest batch %d", n, calls, maxBatch)
+}
+
+func TestRejectedDeadLettersOnlyTheNamedDeliveriesAndAcksTheRest(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	// The first delivery holds the handler up, so that the others wait in the queue and arrive
+	// together in the next batch.
+	h.publish(catalog.OrderCreated, "first", []byte("ok"))
+	h.publish(catalog.OrderCreated, "good-1", []byte("ok"))
+	h.publish(catalog.OrderCreated, "bad", []byte("poison"))
+	h.publish(catalog.OrderCreated, "good-2", []byte("ok"))
+	var mu sync.Mutex
+	handled := map[string]int{}
+	var badInBatchOf int
+	stop := h.consume(sub.Queue(), func(_ context.Context, batch []amqp.Delivery) error {
+		if batch[0].MessageId == "first" {
+			time.Sleep(300 * time.Millisecond)
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		rejected := broker.Rejected{}
+		for i, d := range batch {
+			if string(d.Body) == "poison" {
+				rejected[i] = errors.New("order_id: invalid UUID")
+				badInBatchOf = len(batch)
+				continue
+			}
+			handled[d.MessageId]++
+		}
+		if len(rejected) > 0 {
+			return rejected
+		}
+		return nil
+	}, broker.ConsumerOptions{})
+
+	dl := h.get(sub.DeadLetterQueue())
+	if dl.MessageId != "bad" || string(dl.Body) != "poison" {
+		t.Errorf("dead letter = %q %q, want the rejected message", dl.MessageId, dl.Body)
+	}
+	if got := dl.Headers[broker.HeaderReason]; got != "order_id: invalid UUID" {
+		t.Errorf("reason header = %v", got)
+	}
+	if got := dl.Headers[broker.HeaderQueue]; got != sub.Queue() {
+		t.Errorf("queue header = %v", got)
+	}
+	testenv.Eventually(t, 10*time.Second, "good messages handled", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return handled["first"] == 1 && handled["good-1"] == 1 && handled["good-2"] == 1
+	})
+	// Stopping the consumer returns whatever it left unacked to the queue.
+	stop()
+	if n := h.depth(sub.Queue()); n != 0 {
+		t.Errorf("%d deliveries left unacked", n)
+	}
+	if n := h.depth(sub.DeadLetterQueue()); n != 0 {
+		t.Errorf("%d more dead letters, want only the rejected delivery", n)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for id, n := range handled {
+		if n != 1 {
+			t.Errorf("%s handled %d times, want once: the batch around a rejected delivery is not retried", id, n)
+		}
+	}
+	if badInBatchOf < 2 {
+		t.Errorf("the rejected delivery came in a batch of %d: the test did not exercise a partial batch", badInBatchOf)
+	}
+}
+
 func TestTransientErrorIsRetriedWithoutSpendingTheDeliveryLimit(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t)
@@ -209,7 +332,7 @@ func TestTransientErrorIsRetriedWithoutSpendingTheDeliveryLimit(t *testing.T) {
 		}
 		return nil
 	}, broker.ConsumerOptions{})
-	h.publish(broker.OrderCreated, "flaky", []byte("x"))
+	h.publish(catalog.OrderCreated, "flaky", []byte("x"))
 	testenv.Eventually(t, 60*time.Second, "handled after the outage", func() bool {
 		return calls.Load() > broker.DeliveryLimit+2 && h.depth(sub.Queue()) == 0
 	})
@@ -236,7 +359,7 @@ func TestDeliveryLimitEndsAPoisonLoop(t *testing.T) {
 		calls.Add(1)
 		return errors.New("constraint violated")
 	}, broker.ConsumerOptions{UnknownErrorTries: 1})
-	h.publish(broker.OrderCreated, "loop", []byte("x"))
+	h.publish(catalog.OrderCreated, "loop", []byte("x"))
 	dl := h.get(sub.DeadLetterQueue())
 	if dl.MessageId != "loop" {
 		t.Fatalf("dead letter = %q", dl.MessageId)
@@ -253,8 +376,8 @@ func TestPublisherReportsUnroutableMessages(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	ok, err := h.pub.Publish(ctx, []broker.Message{
-		{Exchange: broker.OrderExchange, RoutingKey: broker.OrderCreated, MessageID: "routed", Body: []byte("x")},
-		{Exchange: broker.OrderExchange, RoutingKey: "order.nobody-listens", MessageID: "lost", Body: []byte("x")},
+		{Exchange: catalog.Exchange(catalog.OrderCreated), RoutingKey: catalog.OrderCreated, MessageID: "routed", Body: []byte("x")},
+		{Exchange: catalog.Exchange(catalog.OrderCreated), RoutingKey: "order.nobody-listens", MessageID: "lost", Body: []byte("x")},
 	})
 	if err == nil {
 		t.Error("no error for an unroutable message")
@@ -272,7 +395,7 @@ func TestConsumerAndPublisherSurviveALostConnection(t *testing.T) {
 		count.Add(int32(len(batch)))
 		return nil
 	}, broker.ConsumerOptions{})
-	h.publish(broker.OrderCreated, "before", []byte("x"))
+	h.publish(catalog.OrderCreated, "before", []byte("x"))
 	testenv.Eventually(t, 10*time.Second, "first message", func() bool { return count.Load() == 1 })
 
 	testenv.CloseConnections(t, h.url)
@@ -281,7 +404,7 @@ func TestConsumerAndPublisherSurviveALostConnection(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	for {
-		ok, err := h.pub.Publish(ctx, []broker.Message{{Exchange: broker.OrderExchange, RoutingKey: broker.OrderCreated, MessageID: "after", Body: []byte("x")}})
+		ok, err := h.pub.Publish(ctx, []broker.Message{{Exchange: catalog.Exchange(catalog.OrderCreated), RoutingKey: catalog.OrderCreated, MessageID: "after", Body: []byte("x")}})
 		if err == nil && ok[0] {
 			break
 		}
@@ -304,7 +427,7 @@ func TestDeadLetterDepthIsExported(t *testing.T) {
 	}
 	wctx, stop := context.WithCancel(context.Background())
 	defer stop()
-	go h.conn.WatchDeadLetters(wctx, []broker.Subscription{sub}, 50*time.Millisecond)
+	go h.conn.WatchDeadLetters(wctx, []catalog.Subscription{sub}, 50*time.Millisecond)
 	testenv.Eventually(t, 10*time.Second, "dead-letter depth 1", func() bool {
 		families, err := prometheus.DefaultGatherer.Gather()
 		if err != nil {

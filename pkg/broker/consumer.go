@@ -5,20 +5,47 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sort"
+	"strings"
 	"time"
 
 	"github.com/cenkalti/backoff/v5"
 	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/ordersaga/ordersaga/pkg/failure"
 )
 
-// Handler applies a batch of deliveries all or nothing, typically in one database transaction.
-// It returns nil when the whole batch took effect, an error marked Permanent when a delivery can
-// never be handled (undecodable, unknown type, invalid), or any other error.
+// Handler applies a batch of deliveries, typically in one database transaction. It returns nil
+// when the whole batch took effect; Rejected when all took effect but the deliveries it names,
+// which can never be handled; an error marked failure.Permanent when the batch holds a
+// delivery that can never be handled but the handler cannot tell which; or any other error,
+// when nothing took effect.
 type Handler func(ctx context.Context, batch []amqp.Delivery) error
+
+// Rejected names, by their index in the batch, the deliveries a handler refused for good, with
+// the reason: they go to the dead-letter queue, the rest of the batch is acked.
+type Rejected map[int]error
+
+func (r Rejected) Error() string {
+	idx := make([]int, 0, len(r))
+	for i := range r {
+		idx = append(idx, i)
+	}
+	sort.Ints(idx)
+	parts := make([]string, len(idx))
+	for n, i := range idx {
+		parts[n] = fmt.Sprintf("delivery %d: %v", i, r[i])
+	}
+	return "rejected: " + strings.Join(parts, "; ")
+}
+
+// DefaultHandlerTimeout bounds one handler call unless ConsumerOptions say otherwise. A consumer
+// that is stopped finishes the batch in hand, so it also bounds how long a stop waits for it.
+const DefaultHandlerTimeout = 30 * time.Second
 
 // ConsumerOptions tune a consumer; zero values take the defaults.
 type ConsumerOptions struct {
-	BatchSize      int           // deliveries handled in one call (default 64)
+	BatchSize      int           // most deliveries handled in one call (default 128)
 	HandlerTimeout time.Duration // bound on one handler call (default 30s)
 	// UnknownErrorTries is how often a delivery failing with an error that is neither transient
 	// nor permanent is retried in process before it is requeued, spending one delivery of the
@@ -28,10 +55,10 @@ type ConsumerOptions struct {
 
 func (o *ConsumerOptions) defaults() {
 	if o.BatchSize <= 0 {
-		o.BatchSize = 64
+		o.BatchSize = 128
 	}
 	if o.HandlerTimeout <= 0 {
-		o.HandlerTimeout = 30 * time.Second
+		o.HandlerTimeout = DefaultHandlerTimeout
 	}
 	if o.UnknownErrorTries <= 0 {
 		o.UnknownErrorTries = 3
@@ -40,11 +67,12 @@ func (o *ConsumerOptions) defaults() {
 
 // Consume consumes queue until ctx ends, reopening its channel after a reconnect.
 //
-// Deliveries are taken in batches: whatever is waiting, up to BatchSize, so that under load one
-// transaction covers many events, and an idle queue still answers one event at once. A batch is
-// acked only after the handler returned nil. A failed batch is split, so one bad delivery never
-// holds back the others: transient errors are retried with backoff without touching the
-// delivery count; permanent ones go to the dead-letter queue at once with the reason in headers.
+// A batch is whatever arrived while the previous batch was being handled, up to BatchSize: an
+// idle queue answers one event at once, and under load one transaction covers many events. A
+// batch is acked, with one multiple-ack, only after the handler returned. A failed batch is
+// split so that one bad delivery never holds back the others: transient errors are retried with
+// backoff without touching the delivery count; permanent ones go to the dead-letter queue at
+// once with the reason in headers.
 //
 // When ctx ends, Consume stops taking deliveries, finishes the batch in hand and returns nil;
 // deliveries prefetched but not handled go back to the queue when the channel closes.
@@ -81,33 +109,45 @@ func (cons *consumer) session(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	var deliveries <-chan amqp.Delivery
+	prefetch := cons.opts.BatchSize * 2
+	var pumped chan amqp.Delivery
 	defer func() {
-		// The library blocks closing a channel while it still holds deliveries for us: drain
-		// them (unacked, they go back to the queue) while the channel closes.
-		if deliveries != nil {
-			go func() {
-				for range deliveries {
-				}
-			}()
-		}
 		ch.Close()
+		// Unsettled deliveries go back to the queue with the channel; drop our copies.
+		if pumped != nil {
+			for range pumped {
+			}
+		}
 	}()
-	if err := ch.Qos(cons.opts.BatchSize*2, 0, false); err != nil {
+	if err := ch.Qos(prefetch, 0, false); err != nil {
 		return fmt.Errorf("qos: %w", err)
 	}
-	// Not ConsumeWithContext: its cancel would race the channel close below for the same reply.
-	deliveries, err = ch.Consume(cons.queue, "", false, false, false, false, nil)
+	// Not ConsumeWithContext: its cancel would race the channel close above for the same reply.
+	deliveries, err := ch.Consume(cons.queue, "", false, false, false, false, nil)
 	if err != nil {
 		return fmt.Errorf("consume: %w", err)
 	}
+	// The library hands deliveries over one at a time on an unbuffered channel, so a batch
+	// taken straight from it almost never holds more than one. A pump with room for the whole
+	// prefetch collects what arrives while a batch is being handled; it never blocks, because
+	// the broker sends no more than the prefetch unsettled.
+	pumped = make(chan amqp.Delivery, prefetch)
+	go func() {
+		defer close(pumped)
+		for d := range deliveries {
+			pumped <- d
+		}
+	}()
 	batch := make([]amqp.Delivery, 0, cons.opts.BatchSize)
 	for {
+		if ctx.Err() != nil {
+			return nil // never take a batch after a stop: see ack
+		}
 		batch = batch[:0]
 		select {
 		case <-ctx.Done():
 			return nil
-		case d, ok := <-deliveries:
+		case d, ok := <-pumped:
 			if !ok {
 				return errors.New("delivery channel closed")
 			}
@@ -116,7 +156,7 @@ func (cons *consumer) session(ctx context.Context) error {
 	fill:
 		for len(batch) < cons.opts.BatchSize {
 			select {
-			case d, ok := <-deliveries:
+			case d, ok := <-pumped:
 				if !ok {
 					break fill
 				}
@@ -135,43 +175,45 @@ func (cons *consumer) session(ctx context.Context) error {
 // to the queue with the channel.
 func (cons *consumer) process(ctx context.Context, stop <-chan struct{}, batch []amqp.Delivery) {
 	err := cons.call(ctx, batch)
-	if err == nil {
+	var rejected Rejected
+	switch {
+	case err == nil:
 		cons.ack(batch)
 		return
+	case errors.As(err, &rejected):
+		cons.settle(ctx, batch, rejected)
+		return
 	}
-	if len(batch) > 1 && IsTransient(err) {
+	if len(batch) > 1 && failure.IsTransient(err) {
 		// The database or broker is away: retry the whole batch once it is back.
-		if cons.retryTransient(ctx, stop, batch, err) {
-			cons.ack(batch)
-		}
+		cons.retryTransient(ctx, stop, batch, err)
 		return
 	}
 	if len(batch) > 1 {
 		// One delivery spoils the batch: find it by handling each on its own.
 		for _, d := range batch {
+			select {
+			case <-stop:
+				return // the rest goes back to the queue with the channel
+			default:
+			}
 			cons.process(ctx, stop, []amqp.Delivery{d})
 		}
 		return
 	}
 	d := batch[0]
 	switch {
-	case IsPermanent(err):
+	case failure.IsPermanent(err):
 		cons.deadLetter(ctx, d, err)
-	case IsTransient(err):
-		if cons.retryTransient(ctx, stop, batch, err) {
-			cons.ack(batch)
-		}
+	case failure.IsTransient(err):
+		cons.retryTransient(ctx, stop, batch, err)
 	default:
 		for try := 1; try < cons.opts.UnknownErrorTries; try++ {
 			if sleep(stop, time.Duration(try)*200*time.Millisecond) {
 				return
 			}
-			if err = cons.call(ctx, batch); err == nil {
-				cons.ack(batch)
-				return
-			}
-			if IsPermanent(err) {
-				cons.deadLetter(ctx, d, err)
+			if err = cons.call(ctx, batch); err == nil || errors.As(err, &rejected) || failure.IsPermanent(err) {
+				cons.process(ctx, stop, batch)
 				return
 			}
 		}
@@ -193,9 +235,9 @@ func (cons *consumer) call(ctx context.Context, batch []amqp.Delivery) error {
 	return err
 }
 
-// retryTransient retries a batch with backoff until it succeeds (true), stop closes (false), or
-// the error turns out not to be transient after all (the batch is then processed again).
-func (cons *consumer) retryTransient(ctx context.Context, stop <-chan struct{}, batch []amqp.Delivery, err error) bool {
+// retryTransient retries a batch with backoff until it is handled, stop closes, or the error
+// turns out not to be transient after all (the batch is then processed again).
+func (cons *consumer) retryTransient(ctx context.Context, stop <-chan struct{}, batch []amqp.Delivery, err error) {
 	b := backoff.NewExponentialBackOff()
 	b.InitialInterval = 100 * time.Millisecond
 	b.MaxInterval = 5 * time.Second
@@ -203,28 +245,69 @@ func (cons *consumer) retryTransient(ctx context.Context, stop <-chan struct{}, 
 		cons.log.WarnContext(ctx, "transient failure, retrying batch", "err", err, "size", len(batch))
 		consumed.WithLabelValues(cons.queue, batch[0].Type, "retried").Add(float64(len(batch)))
 		if sleep(stop, b.NextBackOff()) {
-			return false
+			return
 		}
 		err = cons.call(ctx, batch)
-		if err == nil {
-			return true
-		}
-		if !IsTransient(err) {
+		var rejected Rejected
+		switch {
+		case err == nil:
+			cons.ack(batch)
+			return
+		case errors.As(err, &rejected):
+			cons.settle(ctx, batch, rejected)
+			return
+		case !failure.IsTransient(err):
 			cons.process(ctx, stop, batch)
-			return false
+			return
 		}
 	}
 }
 
+// settle dead-letters the rejected deliveries of a batch that took effect, then acks the rest.
+func (cons *consumer) settle(ctx context.Context, batch []amqp.Delivery, rejected Rejected) {
+	var ok []amqp.Delivery
+	for i, d := range batch {
+		if err, bad := rejected[i]; bad {
+			cons.deadLetter(ctx, d, err)
+		} else {
+			ok = append(ok, d)
+		}
+	}
+	cons.ack(ok)
+}
+
+// ack acks a batch with one multiple-ack on its last delivery when its tags follow each other:
+// every earlier delivery of the channel is settled by then, because batches are handled one at
+// a time, in delivery order, and none is taken after a stop. Otherwise each is acked alone.
 func (cons *consumer) ack(batch []amqp.Delivery) {
 	for _, d := range batch {
 		consumed.WithLabelValues(cons.queue, d.Type, "ok").Inc()
-		// A failed ack means the channel is gone: the broker redelivers and the inbox absorbs it.
+	}
+	// A failed ack means the channel is gone: the broker redelivers and the inbox absorbs it.
+	if len(batch) > 1 && contiguous(batch) {
+		last := batch[len(batch)-1]
+		if err := last.Ack(true); err != nil {
+			cons.log.Warn("ack failed", "err", err, "event_id", last.MessageId)
+		}
+		return
+	}
+	for _, d := range batch {
 		if err := d.Ack(false); err != nil {
 			cons.log.Warn("ack failed", "err", err, "event_id", d.MessageId)
 			return
 		}
 	}
+}
+
+// contiguous reports whether the batch's delivery tags follow each other, so that one
+// multiple-ack on the last settles exactly these: not so when some were dead-lettered.
+func contiguous(batch []amqp.Delivery) bool {
+	for i := 1; i < len(batch); i++ {
+		if batch[i].DeliveryTag != batch[i-1].DeliveryTag+1 {
+			return false
+		}
+	}
+	return true
 }
 
 // deadLetter moves a delivery to the queue's dead-letter queue with the reason in its headers,

@@ -2,13 +2,14 @@ package broker
 
 import (
 	"context"
+	"github.com/ordersaga/ordersaga/pkg/catalog"
 	"time"
 )
 
 // WatchDeadLetters publishes the depth of the dead-letter queues of subs as the
 // ordersaga_dead_letter_depth gauge, every interval until ctx ends, so that an operator can alert
 // on a dead letter without polling the broker.
-func (c *Conn) WatchDeadLetters(ctx context.Context, subs []Subscription, interval time.Duration) error {
+func (c *Conn) WatchDeadLetters(ctx context.Context, subs []catalog.Subscription, interval time.Duration) error {
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
@@ -21,7 +22,7 @@ func (c *Conn) WatchDeadLetters(ctx context.Context, subs []Subscription, interv
 	}
 }
 
-func (c *Conn) measureDeadLetters(ctx context.Context, subs []Subscription) {
+func (c *Conn) measureDeadLetters(ctx context.Context, subs []catalog.Subscription) {
 	if !c.Connected() {
 		return
 	}

@@ -26,31 +26,56 @@ type Message struct {
 const ContentTypeProtobuf = "application/x-protobuf"
 
 // Publisher publishes persistent, mandatory messages on a channel in confirm mode, reopening the
-// channel after a reconnect. It is safe for concurrent use; batches are published one at a time.
+// channel after a reconnect. It is safe for concurrent use.
 type Publisher struct {
 	conn *Conn
 
-	mu      sync.Mutex
+	mu      sync.Mutex // guards ch and returns while publishing
 	ch      *amqp.Channel
 	returns chan amqp.Return
+
+	retMu    sync.Mutex
+	returned map[string]bool // message ids the broker returned as unroutable, not yet claimed by a Wait
 }
 
 // NewPublisher returns a publisher on conn. Its channel is opened on first use.
-func NewPublisher(conn *Conn) *Publisher { return &Publisher{conn: conn} }
+func NewPublisher(conn *Conn) *Publisher { return &Publisher{conn: conn, returned: map[string]bool{}} }
 
 // Publish sends msgs with many confirms in flight and waits for all of them. ok[i] reports
 // whether the broker confirmed msgs[i] and routed it to at least one queue: a message that was
 // nacked, returned as unroutable or left unconfirmed is not ok and must be published again.
-// An error means the channel failed; messages before the failure may still be ok.
+// An error means the channel failed or a message was unroutable.
 func (p *Publisher) Publish(ctx context.Context, msgs []Message) (ok []bool, err error) {
+	pending, err := p.Send(ctx, msgs)
+	ok = pending.Wait(ctx)
+	if err == nil {
+		err = pending.Err()
+	}
+	return ok, err
+}
+
+// Pending is a batch of messages sent and not yet confirmed.
+type Pending struct {
+	p        *Publisher
+	msgs     []Message
+	confirms []*amqp.DeferredConfirmation // one per message sent; fewer when sending failed
+	ch       *amqp.Channel
+	unrouted int
+	failed   bool
+}
+
+// Send publishes msgs without waiting for their confirms, so that the next batch can be sent
+// while these are in flight. An error means the channel failed part way: the messages not
+// sent are reported not ok by Wait.
+func (p *Publisher) Send(ctx context.Context, msgs []Message) (*Pending, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	ok = make([]bool, len(msgs))
+	pending := &Pending{p: p, msgs: msgs, confirms: make([]*amqp.DeferredConfirmation, 0, len(msgs))}
 	ch, err := p.channel(ctx)
 	if err != nil {
-		return ok, err
+		return pending, err
 	}
-	confirms := make([]*amqp.DeferredConfirmation, 0, len(msgs))
+	pending.ch = ch
 	for _, m := range msgs {
 		ct := m.ContentType
 		if ct == "" {
@@ -67,56 +92,89 @@ func (p *Publisher) Publish(ctx context.Context, msgs []Message) (ok []bool, err
 			Body:          m.Body,
 		})
 		if err != nil {
-			err = fmt.Errorf("publish %s: %w", m.RoutingKey, err)
 			p.reset()
-			break
+			return pending, fmt.Errorf("publish %s: %w", m.RoutingKey, err)
 		}
-		confirms = append(confirms, dc)
+		pending.confirms = append(pending.confirms, dc)
 	}
-	for i, dc := range confirms {
-		acked, werr := dc.WaitContext(ctx)
-		if werr != nil {
-			p.reset()
-			if err == nil {
-				err = fmt.Errorf("wait for confirm: %w", werr)
-			}
+	return pending, nil
+}
+
+// Wait waits for the confirms of a sent batch and reports, per message, whether the broker
+// confirmed it and routed it to a queue. It gives up when ctx ends: those not confirmed by then
+// are not ok.
+func (pd *Pending) Wait(ctx context.Context) []bool {
+	ok := make([]bool, len(pd.msgs))
+	for i, dc := range pd.confirms {
+		acked, err := dc.WaitContext(ctx)
+		if err != nil {
+			pd.failed = true
+			pd.p.resetIf(pd.ch)
 			break
 		}
 		ok[i] = acked
 	}
-	// The broker sends basic.return before the confirm of the same message, and the library
-	// hands returns over before it processes that confirm: once every confirm is in, every
-	// return is in too.
-	returned := map[string]bool{}
-drain:
-	for {
-		select {
-		case r, open := <-p.returns:
-			if !open {
-				break drain
-			}
-			returned[r.MessageId] = true
-		default:
-			break drain
-		}
+	if len(pd.confirms) < len(pd.msgs) {
+		pd.failed = true
 	}
-	for i, m := range msgs {
+	// The broker sends basic.return before the confirm of the same message, and the library
+	// queues returns before it processes that confirm: once a confirm is in, its return is too.
+	returned := pd.p.claimReturns(pd.msgs)
+	for i, m := range pd.msgs {
 		outcome := "confirmed"
 		switch {
 		case returned[m.MessageID]:
 			ok[i] = false
+			pd.unrouted++
 			outcome = "returned"
-		case i >= len(confirms):
+		case i >= len(pd.confirms):
 			outcome = "failed"
 		case !ok[i]:
 			outcome = "nacked"
 		}
 		published.WithLabelValues(m.Exchange, m.Type, outcome).Inc()
 	}
-	if len(returned) > 0 && err == nil {
-		err = fmt.Errorf("%d message(s) unroutable", len(returned))
+	return ok
+}
+
+// Err explains, after Wait, why some messages were not ok.
+func (pd *Pending) Err() error {
+	switch {
+	case pd.failed:
+		return fmt.Errorf("publish: channel failed with %d of %d messages unconfirmed", len(pd.msgs)-len(pd.confirms), len(pd.msgs))
+	case pd.unrouted > 0:
+		return fmt.Errorf("%d message(s) unroutable", pd.unrouted)
 	}
-	return ok, err
+	return nil
+}
+
+// claimReturns moves every return received so far into the shared set and takes out those of msgs.
+func (p *Publisher) claimReturns(msgs []Message) map[string]bool {
+	p.mu.Lock()
+	returns := p.returns
+	p.mu.Unlock()
+	p.retMu.Lock()
+	defer p.retMu.Unlock()
+drain:
+	for returns != nil {
+		select {
+		case r, open := <-returns:
+			if !open {
+				break drain
+			}
+			p.returned[r.MessageId] = true
+		default:
+			break drain
+		}
+	}
+	mine := map[string]bool{}
+	for _, m := range msgs {
+		if p.returned[m.MessageID] {
+			mine[m.MessageID] = true
+			delete(p.returned, m.MessageID)
+		}
+	}
+	return mine
 }
 
 func (p *Publisher) channel(ctx context.Context) (*amqp.Channel, error) {
@@ -131,7 +189,7 @@ func (p *Publisher) channel(ctx context.Context) (*amqp.Channel, error) {
 		ch.Close()
 		return nil, fmt.Errorf("confirm mode: %w", err)
 	}
-	p.returns = ch.NotifyReturn(make(chan amqp.Return, 1024))
+	p.returns = ch.NotifyReturn(make(chan amqp.Return, 4096))
 	p.ch = ch
 	return ch, nil
 }
@@ -140,6 +198,15 @@ func (p *Publisher) reset() {
 	if p.ch != nil {
 		p.ch.Close()
 		p.ch = nil
+	}
+}
+
+// resetIf closes ch if it is still the publisher's channel.
+func (p *Publisher) resetIf(ch *amqp.Channel) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.ch == ch {
+		p.reset()
 	}
 }
 

@@ -27,6 +27,10 @@ type Migrations struct {
 	FS    fs.FS  // *.sql at its root
 }
 
+// DefaultMaxConns is the size of a service's pool unless its URL sets pool_max_conns: what a
+// database must allow per replica of the service.
+const DefaultMaxConns = 16
+
 // Open connects to url (creating the database when it does not exist), retrying until ctx ends,
 // and applies every set of migrations in order.
 func Open(ctx context.Context, url string, log *slog.Logger, migrations ...Migrations) (*pgxpool.Pool, error) {
@@ -37,7 +41,7 @@ func Open(ctx context.Context, url string, log *slog.Logger, migrations ...Migra
 	if !strings.Contains(url, "pool_max_conns") {
 		// pgxpool sizes by CPU count (4 here), too few for a service's consumers, relay,
 		// listeners and API at once. pool_max_conns in the URL overrides this.
-		cfg.MaxConns = 16
+		cfg.MaxConns = DefaultMaxConns
 	}
 	b := backoff.NewExponentialBackOff()
 	b.MaxInterval = 5 * time.Second

@@ -8,10 +8,12 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/ordersaga/ordersaga/pkg/broker"
+	"github.com/ordersaga/ordersaga/pkg/catalog"
 	"github.com/ordersaga/ordersaga/pkg/database"
 )
 
@@ -29,51 +31,89 @@ type Event struct {
 	Payload    proto.Message
 }
 
-// Add writes events to the outbox within tx, in one statement.
-func Add(ctx context.Context, tx pgx.Tx, events ...Event) error {
-	if len(events) == 0 {
-		return nil
-	}
-	n := len(events)
-	ids, exchanges, keys, types, orders := make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
-	bodies := make([][]byte, n)
+// Row is an event written to the outbox: its row id and the message to publish.
+type Row struct {
+	ID  int64
+	Msg broker.Message
+}
+
+// Encode turns events into the messages that carry them.
+func Encode(events ...Event) ([]broker.Message, error) {
+	msgs := make([]broker.Message, len(events))
+	now := time.Now()
 	for i, e := range events {
+		id, err := uuid.Parse(e.ID)
+		if err != nil {
+			return nil, fmt.Errorf("%s: event id: %w", e.RoutingKey, err)
+		}
 		body, err := proto.Marshal(e.Payload)
 		if err != nil {
-			return fmt.Errorf("marshal %s: %w", e.RoutingKey, err)
+			return nil, fmt.Errorf("marshal %s: %w", e.RoutingKey, err)
 		}
-		ids[i], exchanges[i], keys[i], orders[i], bodies[i] = e.ID, broker.ExchangeFor(e.RoutingKey), e.RoutingKey, e.OrderID, body
-		types[i] = string(e.Payload.ProtoReflect().Descriptor().FullName())
+		msgs[i] = broker.Message{
+			Exchange:      catalog.Exchange(e.RoutingKey),
+			RoutingKey:    e.RoutingKey,
+			MessageID:     id.String(), // canonical, as the database returns it
+			Type:          string(e.Payload.ProtoReflect().Descriptor().FullName()),
+			CorrelationID: e.OrderID,
+			Timestamp:     now,
+			Body:          body,
+		}
 	}
-	_, err := tx.Exec(ctx, `
-		INSERT INTO outbox (event_id, exchange, routing_key, message_type, correlation_id, body)
-		SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bytea[])`,
-		ids, exchanges, keys, types, orders, bodies)
+	return msgs, nil
+}
+
+// Columns are messages as the arrays of one multi-row INSERT, for statements that write the
+// outbox along with other rows: unnest($ids::uuid[], $exchanges::text[], $keys::text[],
+// $types::text[], $orders::text[], $bodies::bytea[], $times::timestamptz[]).
+type Columns struct {
+	EventIDs, Exchanges, RoutingKeys, Types, CorrelationIDs []string
+	Bodies                                                  [][]byte
+	CreatedAt                                               []time.Time
+}
+
+// ColumnsOf spreads msgs into columns.
+func ColumnsOf(msgs []broker.Message) Columns {
+	n := len(msgs)
+	c := Columns{make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([][]byte, n), make([]time.Time, n)}
+	for i, m := range msgs {
+		c.EventIDs[i], c.Exchanges[i], c.RoutingKeys[i], c.Types[i] = m.MessageID, m.Exchange, m.RoutingKey, m.Type
+		c.CorrelationIDs[i], c.Bodies[i], c.CreatedAt[i] = m.CorrelationID, m.Body, m.Timestamp
+	}
+	return c
+}
+
+// Add writes events to the outbox within tx, in one statement, and returns the rows to hand to
+// the relay once tx committed.
+func Add(ctx context.Context, tx pgx.Tx, events ...Event) ([]Row, error) {
+	if len(events) == 0 {
+		return nil, nil
+	}
+	msgs, err := Encode(events...)
 	if err != nil {
-		return fmt.Errorf("insert outbox: %w", err)
+		return nil, err
 	}
-	return nil
-}
-
-type row struct {
-	id            int64
-	eventID       string
-	exchange      string
-	routingKey    string
-	messageType   string
-	correlationID string
-	body          []byte
-	createdAt     time.Time
-}
-
-func (r row) message() broker.Message {
-	return broker.Message{
-		Exchange:      r.exchange,
-		RoutingKey:    r.routingKey,
-		MessageID:     r.eventID,
-		Type:          r.messageType,
-		CorrelationID: r.correlationID,
-		Timestamp:     r.createdAt,
-		Body:          r.body,
+	c := ColumnsOf(msgs)
+	rows, err := tx.Query(ctx, `
+		INSERT INTO outbox (event_id, exchange, routing_key, message_type, correlation_id, body, created_at)
+		SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bytea[], $7::timestamptz[])
+		RETURNING id, event_id::text`, c.EventIDs, c.Exchanges, c.RoutingKeys, c.Types, c.CorrelationIDs, c.Bodies, c.CreatedAt)
+	if err != nil {
+		return nil, fmt.Errorf("insert outbox: %w", err)
 	}
+	byEvent := make(map[string]int, len(msgs))
+	for i, m := range msgs {
+		byEvent[m.MessageID] = i
+	}
+	out := make([]Row, 0, len(msgs))
+	var id int64
+	var eventID string
+	_, err = pgx.ForEachRow(rows, []any{&id, &eventID}, func() error {
+		out = append(out, Row{ID: id, Msg: msgs[byEvent[eventID]]})
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("insert outbox: %w", err)
+	}
+	return out, nil
 }

@@ -11,7 +11,6 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
-	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/ordersaga/ordersaga/pkg/broker"
 )
@@ -25,145 +24,263 @@ var (
 		Name: "ordersaga_outbox_oldest_age_seconds",
 		Help: "Age of the oldest event in the outbox.",
 	})
+	dropped = promauto.NewCounter(prometheus.CounterOpts{
+		Name: "ordersaga_outbox_handoffs_dropped_total",
+		Help: "Committed events the relay had no room for in memory, left to its poll.",
+	})
 )
 
-// Relay publishes the outbox. The code that commits events wakes it at once (Wake, WakeAfter),
-// and it polls as a safety net for rows that no wake-up announced: those of a replica that
-// crashed after its commit, or of a failed publish. Several replicas can run at once: each takes rows the others have not
-// locked. A row is deleted only once the broker confirmed it and routed it to a queue; anything
-// else is published again, and consumers' inboxes absorb the repeats.
+// Relay publishes the outbox.
+//
+// The code that commits events hands them over at once (Publish) and the relay publishes them
+// from memory, several batches in flight, and deletes what the broker confirmed in one
+// statement per round. It holds no transaction and no row lock while it waits for the broker.
+// A poll is the safety net for rows that no hand-over announced (a replica that crashed after
+// its commit, a failed publish, a hand-over with no room): it takes rows whose publish_after
+// passed and leases them by moving publish_after forward, so that replicas share the work
+// without a lock held across the network. Anything not confirmed and routed is published
+// again; consumers' inboxes absorb the repeats.
 type Relay struct {
 	pool *pgxpool.Pool
 	pub  *broker.Publisher
 	log  *slog.Logger
-	wake chan struct{}
 
-	BatchSize    int           // rows per transaction (default 256)
-	PollInterval time.Duration // safety-net poll (default 500ms)
+	handoff  chan []Row
+	inFlight chan *flight
+
+	BatchSize    int           // most messages in one publish round (default 512)
+	PollInterval time.Duration // safety-net poll (default 1s)
+	Lease        time.Duration // how long a polled row is left to its poller (default 15s)
+}
+
+// flight is one round of messages sent and waiting for confirms.
+type flight struct {
+	rows    []Row
+	pending *broker.Pending
 }
 
 // NewRelay returns a relay publishing pool's outbox on conn.
 func NewRelay(pool *pgxpool.Pool, conn *broker.Conn, log *slog.Logger) *Relay {
-	return &Relay{pool: pool, pub: broker.NewPublisher(conn), log: log, wake: make(chan struct{}, 1),
-		BatchSize: 256, PollInterval: 500 * time.Millisecond}
+	return &Relay{
+		pool: pool, pub: broker.NewPublisher(conn), log: log,
+		// Bounded: a broker that blocks publishers must not grow memory without end.
+		handoff:      make(chan []Row, 1024),
+		inFlight:     make(chan *flight, 8),
+		BatchSize:    512,
+		PollInterval: time.Second,
+		Lease:        15 * time.Second,
+	}
 }
 
-// Wake tells the relay that events were committed. Call it after the commit. It never blocks.
-//
-// An in-process signal rather than NOTIFY: PostgreSQL serializes the commits of every
-// transaction that notifies, server-wide, which would cap the whole saga's throughput.
-func (r *Relay) Wake() {
+// Publish hands rows committed to the outbox to the relay. Call it after the commit. It never
+// blocks: when the relay has no room, the rows are left to the poll.
+func (r *Relay) Publish(rows []Row) {
+	if len(rows) == 0 {
+		return
+	}
 	select {
-	case r.wake <- struct{}{}:
+	case r.handoff <- rows:
 	default:
+		dropped.Add(float64(len(rows)))
 	}
 }
 
-// WakeAfter returns h, waking the relay after every batch that h committed.
-func (r *Relay) WakeAfter(h broker.Handler) broker.Handler {
-	return func(ctx context.Context, batch []amqp.Delivery) error {
-		err := h(ctx, batch)
-		if err == nil {
-			r.Wake()
-		}
-		return err
-	}
-}
-
-// Run publishes until ctx ends, then makes a last, bounded attempt to flush.
+// Run publishes until ctx ends, then makes a last, bounded attempt to flush what it holds.
 func (r *Relay) Run(ctx context.Context) error {
 	defer r.pub.Close()
+	// The confirm loop outlives ctx by a bound, to settle what is in flight at shutdown.
+	confirmCtx, stopConfirming := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopConfirming()
+	confirmed := make(chan struct{})
+	go func() {
+		defer close(confirmed)
+		r.confirm(confirmCtx)
+	}()
+	defer func() {
+		close(r.inFlight)
+		t := time.AfterFunc(5*time.Second, stopConfirming)
+		defer t.Stop()
+		<-confirmed
+	}()
+
 	poll := time.NewTicker(r.PollInterval)
 	defer poll.Stop()
+	measure := time.NewTicker(5 * time.Second)
+	defer measure.Stop()
 	b := backoff.NewExponentialBackOff()
 	b.InitialInterval = 100 * time.Millisecond
 	b.MaxInterval = 5 * time.Second
 	for {
-		if err := r.drain(ctx); err != nil && ctx.Err() == nil {
-			r.log.WarnContext(ctx, "outbox relay failed, retrying", "err", err)
-			select {
-			case <-time.After(b.NextBackOff()):
-				continue
-			case <-ctx.Done():
-			}
-		} else {
-			b.Reset()
-		}
+		var err error
 		select {
 		case <-ctx.Done():
-			fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-			if err := r.drain(fctx); err != nil {
-				r.log.Warn("outbox not fully flushed at shutdown; it is published on next start", "err", err)
-			}
-			cancel()
+			r.flushHandoffs()
 			return nil
-		case <-r.wake:
+		case rows := <-r.handoff:
+			err = r.send(ctx, r.gather(rows))
 		case <-poll.C:
+			err = r.poll(ctx)
+		case <-measure.C:
 			r.measure(ctx)
 		}
+		if err == nil {
+			b.Reset()
+			continue
+		}
+		if ctx.Err() != nil {
+			continue
+		}
+		r.log.WarnContext(ctx, "outbox relay failed, retrying", "err", err)
+		select {
+		case <-time.After(b.NextBackOff()):
+		case <-ctx.Done():
+		}
 	}
 }
 
-// drain publishes batches until the outbox is empty of unlocked rows.
-func (r *Relay) drain(ctx context.Context) error {
+// gather adds whatever else was handed over, up to BatchSize, to rows.
+func (r *Relay) gather(rows []Row) []Row {
+	for len(rows) < r.BatchSize {
+		select {
+		case more := <-r.handoff:
+			rows = append(rows, more...)
+		default:
+			return rows
+		}
+	}
+	return rows
+}
+
+// send publishes rows and queues them for the confirm loop. Rows not sent stay in the outbox
+// for the poll.
+func (r *Relay) send(ctx context.Context, rows []Row) error {
+	msgs := make([]broker.Message, len(rows))
+	for i, row := range rows {
+		msgs[i] = row.Msg
+	}
+	pending, err := r.pub.Send(ctx, msgs)
+	r.inFlight <- &flight{rows: rows, pending: pending}
+	return err
+}
+
+// poll publishes the rows nobody handed over, leasing them first.
+func (r *Relay) poll(ctx context.Context) error {
 	for {
-		n, err := r.flush(ctx)
-		if err != nil {
+		rows, err := r.lease(ctx)
+		if err != nil || len(rows) == 0 {
 			return err
 		}
-		if n < r.BatchSize {
+		if err := r.send(ctx, rows); err != nil {
+			// Not sent: due again now rather than when the lease ends.
+			r.release(ctx, rows)
+			return err
+		}
+		if len(rows) < r.BatchSize {
 			return nil
 		}
 	}
 }
 
-// flush publishes one batch and deletes what the broker confirmed. The rows stay locked while
-// they are published so that another replica skips them.
-func (r *Relay) flush(ctx context.Context) (int, error) {
-	tx, err := r.pool.Begin(ctx)
+// lease takes up to BatchSize rows due for publishing and moves their publish_after past the
+// lease, in one statement that commits at once.
+func (r *Relay) lease(ctx context.Context) ([]Row, error) {
+	rows, err := r.pool.Query(ctx, `
+		UPDATE outbox SET publish_after = now() + $2::interval
+		WHERE id IN (SELECT id FROM outbox WHERE publish_after <= now()
+			ORDER BY publish_after LIMIT $1 FOR UPDATE SKIP LOCKED)
+		RETURNING id, event_id::text, exchange, routing_key, message_type, correlation_id, body, created_at`,
+		r.BatchSize, r.Lease)
 	if err != nil {
-		return 0, fmt.Errorf("begin: %w", err)
+		return nil, fmt.Errorf("lease outbox: %w", err)
 	}
-	defer tx.Rollback(ctx)
-	rows, err := tx.Query(ctx, `
-		SELECT id, event_id::text, exchange, routing_key, message_type, correlation_id, body, created_at
-		FROM outbox ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED`, r.BatchSize)
-	if err != nil {
-		return 0, fmt.Errorf("select outbox: %w", err)
-	}
-	batch, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (row2 row, err error) {
-		err = row.Scan(&row2.id, &row2.eventID, &row2.exchange, &row2.routingKey, &row2.messageType,
-			&row2.correlationID, &row2.body, &row2.createdAt)
-		return row2, err
+	return pgx.CollectRows(rows, func(row pgx.CollectableRow) (Row, error) {
+		var out Row
+		m := &out.Msg
+		err := row.Scan(&out.ID, &m.MessageID, &m.Exchange, &m.RoutingKey, &m.Type, &m.CorrelationID, &m.Body, &m.Timestamp)
+		return out, err
 	})
-	if err != nil {
-		return 0, fmt.Errorf("select outbox: %w", err)
+}
+
+// release ends the lease of rows that could not be sent.
+func (r *Relay) release(ctx context.Context, rows []Row) {
+	ids := make([]int64, len(rows))
+	for i, row := range rows {
+		ids[i] = row.ID
 	}
-	if len(batch) == 0 {
-		return 0, nil
+	if _, err := r.pool.Exec(ctx, `UPDATE outbox SET publish_after = now() WHERE id = ANY($1)`, ids); err != nil {
+		r.log.WarnContext(ctx, "releasing outbox lease failed; rows wait for the lease to end", "err", err)
 	}
-	msgs := make([]broker.Message, len(batch))
-	for i, row := range batch {
-		msgs[i] = row.message()
+}
+
+// confirm waits for each round's confirms in order and deletes the confirmed rows, several
+// rounds in one statement when they are ready together. It ends when inFlight is closed and
+// drained.
+func (r *Relay) confirm(ctx context.Context) {
+	for f := range r.inFlight {
+		done := r.settle(ctx, f)
+	more:
+		for len(done) < 4*r.BatchSize {
+			select {
+			case next, ok := <-r.inFlight:
+				if !ok {
+					break more
+				}
+				done = append(done, r.settle(ctx, next)...)
+			default:
+				break more
+			}
+		}
+		r.delete(ctx, done)
 	}
-	ok, pubErr := r.pub.Publish(ctx, msgs)
+}
+
+// settle waits for one round's confirms, bounded so that a broker that stopped answering
+// cannot hold the relay; what is not confirmed by then stays for the poll.
+func (r *Relay) settle(ctx context.Context, f *flight) []int64 {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	ok := f.pending.Wait(ctx)
 	var done []int64
-	for i, row := range batch {
+	for i, row := range f.rows {
 		if ok[i] {
-			done = append(done, row.id)
-		} else if pubErr == nil {
-			pubErr = fmt.Errorf("event %s (%s) not confirmed", row.eventID, row.routingKey)
+			done = append(done, row.ID)
 		}
 	}
-	if len(done) > 0 {
-		if _, err := tx.Exec(ctx, `DELETE FROM outbox WHERE id = ANY($1)`, done); err != nil {
-			return 0, fmt.Errorf("delete outbox: %w", err)
-		}
-		if err := tx.Commit(ctx); err != nil {
-			return 0, fmt.Errorf("commit outbox: %w", err)
+	if err := f.pending.Err(); err != nil {
+		r.log.Warn("outbox events not confirmed, left for the poll", "err", err, "confirmed", len(done), "sent", len(f.rows))
+	}
+	return done
+}
+
+// delete removes confirmed rows. Should it fail, the rows are published again later: a
+// duplicate, which the consumers' inboxes absorb.
+func (r *Relay) delete(ctx context.Context, ids []int64) {
+	if len(ids) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if _, err := r.pool.Exec(ctx, `DELETE FROM outbox WHERE id = ANY($1)`, ids); err != nil {
+		r.log.Warn("deleting published outbox rows failed; they will be published again", "err", err, "rows", len(ids))
+	}
+}
+
+// flushHandoffs publishes, within a bound, what was handed over but not sent yet at shutdown.
+// Whatever is left is published by the poll of the next start or of another replica.
+func (r *Relay) flushHandoffs() {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	for {
+		select {
+		case rows := <-r.handoff:
+			if err := r.send(ctx, r.gather(rows)); err != nil {
+				r.log.Warn("outbox not fully flushed at shutdown; it is published by the next poll", "err", err)
+				return
+			}
+		default:
+			return
 		}
 	}
-	return len(batch), pubErr
 }
 
 func (r *Relay) measure(ctx context.Context) {

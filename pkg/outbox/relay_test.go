@@ -12,24 +12,28 @@ import (
 
 	orderv1 "github.com/ordersaga/ordersaga/gen/order/v1"
 	"github.com/ordersaga/ordersaga/pkg/broker"
+	"github.com/ordersaga/ordersaga/pkg/catalog"
 	"github.com/ordersaga/ordersaga/pkg/outbox"
 	"github.com/ordersaga/ordersaga/pkg/testenv"
 )
 
-func setup(t *testing.T) (*pgxpool.Pool, *broker.Conn) {
+func setup(t *testing.T) (*pgxpool.Pool, *broker.Conn, string) {
 	t.Helper()
 	pool := testenv.Postgres(t, "outbox", outbox.Migrations)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	conn, err := broker.Dial(ctx, testenv.VHost(t), testenv.Logger(t))
+	amqpURL := testenv.VHost(t)
+	conn, err := broker.Dial(ctx, amqpURL, testenv.Logger(t))
 	if err != nil {
 		t.Fatalf("dial: %v", err)
 	}
 	t.Cleanup(conn.Close)
-	return pool, conn
+	return pool, conn, amqpURL
 }
 
-func add(t *testing.T, pool *pgxpool.Pool, routingKey string, n int) []string {
+// add commits n events to the outbox and returns their rows, as a unit of work would before
+// handing them to its relay.
+func add(t *testing.T, pool *pgxpool.Pool, routingKey string, n int) []outbox.Row {
 	t.Helper()
 	ctx := context.Background()
 	tx, err := pool.Begin(ctx)
@@ -37,21 +41,32 @@ func add(t *testing.T, pool *pgxpool.Pool, routingKey string, n int) []string {
 		t.Fatal(err)
 	}
 	defer tx.Rollback(ctx)
-	var ids []string
 	var events []outbox.Event
 	for range n {
 		id, order := uuid.NewString(), uuid.NewString()
-		ids = append(ids, id)
 		events = append(events, outbox.Event{ID: id, OrderID: order, RoutingKey: routingKey,
 			Payload: &orderv1.OrderCreated{EventId: id, OrderId: order, TotalMinor: 4990}})
 	}
-	if err := outbox.Add(ctx, tx, events...); err != nil {
+	rows, err := outbox.Add(ctx, tx, events...)
+	if err != nil {
 		t.Fatal(err)
+	}
+	if len(rows) != n {
+		t.Fatalf("Add returned %d rows for %d events", len(rows), n)
 	}
 	if err := tx.Commit(ctx); err != nil {
 		t.Fatal(err)
 	}
-	return ids
+	return rows
+}
+
+// due makes every row of the outbox due for the poll now, as if nobody had handed it over
+// and publish_after had passed.
+func due(t *testing.T, pool *pgxpool.Pool) {
+	t.Helper()
+	if _, err := pool.Exec(context.Background(), "UPDATE outbox SET publish_after = now()"); err != nil {
+		t.Fatal(err)
+	}
 }
 
 func pending(t *testing.T, pool *pgxpool.Pool) int {
@@ -77,11 +92,12 @@ func run(t *testing.T, r *outbox.Relay) {
 
 func TestTwoRelaysPublishEveryEventOnceWithItsProperties(t *testing.T) {
 	t.Parallel()
-	pool, conn := setup(t)
+	pool, conn, _ := setup(t)
 	want := map[string]bool{}
-	for _, id := range add(t, pool, broker.OrderCreated, 300) {
-		want[id] = true
+	for _, row := range add(t, pool, catalog.OrderCreated, 300) {
+		want[row.Msg.MessageID] = true
 	}
+	due(t, pool) // nobody handed them over: the polls of both relays share them
 	run(t, outbox.NewRelay(pool, conn, testenv.Logger(t)))
 	run(t, outbox.NewRelay(pool, conn, testenv.Logger(t)))
 
@@ -127,9 +143,10 @@ func TestTwoRelaysPublishEveryEventOnceWithItsProperties(t *testing.T) {
 
 func TestUnroutableEventStaysInTheOutbox(t *testing.T) {
 	t.Parallel()
-	pool, conn := setup(t)
+	pool, conn, _ := setup(t)
 	add(t, pool, "order.nobody-listens", 1)
-	add(t, pool, broker.OrderCreated, 1)
+	add(t, pool, catalog.OrderCreated, 1)
+	due(t, pool)
 	r := outbox.NewRelay(pool, conn, testenv.Logger(t))
 	r.PollInterval = 50 * time.Millisecond
 	run(t, r)
@@ -142,4 +159,87 @@ func TestUnroutableEventStaysInTheOutbox(t *testing.T) {
 	if key != "order.nobody-listens" {
 		t.Errorf("left in the outbox: %s", key)
 	}
+}
+
+func TestHandedOverRowsArePublishedAtOnceAndDeleted(t *testing.T) {
+	t.Parallel()
+	pool, conn, _ := setup(t)
+	r := outbox.NewRelay(pool, conn, testenv.Logger(t))
+	r.PollInterval = time.Hour // only the hand-over can publish within the test
+	run(t, r)
+	ch, err := conn.Channel(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ch.Close()
+	deliveries, err := ch.Consume("payment.order-created", "", true, false, false, false, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	start := time.Now()
+	rows := add(t, pool, catalog.OrderCreated, 50)
+	// Two hand-overs, as two commits would make them.
+	r.Publish(rows[:20:20])
+	r.Publish(rows[20:])
+	want := map[string]bool{}
+	for _, row := range rows {
+		want[row.Msg.MessageID] = true
+	}
+	got := map[string]int{}
+	timeout := time.After(3 * time.Second) // publish_after is 5s after the insert
+	for len(got) < len(want) {
+		select {
+		case d := <-deliveries:
+			if !want[d.MessageId] {
+				t.Fatalf("unexpected event %s", d.MessageId)
+			}
+			got[d.MessageId]++
+		case <-timeout:
+			t.Fatalf("received %d of %d handed-over events within 3s", len(got), len(want))
+		}
+	}
+	testenv.Eventually(t, 3*time.Second, "published rows deleted", func() bool { return pending(t, pool) == 0 })
+	if elapsed := time.Since(start); elapsed >= 5*time.Second {
+		t.Errorf("published and deleted after %s: not before publish_after", elapsed)
+	}
+	select {
+	case d := <-deliveries:
+		t.Errorf("event %s published twice", d.MessageId)
+	case <-time.After(200 * time.Millisecond):
+	}
+}
+
+func TestARowWhosePublishFailedIsPublishedByThePollLater(t *testing.T) {
+	t.Parallel()
+	pool, conn, amqpURL := setup(t)
+	r := outbox.NewRelay(pool, conn, testenv.Logger(t))
+	r.PollInterval = 50 * time.Millisecond
+	run(t, r)
+
+	lost := add(t, pool, "order.nobody-listens", 1)
+	routed := add(t, pool, catalog.OrderCreated, 1)
+	r.Publish(append(lost, routed...))
+	// The routable row of the same round is confirmed and deleted; the unroutable one stays.
+	testenv.Eventually(t, 3*time.Second, "routable event published", func() bool { return pending(t, pool) == 1 })
+	var left int64
+	if err := pool.QueryRow(context.Background(), "SELECT id FROM outbox").Scan(&left); err != nil {
+		t.Fatal(err)
+	}
+	if left != lost[0].ID {
+		t.Fatalf("row %d left in the outbox, want the unroutable row %d", left, lost[0].ID)
+	}
+
+	// Once somebody listens and the row is due, the poll publishes it.
+	deliveries := testenv.Listen(t, amqpURL, catalog.Exchange(catalog.OrderCreated))
+	due(t, pool)
+	select {
+	case d := <-deliveries:
+		if d.MessageId != lost[0].Msg.MessageID || d.RoutingKey != "order.nobody-listens" {
+			t.Errorf("polled %s %s, want %s", d.RoutingKey, d.MessageId, lost[0].Msg.MessageID)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the poll never published the row left in the outbox")
+	}
+	testenv.Eventually(t, 5*time.Second, "polled row deleted", func() bool { return pending(t, pool) == 0 })
 }

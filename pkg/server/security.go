@@ -9,6 +9,7 @@ import (
 	"google.golang.org/grpc/credentials"
 
 	"github.com/ordersaga/ordersaga/pkg/auth"
+	"github.com/ordersaga/ordersaga/pkg/config"
 )
 
 // Security is how a service guards its API ports (DESIGN.md, "Who may do what"): TLS from
@@ -19,21 +20,26 @@ type Security struct {
 	Verifier *auth.Verifier // nil: no token checks
 }
 
-// NewSecurity loads the certificate (TLS_CERT_FILE, TLS_KEY_FILE) and the token keys
-// (package auth's Config) that are set.
-func NewSecurity(ctx context.Context, certFile, keyFile string, authCfg auth.Config, log *slog.Logger) (*Security, error) {
-	cfg, err := LoadTLS(certFile, keyFile)
+// NewSecurity loads the certificate and the token keys that cfg names (config.Security,
+// validated by config.Load).
+func NewSecurity(ctx context.Context, cfg config.Security, log *slog.Logger) (*Security, error) {
+	tlsCfg, err := LoadTLS(cfg.TLSCertFile, cfg.TLSKeyFile)
 	if err != nil {
 		return nil, err
 	}
-	s := &Security{TLS: cfg}
+	s := &Security{TLS: tlsCfg}
+	authCfg := auth.Config{
+		JWKSFile: cfg.AuthJWKSFile,
+		JWKSURL:  cfg.AuthJWKSURL,
+		Issuer:   cfg.AuthIssuer,
+		Audience: cfg.AuthAudience,
+	}
 	if authCfg.Enabled() {
 		if s.Verifier, err = auth.NewVerifier(ctx, authCfg, log); err != nil {
 			return nil, err
 		}
 	}
-	log.InfoContext(ctx, "api security", "tls", cfg != nil, "tokens", s.Verifier != nil,
-		"jwks_file", authCfg.JWKSFile, "jwks_url", authCfg.JWKSURL, "issuer", authCfg.Issuer, "audience", authCfg.Audience)
+	log.InfoContext(ctx, "api security", "tls", tlsCfg != nil, "tokens", s.Verifier != nil)
 	return s, nil
 }
 

@@ -31,8 +31,10 @@ type CreateOrderRequest struct {
 	// 1 to 100 lines.
 	Items           []*LineItem      `protobuf:"bytes,3,rep,name=items,proto3" json:"items,omitempty"`
 	ShippingAddress *ShippingAddress `protobuf:"bytes,4,opt,name=shipping_address,json=shippingAddress,proto3" json:"shipping_address,omitempty"`
-	// Idempotency key: the same key returns the same order. At most 128 characters, no control
-	// characters; a key already used by another customer is INVALID_ARGUMENT.
+	// Idempotency key, scoped to customer_id (at most 200 characters, no control characters): the
+	// same key with the same request returns the same order and creates nothing; the same key with a
+	// different request is ALREADY_EXISTS (HTTP 409) and creates nothing. Another customer's key is
+	// theirs alone: using it creates this customer's own order.
 	RequestId     string `protobuf:"bytes,5,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache

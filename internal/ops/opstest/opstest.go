@@ -26,7 +26,9 @@ CREATE TABLE order_items (
 	quantity int NOT NULL, unit_price_minor bigint NOT NULL, PRIMARY KEY (order_id, line));
 CREATE TABLE order_status_history (
 	id bigserial PRIMARY KEY, order_id uuid NOT NULL, status text NOT NULL, reason text NOT NULL DEFAULT '',
-	changed_at timestamptz NOT NULL DEFAULT now());`
+	changed_at timestamptz NOT NULL DEFAULT now());
+CREATE INDEX orders_created_idx ON orders (created_at DESC, id DESC);
+CREATE INDEX order_status_history_order_idx ON order_status_history (order_id, id);`
 	paymentDDL = `
 CREATE TABLE payments (
 	id uuid PRIMARY KEY, order_id uuid NOT NULL UNIQUE, method text NOT NULL, amount_minor bigint NOT NULL,
@@ -43,6 +45,12 @@ CREATE TABLE reservations (
 CREATE TABLE reservation_items (
 	reservation_id uuid NOT NULL REFERENCES reservations (id), product_id uuid NOT NULL, quantity int NOT NULL,
 	PRIMARY KEY (reservation_id, product_id));`
+	// The outbox every service has (pkg/outbox's migration).
+	outboxDDL = `
+CREATE TABLE outbox (
+	id bigserial PRIMARY KEY, event_id uuid NOT NULL, exchange text NOT NULL, routing_key text NOT NULL,
+	message_type text NOT NULL, correlation_id text NOT NULL, body bytea NOT NULL,
+	created_at timestamptz NOT NULL DEFAULT now(), attempts int NOT NULL DEFAULT 0);`
 	shippingDDL = `
 CREATE TABLE shipments (
 	id uuid PRIMARY KEY, order_id uuid NOT NULL UNIQUE, status text NOT NULL, tracking_code text NOT NULL DEFAULT '',
@@ -80,7 +88,7 @@ func open(t testing.TB, name, ddl string) (string, *pgxpool.Pool) {
 		t.Fatalf("open %s database: %v", name, err)
 	}
 	t.Cleanup(pool.Close) // before the drop: cleanups run last-in first-out
-	if _, err := pool.Exec(ctx, ddl); err != nil {
+	if _, err := pool.Exec(ctx, ddl+outboxDDL); err != nil {
 		t.Fatalf("create %s tables: %v", name, err)
 	}
 	return dbURL, pool
@@ -96,6 +104,78 @@ func (w *World) exec(pool *pgxpool.Pool, sql string, args ...any) {
 	if _, err := pool.Exec(context.Background(), sql, args...); err != nil {
 		w.t.Fatalf("%s: %v", sql, err)
 	}
+}
+
+func (w *World) pool(service string) *pgxpool.Pool {
+	w.t.Helper()
+	switch service {
+	case "order":
+		return w.order
+	case "payment":
+		return w.payment
+	case "inventory":
+		return w.inventory
+	case "shipping":
+		return w.shipping
+	}
+	w.t.Fatalf("no %s database", service)
+	return nil
+}
+
+// Exec runs sql in the database of service (order, payment, inventory or shipping).
+func (w *World) Exec(service, sql string, args ...any) {
+	w.t.Helper()
+	w.exec(w.pool(service), sql, args...)
+}
+
+// Outbox adds an unpublished event of orderID to service's outbox and returns its event id.
+func (w *World) Outbox(service, orderID, routingKey, messageType string) string {
+	w.t.Helper()
+	id := uuid.NewString()
+	w.exec(w.pool(service), `INSERT INTO outbox (event_id, exchange, routing_key, message_type, correlation_id, body, attempts)
+		VALUES ($1, $2, $3, $4, $5, '\x00', 2)`, id, service+".exchange", routingKey, messageType, orderID)
+	return id
+}
+
+// History adds a status change of orderID.
+func (w *World) History(orderID, status, reason string) {
+	w.t.Helper()
+	w.exec(w.order, `INSERT INTO order_status_history (order_id, status, reason) VALUES ($1, $2, $3)`, orderID, status, reason)
+}
+
+// Fill adds n consistent CONFIRMED orders of one product, created one every step going back
+// from newest, with their payments, reservations and shipments, in a few statements per
+// database (generate_series): a million takes a minute or two. The product's reserved stock
+// matches. It returns the product id.
+func (w *World) Fill(n int, newest time.Time, step time.Duration) string {
+	w.t.Helper()
+	product := w.Product(int64(n)+1, int64(n))
+	// Ids are derived from i, so that each database makes the same ones.
+	const orderID = `md5('order' || i)::uuid`
+	w.exec(w.order, `INSERT INTO orders (id, customer_id, payment_method, status, total_minor, country_code, created_at, updated_at)
+		SELECT `+orderID+`, md5('customer' || i % 1000)::uuid, 'credit_card', 'CONFIRMED', 500, 'DE',
+			$2::timestamptz - i * $3::interval, $2::timestamptz - i * $3::interval
+		FROM generate_series(1, $1) i`, n, newest, step)
+	w.exec(w.order, `INSERT INTO order_items (order_id, line, product_id, quantity, unit_price_minor)
+		SELECT `+orderID+`, 1, $2, 1, 500 FROM generate_series(1, $1) i`, n, product)
+	w.exec(w.order, `INSERT INTO order_status_history (order_id, status, changed_at)
+		SELECT `+orderID+`, 'CONFIRMED', $2::timestamptz - i * $3::interval FROM generate_series(1, $1) i`, n, newest, step)
+	w.exec(w.payment, `INSERT INTO payments (id, order_id, method, amount_minor, status, created_at, updated_at)
+		SELECT md5('payment' || i)::uuid, `+orderID+`, 'credit_card', 500, 'APPROVED',
+			$2::timestamptz - i * $3::interval, $2::timestamptz - i * $3::interval
+		FROM generate_series(1, $1) i`, n, newest, step)
+	w.exec(w.inventory, `INSERT INTO reservations (id, order_id, status, created_at, updated_at)
+		SELECT md5('reservation' || i)::uuid, `+orderID+`, 'RESERVED', $2::timestamptz - i * $3::interval, $2::timestamptz - i * $3::interval
+		FROM generate_series(1, $1) i`, n, newest, step)
+	w.exec(w.inventory, `INSERT INTO reservation_items (reservation_id, product_id, quantity)
+		SELECT md5('reservation' || i)::uuid, $2, 1 FROM generate_series(1, $1) i`, n, product)
+	w.exec(w.shipping, `INSERT INTO shipments (id, order_id, status, tracking_code, freight_minor, country_code, created_at)
+		SELECT md5('shipment' || i)::uuid, `+orderID+`, 'SCHEDULED', 'TRK-' || i, 1150, 'DE', $2::timestamptz - i * $3::interval
+		FROM generate_series(1, $1) i`, n, newest, step)
+	for _, pool := range []*pgxpool.Pool{w.order, w.payment, w.inventory, w.shipping} {
+		w.exec(pool, `ANALYZE`)
+	}
+	return product
 }
 
 // Order adds an order created now; see OrderAt.

@@ -11,9 +11,9 @@ import (
 
 	inventoryv1 "github.com/ordersaga/ordersaga/gen/inventory/v1"
 	"github.com/ordersaga/ordersaga/pkg/broker"
+	"github.com/ordersaga/ordersaga/pkg/catalog"
 	"github.com/ordersaga/ordersaga/pkg/outbox"
 	"github.com/ordersaga/ordersaga/pkg/testenv"
-	"github.com/ordersaga/ordersaga/services/inventory/internal/eventhandler"
 	"github.com/ordersaga/ordersaga/services/inventory/internal/postgres"
 )
 
@@ -22,7 +22,7 @@ import (
 func TestConsumerReservesEndToEnd(t *testing.T) {
 	t.Parallel()
 	amqpURL := testenv.VHost(t)
-	pool := testenv.Postgres(t, "inventory", postgres.AllMigrations()...)
+	pool := testenv.Postgres(t, "inventory", postgres.Migrations...)
 	log := testenv.Logger(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -35,7 +35,7 @@ func TestConsumerReservesEndToEnd(t *testing.T) {
 	defer closeConn.Do(conn.Close)
 
 	// Listen on inventory.exchange before anything is published.
-	received := testenv.Listen(t, amqpURL, broker.InventoryExchange)
+	received := testenv.Listen(t, amqpURL, catalog.Exchange(catalog.InventoryReserved))
 
 	runCtx, stop := context.WithCancel(ctx)
 	var wg sync.WaitGroup
@@ -56,15 +56,16 @@ func TestConsumerReservesEndToEnd(t *testing.T) {
 			<-stopped
 		}
 	}()
-	h := eventhandler.New(postgres.NewRepository(pool), log)
-	queue := broker.Subscription{Consumer: "inventory", RoutingKey: broker.PaymentApproved}.Queue()
+	relay := outbox.NewRelay(pool, conn, log)
+	e := newEnvOn(t, pool, relay)
+	queue := catalog.Subscription{Consumer: catalog.Inventory, RoutingKey: catalog.PaymentApproved}.Queue()
 	wg.Go(func() {
-		if err := conn.Consume(runCtx, queue, h.PaymentApproved(queue), broker.ConsumerOptions{}); err != nil {
+		if err := conn.Consume(runCtx, queue, e.approved, broker.ConsumerOptions{}); err != nil {
 			t.Errorf("consume: %v", err)
 		}
 	})
 	wg.Go(func() {
-		if err := outbox.NewRelay(pool, conn, log).Run(runCtx); err != nil {
+		if err := relay.Run(runCtx); err != nil {
 			t.Errorf("relay: %v", err)
 		}
 	})
@@ -75,8 +76,8 @@ func TestConsumerReservesEndToEnd(t *testing.T) {
 	pub := broker.NewPublisher(conn)
 	defer pub.Close()
 	ok, err := pub.Publish(ctx, []broker.Message{{
-		Exchange:      broker.PaymentExchange,
-		RoutingKey:    broker.PaymentApproved,
+		Exchange:      catalog.Exchange(catalog.PaymentApproved),
+		RoutingKey:    catalog.PaymentApproved,
 		MessageID:     d.MessageId,
 		Type:          d.Type,
 		CorrelationID: d.CorrelationId,
@@ -89,7 +90,7 @@ func TestConsumerReservesEndToEnd(t *testing.T) {
 
 	select {
 	case m := <-received:
-		if m.RoutingKey != broker.InventoryReserved || m.Type != "inventory.v1.InventoryReserved" || m.CorrelationId != ev.OrderId {
+		if m.RoutingKey != catalog.InventoryReserved || m.Type != "inventory.v1.InventoryReserved" || m.CorrelationId != ev.OrderId {
 			t.Fatalf("received %s %s for %s", m.RoutingKey, m.Type, m.CorrelationId)
 		}
 		got := &inventoryv1.InventoryReserved{}

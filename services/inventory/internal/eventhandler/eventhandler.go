@@ -1,5 +1,6 @@
-// Package eventhandler turns the events inventory-service consumes into batched stock changes:
-// payment.approved reserves an order's items, shipping.failed gives them back.
+// Package eventhandler holds inventory-service's rules for the events it consumes:
+// payment.approved reserves an order's items, all or nothing; shipping.failed gives them back.
+// The unit of work around them (decoding, inbox, outbox, transaction) is pkg/unitofwork's.
 package eventhandler
 
 import (
@@ -8,167 +9,221 @@ import (
 	"log/slog"
 
 	"github.com/google/uuid"
-	amqp "github.com/rabbitmq/amqp091-go"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	inventoryv1 "github.com/ordersaga/ordersaga/gen/inventory/v1"
 	paymentv1 "github.com/ordersaga/ordersaga/gen/payment/v1"
 	shippingv1 "github.com/ordersaga/ordersaga/gen/shipping/v1"
-	"github.com/ordersaga/ordersaga/pkg/broker"
+	"github.com/ordersaga/ordersaga/pkg/catalog"
+	"github.com/ordersaga/ordersaga/pkg/failure"
 	"github.com/ordersaga/ordersaga/pkg/outbox"
+	"github.com/ordersaga/ordersaga/pkg/unitofwork"
 	"github.com/ordersaga/ordersaga/services/inventory/internal/inventory"
-	"github.com/ordersaga/ordersaga/services/inventory/internal/postgres"
 )
 
-// Store applies batches of reservations and releases, each in one transaction.
+// Store is what the rules need from storage, within the batch's transaction.
 type Store interface {
-	Reserve(ctx context.Context, queue string, orders []postgres.Order, announce func(postgres.Outcome) outbox.Event) ([]postgres.Outcome, error)
-	Release(ctx context.Context, queue string, releases []postgres.Release, announce func(postgres.Released) outbox.Event) ([]postgres.Released, error)
+	// LockProducts locks the products with the given ids in id order and returns those that exist.
+	LockProducts(ctx context.Context, ids []string) (map[string]*inventory.Product, error)
+	// Reserved reports which of the orders have a reservation, whatever its status.
+	Reserved(ctx context.Context, orderIDs []string) (map[string]bool, error)
+	// SaveStock writes the reserved quantity of products.
+	SaveStock(ctx context.Context, products []*inventory.Product) error
+	// InsertReservations stores new reservations.
+	InsertReservations(ctx context.Context, rs []inventory.Reservation) error
+	// LockReserved loads and locks the reservations of orders that are still held.
+	LockReserved(ctx context.Context, orderIDs []string) ([]inventory.Reservation, error)
+	// MarkReleased records reservations as given back.
+	MarkReleased(ctx context.Context, ids []string) error
 }
 
-// Handlers holds the service's event handlers.
-type Handlers struct {
-	store Store
-	log   *slog.Logger
+// Register adds inventory-service's rules to svc.
+func Register(svc *unitofwork.Service[Store], log *slog.Logger) {
+	r := &rules{log: log}
+	unitofwork.On(svc, catalog.PaymentApproved, validateApproved, r.reserve)
+	unitofwork.On(svc, catalog.ShippingFailed, nil, r.release)
 }
 
-// New returns the handlers on store.
-func New(store Store, log *slog.Logger) *Handlers {
-	return &Handlers{store: store, log: log}
+type rules struct {
+	log *slog.Logger
 }
 
-// For returns the handler of one of the service's subscriptions.
-func (h *Handlers) For(sub broker.Subscription) (broker.Handler, error) {
-	switch sub.RoutingKey {
-	case broker.PaymentApproved:
-		return h.PaymentApproved(sub.Queue()), nil
-	case broker.ShippingFailed:
-		return h.ShippingFailed(sub.Queue()), nil
+// reserve reserves the items of paid orders, all or nothing per order, in batch order so that a
+// later order sees what an earlier one took, and announces inventory.reserved or
+// inventory.failed. Every product of the batch is locked up front, in id order, so concurrent
+// batches never deadlock and never oversell. An order reserved before is left alone.
+func (r *rules) reserve(ctx context.Context, s Store, evs []unitofwork.Event[*paymentv1.PaymentApproved]) ([]outbox.Event, error) {
+	var all []inventory.Item
+	orders := make([]string, len(evs))
+	items := make([][]inventory.Item, len(evs))
+	for i, ev := range evs {
+		items[i] = toItems(ev.Msg)
+		all = append(all, items[i]...)
+		orders[i] = ev.OrderID
 	}
-	return nil, fmt.Errorf("no handler for %s", sub.RoutingKey)
-}
-
-// PaymentApproved reserves the items of paid orders, all or nothing per order, and announces
-// inventory.reserved or inventory.failed.
-func (h *Handlers) PaymentApproved(queue string) broker.Handler {
-	return func(ctx context.Context, batch []amqp.Delivery) error {
-		orders := make([]postgres.Order, 0, len(batch))
-		events := make(map[string]*paymentv1.PaymentApproved, len(batch))
-		for _, d := range batch {
-			ev := &paymentv1.PaymentApproved{}
-			if err := broker.Decode(d, ev); err != nil {
-				return err
-			}
-			items, err := toItems(ev)
-			if err != nil {
-				return err
-			}
-			eventID := canonical(ev.GetEventId())
-			events[eventID] = ev
-			orders = append(orders, postgres.Order{EventID: eventID, OrderID: canonical(ev.GetOrderId()), Items: items})
-		}
-		outcomes, err := h.store.Reserve(ctx, queue, orders, func(out postgres.Outcome) outbox.Event {
-			return announceReservation(events[out.Order.EventID], out)
-		})
-		if err != nil {
-			return fmt.Errorf("reserve: %w", err)
-		}
-		for _, out := range outcomes {
-			log := h.log.With("order_id", out.Order.OrderID, "event_id", out.Order.EventID)
-			switch {
-			case out.Skipped:
-				log.InfoContext(ctx, "order already reserved, event ignored")
-			case out.Err != nil:
-				log.InfoContext(ctx, "inventory reservation failed", "reason", out.Err.Error())
-			default:
-				log.InfoContext(ctx, "inventory reserved", "reservation_id", out.ReservationID)
-			}
-		}
-		return nil
+	products, err := s.LockProducts(ctx, inventory.ProductIDs(all))
+	if err != nil {
+		return nil, err
 	}
-}
-
-// ShippingFailed gives back the reservation of an order that cannot be shipped and announces
-// inventory.released.
-func (h *Handlers) ShippingFailed(queue string) broker.Handler {
-	return func(ctx context.Context, batch []amqp.Delivery) error {
-		releases := make([]postgres.Release, 0, len(batch))
-		for _, d := range batch {
-			ev := &shippingv1.ShippingFailed{}
-			if err := broker.Decode(d, ev); err != nil {
-				return err
-			}
-			releases = append(releases, postgres.Release{EventID: canonical(ev.GetEventId()), OrderID: canonical(ev.GetOrderId()), Reason: ev.GetReason()})
-		}
-		released, err := h.store.Release(ctx, queue, releases, announceRelease)
-		if err != nil {
-			return fmt.Errorf("release: %w", err)
-		}
-		for _, rel := range released {
-			h.log.InfoContext(ctx, "inventory released",
-				"order_id", rel.Release.OrderID, "event_id", rel.Release.EventID, "reservation_id", rel.ReservationID)
-		}
-		return nil
+	// Read after the locks: a concurrent batch reserving the same order has committed by now.
+	reserved, err := s.Reserved(ctx, orders)
+	if err != nil {
+		return nil, err
 	}
+	var (
+		out     []outbox.Event
+		created []inventory.Reservation
+		changed = map[string]*inventory.Product{}
+	)
+	for i, ev := range evs {
+		log := r.log.With("order_id", ev.OrderID, "event_id", ev.ID)
+		if reserved[ev.OrderID] {
+			log.DebugContext(ctx, "order already reserved, event ignored")
+			continue
+		}
+		if err := inventory.Reserve(products, items[i]); err != nil {
+			log.DebugContext(ctx, "inventory reservation failed", "reason", err.Error())
+			out = append(out, announceFailure(ev.OrderID, err))
+			continue
+		}
+		reserved[ev.OrderID] = true
+		res := inventory.Reservation{ID: newID(), OrderID: ev.OrderID, Items: inventory.Merge(items[i])}
+		for _, it := range res.Items {
+			changed[it.ProductID] = products[it.ProductID]
+		}
+		created = append(created, res)
+		log.DebugContext(ctx, "inventory reserved", "reservation_id", res.ID)
+		out = append(out, announceReservation(ev.Msg, res))
+	}
+	if err := s.SaveStock(ctx, values(changed)); err != nil {
+		return nil, err
+	}
+	if err := s.InsertReservations(ctx, created); err != nil {
+		return nil, err
+	}
+	return out, nil
 }
 
-// toItems converts an event's lines. Lines that break the contract make the event invalid:
-// order-service accepts only UUID product ids and positive quantities.
-func toItems(ev *paymentv1.PaymentApproved) ([]inventory.Item, error) {
+// release gives back the held reservations of orders that cannot be shipped and announces
+// inventory.released. An order without a reservation, or whose reservation was released
+// already, is left alone.
+func (r *rules) release(ctx context.Context, s Store, evs []unitofwork.Event[*shippingv1.ShippingFailed]) ([]outbox.Event, error) {
+	orders := make([]string, len(evs))
+	reasons := make(map[string]string, len(evs))
+	for i, ev := range evs {
+		orders[i] = ev.OrderID
+		if _, seen := reasons[ev.OrderID]; !seen {
+			reasons[ev.OrderID] = ev.Msg.GetReason()
+		}
+	}
+	held, err := s.LockReserved(ctx, orders)
+	if err != nil || len(held) == 0 {
+		return nil, err
+	}
+	var all []inventory.Item
+	for _, res := range held {
+		all = append(all, res.Items...)
+	}
+	products, err := s.LockProducts(ctx, inventory.ProductIDs(all))
+	if err != nil {
+		return nil, err
+	}
+	changed := map[string]*inventory.Product{}
+	ids := make([]string, len(held))
+	var out []outbox.Event
+	for i, res := range held {
+		if err := inventory.Release(products, res.Items); err != nil {
+			return nil, fmt.Errorf("release reservation %s: %w", res.ID, err)
+		}
+		for _, it := range res.Items {
+			changed[it.ProductID] = products[it.ProductID]
+		}
+		ids[i] = res.ID
+		r.log.DebugContext(ctx, "inventory released", "order_id", res.OrderID, "reservation_id", res.ID)
+		out = append(out, announceRelease(res, reasons[res.OrderID]))
+	}
+	if err := s.SaveStock(ctx, values(changed)); err != nil {
+		return nil, err
+	}
+	if err := s.MarkReleased(ctx, ids); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func values(m map[string]*inventory.Product) []*inventory.Product {
+	out := make([]*inventory.Product, 0, len(m))
+	for _, p := range m {
+		out = append(out, p)
+	}
+	return out
+}
+
+// validateApproved refuses lines that break the contract: order-service accepts only UUID
+// product ids and positive quantities.
+func validateApproved(ev *paymentv1.PaymentApproved) error {
 	if len(ev.GetItems()) == 0 {
-		return nil, broker.Invalid("payment.approved %s: no items", ev.GetEventId())
+		return failure.Invalid("no items")
 	}
-	items := make([]inventory.Item, len(ev.GetItems()))
 	for i, line := range ev.GetItems() {
-		id, err := inventory.ParseProductID(line.GetProductId())
-		if err != nil {
-			return nil, broker.Invalid("payment.approved %s: items[%d].product_id: %v", ev.GetEventId(), i, err)
+		if _, err := inventory.ParseProductID(line.GetProductId()); err != nil {
+			return failure.Invalid("items[%d].product_id: %v", i, err)
 		}
 		if line.GetQuantity() <= 0 {
-			return nil, broker.Invalid("payment.approved %s: items[%d].quantity: %d is not positive", ev.GetEventId(), i, line.GetQuantity())
+			return failure.Invalid("items[%d].quantity: %d is not positive", i, line.GetQuantity())
 		}
+	}
+	return nil
+}
+
+// toItems converts an event's lines, validated already, with canonical product ids.
+func toItems(ev *paymentv1.PaymentApproved) []inventory.Item {
+	items := make([]inventory.Item, len(ev.GetItems()))
+	for i, line := range ev.GetItems() {
+		id, _ := inventory.ParseProductID(line.GetProductId())
 		items[i] = inventory.Item{ProductID: id, Quantity: int64(line.GetQuantity())}
 	}
-	return items, nil
+	return items
 }
 
-// canonical spells a UUID, already validated by broker.Decode, as the database does, so that
-// ids read back (inbox claims, reservations) compare equal.
-func canonical(id string) string {
-	return uuid.MustParse(id).String()
+func announceFailure(orderID string, reason error) outbox.Event {
+	id := newID()
+	return outbox.Event{ID: id, OrderID: orderID, RoutingKey: catalog.InventoryFailed, Payload: &inventoryv1.InventoryFailed{
+		EventId:   id,
+		OrderId:   orderID,
+		OccurTime: timestamppb.Now(),
+		Reason:    reason.Error(),
+	}}
 }
 
-func announceReservation(ev *paymentv1.PaymentApproved, out postgres.Outcome) outbox.Event {
-	id := uuid.NewString()
-	if out.Err != nil {
-		return outbox.Event{ID: id, OrderID: out.Order.OrderID, RoutingKey: broker.InventoryFailed, Payload: &inventoryv1.InventoryFailed{
-			EventId:   id,
-			OrderId:   out.Order.OrderID,
-			OccurTime: timestamppb.Now(),
-			Reason:    out.Err.Error(),
-		}}
-	}
-	return outbox.Event{ID: id, OrderID: out.Order.OrderID, RoutingKey: broker.InventoryReserved, Payload: &inventoryv1.InventoryReserved{
+func announceReservation(ev *paymentv1.PaymentApproved, res inventory.Reservation) outbox.Event {
+	id := newID()
+	return outbox.Event{ID: id, OrderID: res.OrderID, RoutingKey: catalog.InventoryReserved, Payload: &inventoryv1.InventoryReserved{
 		EventId:       id,
-		OrderId:       out.Order.OrderID,
+		OrderId:       res.OrderID,
 		OccurTime:     timestamppb.Now(),
-		ReservationId: out.ReservationID,
+		ReservationId: res.ID,
 		Items:         ev.GetItems(),
 		CountryCode:   ev.GetCountryCode(),
 	}}
 }
 
-func announceRelease(rel postgres.Released) outbox.Event {
-	id := uuid.NewString()
+func announceRelease(res inventory.Reservation, shippingReason string) outbox.Event {
+	id := newID()
 	reason := "shipping failed"
-	if rel.Release.Reason != "" {
-		reason += ": " + rel.Release.Reason
+	if shippingReason != "" {
+		reason += ": " + shippingReason
 	}
-	return outbox.Event{ID: id, OrderID: rel.Release.OrderID, RoutingKey: broker.InventoryReleased, Payload: &inventoryv1.InventoryReleased{
+	return outbox.Event{ID: id, OrderID: res.OrderID, RoutingKey: catalog.InventoryReleased, Payload: &inventoryv1.InventoryReleased{
 		EventId:       id,
-		OrderId:       rel.Release.OrderID,
+		OrderId:       res.OrderID,
 		OccurTime:     timestamppb.Now(),
-		ReservationId: rel.ReservationID,
+		ReservationId: res.ID,
 		Reason:        reason,
 	}}
+}
+
+// newID returns a time-ordered UUID, which keeps index inserts local.
+func newID() string {
+	return uuid.Must(uuid.NewV7()).String()
 }

@@ -2,6 +2,7 @@ package eventhandler_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -19,14 +20,12 @@ import (
 	paymentv1 "github.com/ordersaga/ordersaga/gen/payment/v1"
 	shippingv1 "github.com/ordersaga/ordersaga/gen/shipping/v1"
 	"github.com/ordersaga/ordersaga/pkg/broker"
+	"github.com/ordersaga/ordersaga/pkg/catalog"
+	"github.com/ordersaga/ordersaga/pkg/outbox"
 	"github.com/ordersaga/ordersaga/pkg/testenv"
+	"github.com/ordersaga/ordersaga/pkg/unitofwork"
 	"github.com/ordersaga/ordersaga/services/inventory/internal/eventhandler"
 	"github.com/ordersaga/ordersaga/services/inventory/internal/postgres"
-)
-
-const (
-	approvedQueue       = "inventory.payment-approved"
-	shippingFailedQueue = "inventory.shipping-failed"
 )
 
 type env struct {
@@ -36,12 +35,51 @@ type env struct {
 	released broker.Handler
 }
 
+// newEnv returns inventory-service's handlers on a fresh database. Their relay is not running:
+// what they publish stays in the outbox table, where the tests read it.
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	pool := testenv.Postgres(t, "inventory", postgres.AllMigrations()...)
-	repo := postgres.NewRepository(pool)
-	h := eventhandler.New(repo, testenv.Logger(t))
-	return &env{pool: pool, repo: repo, approved: h.PaymentApproved(approvedQueue), released: h.ShippingFailed(shippingFailedQueue)}
+	pool := testenv.Postgres(t, "inventory", postgres.Migrations...)
+	return newEnvOn(t, pool, outbox.NewRelay(pool, nil, testenv.Logger(t)))
+}
+
+// newEnvOn returns inventory-service's handlers on pool, handing what they commit to relay.
+func newEnvOn(t *testing.T, pool *pgxpool.Pool, relay *outbox.Relay) *env {
+	t.Helper()
+	log := testenv.Logger(t)
+	svc := unitofwork.New(catalog.Inventory, pool, relay, log,
+		func(tx pgx.Tx) eventhandler.Store { return postgres.Bind(tx) })
+	eventhandler.Register(svc, log)
+	handlers, err := svc.Handlers()
+	if err != nil {
+		t.Fatalf("handlers: %v", err)
+	}
+	of := func(routingKey string) broker.Handler {
+		h, ok := handlers[catalog.Subscription{Consumer: catalog.Inventory, RoutingKey: routingKey}]
+		if !ok {
+			t.Fatalf("no handler for %s", routingKey)
+		}
+		return h
+	}
+	return &env{pool: pool, repo: postgres.NewRepository(pool),
+		approved: of(catalog.PaymentApproved), released: of(catalog.ShippingFailed)}
+}
+
+// rejected checks that err refuses exactly the deliveries at indexes of the batch.
+func rejected(t *testing.T, err error, indexes ...int) {
+	t.Helper()
+	var rej broker.Rejected
+	if !errors.As(err, &rej) {
+		t.Fatalf("error = %v, want deliveries %v rejected", err, indexes)
+	}
+	if len(rej) != len(indexes) {
+		t.Fatalf("rejected %v, want deliveries %v", rej, indexes)
+	}
+	for _, i := range indexes {
+		if rej[i] == nil {
+			t.Fatalf("rejected %v, want delivery %d among them", rej, i)
+		}
+	}
 }
 
 // product creates a product with total stock and returns its id.
@@ -90,11 +128,11 @@ func (e *env) outbox(t *testing.T) []outboxRow {
 	_, err = pgx.ForEachRow(rows, []any{&key, &typ, &body}, func() error {
 		var m proto.Message
 		switch key {
-		case broker.InventoryReserved:
+		case catalog.InventoryReserved:
 			m = &inventoryv1.InventoryReserved{}
-		case broker.InventoryFailed:
+		case catalog.InventoryFailed:
 			m = &inventoryv1.InventoryFailed{}
-		case broker.InventoryReleased:
+		case catalog.InventoryReleased:
 			m = &inventoryv1.InventoryReleased{}
 		default:
 			return fmt.Errorf("unexpected routing key %s", key)
@@ -130,7 +168,7 @@ func approved(items ...*orderv1.OrderLine) *paymentv1.PaymentApproved {
 	}
 }
 
-func delivery(t testing.TB, ev broker.Event) amqp.Delivery {
+func delivery(t testing.TB, ev unitofwork.Message) amqp.Delivery {
 	t.Helper()
 	body, err := proto.Marshal(ev)
 	if err != nil {
@@ -145,7 +183,7 @@ func delivery(t testing.TB, ev broker.Event) amqp.Delivery {
 	}
 }
 
-func deliveries(t testing.TB, evs ...broker.Event) []amqp.Delivery {
+func deliveries(t testing.TB, evs ...unitofwork.Message) []amqp.Delivery {
 	t.Helper()
 	ds := make([]amqp.Delivery, len(evs))
 	for i, ev := range evs {
@@ -154,7 +192,7 @@ func deliveries(t testing.TB, evs ...broker.Event) []amqp.Delivery {
 	return ds
 }
 
-func handle(t *testing.T, h broker.Handler, evs ...broker.Event) {
+func handle(t *testing.T, h broker.Handler, evs ...unitofwork.Message) {
 	t.Helper()
 	if err := h(context.Background(), deliveries(t, evs...)); err != nil {
 		t.Fatalf("handler: %v", err)
@@ -184,7 +222,7 @@ func TestPaymentApprovedReserves(t *testing.T) {
 		t.Errorf("merged reservation items = %d, want 2", n)
 	}
 	rows := e.outbox(t)
-	if len(rows) != 1 || rows[0].routingKey != broker.InventoryReserved {
+	if len(rows) != 1 || rows[0].routingKey != catalog.InventoryReserved {
 		t.Fatalf("outbox = %v, want one inventory.reserved", rows)
 	}
 	got := rows[0].payload.(*inventoryv1.InventoryReserved)
@@ -226,7 +264,7 @@ func TestPaymentApprovedFails(t *testing.T) {
 				t.Errorf("reservations = %d, want 0", n)
 			}
 			rows := e.outbox(t)[before:]
-			if len(rows) != 1 || rows[0].routingKey != broker.InventoryFailed {
+			if len(rows) != 1 || rows[0].routingKey != catalog.InventoryFailed {
 				t.Fatalf("outbox = %v, want one inventory.failed", rows)
 			}
 			got := rows[0].payload.(*inventoryv1.InventoryFailed)
@@ -252,7 +290,7 @@ func TestPaymentApprovedBatchSeesEarlierOrders(t *testing.T) {
 		t.Errorf("reserved = %d, want 3", reserved)
 	}
 	rows := e.outbox(t)
-	want := []string{broker.InventoryReserved, broker.InventoryFailed, broker.InventoryReserved}
+	want := []string{catalog.InventoryReserved, catalog.InventoryFailed, catalog.InventoryReserved}
 	if len(rows) != len(want) {
 		t.Fatalf("outbox has %d rows, want %d", len(rows), len(want))
 	}
@@ -310,14 +348,17 @@ func TestPaymentApprovedInvalid(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			err := e.approved(context.Background(), []amqp.Delivery{tt.d})
-			if !broker.IsPermanent(err) {
-				t.Errorf("handler error = %v, want a permanent one", err)
+			// Refused on its own, while the good event of the same batch takes effect.
+			good := approved(line(mouse, 1))
+			rejected(t, e.approved(context.Background(), []amqp.Delivery{delivery(t, good), tt.d}), 1)
+			if n := e.count(t, `SELECT count(*) FROM reservations WHERE order_id = $1`, good.OrderId); n != 1 {
+				t.Errorf("the good event's order has %d reservations, want 1", n)
 			}
 		})
 	}
-	if _, reserved := e.stock(t, mouse); reserved != 0 {
-		t.Errorf("reserved = %d, want 0", reserved)
+	// Only the good events reserved anything.
+	if _, reserved := e.stock(t, mouse); reserved != int64(len(tests)) {
+		t.Errorf("reserved = %d, want %d", reserved, len(tests))
 	}
 }
 
@@ -350,7 +391,7 @@ func TestShippingFailedReleases(t *testing.T) {
 		t.Errorf("other order's reservation not kept")
 	}
 	rows := e.outbox(t)
-	if len(rows) != 3 || rows[2].routingKey != broker.InventoryReleased {
+	if len(rows) != 3 || rows[2].routingKey != catalog.InventoryReleased {
 		t.Fatalf("outbox = %v, want 2 reserved and 1 released", rows)
 	}
 	reserved := rows[0].payload.(*inventoryv1.InventoryReserved)
@@ -410,7 +451,7 @@ func TestPaymentApprovedConcurrent(t *testing.T) {
 	for _, row := range e.outbox(t) {
 		counts[row.routingKey]++
 	}
-	if counts[broker.InventoryReserved] != 10 || counts[broker.InventoryFailed] != 40 {
+	if counts[catalog.InventoryReserved] != 10 || counts[catalog.InventoryFailed] != 40 {
 		t.Errorf("outbox = %v, want 10 reserved and 40 failed", counts)
 	}
 }

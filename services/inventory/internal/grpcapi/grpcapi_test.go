@@ -28,7 +28,7 @@ type env struct {
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	pool := testenv.Postgres(t, "inventory", postgres.AllMigrations()...)
+	pool := testenv.Postgres(t, "inventory", postgres.Migrations...)
 	srv := grpcapi.NewGRPCServer(postgres.NewRepository(pool), testenv.Logger(t))
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -71,6 +71,13 @@ func (p *Product) SetTotal(total int64) error {
 	return nil
 }
 
+// Reservation is the stock held for one order: at most one per order.
+type Reservation struct {
+	ID      string
+	OrderID string
+	Items   []Item
+}
+
 // Item is a quantity of one product.
 type Item struct {
 	ProductID string

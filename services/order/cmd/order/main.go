@@ -11,15 +11,17 @@ import (
 	"time"
 
 	grpcprom "github.com/grpc-ecosystem/go-grpc-middleware/providers/prometheus"
+	"github.com/jackc/pgx/v5"
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/errgroup"
 
-	"github.com/ordersaga/ordersaga/pkg/auth"
 	"github.com/ordersaga/ordersaga/pkg/broker"
+	"github.com/ordersaga/ordersaga/pkg/catalog"
 	"github.com/ordersaga/ordersaga/pkg/config"
 	"github.com/ordersaga/ordersaga/pkg/database"
 	"github.com/ordersaga/ordersaga/pkg/outbox"
 	"github.com/ordersaga/ordersaga/pkg/server"
+	"github.com/ordersaga/ordersaga/pkg/unitofwork"
 	"github.com/ordersaga/ordersaga/services/order/internal/eventhandler"
 	"github.com/ordersaga/ordersaga/services/order/internal/grpcapi"
 	"github.com/ordersaga/ordersaga/services/order/internal/order"
@@ -27,32 +29,30 @@ import (
 )
 
 func main() {
-	var level slog.Level
-	badLevel := level.UnmarshalText([]byte(config.String("LOG_LEVEL", "info")))
-	log := slog.New(slog.NewJSONHandler(os.Stdout, &slog.HandlerOptions{Level: level})).With("service", "order")
-	if badLevel != nil {
-		log.Warn("LOG_LEVEL not understood, logging at info", "err", badLevel)
+	cfg, err := config.Load[config.Order](os.Getenv)
+	log := server.Logger("order", cfg.Log)
+	if err == nil {
+		log.Info("configuration", "config", cfg)
+		err = run(context.Background(), log, cfg)
 	}
-	if err := run(context.Background(), log); err != nil {
+	if err != nil {
 		log.Error("order-service failed", "err", err)
 		os.Exit(1)
 	}
 }
 
-func run(ctx context.Context, log *slog.Logger) error {
+func run(ctx context.Context, log *slog.Logger, cfg config.Order) error {
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
 	var (
-		grpcAddr = config.String("ORDER_GRPC_ADDR", ":50051")
-		httpAddr = config.String("ORDER_HTTP_ADDR", ":3001")
-		opsAddr  = config.String("ORDER_OPS_ADDR", ":9101")
+		amqpURL  = cfg.Broker.AMQPURL
+		dbURL    = cfg.Database.URL
+		grpcAddr = cfg.GRPCAddr.String()
+		httpAddr = cfg.HTTPAddr.String()
+		opsAddr  = cfg.OpsAddr.String()
 	)
-	amqpURL, dbURL, err := connectionURLs()
-	if err != nil {
-		return err
-	}
-	sec, err := security(ctx, log)
+	sec, err := server.NewSecurity(ctx, cfg.Security, log)
 	if err != nil {
 		return err
 	}
@@ -70,17 +70,23 @@ func run(ctx context.Context, log *slog.Logger) error {
 
 	relay := outbox.NewRelay(pool, conn, log)
 	repo := postgres.NewRepository(pool)
-	repo.AfterOutboxCommit(relay.Wake)
+	repo.AfterOutboxCommit(relay.Publish)
 	feed := postgres.NewStatusFeed(pool, log)
 	repo.AfterStatusCommit(feed.Announce)
-	handlers := eventhandler.New(repo, log)
+	work := unitofwork.New(catalog.Order, pool, relay, log, func(tx pgx.Tx) eventhandler.Store { return repo.Bind(tx) })
+	eventhandler.Register(work, log)
+	handlers, err := work.Handlers()
+	if err != nil {
+		return err
+	}
+	watch := grpcapi.FeedFunc(func(id string) (grpcapi.Subscription, func()) { return feed.Subscribe(id) })
 
 	grpcMetrics := grpcprom.NewServerMetrics()
 	if err := prometheus.Register(grpcMetrics); err != nil {
 		return err
 	}
 	// Customers' rights over orders are checked in the service; a valid token is enough here.
-	grpcServer := grpcapi.NewGRPCServer(grpcapi.NewServer(repo, feed, log), grpcMetrics, log, sec.GRPCOptions("")...)
+	grpcServer := grpcapi.NewGRPCServer(grpcapi.NewServer(repo, watch, log), grpcMetrics, log, sec.GRPCOptions("")...)
 	// The gateway's connection outlives the servers' shutdown, so in-flight REST calls finish.
 	gwCtx, closeGateway := context.WithCancel(context.WithoutCancel(ctx))
 	defer closeGateway()
@@ -88,7 +94,7 @@ func run(ctx context.Context, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	gateway, err := grpcapi.Gateway(gwCtx, grpcAddr, selfCreds)
+	gateway, err := grpcapi.Gateway(gwCtx, grpcAddr, grpcapi.GatewayOptions{Creds: selfCreds})
 	if err != nil {
 		return err
 	}
@@ -98,15 +104,13 @@ func run(ctx context.Context, log *slog.Logger) error {
 	})
 
 	g, gctx := errgroup.WithContext(ctx)
-	for _, sub := range broker.SubscriptionsOf("order") {
-		h, err := handlers.For(sub)
-		if err != nil {
-			return err
-		}
-		g.Go(func() error { return conn.Consume(gctx, sub.Queue(), relay.WakeAfter(h), broker.ConsumerOptions{}) })
+	for sub, h := range handlers {
+		g.Go(func() error { return conn.Consume(gctx, sub.Queue(), h, broker.ConsumerOptions{}) })
 	}
 	g.Go(func() error { return relay.Run(gctx) })
-	g.Go(func() error { return conn.WatchDeadLetters(gctx, broker.SubscriptionsOf("order"), 15*time.Second) })
+	g.Go(func() error {
+		return conn.WatchDeadLetters(gctx, catalog.SubscriptionsOf(catalog.Order), 15*time.Second)
+	})
 	g.Go(func() error { return feed.Run(gctx) })
 	g.Go(func() error { return server.ServeGRPC(gctx, log, grpcAddr, grpcServer) })
 	g.Go(func() error { return server.ServeHTTPTLS(gctx, log, "rest", httpAddr, gateway, sec.TLS) })
@@ -115,28 +119,6 @@ func run(ctx context.Context, log *slog.Logger) error {
 	err = g.Wait()
 	log.Info("order-service stopped")
 	return err
-}
-
-// connectionURLs returns the broker and database URLs, with the passwords of
-// AMQP_PASSWORD_FILE and ORDER_DATABASE_PASSWORD_FILE when those are set.
-func connectionURLs() (amqpURL, dbURL string, err error) {
-	amqpURL, err = config.URLWithPasswordFile(config.String("AMQP_URL", "amqp://guest:guest@localhost:5672/"), "AMQP_PASSWORD_FILE")
-	if err != nil {
-		return "", "", err
-	}
-	dbURL, err = config.URLWithPasswordFile(config.String("ORDER_DATABASE_URL",
-		"postgres://postgres@localhost:5432/orderdb?sslmode=disable"), "ORDER_DATABASE_PASSWORD_FILE")
-	return amqpURL, dbURL, err
-}
-
-// security reads who may reach the API ports: TLS and token settings (README, "Who may do what").
-func security(ctx context.Context, log *slog.Logger) (*server.Security, error) {
-	return server.NewSecurity(ctx, config.String("TLS_CERT_FILE", ""), config.String("TLS_KEY_FILE", ""), auth.Config{
-		JWKSFile: config.String("AUTH_JWKS_FILE", ""),
-		JWKSURL:  config.String("AUTH_JWKS_URL", ""),
-		Issuer:   config.String("AUTH_ISSUER", ""),
-		Audience: config.String("AUTH_AUDIENCE", ""),
-	}, log)
 }
 
 // countOrders keeps the gauge ordersaga_orders{status} up to date until ctx ends.

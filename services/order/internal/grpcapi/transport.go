@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"time"
 
 	grpcprom "github.com/grpc-ecosystem/go-grpc-middleware/providers/prometheus"
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/recovery"
@@ -59,35 +60,61 @@ func NewGRPCServer(svc orderv1.OrderServiceServer, metrics *grpcprom.ServerMetri
 	return srv
 }
 
+// GatewayOptions tune the REST facade; the zero value is the default.
+type GatewayOptions struct {
+	// Heartbeat is how often an idle Server-Sent Events watch sends a comment (DefaultHeartbeat).
+	Heartbeat time.Duration
+	// Creds secure the hop to the gRPC server (nil: plaintext).
+	Creds credentials.TransportCredentials
+}
+
 // Gateway returns the REST facade: grpc-gateway forwarding to the gRPC server listening on
-// grpcAddr (so that WatchOrder streams as newline-delimited JSON), and GET /openapi.json.
-// JSON uses the proto field names (snake_case). creds secure the hop to the gRPC server (nil:
-// plaintext); the Authorization header travels with each call as gRPC metadata. A body over
-// MaxRequestBytes is refused with 413 before it is read whole. The client connection closes
-// when ctx ends.
-func Gateway(ctx context.Context, grpcAddr string, creds credentials.TransportCredentials) (http.Handler, error) {
-	gw := runtime.NewServeMux(
-		runtime.WithMarshalerOption(runtime.MIMEWildcard, &runtime.HTTPBodyMarshaler{
-			Marshaler: &runtime.JSONPb{
-				MarshalOptions:   protojson.MarshalOptions{EmitUnpopulated: true, UseProtoNames: true},
-				UnmarshalOptions: protojson.UnmarshalOptions{DiscardUnknown: false},
-			},
-		}),
-		runtime.WithErrorHandler(httpError),
-	)
-	if creds == nil {
-		creds = insecure.NewCredentials()
+// grpcAddr (so that WatchOrder streams as newline-delimited JSON, or as Server-Sent Events to a
+// client that asks for text/event-stream), and the OpenAPI document at GET /openapi.json
+// (Swagger 2.0) and GET /openapi3.json (OpenAPI 3.0).
+//
+// JSON uses the proto field names (snake_case) and carries every field, zero values included;
+// a message field is left out when unset (shipping_address), never null. The Authorization
+// header travels with each call as gRPC metadata. A body over MaxRequestBytes is refused with
+// 413 before it is read whole. The client connection closes when ctx ends.
+func Gateway(ctx context.Context, grpcAddr string, opts GatewayOptions) (http.Handler, error) {
+	if opts.Heartbeat <= 0 {
+		opts.Heartbeat = DefaultHeartbeat
 	}
-	opts := []grpc.DialOption{grpc.WithTransportCredentials(creds)}
-	if err := orderv1.RegisterOrderServiceHandlerFromEndpoint(ctx, gw, dialTarget(grpcAddr), opts); err != nil {
+	if opts.Creds == nil {
+		opts.Creds = insecure.NewCredentials()
+	}
+	marshaler := &runtime.HTTPBodyMarshaler{
+		Marshaler: &runtime.JSONPb{
+			MarshalOptions:   protojson.MarshalOptions{EmitDefaultValues: true, UseProtoNames: true},
+			UnmarshalOptions: protojson.UnmarshalOptions{DiscardUnknown: false},
+		},
+	}
+	gw := runtime.NewServeMux(runtime.WithMarshalerOption(runtime.MIMEWildcard, marshaler), runtime.WithErrorHandler(httpError))
+	conn, err := grpc.NewClient(dialTarget(grpcAddr), grpc.WithTransportCredentials(opts.Creds))
+	if err != nil {
+		return nil, fmt.Errorf("gateway: %w", err)
+	}
+	context.AfterFunc(ctx, func() { conn.Close() })
+	if err := orderv1.RegisterOrderServiceHandler(ctx, gw, conn); err != nil {
 		return nil, fmt.Errorf("gateway: %w", err)
 	}
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /openapi.json", func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		w.Write(openapi.JSON)
-	})
-	mux.Handle("/", limitBody(gw))
+	serve := func(doc []byte) http.HandlerFunc {
+		return func(w http.ResponseWriter, _ *http.Request) {
+			w.Header().Set("Content-Type", "application/json")
+			w.Write(doc)
+		}
+	}
+	mux.HandleFunc("GET /openapi.json", serve(openapi.JSON))
+	mux.HandleFunc("GET /openapi3.json", serve(openapi.JSON3))
+	mux.Handle("/", limitBody(&eventStreamWatch{
+		next:      gw,
+		gw:        gw,
+		marshaler: marshaler,
+		client:    orderv1.NewOrderServiceClient(conn),
+		heartbeat: opts.Heartbeat,
+	}))
 	return mux, nil
 }
 

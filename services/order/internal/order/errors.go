@@ -7,6 +7,9 @@ var (
 	ErrInvalid = errors.New("invalid argument")
 	// ErrNotFound means no order has the given id.
 	ErrNotFound = errors.New("order not found")
+	// ErrRequestIDReused means the client's idempotency key already names an order of the same
+	// customer that was placed with a different request.
+	ErrRequestIDReused = errors.New("request_id already used for a different request")
 	// ErrUnknownEvent means an event kind the saga does not define.
 	ErrUnknownEvent = errors.New("unknown event kind")
 )

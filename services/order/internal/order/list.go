@@ -12,4 +12,5 @@ type ListQuery struct {
 type Change struct {
 	Event Event
 	StatusChange
+	Update Update // what the order's watchers are told
 }

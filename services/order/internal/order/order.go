@@ -3,6 +3,7 @@
 package order
 
 import (
+	"cmp"
 	"fmt"
 	"strings"
 	"time"
@@ -67,6 +68,16 @@ type Order struct {
 	createdAt     time.Time
 	updatedAt     time.Time
 	history       []StatusChange
+	version       int // history entries, also when history is not loaded
+}
+
+// Update is what one status change did to an order, as its watchers see it.
+type Update struct {
+	OrderID       string       `json:"order_id"`
+	Version       int          `json:"version"` // the order's count of status changes after this one
+	Change        StatusChange `json:"change"`
+	FailureReason string       `json:"failure_reason,omitempty"`
+	TrackingCode  string       `json:"tracking_code,omitempty"`
 }
 
 // Params is what a client asks for when it places an order.
@@ -153,6 +164,7 @@ func New(p Params, now time.Time) (*Order, error) {
 		createdAt:     now,
 		updatedAt:     now,
 		history:       []StatusChange{{Status: StatusPending, Reason: "order.created", At: now}},
+		version:       1,
 	}, nil
 }
 
@@ -204,6 +216,7 @@ type Snapshot struct {
 	CreatedAt       time.Time
 	UpdatedAt       time.Time
 	History         []StatusChange
+	Version         int // count of status changes; len(History) when 0
 }
 
 // Restore rebuilds an order from storage. It does not validate: storage only holds orders that
@@ -223,6 +236,7 @@ func Restore(s Snapshot) *Order {
 		createdAt:     s.CreatedAt,
 		updatedAt:     s.UpdatedAt,
 		history:       s.History,
+		version:       cmp.Or(s.Version, len(s.History)),
 	}
 }
 
@@ -260,6 +274,7 @@ func (o *Order) Apply(e Event, now time.Time) (StatusChange, bool, error) {
 	o.updatedAt = now
 	change := StatusChange{Status: to, Reason: reason, At: now}
 	o.history = append(o.history, change)
+	o.version++
 	return change, true, nil
 }
 
@@ -306,6 +321,14 @@ func (o *Order) CreatedAt() time.Time { return o.createdAt }
 
 // UpdatedAt returns when the order last changed.
 func (o *Order) UpdatedAt() time.Time { return o.updatedAt }
+
+// Version counts the order's status changes, its first PENDING included.
+func (o *Order) Version() int { return o.version }
+
+// Update describes the order's last status change, for its watchers.
+func (o *Order) Update(change StatusChange) Update {
+	return Update{OrderID: o.id, Version: o.version, Change: change, FailureReason: o.failureReason, TrackingCode: o.trackingCode}
+}
 
 // History returns the order's status changes, oldest first; the caller must not modify it.
 func (o *Order) History() []StatusChange { return o.history }

@@ -16,7 +16,7 @@ const (
 	MaxAddressLineLen   = 200 // line1 and line2
 	MaxCityLen          = 100
 	MaxPostalCodeLen    = 20
-	MaxRequestIDLen     = 128
+	MaxRequestIDLen     = 200
 	MaxPaymentMethodLen = 32
 	MaxUnitPriceLen     = 32 // "9999999999999.99" needs 16
 	MaxPageTokenLen     = 256

@@ -2,47 +2,99 @@ package postgres
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/ordersaga/ordersaga/services/order/internal/order"
 )
 
-// StatusFeed tells watchers when an order's status changed, whichever replica changed it: one
-// connection per process LISTENs on StatusChannel and fans the notifications out by order id.
+// StatusChannel is the NOTIFY channel that carries every order status change, as JSON.
+const StatusChannel = "order_status"
+
+// StatusFeed tells watchers what changed in an order, whichever replica changed it. Changes
+// this process made reach its watchers at once, from memory; the other replicas learn them
+// through one NOTIFY per batch, which one LISTEN connection per process fans out by order id.
 type StatusFeed struct {
 	pool *pgxpool.Pool
 	log  *slog.Logger
 
 	mu      sync.Mutex
-	subs    map[string]map[chan struct{}]struct{}
+	subs    map[string]map[*Subscription]struct{}
 	stopped bool
 
 	pendingMu sync.Mutex
-	pending   []string      // changed orders not yet announced
-	announce  chan struct{} // signals pending
+	pending   []order.Update // changes not yet sent to the other replicas
+	announce  chan struct{}  // signals pending
+}
+
+// Subscription receives the changes of one order.
+type Subscription struct {
+	ready chan struct{} // signalled when changes or a resync are waiting
+
+	mu      sync.Mutex
+	updates []order.Update
+	resync  bool // changes may have been missed: read the order again
+	closed  bool
+}
+
+// Ready is signalled when Take has something; it is closed when the feed stops.
+func (s *Subscription) Ready() <-chan struct{} { return s.ready }
+
+// Take returns the changes received since the last call, and whether the order must be read
+// again because changes may have been missed.
+func (s *Subscription) Take() (updates []order.Update, resync bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	updates, resync = s.updates, s.resync
+	s.updates, s.resync = nil, false
+	return updates, resync
+}
+
+func (s *Subscription) deliver(u *order.Update) {
+	s.mu.Lock()
+	if u == nil {
+		s.resync = true
+	} else {
+		s.updates = append(s.updates, *u)
+	}
+	s.mu.Unlock()
+	signal(s.ready)
 }
 
 // NewStatusFeed returns a feed on pool's database; Run makes it live.
 func NewStatusFeed(pool *pgxpool.Pool, log *slog.Logger) *StatusFeed {
-	return &StatusFeed{pool: pool, log: log, subs: map[string]map[chan struct{}]struct{}{}, announce: make(chan struct{}, 1)}
+	return &StatusFeed{pool: pool, log: log, subs: map[string]map[*Subscription]struct{}{}, announce: make(chan struct{}, 1)}
 }
 
-// Announce tells every replica's watchers that the orders ids changed. Call it after the commit
-// that changed them. It never blocks: the ids are sent by Run, many at a time, in a NOTIFY of
-// its own. A NOTIFY inside the data transaction would hold PostgreSQL's server-wide notify lock
-// through that commit and serialize every status change.
-func (f *StatusFeed) Announce(ids []string) {
+// Announce tells every replica's watchers about changes. Call it after the commit that made
+// them. It never blocks: this process's watchers get them now, the other replicas' through a
+// NOTIFY that Run sends, many changes at a time. A NOTIFY inside the data transaction would
+// hold PostgreSQL's server-wide notify lock through that commit and serialize every status change.
+func (f *StatusFeed) Announce(updates []order.Update) {
+	f.dispatch(updates)
 	f.pendingMu.Lock()
-	f.pending = append(f.pending, ids...)
+	f.pending = append(f.pending, updates...)
 	f.pendingMu.Unlock()
 	signal(f.announce)
 }
 
-// announceLoop sends pending announcements until ctx ends. One that fails is dropped: watchers
-// re-read their order on a poll as well.
+func (f *StatusFeed) dispatch(updates []order.Update) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for i := range updates {
+		for s := range f.subs[updates[i].OrderID] {
+			s.deliver(&updates[i])
+		}
+	}
+}
+
+// announceLoop sends pending changes until ctx ends. Changes that fail to go out are dropped:
+// the other replicas' watchers re-read their order on a poll as well.
 func (f *StatusFeed) announceLoop(ctx context.Context) {
 	for {
 		select {
@@ -51,37 +103,44 @@ func (f *StatusFeed) announceLoop(ctx context.Context) {
 		case <-f.announce:
 		}
 		f.pendingMu.Lock()
-		ids := f.pending
+		updates := f.pending
 		f.pending = nil
 		f.pendingMu.Unlock()
-		if _, err := f.pool.Exec(ctx, `SELECT pg_notify($1, id) FROM unnest($2::text[]) AS id`, StatusChannel, ids); err != nil && ctx.Err() == nil {
-			f.log.WarnContext(ctx, "order status announcement lost", "err", err, "orders", len(ids))
+		payloads := make([]string, 0, len(updates))
+		for _, u := range updates {
+			b, err := json.Marshal(u)
+			if err != nil || len(b) > 7900 { // NOTIFY payloads stop at 8000 bytes
+				b, _ = json.Marshal(order.Update{OrderID: u.OrderID}) // version 0: watchers re-read
+			}
+			payloads = append(payloads, string(b))
+		}
+		if _, err := f.pool.Exec(ctx, `SELECT pg_notify($1, p) FROM unnest($2::text[]) AS p`, StatusChannel, payloads); err != nil && ctx.Err() == nil {
+			f.log.WarnContext(ctx, "order status announcement lost", "err", err, "changes", len(updates))
 		}
 	}
 }
 
-// Subscribe returns a channel that receives a signal when order id may have changed, and a
-// function that ends the subscription. Signals coalesce: a reader re-reads the order on each.
-// The channel is closed when the feed stops.
-func (f *StatusFeed) Subscribe(id string) (<-chan struct{}, func()) {
-	ch := make(chan struct{}, 1)
+// Subscribe returns a subscription to the changes of order id (canonical form), and a function
+// that ends it. Its Ready channel is closed when the feed stops.
+func (f *StatusFeed) Subscribe(id string) (*Subscription, func()) {
+	s := &Subscription{ready: make(chan struct{}, 1)}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.stopped {
-		close(ch)
-		return ch, func() {}
+		close(s.ready)
+		return s, func() {}
 	}
 	if f.subs[id] == nil {
-		f.subs[id] = map[chan struct{}]struct{}{}
+		f.subs[id] = map[*Subscription]struct{}{}
 	}
-	f.subs[id][ch] = struct{}{}
-	return ch, func() {
+	f.subs[id][s] = struct{}{}
+	return s, func() {
 		f.mu.Lock()
 		defer f.mu.Unlock()
-		if _, ok := f.subs[id][ch]; !ok {
+		if _, ok := f.subs[id][s]; !ok {
 			return // closed by stop
 		}
-		delete(f.subs[id], ch)
+		delete(f.subs[id], s)
 		if len(f.subs[id]) == 0 {
 			delete(f.subs, id)
 		}
@@ -119,30 +178,35 @@ func (f *StatusFeed) listen(ctx context.Context) error {
 		return fmt.Errorf("listen: %w", err)
 	}
 	// Changes made while no connection listened were missed: every watcher re-reads.
-	f.wakeAll()
+	f.resyncAll()
 	for {
 		n, err := conn.WaitForNotification(ctx)
 		if err != nil {
 			return err
 		}
-		f.wake(n.Payload)
+		var u order.Update
+		if err := json.Unmarshal([]byte(n.Payload), &u); err != nil || u.OrderID == "" {
+			f.log.WarnContext(ctx, "order status announcement not understood", "payload", n.Payload)
+			continue
+		}
+		f.mu.Lock()
+		for s := range f.subs[u.OrderID] {
+			if u.Version == 0 {
+				s.deliver(nil)
+			} else {
+				s.deliver(&u)
+			}
+		}
+		f.mu.Unlock()
 	}
 }
 
-func (f *StatusFeed) wake(id string) {
+func (f *StatusFeed) resyncAll() {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	for ch := range f.subs[id] {
-		signal(ch)
-	}
-}
-
-func (f *StatusFeed) wakeAll() {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	for _, chans := range f.subs {
-		for ch := range chans {
-			signal(ch)
+	for _, subs := range f.subs {
+		for s := range subs {
+			s.deliver(nil)
 		}
 	}
 }
@@ -151,9 +215,14 @@ func (f *StatusFeed) stop() {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.stopped = true
-	for id, chans := range f.subs {
-		for ch := range chans {
-			close(ch)
+	for id, subs := range f.subs {
+		for s := range subs {
+			s.mu.Lock()
+			if !s.closed {
+				s.closed = true
+				close(s.ready)
+			}
+			s.mu.Unlock()
 		}
 		delete(f.subs, id)
 	}

@@ -3,6 +3,7 @@
 package postgres
 
 import (
+	"bytes"
 	"context"
 	"embed"
 	"encoding/base64"
@@ -20,7 +21,6 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	orderv1 "github.com/ordersaga/ordersaga/gen/order/v1"
-	"github.com/ordersaga/ordersaga/pkg/broker"
 	"github.com/ordersaga/ordersaga/pkg/database"
 	"github.com/ordersaga/ordersaga/pkg/inbox"
 	"github.com/ordersaga/ordersaga/pkg/outbox"
@@ -37,105 +37,26 @@ var Migrations = []database.Migrations{
 	outbox.Migrations,
 }
 
-// StatusChannel is the NOTIFY channel that carries the id of every order whose status changed.
-const StatusChannel = "order_status"
-
 // Repository stores orders.
 type Repository struct {
 	pool        *pgxpool.Pool
-	afterOutbox func()
-	afterStatus func(orderIDs []string)
+	creates     creates
+	afterOutbox func([]outbox.Row)
+	afterStatus func([]order.Update)
 }
 
 // NewRepository returns a repository on pool.
 func NewRepository(pool *pgxpool.Pool) *Repository {
-	return &Repository{pool: pool, afterOutbox: func() {}, afterStatus: func([]string) {}}
+	return &Repository{pool: pool, afterOutbox: func([]outbox.Row) {}, afterStatus: func([]order.Update) {}}
 }
 
-// AfterStatusCommit sets f to be called with the orders whose status a commit changed: the
-// status feed's Announce.
-func (r *Repository) AfterStatusCommit(f func(orderIDs []string)) { r.afterStatus = f }
+// AfterStatusCommit sets f to be called with the status changes each commit made: the status
+// feed's Announce.
+func (r *Repository) AfterStatusCommit(f func([]order.Update)) { r.afterStatus = f }
 
-// AfterOutboxCommit sets f to be called after each commit that added events to the outbox:
-// the outbox relay's Wake.
-func (r *Repository) AfterOutboxCommit(f func()) { r.afterOutbox = f }
-
-// Create stores a new order, its first history entry and its order.created event in one
-// transaction, and reports created = true. When an order with the same request id exists, it
-// stores nothing and returns that order with created = false; a concurrent identical request
-// waits for the first to commit and then gets its order.
-func (r *Repository) Create(ctx context.Context, o *order.Order) (*order.Order, bool, error) {
-	var addr []byte
-	if a := o.ShippingAddress(); a != nil {
-		var err error
-		if addr, err = json.Marshal(a); err != nil {
-			return nil, false, fmt.Errorf("marshal address: %w", err)
-		}
-	}
-	items := o.Items()
-	lines, products, quantities, prices := make([]int32, len(items)), make([]string, len(items)), make([]int32, len(items)), make([]int64, len(items))
-	for i, it := range items {
-		lines[i], products[i], quantities[i], prices[i] = int32(i+1), it.ProductID, it.Quantity, int64(it.UnitPrice)
-	}
-	first := o.History()[0]
-
-	tx, err := r.pool.Begin(ctx)
-	if err != nil {
-		return nil, false, fmt.Errorf("begin: %w", err)
-	}
-	defer tx.Rollback(ctx)
-	// One statement: the order, its items and its first history entry exist only if the order
-	// row was inserted, so a duplicate request id leaves nothing behind.
-	var inserted int
-	err = tx.QueryRow(ctx, `
-		WITH o AS (
-			INSERT INTO orders (id, customer_id, payment_method, status, total_minor, shipping_address,
-				country_code, request_id, created_at, updated_at)
-			VALUES ($1, $2, $3, $4, $5, $6, NULLIF($7, ''), NULLIF($8, ''), $9, $9)
-			ON CONFLICT (request_id) DO NOTHING
-			RETURNING id
-		), items AS (
-			INSERT INTO order_items (order_id, line, product_id, quantity, unit_price_minor)
-			SELECT o.id, i.line, i.product_id, i.quantity, i.price
-			FROM o, unnest($10::int[], $11::uuid[], $12::int[], $13::bigint[]) AS i(line, product_id, quantity, price)
-		), history AS (
-			INSERT INTO order_status_history (order_id, status, reason, changed_at)
-			SELECT o.id, $14, $15, $16 FROM o
-		)
-		SELECT count(*) FROM o`,
-		o.ID(), o.CustomerID(), o.PaymentMethod(), string(o.Status()), int64(o.Total()), addr,
-		o.CountryCode(), o.RequestID(), o.CreatedAt(),
-		lines, products, quantities, prices,
-		string(first.Status), first.Reason, first.At,
-	).Scan(&inserted)
-	if err != nil {
-		return nil, false, fmt.Errorf("insert order: %w", err)
-	}
-	if inserted == 0 {
-		if err := tx.Rollback(ctx); err != nil {
-			return nil, false, fmt.Errorf("rollback: %w", err)
-		}
-		existing, err := r.GetByRequestID(ctx, o.RequestID())
-		if err != nil {
-			return nil, false, fmt.Errorf("order of request id %q: %w", o.RequestID(), err)
-		}
-		return existing, false, nil
-	}
-	eventID := uuid.NewString()
-	if err := outbox.Add(ctx, tx, outbox.Event{
-		ID:         eventID,
-		OrderID:    o.ID(),
-		RoutingKey: broker.OrderCreated,
-		Payload:    orderCreated(o, eventID),
-	}); err != nil {
-		return nil, false, err
-	}
-	if err := tx.Commit(ctx); err != nil {
-		return nil, false, fmt.Errorf("commit: %w", err)
-	}
-	r.afterOutbox()
-	return o, true, nil
-}
+// AfterOutboxCommit sets f to be called with the outbox rows each commit added: the outbox
+// relay's Publish.
+func (r *Repository) AfterOutboxCommit(f func([]outbox.Row)) { r.afterOutbox = f }
 
 func orderCreated(o *order.Order, eventID string) *orderv1.OrderCreated {
 	lines := make([]*orderv1.OrderLine, len(o.Items()))
@@ -243,12 +164,22 @@ func (r *Repository) Get(ctx context.Context, id string) (*order.Order, error) {
 	return r.getOne(ctx, "o.id = $1", id)
 }
 
-// GetByRequestID returns the order created with an idempotency key, or order.ErrNotFound.
-func (r *Repository) GetByRequestID(ctx context.Context, requestID string) (*order.Order, error) {
-	if requestID == "" {
-		return nil, order.ErrNotFound
+// repeated returns the order that o's customer placed earlier under o's request id, or
+// order.ErrRequestIDReused when that order was placed with a different request.
+func (r *Repository) repeated(ctx context.Context, o *order.Order) (*order.Order, error) {
+	var (
+		id          string
+		fingerprint []byte
+	)
+	err := r.pool.QueryRow(ctx, `SELECT id::text, request_fingerprint FROM orders WHERE customer_id = $1 AND request_id = $2`,
+		o.CustomerID(), o.RequestID()).Scan(&id, &fingerprint)
+	if err != nil {
+		return nil, fmt.Errorf("order of request id %q: %w", o.RequestID(), err)
 	}
-	return r.getOne(ctx, "o.request_id = $1", requestID)
+	if !bytes.Equal(fingerprint, o.RequestFingerprint()) {
+		return nil, fmt.Errorf("%w: order %s", order.ErrRequestIDReused, id)
+	}
+	return r.Get(ctx, id)
 }
 
 // List returns a page of orders matching q, newest first, and the token of the next page ("" on
@@ -324,98 +255,40 @@ func decodeToken(token string) (time.Time, string, error) {
 	return time.UnixMicro(n).UTC(), id, nil
 }
 
-// ApplyEvents applies a batch of saga events in one transaction: it claims the events in the
-// inbox of queue (repeats do nothing), locks the orders they name in id order, applies the
-// transition rules, and writes the orders that changed with their history. After the commit it
-// hands the changed orders to AfterStatusCommit, which tells the watchers of every replica. It returns the changes
-// made. An event naming no stored order fails the batch with order.ErrNotFound: an order's
-// events only exist after its creation committed, so such an event is bogus.
-//
-// Event and order ids must be in canonical (lower-case) form.
-func (r *Repository) ApplyEvents(ctx context.Context, queue string, events []order.Event) ([]order.Change, error) {
-	if len(events) == 0 {
-		return nil, nil
-	}
-	tx, err := r.pool.Begin(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("begin: %w", err)
-	}
-	defer tx.Rollback(ctx)
-	eventIDs := make([]string, len(events))
-	for i, e := range events {
-		eventIDs[i] = e.ID
-	}
-	fresh, err := inbox.Claim(ctx, tx, queue, eventIDs)
-	if err != nil {
-		return nil, err
-	}
-	var todo []order.Event
-	var orderIDs []string
-	for _, e := range events {
-		if fresh[e.ID] {
-			delete(fresh, e.ID) // a repeat within the batch is applied once
-			todo = append(todo, e)
-			orderIDs = append(orderIDs, e.OrderID)
-		}
-	}
-	if len(todo) == 0 {
-		return nil, nil
-	}
-	slices.Sort(orderIDs)
-	orderIDs = slices.Compact(orderIDs)
-
-	orders, err := lockOrders(ctx, tx, orderIDs)
-	if err != nil {
-		return nil, err
-	}
-	now := time.Now()
-	var changes []order.Change
-	for _, e := range todo {
-		o, ok := orders[e.OrderID]
-		if !ok {
-			return nil, fmt.Errorf("%w: %s (event %s)", order.ErrNotFound, e.OrderID, e.ID)
-		}
-		change, changed, err := o.Apply(e, now)
-		if err != nil {
-			return nil, fmt.Errorf("event %s: %w", e.ID, err)
-		}
-		if changed {
-			changes = append(changes, order.Change{Event: e, StatusChange: change})
-		}
-	}
-	if len(changes) > 0 {
-		if err := writeChanges(ctx, tx, orders, changes); err != nil {
-			return nil, err
-		}
-	}
-	if err := tx.Commit(ctx); err != nil {
-		return nil, fmt.Errorf("commit: %w", err)
-	}
-	if len(changes) > 0 {
-		changed := make([]string, len(changes))
-		for i, c := range changes {
-			changed[i] = c.Event.OrderID
-		}
-		r.afterStatus(changed)
-	}
-	return changes, nil
+// Store reads and changes orders within the transaction of a unit of work.
+type Store struct {
+	tx       pgx.Tx
+	announce func([]order.Update)
+	updates  []order.Update
 }
 
-// lockOrders loads the saga state of orders and locks their rows. Sorted ids make every batch on
-// every replica lock in the same order, so batches never deadlock.
-func lockOrders(ctx context.Context, tx pgx.Tx, ids []string) (map[string]*order.Order, error) {
-	rows, err := tx.Query(ctx, `
-		SELECT id::text, status, COALESCE(failure_reason, ''), COALESCE(tracking_code, ''), updated_at
+// Bind returns the store of tx; the status changes it saves are announced once tx committed.
+func (r *Repository) Bind(tx pgx.Tx) *Store { return &Store{tx: tx, announce: r.afterStatus} }
+
+// Committed announces the status changes the transaction made.
+func (s *Store) Committed() {
+	if len(s.updates) > 0 {
+		s.announce(s.updates)
+	}
+}
+
+// Lock loads the saga state of orders and locks their rows. Sorted ids make every batch on
+// every replica lock in the same order, so batches never deadlock. Orders that do not exist
+// are missing from the map.
+func (s *Store) Lock(ctx context.Context, ids []string) (map[string]*order.Order, error) {
+	ids = slices.Compact(slices.Sorted(slices.Values(ids)))
+	rows, err := s.tx.Query(ctx, `
+		SELECT id::text, status, COALESCE(failure_reason, ''), COALESCE(tracking_code, ''), updated_at, version
 		FROM orders WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE`, ids)
 	if err != nil {
 		return nil, fmt.Errorf("lock orders: %w", err)
 	}
 	orders := make(map[string]*order.Order, len(ids))
-	var s order.Snapshot
+	var snap order.Snapshot
 	var status string
-	_, err = pgx.ForEachRow(rows, []any{&s.ID, &status, &s.FailureReason, &s.TrackingCode, &s.UpdatedAt}, func() error {
-		s.Status = order.Status(status)
-		orders[s.ID] = order.Restore(s)
+	_, err = pgx.ForEachRow(rows, []any{&snap.ID, &status, &snap.FailureReason, &snap.TrackingCode, &snap.UpdatedAt, &snap.Version}, func() error {
+		snap.Status = order.Status(status)
+		orders[snap.ID] = order.Restore(snap)
 		return nil
 	})
 	if err != nil {
@@ -424,11 +297,14 @@ func lockOrders(ctx context.Context, tx pgx.Tx, ids []string) (map[string]*order
 	return orders, nil
 }
 
-// writeChanges stores the new state of the changed orders, their history and the notifications,
-// in one round trip.
-func writeChanges(ctx context.Context, tx pgx.Tx, orders map[string]*order.Order, changes []order.Change) error {
+// Save stores the new state of the orders that changed and their history, in one round trip.
+func (s *Store) Save(ctx context.Context, orders map[string]*order.Order, changes []order.Change) error {
+	if len(changes) == 0 {
+		return nil
+	}
 	var ids, statuses, reasons, tracking []string
 	var updated []time.Time
+	var versions []int32
 	written := map[string]bool{}
 	hIDs, hStatuses, hReasons, hAt := make([]string, len(changes)), make([]string, len(changes)), make([]string, len(changes)), make([]time.Time, len(changes))
 	for i, c := range changes {
@@ -444,20 +320,24 @@ func writeChanges(ctx context.Context, tx pgx.Tx, orders map[string]*order.Order
 		reasons = append(reasons, o.FailureReason())
 		tracking = append(tracking, o.TrackingCode())
 		updated = append(updated, o.UpdatedAt())
+		versions = append(versions, int32(o.Version()))
 	}
 	b := &pgx.Batch{}
 	b.Queue(`
 		UPDATE orders o SET status = u.status, failure_reason = NULLIF(u.reason, ''),
-			tracking_code = NULLIF(u.tracking, ''), updated_at = u.updated_at
-		FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::timestamptz[])
-			AS u(id, status, reason, tracking, updated_at)
-		WHERE o.id = u.id`, ids, statuses, reasons, tracking, updated)
+			tracking_code = NULLIF(u.tracking, ''), updated_at = u.updated_at, version = u.version
+		FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::int[])
+			AS u(id, status, reason, tracking, updated_at, version)
+		WHERE o.id = u.id`, ids, statuses, reasons, tracking, updated, versions)
 	b.Queue(`
 		INSERT INTO order_status_history (order_id, status, reason, changed_at)
 		SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::timestamptz[])`,
 		hIDs, hStatuses, hReasons, hAt)
-	if err := tx.SendBatch(ctx, b).Close(); err != nil {
+	if err := s.tx.SendBatch(ctx, b).Close(); err != nil {
 		return fmt.Errorf("write order changes: %w", err)
+	}
+	for _, c := range changes {
+		s.updates = append(s.updates, c.Update)
 	}
 	return nil
 }
@@ -479,4 +359,9 @@ func (r *Repository) CountByStatus(ctx context.Context) (map[order.Status]int64,
 		return nil, fmt.Errorf("count orders: %w", err)
 	}
 	return counts, nil
+}
+
+// newID returns a time-ordered UUID, which keeps index inserts local.
+func newID() string {
+	return uuid.Must(uuid.NewV7()).String()
 }

@@ -1,6 +1,7 @@
 package postgres_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -10,9 +11,12 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/jackc/pgx/v5/stdlib"
+	"github.com/pressly/goose/v3"
 	"google.golang.org/protobuf/proto"
 
 	orderv1 "github.com/ordersaga/ordersaga/gen/order/v1"
+	"github.com/ordersaga/ordersaga/pkg/database"
 	"github.com/ordersaga/ordersaga/pkg/testenv"
 	"github.com/ordersaga/ordersaga/services/order/internal/order"
 	"github.com/ordersaga/ordersaga/services/order/internal/postgres"
@@ -24,18 +28,22 @@ func newRepo(t *testing.T) (*postgres.Repository, *pgxpool.Pool) {
 	return postgres.NewRepository(pool), pool
 }
 
-func newOrder(t *testing.T, customer, requestID string) *order.Order {
-	t.Helper()
-	o, err := order.New(order.Params{
+func params(customer, requestID string) order.Params {
+	return order.Params{
 		CustomerID:    customer,
 		PaymentMethod: "credit_card",
 		Items: []order.Item{
 			{ProductID: "00000000-0000-0000-0000-000000000001", Quantity: 2, UnitPrice: 4990},
 			{ProductID: "00000000-0000-0000-0000-000000000002", Quantity: 1, UnitPrice: 1000},
 		},
-		ShippingAddress: &order.Address{City: "Recife", CountryCode: "BR"},
+		ShippingAddress: &order.Address{Recipient: "Ana Lúcia", Line1: "Rua 1", City: "Recife", PostalCode: "50000-000", CountryCode: "BR"},
 		RequestID:       requestID,
-	}, time.Now())
+	}
+}
+
+func newOrder(t *testing.T, customer, requestID string) *order.Order {
+	t.Helper()
+	o, err := order.New(params(customer, requestID), time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -170,6 +178,183 @@ func TestCreateConcurrentDuplicates(t *testing.T) {
 	}
 	if n := count(t, pool, `SELECT count(*) FROM outbox`); n != 1 {
 		t.Errorf("%d events", n)
+	}
+}
+
+// A key belongs to the customer that sent it: another customer's identical key is another order.
+func TestCreateKeyPerCustomer(t *testing.T) {
+	t.Parallel()
+	repo, pool := newRepo(t)
+	alice := create(t, repo, uuid.NewString(), "checkout-1")
+	bob := create(t, repo, uuid.NewString(), "checkout-1")
+	if alice.ID() == bob.ID() {
+		t.Fatalf("two customers' orders share id %s", alice.ID())
+	}
+	if n := count(t, pool, `SELECT count(*) FROM orders WHERE request_id = 'checkout-1'`); n != 2 {
+		t.Errorf("%d orders, want 2", n)
+	}
+}
+
+// The same key with a different request is refused and stores nothing.
+func TestCreateKeyReusedForAnotherRequest(t *testing.T) {
+	t.Parallel()
+	repo, pool := newRepo(t)
+	ctx := context.Background()
+	customer := uuid.NewString()
+	first := create(t, repo, customer, "req-7")
+
+	for name, edit := range map[string]func(*order.Params){
+		"quantity": func(p *order.Params) { p.Items[0].Quantity = 3 },
+		"method":   func(p *order.Params) { p.PaymentMethod = "debit_card" },
+		"address":  func(p *order.Params) { p.ShippingAddress = &order.Address{CountryCode: "PT"} },
+		"no items": func(p *order.Params) { p.Items = p.Items[:1] },
+	} {
+		p := params(customer, "req-7")
+		edit(&p)
+		o, err := order.New(p, time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, created, err := repo.Create(ctx, o)
+		if !errors.Is(err, order.ErrRequestIDReused) || created || got != nil {
+			t.Errorf("%s: created=%v order=%v err=%v, want ErrRequestIDReused", name, created, got, err)
+		}
+	}
+	if n := count(t, pool, `SELECT count(*) FROM orders`); n != 1 {
+		t.Errorf("%d orders", n)
+	}
+	if n := count(t, pool, `SELECT count(*) FROM outbox`); n != 1 {
+		t.Errorf("%d events", n)
+	}
+	if again, created, err := repo.Create(ctx, newOrder(t, customer, "req-7")); err != nil || created || again.ID() != first.ID() {
+		t.Errorf("same request again: created=%v err=%v", created, err)
+	}
+}
+
+// Concurrent creates with one key, some with another request: one order, every same request gets
+// it, every different request is refused.
+func TestCreateConcurrentConflicts(t *testing.T) {
+	t.Parallel()
+	repo, pool := newRepo(t)
+	customer := uuid.NewString()
+	const n = 12
+	var (
+		mu       sync.Mutex
+		ids      = map[string]int{}
+		refused  int
+		createdN int
+		wg       sync.WaitGroup
+	)
+	for i := range n {
+		wg.Go(func() {
+			p := params(customer, "contended")
+			other := i%3 == 0
+			if other {
+				p.Items[0].Quantity = int32(10 + i)
+			}
+			o, err := order.New(p, time.Now())
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			got, created, err := repo.Create(context.Background(), o)
+			mu.Lock()
+			defer mu.Unlock()
+			switch {
+			case errors.Is(err, order.ErrRequestIDReused):
+				refused++
+			case err != nil:
+				t.Error(err)
+			default:
+				ids[got.ID()]++
+				if created {
+					createdN++
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if createdN != 1 || len(ids) != 1 {
+		t.Errorf("created %d, order ids %v; want one order", createdN, ids)
+	}
+	for _, c := range ids {
+		if c+refused != n {
+			t.Errorf("%d got the order and %d were refused, of %d", c, refused, n)
+		}
+	}
+	if n := count(t, pool, `SELECT count(*) FROM orders`); n != 1 {
+		t.Errorf("%d orders", n)
+	}
+}
+
+// Orders stored before the fingerprint existed get one computed by the migration, equal to the
+// one the service computes, so that their keys keep working.
+func TestMigrationFingerprintsExistingOrders(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool := testenv.Postgres(t, "order_migrate")
+	db := stdlib.OpenDBFromPool(pool)
+	defer db.Close()
+	p, err := goose.NewProvider(goose.DialectPostgres, db, postgres.Migrations[0].FS,
+		goose.WithTableName(postgres.Migrations[0].Table), goose.WithDisableGlobalRegistry(true))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.UpTo(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	// As version 1 stored them: one with an address, one without, one without a key.
+	legacy := []*order.Order{newOrder(t, uuid.NewString(), "old-1"), nil, newOrder(t, uuid.NewString(), "")}
+	pNoAddr := params(uuid.NewString(), "old-2")
+	pNoAddr.ShippingAddress = nil
+	if legacy[1], err = order.New(pNoAddr, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	for _, o := range legacy {
+		var addr any
+		if a := o.ShippingAddress(); a != nil {
+			addr = a
+		}
+		_, err := pool.Exec(ctx, `INSERT INTO orders (id, customer_id, payment_method, status, total_minor,
+			shipping_address, country_code, request_id, created_at, updated_at)
+			VALUES ($1, $2, $3, 'PENDING', $4, $5, NULLIF($6, ''), NULLIF($7, ''), now(), now())`,
+			o.ID(), o.CustomerID(), o.PaymentMethod(), int64(o.Total()), addr, o.CountryCode(), o.RequestID())
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, it := range o.Items() {
+			if _, err := pool.Exec(ctx, `INSERT INTO order_items VALUES ($1, $2, $3, $4, $5)`,
+				o.ID(), i+1, it.ProductID, it.Quantity, int64(it.UnitPrice)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if _, err := p.Up(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, o := range legacy {
+		var got []byte
+		if err := pool.QueryRow(ctx, `SELECT request_fingerprint FROM orders WHERE id = $1`, o.ID()).Scan(&got); err != nil {
+			t.Fatal(err)
+		}
+		want := o.RequestFingerprint()
+		if o.RequestID() == "" {
+			want = nil
+		}
+		if !bytes.Equal(got, want) {
+			t.Errorf("order %s (key %q): migrated fingerprint %x, want %x", o.ID(), o.RequestID(), got, want)
+		}
+	}
+	// The old keys still answer with their orders after the migration.
+	for _, m := range postgres.Migrations[1:] {
+		if err := database.Migrate(ctx, pool, m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	repo := postgres.NewRepository(pool)
+	again, created, err := repo.Create(ctx, newOrder(t, legacy[0].CustomerID(), "old-1"))
+	if err != nil || created || again.ID() != legacy[0].ID() {
+		t.Errorf("legacy key: created=%v err=%v", created, err)
 	}
 }
 

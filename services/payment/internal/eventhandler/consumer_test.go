@@ -11,9 +11,11 @@ import (
 
 	paymentv1 "github.com/ordersaga/ordersaga/gen/payment/v1"
 	"github.com/ordersaga/ordersaga/pkg/broker"
+	"github.com/ordersaga/ordersaga/pkg/catalog"
 	"github.com/ordersaga/ordersaga/pkg/outbox"
 	"github.com/ordersaga/ordersaga/pkg/testenv"
 	"github.com/ordersaga/ordersaga/services/payment/internal/payment"
+	"github.com/ordersaga/ordersaga/services/payment/internal/postgres"
 )
 
 // TestConsumer runs the handler behind the real consumer and relay: an order.created published
@@ -21,7 +23,7 @@ import (
 func TestConsumer(t *testing.T) {
 	t.Parallel()
 	amqpURL := testenv.VHost(t)
-	h, pool := setup(t)
+	pool := testenv.Postgres(t, "payment", postgres.Migrations...)
 	log := testenv.Logger(t)
 
 	// Bounded, so that a broker that never answers fails the test instead of hanging it.
@@ -39,16 +41,18 @@ func TestConsumer(t *testing.T) {
 	})
 
 	// Listen on payment.exchange before anything can be published there.
-	results := testenv.Listen(t, amqpURL, broker.PaymentExchange)
+	results := testenv.Listen(t, amqpURL, catalog.Exchange(catalog.PaymentApproved))
 
-	queue := broker.Subscription{Consumer: "payment", RoutingKey: broker.OrderCreated}.Queue()
+	relay := outbox.NewRelay(pool, conn, log)
+	h := newHandlers(t, pool, relay)
+	queue := catalog.Subscription{Consumer: catalog.Payment, RoutingKey: catalog.OrderCreated}.Queue()
 	wg.Go(func() {
 		if err := conn.Consume(ctx, queue, h.OrderCreated, broker.ConsumerOptions{}); err != nil {
 			t.Errorf("consume: %v", err)
 		}
 	})
 	wg.Go(func() {
-		if err := outbox.NewRelay(pool, conn, log).Run(ctx); err != nil {
+		if err := relay.Run(ctx); err != nil {
 			t.Errorf("relay: %v", err)
 		}
 	})
@@ -61,8 +65,8 @@ func TestConsumer(t *testing.T) {
 	pub := broker.NewPublisher(conn)
 	defer pub.Close()
 	ok, err := pub.Publish(ctx, []broker.Message{{
-		Exchange:      broker.OrderExchange,
-		RoutingKey:    broker.OrderCreated,
+		Exchange:      catalog.Exchange(catalog.OrderCreated),
+		RoutingKey:    catalog.OrderCreated,
 		MessageID:     ev.EventId,
 		Type:          string(ev.ProtoReflect().Descriptor().FullName()),
 		CorrelationID: ev.OrderId,
@@ -75,7 +79,7 @@ func TestConsumer(t *testing.T) {
 
 	select {
 	case d := <-results:
-		if d.RoutingKey != broker.PaymentApproved || d.Type != "payment.v1.PaymentApproved" || d.CorrelationId != ev.OrderId {
+		if d.RoutingKey != catalog.PaymentApproved || d.Type != "payment.v1.PaymentApproved" || d.CorrelationId != ev.OrderId {
 			t.Fatalf("got %s %s for order %s, want payment.approved for %s", d.RoutingKey, d.Type, d.CorrelationId, ev.OrderId)
 		}
 		var approved paymentv1.PaymentApproved

@@ -1,6 +1,6 @@
-// Package eventhandler turns the events payment-service consumes into payments: it decodes and
-// validates each batch, lets the gateway decide, and hands the batch to the repository, which
-// applies it in one transaction.
+// Package eventhandler holds payment-service's rules for the events it consumes: charge each new
+// order once, and reverse the payment when the saga compensates. The unit of work around them
+// (decoding, inbox, outbox, transaction) is pkg/unitofwork's.
 package eventhandler
 
 import (
@@ -10,97 +10,94 @@ import (
 	"log/slog"
 
 	"github.com/google/uuid"
-	amqp "github.com/rabbitmq/amqp091-go"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	inventoryv1 "github.com/ordersaga/ordersaga/gen/inventory/v1"
 	orderv1 "github.com/ordersaga/ordersaga/gen/order/v1"
 	paymentv1 "github.com/ordersaga/ordersaga/gen/payment/v1"
-	"github.com/ordersaga/ordersaga/pkg/broker"
+	"github.com/ordersaga/ordersaga/pkg/catalog"
+	"github.com/ordersaga/ordersaga/pkg/failure"
 	"github.com/ordersaga/ordersaga/pkg/outbox"
+	"github.com/ordersaga/ordersaga/pkg/unitofwork"
 	"github.com/ordersaga/ordersaga/services/payment/internal/payment"
-	"github.com/ordersaga/ordersaga/services/payment/internal/postgres"
 )
 
-// Service is the consumer name of payment-service in the event catalog.
-const Service = "payment"
+// Store is what the rules need from storage, within the batch's transaction.
+type Store interface {
+	// Insert stores new payments, except for orders that have one, and returns the ids stored.
+	Insert(ctx context.Context, payments []*payment.Payment) (map[string]bool, error)
+	// Lock loads and locks the payments of orders, keyed by order id.
+	Lock(ctx context.Context, orderIDs []string) (map[string]*payment.Payment, error)
+	// Save writes changed payments.
+	Save(ctx context.Context, payments []*payment.Payment) error
+}
 
-// Handler handles payment-service's events.
-type Handler struct {
-	repo    *postgres.Repository
+// Register adds payment-service's rules to svc.
+func Register(svc *unitofwork.Service[Store], gateway *payment.Gateway, log *slog.Logger) {
+	r := &rules{gateway: gateway, log: log}
+	unitofwork.On(svc, catalog.OrderCreated, validateOrderCreated, r.charge)
+	unitofwork.On(svc, catalog.InventoryFailed, nil, func(ctx context.Context, s Store, evs []unitofwork.Event[*inventoryv1.InventoryFailed]) ([]outbox.Event, error) {
+		return r.reverse(ctx, s, reasons(evs, func(ev *inventoryv1.InventoryFailed) string { return "inventory failed: " + ev.GetReason() }))
+	})
+	unitofwork.On(svc, catalog.InventoryReleased, nil, func(ctx context.Context, s Store, evs []unitofwork.Event[*inventoryv1.InventoryReleased]) ([]outbox.Event, error) {
+		return r.reverse(ctx, s, reasons(evs, func(ev *inventoryv1.InventoryReleased) string { return "inventory released: " + ev.GetReason() }))
+	})
+}
+
+type rules struct {
 	gateway *payment.Gateway
 	log     *slog.Logger
 }
 
-// New returns the handler.
-func New(repo *postgres.Repository, gateway *payment.Gateway, log *slog.Logger) *Handler {
-	return &Handler{repo: repo, gateway: gateway, log: log}
-}
-
-// ByRoutingKey returns the broker handler of each event payment-service consumes.
-func (h *Handler) ByRoutingKey() map[string]broker.Handler {
-	return map[string]broker.Handler{
-		broker.OrderCreated:      h.OrderCreated,
-		broker.InventoryFailed:   h.InventoryFailed,
-		broker.InventoryReleased: h.InventoryReleased,
-	}
-}
-
-func queue(routingKey string) string {
-	return broker.Subscription{Consumer: Service, RoutingKey: routingKey}.Queue()
-}
-
-// OrderCreated charges each new order once and announces the outcome: payment.approved with
-// what inventory and shipping need, or payment.failed with the reason.
-func (h *Handler) OrderCreated(ctx context.Context, batch []amqp.Delivery) error {
-	news := make([]postgres.NewPayment, 0, len(batch))
-	for _, d := range batch {
-		var ev orderv1.OrderCreated
-		if err := broker.Decode(d, &ev); err != nil {
-			return err
-		}
-		if err := validateOrderCreated(&ev); err != nil {
-			return err
-		}
-		p, err := payment.Charge(h.gateway, newID(), ev.GetOrderId(), ev.GetPaymentMethod(), ev.GetTotalMinor())
+// charge charges each new order once and announces the outcome: payment.approved with what
+// inventory and shipping need, or payment.failed with the reason. An order that has a payment
+// already keeps it, and nothing is announced again.
+func (r *rules) charge(ctx context.Context, s Store, evs []unitofwork.Event[*orderv1.OrderCreated]) ([]outbox.Event, error) {
+	payments := make([]*payment.Payment, len(evs))
+	for i, ev := range evs {
+		p, err := payment.Charge(r.gateway, newID(), ev.OrderID, ev.Msg.GetPaymentMethod(), ev.Msg.GetTotalMinor())
 		if err != nil {
-			return broker.Permanent(err)
+			return nil, unitofwork.Reject(ev.ID, err)
 		}
-		news = append(news, postgres.NewPayment{EventID: ev.GetEventId(), Payment: p, Announce: announceCharge(&ev, p)})
+		payments[i] = p
 	}
-	stored, err := h.repo.Create(ctx, queue(broker.OrderCreated), news)
+	stored, err := s.Insert(ctx, payments)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	for _, np := range stored {
-		p := np.Payment
-		h.log.InfoContext(ctx, "payment decided", "order_id", p.OrderID(), "event_id", np.EventID, "payment_id", p.ID(),
+	var out []outbox.Event
+	for i, p := range payments {
+		if !stored[p.ID()] {
+			continue
+		}
+		r.log.DebugContext(ctx, "payment decided", "order_id", p.OrderID(), "event_id", evs[i].ID, "payment_id", p.ID(),
 			"status", p.Status(), "reason", p.Reason(), "amount_minor", p.AmountMinor())
+		out = append(out, announceCharge(evs[i].Msg, p))
 	}
-	return nil
+	return out, nil
 }
 
-// validateOrderCreated rejects an order.created that payment cannot act on or that would break
+// validateOrderCreated refuses an order.created that payment cannot act on or that would break
 // the services downstream, which receive its items through payment.approved.
 func validateOrderCreated(ev *orderv1.OrderCreated) error {
 	if ev.GetPaymentMethod() == "" {
-		return broker.Invalid("order.created %s: no payment_method", ev.GetEventId())
+		return failure.Invalid("no payment_method")
 	}
 	if ev.GetTotalMinor() < 0 {
-		return broker.Invalid("order.created %s: negative total_minor %d", ev.GetEventId(), ev.GetTotalMinor())
+		return failure.Invalid("negative total_minor %d", ev.GetTotalMinor())
 	}
 	if len(ev.GetItems()) == 0 {
-		return broker.Invalid("order.created %s: no items", ev.GetEventId())
+		return failure.Invalid("no items")
 	}
 	for i, it := range ev.GetItems() {
 		if err := uuid.Validate(it.GetProductId()); err != nil {
-			return broker.Invalid("order.created %s: items[%d].product_id: %v", ev.GetEventId(), i, err)
+			return failure.Invalid("items[%d].product_id: %v", i, err)
 		}
 		if it.GetQuantity() <= 0 {
-			return broker.Invalid("order.created %s: items[%d].quantity %d not positive", ev.GetEventId(), i, it.GetQuantity())
+			return failure.Invalid("items[%d].quantity %d not positive", i, it.GetQuantity())
 		}
 		if it.GetUnitPriceMinor() < 0 {
-			return broker.Invalid("order.created %s: items[%d].unit_price_minor negative", ev.GetEventId(), i)
+			return failure.Invalid("items[%d].unit_price_minor negative", i)
 		}
 	}
 	return nil
@@ -109,7 +106,7 @@ func validateOrderCreated(ev *orderv1.OrderCreated) error {
 func announceCharge(ev *orderv1.OrderCreated, p *payment.Payment) outbox.Event {
 	id := newID()
 	if p.Approved() {
-		return outbox.Event{ID: id, OrderID: p.OrderID(), RoutingKey: broker.PaymentApproved, Payload: &paymentv1.PaymentApproved{
+		return outbox.Event{ID: id, OrderID: p.OrderID(), RoutingKey: catalog.PaymentApproved, Payload: &paymentv1.PaymentApproved{
 			EventId:     id,
 			OrderId:     p.OrderID(),
 			OccurTime:   timestamppb.Now(),
@@ -119,7 +116,7 @@ func announceCharge(ev *orderv1.OrderCreated, p *payment.Payment) outbox.Event {
 			CountryCode: ev.GetCountryCode(),
 		}}
 	}
-	return outbox.Event{ID: id, OrderID: p.OrderID(), RoutingKey: broker.PaymentFailed, Payload: &paymentv1.PaymentFailed{
+	return outbox.Event{ID: id, OrderID: p.OrderID(), RoutingKey: catalog.PaymentFailed, Payload: &paymentv1.PaymentFailed{
 		EventId:   id,
 		OrderId:   p.OrderID(),
 		OccurTime: timestamppb.Now(),
@@ -128,68 +125,66 @@ func announceCharge(ev *orderv1.OrderCreated, p *payment.Payment) outbox.Event {
 	}}
 }
 
-// InventoryFailed reverses the payment of an order whose stock could not be reserved.
-func (h *Handler) InventoryFailed(ctx context.Context, batch []amqp.Delivery) error {
-	return h.reverse(ctx, broker.InventoryFailed, batch, func(d amqp.Delivery) (string, string, string, error) {
-		var ev inventoryv1.InventoryFailed
-		err := broker.Decode(d, &ev)
-		return ev.GetEventId(), ev.GetOrderId(), "inventory failed: " + ev.GetReason(), err
-	})
+// reversal asks for an order's payment to be reversed, for a reason.
+type reversal struct {
+	eventID, orderID, reason string
 }
 
-// InventoryReleased reverses the payment of an order whose reserved stock was given back
-// because it could not be shipped.
-func (h *Handler) InventoryReleased(ctx context.Context, batch []amqp.Delivery) error {
-	return h.reverse(ctx, broker.InventoryReleased, batch, func(d amqp.Delivery) (string, string, string, error) {
-		var ev inventoryv1.InventoryReleased
-		err := broker.Decode(d, &ev)
-		return ev.GetEventId(), ev.GetOrderId(), "inventory released: " + ev.GetReason(), err
-	})
-}
-
-// reverse reverses the approved payments of the batch's orders and announces each reversal.
-// An order without a payment, or whose payment was declined or is reversed already, needs
-// nothing: the event is consumed without effect.
-func (h *Handler) reverse(ctx context.Context, routingKey string, batch []amqp.Delivery,
-	decode func(amqp.Delivery) (eventID, orderID, reason string, err error)) error {
-	events := make([]postgres.OrderEvent, 0, len(batch))
-	reasons := make(map[string]string, len(batch))
-	for _, d := range batch {
-		eventID, orderID, reason, err := decode(d)
-		if err != nil {
-			return err
-		}
-		events = append(events, postgres.OrderEvent{EventID: eventID, OrderID: orderID})
-		reasons[eventID] = reason
+func reasons[T unitofwork.Message](evs []unitofwork.Event[T], reason func(T) string) []reversal {
+	out := make([]reversal, len(evs))
+	for i, ev := range evs {
+		out[i] = reversal{eventID: ev.ID, orderID: ev.OrderID, reason: reason(ev.Msg)}
 	}
-	return h.repo.Update(ctx, queue(routingKey), events, func(ev postgres.OrderEvent, p *payment.Payment) ([]outbox.Event, error) {
-		log := h.log.With("order_id", ev.OrderID, "event_id", ev.EventID)
+	return out
+}
+
+// reverse reverses the approved payments of the orders and announces each reversal. An order
+// without a payment, or whose payment was declined or is reversed already, needs nothing.
+func (r *rules) reverse(ctx context.Context, s Store, reqs []reversal) ([]outbox.Event, error) {
+	orders := make([]string, len(reqs))
+	for i, req := range reqs {
+		orders[i] = req.orderID
+	}
+	payments, err := s.Lock(ctx, orders)
+	if err != nil {
+		return nil, err
+	}
+	var changed []*payment.Payment
+	var out []outbox.Event
+	for _, req := range reqs {
+		log := r.log.With("order_id", req.orderID, "event_id", req.eventID)
+		p := payments[req.orderID]
 		if p == nil {
-			log.WarnContext(ctx, "no payment to reverse", "event", routingKey)
-			return nil, nil
+			log.WarnContext(ctx, "no payment to reverse")
+			continue
 		}
-		reversed, err := p.Reverse(reasons[ev.EventID])
+		reversed, err := p.Reverse(req.reason)
 		if errors.Is(err, payment.ErrNotReversible) {
-			log.InfoContext(ctx, "payment not approved, nothing to reverse", "status", p.Status())
-			return nil, nil
+			log.DebugContext(ctx, "payment not approved, nothing to reverse", "status", p.Status())
+			continue
 		}
 		if err != nil {
 			return nil, fmt.Errorf("reverse payment %s: %w", p.ID(), err)
 		}
 		if !reversed {
-			return nil, nil
+			continue
 		}
-		log.InfoContext(ctx, "payment reversed", "payment_id", p.ID(), "amount_minor", p.AmountMinor(), "reason", p.Reason())
+		log.DebugContext(ctx, "payment reversed", "payment_id", p.ID(), "amount_minor", p.AmountMinor(), "reason", p.Reason())
+		changed = append(changed, p)
 		id := newID()
-		return []outbox.Event{{ID: id, OrderID: p.OrderID(), RoutingKey: broker.PaymentReversed, Payload: &paymentv1.PaymentReversed{
+		out = append(out, outbox.Event{ID: id, OrderID: p.OrderID(), RoutingKey: catalog.PaymentReversed, Payload: &paymentv1.PaymentReversed{
 			EventId:     id,
 			OrderId:     p.OrderID(),
 			OccurTime:   timestamppb.Now(),
 			PaymentId:   p.ID(),
 			AmountMinor: p.AmountMinor(),
 			Reason:      p.Reason(),
-		}}}, nil
-	})
+		}})
+	}
+	if err := s.Save(ctx, changed); err != nil {
+		return nil, err
+	}
+	return out, nil
 }
 
 // newID returns a time-ordered UUID, which keeps index inserts local.

@@ -2,6 +2,7 @@ package eventhandler_test
 
 import (
 	"context"
+	"errors"
 	"testing"
 
 	"github.com/google/uuid"
@@ -15,9 +16,10 @@ import (
 	orderv1 "github.com/ordersaga/ordersaga/gen/order/v1"
 	paymentv1 "github.com/ordersaga/ordersaga/gen/payment/v1"
 	"github.com/ordersaga/ordersaga/pkg/broker"
-	"github.com/ordersaga/ordersaga/pkg/inbox"
+	"github.com/ordersaga/ordersaga/pkg/catalog"
 	"github.com/ordersaga/ordersaga/pkg/outbox"
 	"github.com/ordersaga/ordersaga/pkg/testenv"
+	"github.com/ordersaga/ordersaga/pkg/unitofwork"
 	"github.com/ordersaga/ordersaga/services/payment/internal/eventhandler"
 	"github.com/ordersaga/ordersaga/services/payment/internal/payment"
 	"github.com/ordersaga/ordersaga/services/payment/internal/postgres"
@@ -25,17 +27,66 @@ import (
 
 const limitMinor = 1_000_000 // 10000.00
 
-func setup(t *testing.T) (*eventhandler.Handler, *pgxpool.Pool) {
+// handlers are payment-service's broker handlers, one per queue it consumes.
+type handlers struct {
+	OrderCreated, InventoryFailed, InventoryReleased broker.Handler
+}
+
+// setup returns the handlers of payment-service on a fresh database. Their relay is not
+// running: what they publish stays in the outbox table, where the tests read it.
+func setup(t *testing.T) (*handlers, *pgxpool.Pool) {
 	t.Helper()
-	pool := testenv.Postgres(t, "payment", postgres.Migrations, inbox.Migrations, outbox.Migrations)
+	pool := testenv.Postgres(t, "payment", postgres.Migrations...)
+	return newHandlers(t, pool, outbox.NewRelay(pool, nil, testenv.Logger(t))), pool
+}
+
+// newHandlers returns the handlers of payment-service on pool, handing what they commit to relay.
+func newHandlers(t *testing.T, pool *pgxpool.Pool, relay *outbox.Relay) *handlers {
+	t.Helper()
 	gateway, err := payment.NewGateway(limitMinor, 0, func() float64 { return 0.5 })
 	if err != nil {
 		t.Fatal(err)
 	}
-	return eventhandler.New(postgres.NewRepository(pool), gateway, testenv.Logger(t)), pool
+	log := testenv.Logger(t)
+	svc := unitofwork.New(catalog.Payment, pool, relay, log,
+		func(tx pgx.Tx) eventhandler.Store { return postgres.Bind(tx) })
+	eventhandler.Register(svc, gateway, log)
+	byQueue, err := svc.Handlers()
+	if err != nil {
+		t.Fatalf("handlers: %v", err)
+	}
+	of := func(routingKey string) broker.Handler {
+		h, ok := byQueue[catalog.Subscription{Consumer: catalog.Payment, RoutingKey: routingKey}]
+		if !ok {
+			t.Fatalf("no handler for %s", routingKey)
+		}
+		return h
+	}
+	return &handlers{
+		OrderCreated:      of(catalog.OrderCreated),
+		InventoryFailed:   of(catalog.InventoryFailed),
+		InventoryReleased: of(catalog.InventoryReleased),
+	}
 }
 
-func delivery(t *testing.T, ev broker.Event) amqp.Delivery {
+// rejected checks that err refuses exactly the deliveries at indexes of the batch.
+func rejected(t *testing.T, err error, indexes ...int) {
+	t.Helper()
+	var rej broker.Rejected
+	if !errors.As(err, &rej) {
+		t.Fatalf("error = %v, want deliveries %v rejected", err, indexes)
+	}
+	if len(rej) != len(indexes) {
+		t.Fatalf("rejected %v, want deliveries %v", rej, indexes)
+	}
+	for _, i := range indexes {
+		if rej[i] == nil {
+			t.Fatalf("rejected %v, want delivery %d among them", rej, i)
+		}
+	}
+}
+
+func delivery(t *testing.T, ev unitofwork.Message) amqp.Delivery {
 	t.Helper()
 	body, err := proto.Marshal(ev)
 	if err != nil {
@@ -128,10 +179,10 @@ func outboxOf(t *testing.T, pool *pgxpool.Pool, orderID string) []outboxRow {
 }
 
 // decodeOutbox checks an outbox row's envelope and decodes its body into ev.
-func decodeOutbox(t *testing.T, row outboxRow, routingKey string, ev broker.Event) {
+func decodeOutbox(t *testing.T, row outboxRow, routingKey string, ev unitofwork.Message) {
 	t.Helper()
-	if row.RoutingKey != routingKey || row.Exchange != broker.PaymentExchange {
-		t.Fatalf("outbox row on %s/%s, want %s/%s", row.Exchange, row.RoutingKey, broker.PaymentExchange, routingKey)
+	if row.RoutingKey != routingKey || row.Exchange != catalog.Exchange(catalog.PaymentApproved) {
+		t.Fatalf("outbox row on %s/%s, want %s/%s", row.Exchange, row.RoutingKey, catalog.Exchange(catalog.PaymentApproved), routingKey)
 	}
 	if want := string(ev.ProtoReflect().Descriptor().FullName()); row.MessageType != want {
 		t.Fatalf("outbox message type %s, want %s", row.MessageType, want)
@@ -166,7 +217,7 @@ func TestOrderCreatedApproved(t *testing.T) {
 		t.Fatalf("%d outbox rows, want 1", len(out))
 	}
 	var approved paymentv1.PaymentApproved
-	decodeOutbox(t, out[0], broker.PaymentApproved, &approved)
+	decodeOutbox(t, out[0], catalog.PaymentApproved, &approved)
 	if approved.PaymentId != p.ID || approved.AmountMinor != 10980 || approved.CountryCode != "BR" {
 		t.Errorf("payment.approved = %v", &approved)
 	}
@@ -206,7 +257,7 @@ func TestOrderCreatedDeclined(t *testing.T) {
 				t.Fatalf("%d outbox rows, want 1", len(out))
 			}
 			var failed paymentv1.PaymentFailed
-			decodeOutbox(t, out[0], broker.PaymentFailed, &failed)
+			decodeOutbox(t, out[0], catalog.PaymentFailed, &failed)
 			if failed.Reason != tt.wantReason || failed.PaymentId != p.ID {
 				t.Errorf("payment.failed = %v", &failed)
 			}
@@ -229,7 +280,7 @@ func TestOrderCreatedDuplicates(t *testing.T) {
 	if p := onePayment(t, pool, ev.OrderId); p.Status != "APPROVED" {
 		t.Errorf("payment = %+v, want the first, approved", p)
 	}
-	if out := outboxOf(t, pool, ev.OrderId); len(out) != 1 || out[0].RoutingKey != broker.PaymentApproved {
+	if out := outboxOf(t, pool, ev.OrderId); len(out) != 1 || out[0].RoutingKey != catalog.PaymentApproved {
 		t.Errorf("outbox = %+v, want one payment.approved", out)
 	}
 }
@@ -261,10 +312,10 @@ func TestOrderCreatedBatchOfTwo(t *testing.T) {
 	if p := onePayment(t, pool, declined.OrderId); p.Status != "DECLINED" {
 		t.Errorf("second payment = %+v", p)
 	}
-	if out := outboxOf(t, pool, ok.OrderId); len(out) != 1 || out[0].RoutingKey != broker.PaymentApproved {
+	if out := outboxOf(t, pool, ok.OrderId); len(out) != 1 || out[0].RoutingKey != catalog.PaymentApproved {
 		t.Errorf("outbox of first = %+v", out)
 	}
-	if out := outboxOf(t, pool, declined.OrderId); len(out) != 1 || out[0].RoutingKey != broker.PaymentFailed {
+	if out := outboxOf(t, pool, declined.OrderId); len(out) != 1 || out[0].RoutingKey != catalog.PaymentFailed {
 		t.Errorf("outbox of second = %+v", out)
 	}
 }
@@ -296,9 +347,12 @@ func TestOrderCreatedInvalid(t *testing.T) {
 			if tt.delivery != nil {
 				tt.delivery(&d)
 			}
-			err := h.OrderCreated(context.Background(), []amqp.Delivery{d})
-			if !broker.IsPermanent(err) {
-				t.Fatalf("error = %v, want a permanent one", err)
+			// Refused on its own, while the good event of the same batch takes effect.
+			good := orderCreated(uuid.NewString(), payment.MethodCreditCard, line(1, 4990))
+			err := h.OrderCreated(context.Background(), []amqp.Delivery{delivery(t, good), d})
+			rejected(t, err, 1)
+			if p := onePayment(t, pool, good.OrderId); p.Status != "APPROVED" {
+				t.Errorf("payment of the good event = %+v, want APPROVED", p)
 			}
 			if got := payments(t, pool, ev.OrderId); len(got) != 0 {
 				t.Errorf("payments = %+v, want none", got)
@@ -324,15 +378,15 @@ func TestReversal(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
 		name       string
-		event      func(orderID string) broker.Event
-		handler    func(*eventhandler.Handler) broker.Handler
+		event      func(orderID string) unitofwork.Message
+		handler    func(*handlers) broker.Handler
 		wantReason string
 	}{
-		{"inventory failed", func(id string) broker.Event { return inventoryFailed(id) },
-			func(h *eventhandler.Handler) broker.Handler { return h.InventoryFailed },
+		{"inventory failed", func(id string) unitofwork.Message { return inventoryFailed(id) },
+			func(h *handlers) broker.Handler { return h.InventoryFailed },
 			"inventory failed: product x: insufficient stock"},
-		{"inventory released", func(id string) broker.Event { return inventoryReleased(id) },
-			func(h *eventhandler.Handler) broker.Handler { return h.InventoryReleased },
+		{"inventory released", func(id string) unitofwork.Message { return inventoryReleased(id) },
+			func(h *handlers) broker.Handler { return h.InventoryReleased },
 			"inventory released: carrier does not deliver to AQ"},
 	}
 	for _, tt := range tests {
@@ -356,7 +410,7 @@ func TestReversal(t *testing.T) {
 				t.Fatalf("%d outbox rows, want approved then reversed", len(out))
 			}
 			var reversed paymentv1.PaymentReversed
-			decodeOutbox(t, out[1], broker.PaymentReversed, &reversed)
+			decodeOutbox(t, out[1], catalog.PaymentReversed, &reversed)
 			if reversed.PaymentId != p.ID || reversed.AmountMinor != 9980 || reversed.Reason != tt.wantReason {
 				t.Errorf("payment.reversed = %v", &reversed)
 			}
@@ -380,14 +434,14 @@ func TestReversalBatch(t *testing.T) {
 			t.Errorf("payment = %+v, want REVERSED", p)
 		}
 		out := outboxOf(t, pool, ev.OrderId)
-		if len(out) != 2 || out[1].RoutingKey != broker.PaymentReversed {
+		if len(out) != 2 || out[1].RoutingKey != catalog.PaymentReversed {
 			t.Errorf("outbox = %+v, want approved then reversed", out)
 		}
 	}
 	if p := onePayment(t, pool, declined.OrderId); p.Status != "DECLINED" || p.Reason != "card declined" {
 		t.Errorf("declined payment = %+v, want untouched", p)
 	}
-	if out := outboxOf(t, pool, declined.OrderId); len(out) != 1 || out[0].RoutingKey != broker.PaymentFailed {
+	if out := outboxOf(t, pool, declined.OrderId); len(out) != 1 || out[0].RoutingKey != catalog.PaymentFailed {
 		t.Errorf("outbox of declined = %+v, want only payment.failed", out)
 	}
 	if got := payments(t, pool, unknown); len(got) != 0 {
@@ -402,11 +456,7 @@ func TestReversalInvalid(t *testing.T) {
 	t.Parallel()
 	h, _ := setup(t)
 	d := delivery(t, inventoryFailed("not-a-uuid"))
-	if err := h.InventoryFailed(context.Background(), []amqp.Delivery{d}); !broker.IsPermanent(err) {
-		t.Errorf("error = %v, want a permanent one", err)
-	}
+	rejected(t, h.InventoryFailed(context.Background(), []amqp.Delivery{d}), 0)
 	d = delivery(t, inventoryReleased(uuid.NewString()))
-	if err := h.InventoryFailed(context.Background(), []amqp.Delivery{d}); !broker.IsPermanent(err) {
-		t.Errorf("inventory.released on the inventory.failed handler: error = %v, want a permanent one", err)
-	}
+	rejected(t, h.InventoryFailed(context.Background(), []amqp.Delivery{d}), 0)
 }

@@ -1,5 +1,5 @@
-// Package postgres stores payments in PostgreSQL. Each call handles one batch of events in one
-// transaction: the inbox claim, the state change and the outbox events commit together.
+// Package postgres stores payments in PostgreSQL. Its Store works inside the transaction of a
+// unit of work, which also holds the inbox claim and the outbox events.
 package postgres
 
 import (
@@ -10,7 +10,6 @@ import (
 	"strings"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/ordersaga/ordersaga/pkg/database"
 	"github.com/ordersaga/ordersaga/pkg/inbox"
@@ -21,149 +20,62 @@ import (
 //go:embed migrations/*.sql
 var migrations embed.FS
 
-// Migrations creates the payment tables.
-var Migrations = database.Migrations{Table: "goose_db_version", FS: database.Sub(migrations, "migrations")}
-
-// Repository stores payments.
-type Repository struct {
-	pool *pgxpool.Pool
+// Migrations are every migration payment-service's database needs, in order.
+var Migrations = []database.Migrations{
+	{Table: "goose_db_version", FS: database.Sub(migrations, "migrations")},
+	inbox.Migrations,
+	outbox.Migrations,
 }
 
-// NewRepository returns a repository on pool.
-func NewRepository(pool *pgxpool.Pool) *Repository {
-	return &Repository{pool: pool}
+// Store reads and writes payments within one transaction.
+type Store struct {
+	tx pgx.Tx
 }
 
-// NewPayment is a payment decided for an incoming event, with the event announcing it.
-type NewPayment struct {
-	EventID  string // the incoming event
-	Payment  *payment.Payment
-	Announce outbox.Event
-}
+// Bind returns the store of tx.
+func Bind(tx pgx.Tx) *Store { return &Store{tx: tx} }
 
-// Create stores the payments of the batch's events seen for the first time and adds their
-// announcements to the outbox. An order that already has a payment keeps it, and nothing is
-// announced for it again. It returns the payments stored.
-func (r *Repository) Create(ctx context.Context, queue string, batch []NewPayment) ([]NewPayment, error) {
-	var stored []NewPayment
-	err := pgx.BeginFunc(ctx, r.pool, func(tx pgx.Tx) error {
-		fresh, err := inbox.Claim(ctx, tx, queue, eventIDs(batch, func(p NewPayment) string { return p.EventID }))
-		if err != nil {
-			return err
-		}
-		var news []*payment.Payment
-		for _, np := range batch {
-			if fresh[np.EventID] {
-				news = append(news, np.Payment)
-				delete(fresh, np.EventID) // the same event twice in one batch counts once
-			}
-		}
-		// Inserting in order id order makes concurrent batches wait on each other's unique keys
-		// in one direction only, never in a cycle.
-		slices.SortFunc(news, func(a, b *payment.Payment) int { return strings.Compare(a.OrderID(), b.OrderID()) })
-		var ids, orders, methods, statuses, reasons []string
-		var amounts []int64
-		for _, p := range news {
-			ids, orders, methods = append(ids, p.ID()), append(orders, p.OrderID()), append(methods, p.Method())
-			amounts, statuses, reasons = append(amounts, p.AmountMinor()), append(statuses, string(p.Status())), append(reasons, p.Reason())
-		}
-		if len(ids) == 0 {
-			return nil
-		}
-		rows, err := tx.Query(ctx, `
-			INSERT INTO payments (id, order_id, method, amount_minor, status, reason)
-			SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::bigint[], $5::text[], $6::text[])
-			ON CONFLICT (order_id) DO NOTHING
-			RETURNING id::text`, ids, orders, methods, amounts, statuses, nullIfEmpty(reasons))
-		if err != nil {
-			return fmt.Errorf("insert payments: %w", err)
-		}
-		inserted, err := pgx.CollectRows(rows, pgx.RowTo[string])
-		if err != nil {
-			return fmt.Errorf("insert payments: %w", err)
-		}
-		isNew := make(map[string]bool, len(inserted))
-		for _, id := range inserted {
-			isNew[id] = true
-		}
-		var events []outbox.Event
-		for _, np := range batch {
-			if isNew[np.Payment.ID()] {
-				stored = append(stored, np)
-				events = append(events, np.Announce)
-			}
-		}
-		return outbox.Add(ctx, tx, events...)
-	})
+// Insert stores new payments, except for orders that have one already, and returns the ids of
+// those it stored.
+func (s *Store) Insert(ctx context.Context, payments []*payment.Payment) (map[string]bool, error) {
+	if len(payments) == 0 {
+		return nil, nil
+	}
+	// Inserting in order id order makes concurrent batches wait on each other's unique keys
+	// in one direction only, never in a cycle.
+	sorted := slices.SortedFunc(slices.Values(payments), func(a, b *payment.Payment) int { return strings.Compare(a.OrderID(), b.OrderID()) })
+	var ids, orders, methods, statuses, reasons []string
+	var amounts []int64
+	for _, p := range sorted {
+		ids, orders, methods = append(ids, p.ID()), append(orders, p.OrderID()), append(methods, p.Method())
+		amounts, statuses, reasons = append(amounts, p.AmountMinor()), append(statuses, string(p.Status())), append(reasons, p.Reason())
+	}
+	rows, err := s.tx.Query(ctx, `
+		INSERT INTO payments (id, order_id, method, amount_minor, status, reason)
+		SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::bigint[], $5::text[], $6::text[])
+		ON CONFLICT (order_id) DO NOTHING
+		RETURNING id::text`, ids, orders, methods, amounts, statuses, nullIfEmpty(reasons))
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("insert payments: %w", err)
+	}
+	inserted, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, fmt.Errorf("insert payments: %w", err)
+	}
+	stored := make(map[string]bool, len(inserted))
+	for _, id := range inserted {
+		stored[id] = true
 	}
 	return stored, nil
 }
 
-// OrderEvent is an incoming event about an order's payment.
-type OrderEvent struct {
-	EventID string
-	OrderID string
-}
-
-// UpdateFunc changes an order's payment (nil when the order has none) in reaction to an event,
-// and returns the events announcing the change; none when nothing changed.
-type UpdateFunc func(ev OrderEvent, p *payment.Payment) ([]outbox.Event, error)
-
-// Update applies fn to the payment of each event's order seen for the first time, with the
-// payments locked in order id order so that concurrent batches never deadlock, and stores what
-// fn announced as changed.
-func (r *Repository) Update(ctx context.Context, queue string, batch []OrderEvent, fn UpdateFunc) error {
-	return pgx.BeginFunc(ctx, r.pool, func(tx pgx.Tx) error {
-		fresh, err := inbox.Claim(ctx, tx, queue, eventIDs(batch, func(e OrderEvent) string { return e.EventID }))
-		if err != nil {
-			return err
-		}
-		var orders []string
-		for _, ev := range batch {
-			if fresh[ev.EventID] {
-				orders = append(orders, ev.OrderID)
-			}
-		}
-		if len(orders) == 0 {
-			return nil
-		}
-		slices.Sort(orders)
-		orders = slices.Compact(orders)
-		payments, err := lockByOrders(ctx, tx, orders)
-		if err != nil {
-			return err
-		}
-		var events []outbox.Event
-		changed := map[string]*payment.Payment{}
-		for _, ev := range batch {
-			if !fresh[ev.EventID] {
-				continue
-			}
-			delete(fresh, ev.EventID)
-			p := payments[ev.OrderID]
-			announced, err := fn(ev, p)
-			if err != nil {
-				return err
-			}
-			if len(announced) > 0 && p != nil {
-				changed[p.ID()] = p
-			}
-			events = append(events, announced...)
-		}
-		if err := save(ctx, tx, changed); err != nil {
-			return err
-		}
-		return outbox.Add(ctx, tx, events...)
-	})
-}
-
-// lockByOrders loads and locks the payments of orders (sorted), keyed by order id.
-func lockByOrders(ctx context.Context, tx pgx.Tx, orders []string) (map[string]*payment.Payment, error) {
-	rows, err := tx.Query(ctx, `
+// Lock loads and locks the payments of orders, keyed by order id; locking in order id order
+// means concurrent batches never deadlock.
+func (s *Store) Lock(ctx context.Context, orderIDs []string) (map[string]*payment.Payment, error) {
+	orderIDs = slices.Compact(slices.Sorted(slices.Values(orderIDs)))
+	rows, err := s.tx.Query(ctx, `
 		SELECT id::text, order_id::text, method, amount_minor, status, COALESCE(reason, '')
-		FROM payments WHERE order_id = ANY($1::uuid[]) ORDER BY order_id FOR UPDATE`, orders)
+		FROM payments WHERE order_id = ANY($1::uuid[]) ORDER BY order_id FOR UPDATE`, orderIDs)
 	if err != nil {
 		return nil, fmt.Errorf("lock payments: %w", err)
 	}
@@ -185,7 +97,8 @@ func lockByOrders(ctx context.Context, tx pgx.Tx, orders []string) (map[string]*
 	return byOrder, nil
 }
 
-func save(ctx context.Context, tx pgx.Tx, payments map[string]*payment.Payment) error {
+// Save writes the status and reason of changed payments.
+func (s *Store) Save(ctx context.Context, payments []*payment.Payment) error {
 	if len(payments) == 0 {
 		return nil
 	}
@@ -193,7 +106,7 @@ func save(ctx context.Context, tx pgx.Tx, payments map[string]*payment.Payment) 
 	for _, p := range payments {
 		ids, statuses, reasons = append(ids, p.ID()), append(statuses, string(p.Status())), append(reasons, p.Reason())
 	}
-	_, err := tx.Exec(ctx, `
+	_, err := s.tx.Exec(ctx, `
 		UPDATE payments AS p SET status = u.status, reason = u.reason, updated_at = now()
 		FROM unnest($1::uuid[], $2::text[], $3::text[]) AS u(id, status, reason)
 		WHERE p.id = u.id`, ids, statuses, nullIfEmpty(reasons))
@@ -201,14 +114,6 @@ func save(ctx context.Context, tx pgx.Tx, payments map[string]*payment.Payment) 
 		return fmt.Errorf("update payments: %w", err)
 	}
 	return nil
-}
-
-func eventIDs[T any](batch []T, id func(T) string) []string {
-	ids := make([]string, len(batch))
-	for i, item := range batch {
-		ids[i] = id(item)
-	}
-	return ids
 }
 
 // nullIfEmpty stores an empty reason as NULL: no reason rather than a blank one.

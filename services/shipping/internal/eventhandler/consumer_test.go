@@ -11,8 +11,10 @@ import (
 
 	shippingv1 "github.com/ordersaga/ordersaga/gen/shipping/v1"
 	"github.com/ordersaga/ordersaga/pkg/broker"
+	"github.com/ordersaga/ordersaga/pkg/catalog"
 	"github.com/ordersaga/ordersaga/pkg/outbox"
 	"github.com/ordersaga/ordersaga/pkg/testenv"
+	"github.com/ordersaga/ordersaga/services/shipping/internal/postgres"
 )
 
 // TestConsumer runs the handler behind the real consumer and relay: an inventory.reserved
@@ -20,7 +22,7 @@ import (
 func TestConsumer(t *testing.T) {
 	t.Parallel()
 	amqpURL := testenv.VHost(t)
-	h, pool := setup(t, 0)
+	pool := testenv.Postgres(t, "shipping", postgres.Migrations...)
 	log := testenv.Logger(t)
 
 	// Bounded, so that a broker that never answers fails the test instead of hanging it.
@@ -38,16 +40,18 @@ func TestConsumer(t *testing.T) {
 	})
 
 	// Listen on shipping.exchange before anything can be published there.
-	results := testenv.Listen(t, amqpURL, broker.ShippingExchange)
+	results := testenv.Listen(t, amqpURL, catalog.Exchange(catalog.ShippingScheduled))
 
-	queue := broker.Subscription{Consumer: "shipping", RoutingKey: broker.InventoryReserved}.Queue()
+	relay := outbox.NewRelay(pool, conn, log)
+	h := newHandlers(t, pool, relay, 0)
+	queue := catalog.Subscription{Consumer: catalog.Shipping, RoutingKey: catalog.InventoryReserved}.Queue()
 	wg.Go(func() {
 		if err := conn.Consume(ctx, queue, h.InventoryReserved, broker.ConsumerOptions{}); err != nil {
 			t.Errorf("consume: %v", err)
 		}
 	})
 	wg.Go(func() {
-		if err := outbox.NewRelay(pool, conn, log).Run(ctx); err != nil {
+		if err := relay.Run(ctx); err != nil {
 			t.Errorf("relay: %v", err)
 		}
 	})
@@ -60,8 +64,8 @@ func TestConsumer(t *testing.T) {
 	pub := broker.NewPublisher(conn)
 	defer pub.Close()
 	ok, err := pub.Publish(ctx, []broker.Message{{
-		Exchange:      broker.InventoryExchange,
-		RoutingKey:    broker.InventoryReserved,
+		Exchange:      catalog.Exchange(catalog.InventoryReserved),
+		RoutingKey:    catalog.InventoryReserved,
 		MessageID:     ev.EventId,
 		Type:          string(ev.ProtoReflect().Descriptor().FullName()),
 		CorrelationID: ev.OrderId,
@@ -74,7 +78,7 @@ func TestConsumer(t *testing.T) {
 
 	select {
 	case d := <-results:
-		if d.RoutingKey != broker.ShippingScheduled || d.Type != "shipping.v1.ShippingScheduled" || d.CorrelationId != ev.OrderId {
+		if d.RoutingKey != catalog.ShippingScheduled || d.Type != "shipping.v1.ShippingScheduled" || d.CorrelationId != ev.OrderId {
 			t.Fatalf("got %s %s for order %s, want shipping.scheduled for %s", d.RoutingKey, d.Type, d.CorrelationId, ev.OrderId)
 		}
 		var scheduled shippingv1.ShippingScheduled

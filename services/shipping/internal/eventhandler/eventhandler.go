@@ -1,6 +1,6 @@
-// Package eventhandler turns the events shipping-service consumes into shipments: it decodes
-// and validates each batch, lets the carrier decide, and hands the batch to the repository,
-// which applies it in one transaction.
+// Package eventhandler holds shipping-service's rule for the event it consumes: schedule the
+// shipment of each order whose stock is reserved, once. The unit of work around it (decoding,
+// inbox, outbox, transaction) is pkg/unitofwork's.
 package eventhandler
 
 import (
@@ -8,90 +8,88 @@ import (
 	"log/slog"
 
 	"github.com/google/uuid"
-	amqp "github.com/rabbitmq/amqp091-go"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	inventoryv1 "github.com/ordersaga/ordersaga/gen/inventory/v1"
 	shippingv1 "github.com/ordersaga/ordersaga/gen/shipping/v1"
-	"github.com/ordersaga/ordersaga/pkg/broker"
+	"github.com/ordersaga/ordersaga/pkg/catalog"
+	"github.com/ordersaga/ordersaga/pkg/failure"
 	"github.com/ordersaga/ordersaga/pkg/outbox"
-	"github.com/ordersaga/ordersaga/services/shipping/internal/postgres"
+	"github.com/ordersaga/ordersaga/pkg/unitofwork"
 	"github.com/ordersaga/ordersaga/services/shipping/internal/shipping"
 )
 
-// Service is the consumer name of shipping-service in the event catalog.
-const Service = "shipping"
+// Store is what the rule needs from storage, within the batch's transaction.
+type Store interface {
+	// Insert stores new shipments, except for orders that have one, and returns the ids stored.
+	Insert(ctx context.Context, shipments []*shipping.Shipment) (map[string]bool, error)
+}
 
-// Handler handles shipping-service's events.
-type Handler struct {
-	repo    *postgres.Repository
+// Register adds shipping-service's rules to svc.
+func Register(svc *unitofwork.Service[Store], carrier *shipping.Carrier, log *slog.Logger) {
+	r := &rules{carrier: carrier, log: log}
+	unitofwork.On(svc, catalog.InventoryReserved, validateReserved, r.schedule)
+}
+
+type rules struct {
 	carrier *shipping.Carrier
 	log     *slog.Logger
 }
 
-// New returns the handler.
-func New(repo *postgres.Repository, carrier *shipping.Carrier, log *slog.Logger) *Handler {
-	return &Handler{repo: repo, carrier: carrier, log: log}
-}
-
-// ByRoutingKey returns the broker handler of each event shipping-service consumes.
-func (h *Handler) ByRoutingKey() map[string]broker.Handler {
-	return map[string]broker.Handler{
-		broker.InventoryReserved: h.InventoryReserved,
-	}
-}
-
-// InventoryReserved schedules the shipment of each order whose stock is reserved, once, and
-// announces the outcome: shipping.scheduled, or shipping.failed with the reason.
-func (h *Handler) InventoryReserved(ctx context.Context, batch []amqp.Delivery) error {
-	news := make([]postgres.NewShipment, 0, len(batch))
-	for _, d := range batch {
-		var ev inventoryv1.InventoryReserved
-		if err := broker.Decode(d, &ev); err != nil {
-			return err
-		}
-		units, err := units(&ev)
+// schedule asks the carrier about each order and announces the outcome: shipping.scheduled, or
+// shipping.failed with the reason. An order shipped already keeps its shipment, and nothing is
+// announced again.
+func (r *rules) schedule(ctx context.Context, s Store, evs []unitofwork.Event[*inventoryv1.InventoryReserved]) ([]outbox.Event, error) {
+	shipments := make([]*shipping.Shipment, len(evs))
+	for i, ev := range evs {
+		sh, err := r.carrier.Schedule(newID(), ev.OrderID, ev.Msg.GetCountryCode(), units(ev.Msg))
 		if err != nil {
-			return err
+			return nil, unitofwork.Reject(ev.ID, err)
 		}
-		s, err := h.carrier.Schedule(newID(), ev.GetOrderId(), ev.GetCountryCode(), units)
-		if err != nil {
-			return broker.Permanent(err)
-		}
-		news = append(news, postgres.NewShipment{EventID: ev.GetEventId(), Shipment: s, Announce: announce(s)})
+		shipments[i] = sh
 	}
-	queue := broker.Subscription{Consumer: Service, RoutingKey: broker.InventoryReserved}.Queue()
-	stored, err := h.repo.Create(ctx, queue, news)
+	stored, err := s.Insert(ctx, shipments)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	for _, ns := range stored {
-		s := ns.Shipment
-		h.log.InfoContext(ctx, "shipment decided", "order_id", s.OrderID(), "event_id", ns.EventID, "shipment_id", s.ID(),
-			"status", s.Status(), "reason", s.Reason(), "tracking_code", s.TrackingCode(), "freight_minor", s.FreightMinor())
+	var out []outbox.Event
+	for i, sh := range shipments {
+		if !stored[sh.ID()] {
+			continue
+		}
+		r.log.DebugContext(ctx, "shipment decided", "order_id", sh.OrderID(), "event_id", evs[i].ID, "shipment_id", sh.ID(),
+			"status", sh.Status(), "reason", sh.Reason(), "tracking_code", sh.TrackingCode(), "freight_minor", sh.FreightMinor())
+		out = append(out, announce(sh))
+	}
+	return out, nil
+}
+
+// validateReserved refuses an event whose items cannot be priced.
+func validateReserved(ev *inventoryv1.InventoryReserved) error {
+	if len(ev.GetItems()) == 0 {
+		return failure.Invalid("no items")
+	}
+	for i, it := range ev.GetItems() {
+		if it.GetQuantity() <= 0 {
+			return failure.Invalid("items[%d].quantity %d not positive", i, it.GetQuantity())
+		}
 	}
 	return nil
 }
 
-// units counts the item units to ship; an event without items cannot be priced.
-func units(ev *inventoryv1.InventoryReserved) (int64, error) {
-	if len(ev.GetItems()) == 0 {
-		return 0, broker.Invalid("inventory.reserved %s: no items", ev.GetEventId())
-	}
+// units counts the item units to ship.
+func units(ev *inventoryv1.InventoryReserved) int64 {
 	var n int64
-	for i, it := range ev.GetItems() {
-		if it.GetQuantity() <= 0 {
-			return 0, broker.Invalid("inventory.reserved %s: items[%d].quantity %d not positive", ev.GetEventId(), i, it.GetQuantity())
-		}
+	for _, it := range ev.GetItems() {
 		n += int64(it.GetQuantity())
 	}
-	return n, nil
+	return n
 }
 
 func announce(s *shipping.Shipment) outbox.Event {
 	id := newID()
 	if s.Scheduled() {
-		return outbox.Event{ID: id, OrderID: s.OrderID(), RoutingKey: broker.ShippingScheduled, Payload: &shippingv1.ShippingScheduled{
+		return outbox.Event{ID: id, OrderID: s.OrderID(), RoutingKey: catalog.ShippingScheduled, Payload: &shippingv1.ShippingScheduled{
 			EventId:               id,
 			OrderId:               s.OrderID(),
 			OccurTime:             timestamppb.New(s.CreatedAt()),
@@ -101,7 +99,7 @@ func announce(s *shipping.Shipment) outbox.Event {
 			EstimatedDeliveryTime: timestamppb.New(s.EstimatedDelivery()),
 		}}
 	}
-	return outbox.Event{ID: id, OrderID: s.OrderID(), RoutingKey: broker.ShippingFailed, Payload: &shippingv1.ShippingFailed{
+	return outbox.Event{ID: id, OrderID: s.OrderID(), RoutingKey: catalog.ShippingFailed, Payload: &shippingv1.ShippingFailed{
 		EventId:   id,
 		OrderId:   s.OrderID(),
 		OccurTime: timestamppb.New(s.CreatedAt()),

@@ -2,6 +2,7 @@ package eventhandler_test
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 
@@ -16,9 +17,10 @@ import (
 	orderv1 "github.com/ordersaga/ordersaga/gen/order/v1"
 	shippingv1 "github.com/ordersaga/ordersaga/gen/shipping/v1"
 	"github.com/ordersaga/ordersaga/pkg/broker"
-	"github.com/ordersaga/ordersaga/pkg/inbox"
+	"github.com/ordersaga/ordersaga/pkg/catalog"
 	"github.com/ordersaga/ordersaga/pkg/outbox"
 	"github.com/ordersaga/ordersaga/pkg/testenv"
+	"github.com/ordersaga/ordersaga/pkg/unitofwork"
 	"github.com/ordersaga/ordersaga/services/shipping/internal/eventhandler"
 	"github.com/ordersaga/ordersaga/services/shipping/internal/postgres"
 	"github.com/ordersaga/ordersaga/services/shipping/internal/shipping"
@@ -29,9 +31,22 @@ const baseFreightMinor = 1000 // 10.00
 // now is the carrier's fixed clock; at a whole second so that it survives timestamptz exactly.
 var now = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 
-func setup(t *testing.T, failureRate float64) (*eventhandler.Handler, *pgxpool.Pool) {
+// handlers are shipping-service's broker handlers, one per queue it consumes.
+type handlers struct {
+	InventoryReserved broker.Handler
+}
+
+// setup returns the handlers of shipping-service on a fresh database. Their relay is not
+// running: what they publish stays in the outbox table, where the tests read it.
+func setup(t *testing.T, failureRate float64) (*handlers, *pgxpool.Pool) {
 	t.Helper()
-	pool := testenv.Postgres(t, "shipping", postgres.Migrations, inbox.Migrations, outbox.Migrations)
+	pool := testenv.Postgres(t, "shipping", postgres.Migrations...)
+	return newHandlers(t, pool, outbox.NewRelay(pool, nil, testenv.Logger(t)), failureRate), pool
+}
+
+// newHandlers returns the handlers of shipping-service on pool, handing what they commit to relay.
+func newHandlers(t *testing.T, pool *pgxpool.Pool, relay *outbox.Relay, failureRate float64) *handlers {
+	t.Helper()
 	carrier, err := shipping.NewCarrier(baseFreightMinor, failureRate, shipping.Env{
 		Now:    func() time.Time { return now },
 		Random: func() float64 { return 0.5 }, // 5 days; below any failure rate above 0.5
@@ -39,10 +54,39 @@ func setup(t *testing.T, failureRate float64) (*eventhandler.Handler, *pgxpool.P
 	if err != nil {
 		t.Fatal(err)
 	}
-	return eventhandler.New(postgres.NewRepository(pool), carrier, testenv.Logger(t)), pool
+	log := testenv.Logger(t)
+	svc := unitofwork.New(catalog.Shipping, pool, relay, log,
+		func(tx pgx.Tx) eventhandler.Store { return postgres.Bind(tx) })
+	eventhandler.Register(svc, carrier, log)
+	byQueue, err := svc.Handlers()
+	if err != nil {
+		t.Fatalf("handlers: %v", err)
+	}
+	h, ok := byQueue[catalog.Subscription{Consumer: catalog.Shipping, RoutingKey: catalog.InventoryReserved}]
+	if !ok || len(byQueue) != 1 {
+		t.Fatalf("handlers = %v, want one for %s", byQueue, catalog.InventoryReserved)
+	}
+	return &handlers{InventoryReserved: h}
 }
 
-func delivery(t *testing.T, ev broker.Event) amqp.Delivery {
+// rejected checks that err refuses exactly the deliveries at indexes of the batch.
+func rejected(t *testing.T, err error, indexes ...int) {
+	t.Helper()
+	var rej broker.Rejected
+	if !errors.As(err, &rej) {
+		t.Fatalf("error = %v, want deliveries %v rejected", err, indexes)
+	}
+	if len(rej) != len(indexes) {
+		t.Fatalf("rejected %v, want deliveries %v", rej, indexes)
+	}
+	for _, i := range indexes {
+		if rej[i] == nil {
+			t.Fatalf("rejected %v, want delivery %d among them", rej, i)
+		}
+	}
+}
+
+func delivery(t *testing.T, ev unitofwork.Message) amqp.Delivery {
 	t.Helper()
 	body, err := proto.Marshal(ev)
 	if err != nil {
@@ -128,10 +172,10 @@ func outboxOf(t *testing.T, pool *pgxpool.Pool, orderID string) []outboxRow {
 }
 
 // decodeOutbox checks an outbox row's envelope and decodes its body into ev.
-func decodeOutbox(t *testing.T, row outboxRow, routingKey string, ev broker.Event) {
+func decodeOutbox(t *testing.T, row outboxRow, routingKey string, ev unitofwork.Message) {
 	t.Helper()
-	if row.RoutingKey != routingKey || row.Exchange != broker.ShippingExchange {
-		t.Fatalf("outbox row on %s/%s, want %s/%s", row.Exchange, row.RoutingKey, broker.ShippingExchange, routingKey)
+	if row.RoutingKey != routingKey || row.Exchange != catalog.Exchange(catalog.ShippingScheduled) {
+		t.Fatalf("outbox row on %s/%s, want %s/%s", row.Exchange, row.RoutingKey, catalog.Exchange(catalog.ShippingScheduled), routingKey)
 	}
 	if want := string(ev.ProtoReflect().Descriptor().FullName()); row.MessageType != want {
 		t.Fatalf("outbox message type %s, want %s", row.MessageType, want)
@@ -168,7 +212,7 @@ func TestInventoryReservedScheduled(t *testing.T) {
 		t.Fatalf("%d outbox rows, want 1", len(out))
 	}
 	var scheduled shippingv1.ShippingScheduled
-	decodeOutbox(t, out[0], broker.ShippingScheduled, &scheduled)
+	decodeOutbox(t, out[0], catalog.ShippingScheduled, &scheduled)
 	if scheduled.ShipmentId != s.ID || scheduled.TrackingCode != s.TrackingCode || scheduled.FreightMinor != 1450 ||
 		!scheduled.EstimatedDeliveryTime.AsTime().Equal(wantDelivery) {
 		t.Errorf("shipping.scheduled = %v", &scheduled)
@@ -214,7 +258,7 @@ func TestInventoryReservedFailed(t *testing.T) {
 				t.Fatalf("%d outbox rows, want 1", len(out))
 			}
 			var failed shippingv1.ShippingFailed
-			decodeOutbox(t, out[0], broker.ShippingFailed, &failed)
+			decodeOutbox(t, out[0], catalog.ShippingFailed, &failed)
 			if failed.Reason != tt.wantReason {
 				t.Errorf("shipping.failed = %v", &failed)
 			}
@@ -236,7 +280,7 @@ func TestInventoryReservedDuplicates(t *testing.T) {
 	if s := oneShipment(t, pool, ev.OrderId); s.Status != "SCHEDULED" {
 		t.Errorf("shipment = %+v, want the first, scheduled", s)
 	}
-	if out := outboxOf(t, pool, ev.OrderId); len(out) != 1 || out[0].RoutingKey != broker.ShippingScheduled {
+	if out := outboxOf(t, pool, ev.OrderId); len(out) != 1 || out[0].RoutingKey != catalog.ShippingScheduled {
 		t.Errorf("outbox = %+v, want one shipping.scheduled", out)
 	}
 }
@@ -255,10 +299,10 @@ func TestInventoryReservedBatchOfTwo(t *testing.T) {
 	if s := oneShipment(t, pool, refused.OrderId); s.Status != "FAILED" {
 		t.Errorf("second shipment = %+v", s)
 	}
-	if out := outboxOf(t, pool, ok.OrderId); len(out) != 1 || out[0].RoutingKey != broker.ShippingScheduled {
+	if out := outboxOf(t, pool, ok.OrderId); len(out) != 1 || out[0].RoutingKey != catalog.ShippingScheduled {
 		t.Errorf("outbox of first = %+v", out)
 	}
-	if out := outboxOf(t, pool, refused.OrderId); len(out) != 1 || out[0].RoutingKey != broker.ShippingFailed {
+	if out := outboxOf(t, pool, refused.OrderId); len(out) != 1 || out[0].RoutingKey != catalog.ShippingFailed {
 		t.Errorf("outbox of second = %+v", out)
 	}
 }
@@ -288,8 +332,11 @@ func TestInventoryReservedInvalid(t *testing.T) {
 			if tt.delivery != nil {
 				tt.delivery(&d)
 			}
-			if err := h.InventoryReserved(context.Background(), []amqp.Delivery{d}); !broker.IsPermanent(err) {
-				t.Fatalf("error = %v, want a permanent one", err)
+			// Refused on its own, while the good event of the same batch takes effect.
+			good := reserved(uuid.NewString(), "BR", 1)
+			rejected(t, h.InventoryReserved(context.Background(), []amqp.Delivery{d, delivery(t, good)}), 0)
+			if s := oneShipment(t, pool, good.OrderId); s.Status != "SCHEDULED" {
+				t.Errorf("shipment of the good event = %+v, want SCHEDULED", s)
 			}
 			if got := shipments(t, pool, orderID); len(got) != 0 {
 				t.Errorf("shipments = %+v, want none", got)

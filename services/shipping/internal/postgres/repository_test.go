@@ -6,21 +6,17 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 
-	shippingv1 "github.com/ordersaga/ordersaga/gen/shipping/v1"
-	"github.com/ordersaga/ordersaga/pkg/broker"
-	"github.com/ordersaga/ordersaga/pkg/inbox"
-	"github.com/ordersaga/ordersaga/pkg/outbox"
 	"github.com/ordersaga/ordersaga/pkg/testenv"
 	"github.com/ordersaga/ordersaga/services/shipping/internal/postgres"
 	"github.com/ordersaga/ordersaga/services/shipping/internal/shipping"
 )
 
-const queue = "shipping.test"
-
 var now = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 
-func newShipment(t *testing.T, orderID, country string) postgres.NewShipment {
+func newShipment(t *testing.T, orderID, country string) *shipping.Shipment {
 	t.Helper()
 	c, err := shipping.NewCarrier(1000, 0, shipping.Env{Now: func() time.Time { return now }, Random: func() float64 { return 0 }})
 	if err != nil {
@@ -30,41 +26,58 @@ func newShipment(t *testing.T, orderID, country string) postgres.NewShipment {
 	if err != nil {
 		t.Fatal(err)
 	}
-	id := uuid.NewString()
-	return postgres.NewShipment{EventID: uuid.NewString(), Shipment: s, Announce: outbox.Event{
-		ID: id, OrderID: orderID, RoutingKey: broker.ShippingScheduled,
-		Payload: &shippingv1.ShippingScheduled{EventId: id, OrderId: orderID},
-	}}
+	return s
 }
 
-func TestCreate(t *testing.T) {
+// insert stores shipments in a transaction of its own and returns the ids stored.
+func insert(t *testing.T, pool *pgxpool.Pool, shipments ...*shipping.Shipment) map[string]bool {
+	t.Helper()
+	ctx := context.Background()
+	var stored map[string]bool
+	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+		var err error
+		stored, err = postgres.Bind(tx).Insert(ctx, shipments)
+		return err
+	})
+	if err != nil {
+		t.Fatalf("Insert: %v", err)
+	}
+	return stored
+}
+
+func TestInsert(t *testing.T) {
 	t.Parallel()
-	pool := testenv.Postgres(t, "shippingrepo", postgres.Migrations, inbox.Migrations, outbox.Migrations)
-	repo := postgres.NewRepository(pool)
+	pool := testenv.Postgres(t, "shippingrepo", postgres.Migrations...)
 	ctx := context.Background()
 	scheduled, failed := newShipment(t, uuid.NewString(), "BR"), newShipment(t, uuid.NewString(), "AQ")
 
-	stored, err := repo.Create(ctx, queue, []postgres.NewShipment{scheduled, failed})
-	if err != nil || len(stored) != 2 {
-		t.Fatalf("Create = %d stored, %v; want 2", len(stored), err)
+	if stored := insert(t, pool, scheduled, failed); len(stored) != 2 || !stored[scheduled.ID()] || !stored[failed.ID()] {
+		t.Fatalf("Insert = %v; want both stored", stored)
 	}
-	// Redelivered, and a second event for an order already shipped: nothing more.
-	again := newShipment(t, scheduled.Shipment.OrderID(), "PT")
-	stored, err = repo.Create(ctx, queue, []postgres.NewShipment{scheduled, again})
-	if err != nil || len(stored) != 0 {
-		t.Fatalf("Create again = %d stored, %v; want none", len(stored), err)
+	// The same shipment again, and a second one for an order already shipped: nothing more.
+	again := newShipment(t, scheduled.OrderID(), "PT")
+	if stored := insert(t, pool, scheduled, again); len(stored) != 0 {
+		t.Fatalf("Insert again = %v; want none stored", stored)
+	}
+	// Two new shipments of one order in one call: one is stored.
+	orderID := uuid.NewString()
+	if stored := insert(t, pool, newShipment(t, orderID, "BR"), newShipment(t, orderID, "PT")); len(stored) != 1 {
+		t.Fatalf("Insert of two shipments of one order = %v; want one stored", stored)
+	}
+	if stored := insert(t, pool); len(stored) != 0 {
+		t.Errorf("Insert of nothing = %v", stored)
 	}
 
 	var status, code, country string
 	var freight int64
 	var delivery, created *time.Time
-	err = pool.QueryRow(ctx, `
+	err := pool.QueryRow(ctx, `
 		SELECT status, tracking_code, country_code, freight_minor, estimated_delivery, created_at
-		FROM shipments WHERE order_id = $1`, scheduled.Shipment.OrderID()).Scan(&status, &code, &country, &freight, &delivery, &created)
+		FROM shipments WHERE order_id = $1`, scheduled.OrderID()).Scan(&status, &code, &country, &freight, &delivery, &created)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if status != "SCHEDULED" || code != scheduled.Shipment.TrackingCode() || country != "BR" || freight != 1300 ||
+	if status != "SCHEDULED" || code != scheduled.TrackingCode() || country != "BR" || freight != 1300 ||
 		delivery == nil || !delivery.Equal(now.AddDate(0, 0, 3)) || !created.Equal(now) {
 		t.Errorf("scheduled shipment = %s %s %s %d %v %v", status, code, country, freight, delivery, created)
 	}
@@ -72,7 +85,7 @@ func TestCreate(t *testing.T) {
 	var noCode, noDelivery bool
 	err = pool.QueryRow(ctx, `
 		SELECT status, reason, tracking_code IS NULL, estimated_delivery IS NULL FROM shipments WHERE order_id = $1`,
-		failed.Shipment.OrderID()).Scan(&status, &reason, &noCode, &noDelivery)
+		failed.OrderID()).Scan(&status, &reason, &noCode, &noDelivery)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -80,7 +93,7 @@ func TestCreate(t *testing.T) {
 		t.Errorf("failed shipment = %s %q, no code %v, no delivery %v", status, reason, noCode, noDelivery)
 	}
 	var n int
-	if err := pool.QueryRow(ctx, "SELECT count(*) FROM outbox").Scan(&n); err != nil || n != 2 {
-		t.Errorf("%d outbox rows (%v), want 2", n, err)
+	if err := pool.QueryRow(ctx, "SELECT count(*) FROM shipments").Scan(&n); err != nil || n != 3 {
+		t.Errorf("%d shipments (%v), want 3", n, err)
 	}
 }

@@ -1,8 +1,12 @@
-package broker
+// Package failure classifies errors for the code that retries: permanent (no retry can fix it:
+// dead-letter the event), transient (a dependency is away or busy: retry later, the same work
+// will succeed), or neither.
+package failure
 
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"syscall"
@@ -61,4 +65,9 @@ func IsTransient(err error) bool {
 		return true
 	}
 	return pgconn.SafeToRetry(err) || pgconn.Timeout(err)
+}
+
+// Invalid marks an event that decoded but breaks the contract (a missing field, a bad value).
+func Invalid(format string, args ...any) error {
+	return Permanent(fmt.Errorf(format, args...))
 }

@@ -1,0 +1,94 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ordersaga/ordersaga/internal/stack"
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	stack.RemoveBinaries()
+	os.Exit(code)
+}
+
+// TestBenchShort runs every scenario briefly at low load against a real stack and checks the
+// bench's own plumbing: every row is there, the hot-product check passes, nothing failed. It
+// asserts nothing about speed.
+func TestBenchShort(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts the whole stack")
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	cfg := defaultConfig()
+	cfg.duration = 2 * time.Second
+	cfg.drain = 30 * time.Second
+	cfg.baseline = 500 * time.Millisecond
+	cfg.inFlight = 8
+	cfg.products = 5
+	cfg.rates = []float64{10, 20}
+	cfg.conns = 2
+	cfg.logLevel = "warn"
+
+	var progress bytes.Buffer
+	rep, err := run(ctx, cfg, &progress)
+	if err != nil {
+		t.Fatalf("run: %v\nprogress:\n%s", err, progress.String())
+	}
+	if rep.pgCommits <= 0 || rep.brokerMsgs <= 0 {
+		t.Errorf("baselines: %.0f commits/s, %.0f messages/s", rep.pgCommits, rep.brokerMsgs)
+	}
+	if got, want := len(rep.results), 4; got != want {
+		t.Fatalf("%d scenarios ran, want %d", got, want)
+	}
+	for _, r := range rep.results {
+		if r.completed == 0 || r.completed != r.placed || r.errors > 0 || r.unfinished > 0 {
+			t.Errorf("%s: placed %d, completed %d, unfinished %d, errors %d (first: %v)",
+				r.name, r.placed, r.completed, r.unfinished, r.errors, r.firstErr)
+		}
+		if r.firstErr != nil {
+			t.Errorf("%s: %v", r.name, r.firstErr)
+		}
+		if len(r.latencies) == 0 {
+			t.Errorf("%s: no latencies", r.name)
+		}
+		if len(r.batches) == 0 {
+			t.Errorf("%s: no batch sizes from /metrics", r.name)
+		}
+		for _, g := range cpuGroups {
+			if r.cpu.groups[g] < 0 {
+				t.Errorf("%s: CPU of %s %f", r.name, g, r.cpu.groups[g])
+			}
+		}
+		if r.cpu.capacity <= 0 || r.cpu.busy <= 0 {
+			t.Errorf("%s: machine CPU busy %f of %f", r.name, r.cpu.busy, r.cpu.capacity)
+		}
+		if r.kind == "hot" {
+			if r.hot == nil || !r.hot.ok() {
+				t.Errorf("hot product check: %v", r.hot)
+			}
+		}
+	}
+
+	for _, markdown := range []bool{false, true} {
+		var out bytes.Buffer
+		rep.write(&out, markdown)
+		text := out.String()
+		for _, r := range rep.results {
+			if c := strings.Count(text, r.name); c < 3 {
+				t.Errorf("markdown %t: %q appears %d times, want a row in each table", markdown, r.name, c)
+			}
+		}
+		for _, want := range []string{"Hot product check", "ok:", "commits/s", "messages/s", "payment.order-created"} {
+			if !strings.Contains(text, want) {
+				t.Errorf("markdown %t: report lacks %q:\n%s", markdown, want, text)
+			}
+		}
+	}
+}

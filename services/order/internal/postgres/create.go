@@ -1,0 +1,242 @@
+package postgres
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/ordersaga/ordersaga/pkg/broker"
+	"github.com/ordersaga/ordersaga/pkg/catalog"
+	"github.com/ordersaga/ordersaga/pkg/failure"
+	"github.com/ordersaga/ordersaga/pkg/outbox"
+	"github.com/ordersaga/ordersaga/services/order/internal/order"
+)
+
+// maxCreateBatch bounds how many orders one insert statement stores.
+const maxCreateBatch = 64
+
+// creates group-commits new orders: the CreateOrder calls that arrive while an insert is under
+// way are stored together by the next one, in one statement and one commit. A call arriving
+// when none is under way is stored at once, so an idle service adds no wait.
+type creates struct {
+	mu      sync.Mutex
+	pending []*createReq
+	busy    bool // a caller is storing a batch
+}
+
+// createReq is one order to store and, once stored, its outcome.
+type createReq struct {
+	o    *order.Order
+	msg  broker.Message // its order.created event
+	done chan struct{}  // closed when stored, err set; or signalled to lead the next batch
+	lead bool           // set before done is closed: store the next batch, then look again
+	// Outcome.
+	outboxID int64 // 0 when the order was not inserted: its (customer, request id) exists
+	err      error
+}
+
+// Create stores a new order, its first history entry and its order.created event, and reports
+// created = true; the relay gets the event once committed. When the customer already placed an
+// order with the same request id, it stores nothing and returns that order with created =
+// false, or order.ErrRequestIDReused when that order came from a different request; a
+// concurrent request with the same key waits for the first to commit and gets the same answer.
+func (r *Repository) Create(ctx context.Context, o *order.Order) (*order.Order, bool, error) {
+	eventID := newID()
+	msgs, err := outbox.Encode(outbox.Event{ID: eventID, OrderID: o.ID(), RoutingKey: catalog.OrderCreated, Payload: orderCreated(o, eventID)})
+	if err != nil {
+		return nil, false, err
+	}
+	req := &createReq{o: o, msg: msgs[0], done: make(chan struct{})}
+	if err := r.creates.store(ctx, req, r.insert); err != nil {
+		return nil, false, err
+	}
+	if req.err != nil {
+		return nil, false, req.err
+	}
+	if req.outboxID == 0 {
+		existing, err := r.repeated(ctx, o)
+		if err != nil {
+			return nil, false, err
+		}
+		return existing, false, nil
+	}
+	r.afterOutbox([]outbox.Row{{ID: req.outboxID, Msg: req.msg}})
+	return o, true, nil
+}
+
+// store queues req and waits until it is stored, storing batches itself while it leads.
+func (c *creates) store(ctx context.Context, req *createReq, insert func(context.Context, []*createReq) error) error {
+	c.mu.Lock()
+	c.pending = append(c.pending, req)
+	if c.busy {
+		c.mu.Unlock()
+		<-req.done
+		if !req.lead {
+			return nil
+		}
+		c.mu.Lock()
+	}
+	c.busy = true
+	for {
+		batch := c.take()
+		c.mu.Unlock()
+		// Not the caller's context: the batch holds other callers' orders.
+		err := insert(context.WithoutCancel(ctx), batch)
+		if err != nil && len(batch) > 1 && !failure.IsTransient(err) {
+			// One order spoils the batch: store each on its own so that only it fails.
+			for _, one := range batch {
+				one.err = insert(context.WithoutCancel(ctx), []*createReq{one})
+			}
+		} else if err != nil {
+			for _, one := range batch {
+				one.err = err
+			}
+		}
+		mine := false
+		for _, one := range batch {
+			if one == req {
+				mine = true
+			} else {
+				close(one.done)
+			}
+		}
+		c.mu.Lock()
+		if len(c.pending) == 0 {
+			c.busy = false
+			c.mu.Unlock()
+			return nil
+		}
+		if mine {
+			// Hand the lead to the oldest waiter, so that this caller answers its client now.
+			next := c.pending[0]
+			next.lead = true
+			c.mu.Unlock()
+			close(next.done)
+			return nil
+		}
+	}
+}
+
+// take removes the next batch from pending: at most one order per (customer, request id), so
+// that a repeat waits for the first to commit and then finds it. Called with mu held.
+func (c *creates) take() []*createReq {
+	var batch, rest []*createReq
+	keys := map[[2]string]bool{}
+	for _, req := range c.pending {
+		key := [2]string{req.o.CustomerID(), req.o.RequestID()}
+		if len(batch) == maxCreateBatch || (key[1] != "" && keys[key]) {
+			rest = append(rest, req)
+			continue
+		}
+		keys[key] = true
+		batch = append(batch, req)
+	}
+	c.pending = rest
+	return batch
+}
+
+// insert stores a batch of orders in one statement — so in one transaction and one round trip —
+// and records in each request the outbox id of its event, or 0 when its key was taken.
+func (r *Repository) insert(ctx context.Context, batch []*createReq) error {
+	var (
+		ids, customers, methods, statuses, countries, requestIDs []string
+		totals                                                   []int64
+		addrs                                                    []*string
+		fingerprints                                             [][]byte
+		itemOrders, itemProducts                                 []string
+		itemLines, itemQuantities                                []int32
+		itemPrices                                               []int64
+		hOrders, hStatuses, hReasons                             []string
+		hAt, created                                             []time.Time
+		events                                                   []broker.Message
+	)
+	for _, req := range batch {
+		o := req.o
+		var addr *string
+		if a := o.ShippingAddress(); a != nil {
+			b, err := json.Marshal(a)
+			if err != nil {
+				return fmt.Errorf("marshal address: %w", err)
+			}
+			s := string(b)
+			addr = &s
+		}
+		var fingerprint []byte // NULL without a key
+		if o.RequestID() != "" {
+			fingerprint = o.RequestFingerprint()
+		}
+		ids, customers, methods = append(ids, o.ID()), append(customers, o.CustomerID()), append(methods, o.PaymentMethod())
+		statuses, countries, requestIDs = append(statuses, string(o.Status())), append(countries, o.CountryCode()), append(requestIDs, o.RequestID())
+		totals, addrs, fingerprints, created = append(totals, int64(o.Total())), append(addrs, addr), append(fingerprints, fingerprint), append(created, o.CreatedAt())
+		for i, it := range o.Items() {
+			itemOrders, itemLines, itemProducts = append(itemOrders, o.ID()), append(itemLines, int32(i+1)), append(itemProducts, it.ProductID)
+			itemQuantities, itemPrices = append(itemQuantities, it.Quantity), append(itemPrices, int64(it.UnitPrice))
+		}
+		first := o.History()[0]
+		hOrders, hStatuses, hReasons, hAt = append(hOrders, o.ID()), append(hStatuses, string(first.Status)), append(hReasons, first.Reason), append(hAt, first.At)
+		events = append(events, req.msg)
+	}
+	ev := outbox.ColumnsOf(events)
+	// The items, the first history entry and the event of an order exist only if its row was
+	// inserted, so a taken request id leaves nothing behind.
+	rows, err := r.pool.Query(ctx, `
+		WITH o AS (
+			INSERT INTO orders (id, customer_id, payment_method, status, total_minor, shipping_address,
+				country_code, request_id, request_fingerprint, created_at, updated_at)
+			SELECT u.id, u.customer_id, u.method, u.status, u.total, u.addr::jsonb, NULLIF(u.country, ''),
+				NULLIF(u.request_id, ''), u.fingerprint, u.at, u.at
+			FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::bigint[], $6::text[], $7::text[],
+				$8::text[], $9::bytea[], $10::timestamptz[])
+				AS u(id, customer_id, method, status, total, addr, country, request_id, fingerprint, at)
+			ON CONFLICT (customer_id, request_id) DO NOTHING
+			RETURNING id
+		), items AS (
+			INSERT INTO order_items (order_id, line, product_id, quantity, unit_price_minor)
+			SELECT i.order_id, i.line, i.product_id, i.quantity, i.price
+			FROM unnest($11::uuid[], $12::int[], $13::uuid[], $14::int[], $15::bigint[])
+				AS i(order_id, line, product_id, quantity, price)
+			JOIN o ON o.id = i.order_id
+		), history AS (
+			INSERT INTO order_status_history (order_id, status, reason, changed_at)
+			SELECT h.order_id, h.status, h.reason, h.at
+			FROM unnest($16::uuid[], $17::text[], $18::text[], $19::timestamptz[]) AS h(order_id, status, reason, at)
+			JOIN o ON o.id = h.order_id
+		), event AS (
+			INSERT INTO outbox (event_id, exchange, routing_key, message_type, correlation_id, body, created_at)
+			SELECT e.event_id, e.exchange, e.routing_key, e.message_type, e.correlation_id, e.body, e.created_at
+			FROM unnest($20::uuid[], $21::text[], $22::text[], $23::text[], $24::text[], $25::bytea[], $26::timestamptz[])
+				AS e(event_id, exchange, routing_key, message_type, correlation_id, body, created_at)
+			JOIN o ON o.id::text = e.correlation_id
+			RETURNING id, correlation_id
+		)
+		SELECT id, correlation_id FROM event`,
+		ids, customers, methods, statuses, totals, addrs, countries, requestIDs, fingerprints, created,
+		itemOrders, itemLines, itemProducts, itemQuantities, itemPrices,
+		hOrders, hStatuses, hReasons, hAt,
+		ev.EventIDs, ev.Exchanges, ev.RoutingKeys, ev.Types, ev.CorrelationIDs, ev.Bodies, ev.CreatedAt)
+	if err != nil {
+		return fmt.Errorf("insert orders: %w", err)
+	}
+	byOrder := make(map[string]*createReq, len(batch))
+	for _, req := range batch {
+		req.outboxID = 0
+		byOrder[req.o.ID()] = req
+	}
+	for rows.Next() {
+		var id int64
+		var orderID string
+		if err := rows.Scan(&id, &orderID); err != nil {
+			rows.Close()
+			return fmt.Errorf("insert orders: %w", err)
+		}
+		if req := byOrder[orderID]; req != nil {
+			req.outboxID = id
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("insert orders: %w", err)
+	}
+	return nil
+}
