@@ -131,6 +131,7 @@ func TestThirdPartyRESTClient(t *testing.T) {
 		t.Fatalf("get: %v %d %s", err, got.StatusCode(), got.Body)
 	}
 	checkSameFields(t, "GetOrderResponse", got.Body)
+	//lint:ignore SA1019 the deprecated unversioned alias must keep working
 	alias, err := c.GetOrderUnversionedWithResponse(ctx, o.OrderId)
 	if err != nil || alias.JSON200 == nil || alias.JSON200.Order.OrderId != o.OrderId {
 		t.Fatalf("get through the alias: %v %d %s", err, alias.StatusCode(), alias.Body)

@@ -107,7 +107,7 @@ type OutboxRow struct {
 	RoutingKey  string    `json:"routing_key"`
 	MessageType string    `json:"message_type"`
 	CreatedAt   time.Time `json:"created_at"`
-	Attempts    int       `json:"attempts"`
+	DueAt       time.Time `json:"due_at"` // when the relay's poll takes it, should no hand-over publish it first
 	Traceparent string    `json:"traceparent,omitempty"`
 }
 
@@ -246,10 +246,10 @@ func pendingOutbox(ctx context.Context, q Querier, service, orderID string) ([]O
 		}
 	}
 	return query(ctx, q, service+" outbox", `
-		SELECT id, event_id::text, exchange, routing_key, message_type, created_at, attempts, `+traceparent+`
+		SELECT id, event_id::text, exchange, routing_key, message_type, created_at, publish_after, `+traceparent+`
 		FROM outbox WHERE correlation_id = $1 ORDER BY id`, func(row pgx.CollectableRow) (OutboxRow, error) {
 		r := OutboxRow{Service: service}
-		err := row.Scan(&r.ID, &r.EventID, &r.Exchange, &r.RoutingKey, &r.MessageType, &r.CreatedAt, &r.Attempts, &r.Traceparent)
+		err := row.Scan(&r.ID, &r.EventID, &r.Exchange, &r.RoutingKey, &r.MessageType, &r.CreatedAt, &r.DueAt, &r.Traceparent)
 		return r, err
 	}, orderID)
 }

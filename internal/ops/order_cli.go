@@ -136,7 +136,7 @@ func PrintOrder(w io.Writer, v *OrderView) error {
 	} else {
 		line("", "outbox", "%d pending", len(v.Outbox))
 		for _, r := range v.Outbox {
-			sub(r.Service, "#%d %s %s, event %s, since %s, %d attempt(s)", r.ID, r.RoutingKey, r.MessageType, r.EventID, stamp(r.CreatedAt), r.Attempts)
+			sub(r.Service, "#%d %s %s, event %s, since %s, due %s", r.ID, r.RoutingKey, r.MessageType, r.EventID, stamp(r.CreatedAt), stamp(r.DueAt))
 		}
 	}
 	switch scan := v.DeadLetterScan; {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"slices"
 	"time"
 
 	"github.com/cenkalti/backoff/v5"
@@ -138,8 +139,10 @@ func (r *Relay) Run(ctx context.Context) error {
 	}
 }
 
-// gather adds whatever else was handed over, up to BatchSize, to rows.
+// gather adds whatever else was handed over, up to BatchSize, to rows. It never appends into
+// the caller's slice: that memory is the caller's.
 func (r *Relay) gather(rows []Row) []Row {
+	rows = slices.Clip(rows)
 	for len(rows) < r.BatchSize {
 		select {
 		case more := <-r.handoff:

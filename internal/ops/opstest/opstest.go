@@ -50,7 +50,7 @@ CREATE TABLE reservation_items (
 CREATE TABLE outbox (
 	id bigserial PRIMARY KEY, event_id uuid NOT NULL, exchange text NOT NULL, routing_key text NOT NULL,
 	message_type text NOT NULL, correlation_id text NOT NULL, body bytea NOT NULL,
-	created_at timestamptz NOT NULL DEFAULT now(), attempts int NOT NULL DEFAULT 0);`
+	created_at timestamptz NOT NULL DEFAULT now(), publish_after timestamptz NOT NULL DEFAULT now() + interval '5 seconds');`
 	shippingDDL = `
 CREATE TABLE shipments (
 	id uuid PRIMARY KEY, order_id uuid NOT NULL UNIQUE, status text NOT NULL, tracking_code text NOT NULL DEFAULT '',
@@ -132,8 +132,8 @@ func (w *World) Exec(service, sql string, args ...any) {
 func (w *World) Outbox(service, orderID, routingKey, messageType string) string {
 	w.t.Helper()
 	id := uuid.NewString()
-	w.exec(w.pool(service), `INSERT INTO outbox (event_id, exchange, routing_key, message_type, correlation_id, body, attempts)
-		VALUES ($1, $2, $3, $4, $5, '\x00', 2)`, id, service+".exchange", routingKey, messageType, orderID)
+	w.exec(w.pool(service), `INSERT INTO outbox (event_id, exchange, routing_key, message_type, correlation_id, body)
+		VALUES ($1, $2, $3, $4, $5, '\x00')`, id, service+".exchange", routingKey, messageType, orderID)
 	return id
 }
 

@@ -79,7 +79,7 @@ func run(ctx context.Context, log *slog.Logger, cfg config.Order) error {
 	if err != nil {
 		return err
 	}
-	watch := grpcapi.FeedFunc(func(id string) (grpcapi.Subscription, func()) { return feed.Subscribe(id) })
+	watch := grpcapi.FeedOf(feed)
 
 	grpcMetrics := grpcprom.NewServerMetrics()
 	if err := prometheus.Register(grpcMetrics); err != nil {

@@ -2,11 +2,14 @@ package eventhandler_test
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 	amqp "github.com/rabbitmq/amqp091-go"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -15,17 +18,44 @@ import (
 	paymentv1 "github.com/ordersaga/ordersaga/gen/payment/v1"
 	shippingv1 "github.com/ordersaga/ordersaga/gen/shipping/v1"
 	"github.com/ordersaga/ordersaga/pkg/broker"
+	"github.com/ordersaga/ordersaga/pkg/catalog"
+	"github.com/ordersaga/ordersaga/pkg/outbox"
 	"github.com/ordersaga/ordersaga/pkg/testenv"
+	"github.com/ordersaga/ordersaga/pkg/unitofwork"
 	"github.com/ordersaga/ordersaga/services/order/internal/eventhandler"
 	"github.com/ordersaga/ordersaga/services/order/internal/order"
 	"github.com/ordersaga/ordersaga/services/order/internal/postgres"
 )
 
-func setup(t *testing.T) (*postgres.Repository, *eventhandler.Handlers) {
+// handlers are order-service's broker handlers, by subscription.
+type handlers = map[catalog.Subscription]broker.Handler
+
+// newHandlers registers order-service's rules on pool, their store bound by repo. The relay is
+// not running: the rules publish nothing.
+func newHandlers(t *testing.T, pool *pgxpool.Pool, repo *postgres.Repository) handlers {
+	t.Helper()
+	log := testenv.Logger(t)
+	svc := unitofwork.New(catalog.Order, pool, outbox.NewRelay(pool, nil, log), log,
+		func(tx pgx.Tx) eventhandler.Store { return repo.Bind(tx) })
+	eventhandler.Register(svc, log)
+	hs, err := svc.Handlers()
+	if err != nil {
+		t.Fatalf("handlers: %v", err)
+	}
+	return hs
+}
+
+func setup(t *testing.T) (*postgres.Repository, handlers) {
+	t.Helper()
+	repo, _, hs := setupPool(t)
+	return repo, hs
+}
+
+func setupPool(t *testing.T) (*postgres.Repository, *pgxpool.Pool, handlers) {
 	t.Helper()
 	pool := testenv.Postgres(t, "order_events", postgres.Migrations...)
 	repo := postgres.NewRepository(pool)
-	return repo, eventhandler.New(repo, testenv.Logger(t))
+	return repo, pool, newHandlers(t, pool, repo)
 }
 
 func placeOrder(t *testing.T, repo *postgres.Repository) string {
@@ -57,28 +87,46 @@ func delivery(t *testing.T, routingKey string, ev proto.Message) amqp.Delivery {
 	}
 }
 
-func handler(t *testing.T, h *eventhandler.Handlers, routingKey string) broker.Handler {
+func handler(t *testing.T, hs handlers, routingKey string) broker.Handler {
 	t.Helper()
-	fn, err := h.For(broker.Subscription{Consumer: "order", RoutingKey: routingKey})
-	if err != nil {
-		t.Fatal(err)
+	fn, ok := hs[catalog.Subscription{Consumer: catalog.Order, RoutingKey: routingKey}]
+	if !ok {
+		t.Fatalf("no handler for %s", routingKey)
 	}
 	return fn
 }
 
-func TestEverySubscriptionHasAHandler(t *testing.T) {
-	t.Parallel()
-	h := eventhandler.New(nil, testenv.Logger(t))
-	subs := broker.SubscriptionsOf("order")
-	if len(subs) != 7 {
-		t.Fatalf("%d subscriptions", len(subs))
+// rejected checks that err refuses exactly the deliveries at indexes of the batch.
+func rejected(t *testing.T, err error, indexes ...int) {
+	t.Helper()
+	var rej broker.Rejected
+	if !errors.As(err, &rej) {
+		t.Fatalf("error = %v, want deliveries %v rejected", err, indexes)
 	}
-	for _, sub := range subs {
-		if _, err := h.For(sub); err != nil {
-			t.Error(err)
+	if len(rej) != len(indexes) {
+		t.Fatalf("rejected %v, want deliveries %v", rej, indexes)
+	}
+	for _, i := range indexes {
+		if rej[i] == nil {
+			t.Fatalf("rejected %v, want delivery %d among them", rej, i)
 		}
 	}
-	if _, err := h.For(broker.Subscription{Consumer: "order", RoutingKey: broker.OrderCreated}); err == nil {
+}
+
+func TestEverySubscriptionHasAHandler(t *testing.T) {
+	t.Parallel()
+	// Handlers touches no database.
+	hs := newHandlers(t, nil, postgres.NewRepository(nil))
+	subs := catalog.SubscriptionsOf(catalog.Order)
+	if len(subs) != 7 || len(hs) != len(subs) {
+		t.Fatalf("%d subscriptions, %d handlers", len(subs), len(hs))
+	}
+	for _, sub := range subs {
+		if hs[sub] == nil {
+			t.Errorf("no handler for %s", sub.Queue())
+		}
+	}
+	if _, ok := hs[catalog.Subscription{Consumer: catalog.Order, RoutingKey: catalog.OrderCreated}]; ok {
 		t.Error("order.created accepted")
 	}
 }
@@ -91,17 +139,17 @@ func TestHappyPathOutOfOrder(t *testing.T) {
 	now := timestamppb.Now()
 
 	// The saga's results arrive in reverse order, and one is redelivered.
-	scheduled := delivery(t, broker.ShippingScheduled, &shippingv1.ShippingScheduled{
+	scheduled := delivery(t, catalog.ShippingScheduled, &shippingv1.ShippingScheduled{
 		EventId: uuid.NewString(), OrderId: strings.ToUpper(id), OccurTime: now, TrackingCode: "TRK-AB12CD34"})
-	if err := handler(t, h, broker.ShippingScheduled)(ctx, []amqp.Delivery{scheduled, scheduled}); err != nil {
+	if err := handler(t, h, catalog.ShippingScheduled)(ctx, []amqp.Delivery{scheduled, scheduled}); err != nil {
 		t.Fatal(err)
 	}
-	reserved := delivery(t, broker.InventoryReserved, &inventoryv1.InventoryReserved{EventId: uuid.NewString(), OrderId: id, OccurTime: now})
-	if err := handler(t, h, broker.InventoryReserved)(ctx, []amqp.Delivery{reserved}); err != nil {
+	reserved := delivery(t, catalog.InventoryReserved, &inventoryv1.InventoryReserved{EventId: uuid.NewString(), OrderId: id, OccurTime: now})
+	if err := handler(t, h, catalog.InventoryReserved)(ctx, []amqp.Delivery{reserved}); err != nil {
 		t.Fatal(err)
 	}
-	approved := delivery(t, broker.PaymentApproved, &paymentv1.PaymentApproved{EventId: uuid.NewString(), OrderId: id, OccurTime: now})
-	if err := handler(t, h, broker.PaymentApproved)(ctx, []amqp.Delivery{approved}); err != nil {
+	approved := delivery(t, catalog.PaymentApproved, &paymentv1.PaymentApproved{EventId: uuid.NewString(), OrderId: id, OccurTime: now})
+	if err := handler(t, h, catalog.PaymentApproved)(ctx, []amqp.Delivery{approved}); err != nil {
 		t.Fatal(err)
 	}
 	o, err := repo.Get(ctx, id)
@@ -122,11 +170,11 @@ func TestCompensation(t *testing.T) {
 		key string
 		ev  proto.Message
 	}{
-		{broker.PaymentApproved, &paymentv1.PaymentApproved{EventId: uuid.NewString(), OrderId: id}},
-		{broker.InventoryReserved, &inventoryv1.InventoryReserved{EventId: uuid.NewString(), OrderId: id}},
-		{broker.ShippingFailed, &shippingv1.ShippingFailed{EventId: uuid.NewString(), OrderId: id, Reason: "carrier does not deliver to AQ"}},
-		{broker.PaymentReversed, &paymentv1.PaymentReversed{EventId: uuid.NewString(), OrderId: id, Reason: "compensation"}},
-		{broker.InventoryFailed, &inventoryv1.InventoryFailed{EventId: uuid.NewString(), OrderId: id, Reason: "late"}},
+		{catalog.PaymentApproved, &paymentv1.PaymentApproved{EventId: uuid.NewString(), OrderId: id}},
+		{catalog.InventoryReserved, &inventoryv1.InventoryReserved{EventId: uuid.NewString(), OrderId: id}},
+		{catalog.ShippingFailed, &shippingv1.ShippingFailed{EventId: uuid.NewString(), OrderId: id, Reason: "carrier does not deliver to AQ"}},
+		{catalog.PaymentReversed, &paymentv1.PaymentReversed{EventId: uuid.NewString(), OrderId: id, Reason: "compensation"}},
+		{catalog.InventoryFailed, &inventoryv1.InventoryFailed{EventId: uuid.NewString(), OrderId: id, Reason: "late"}},
 	} {
 		if err := handler(t, h, step.key)(ctx, []amqp.Delivery{delivery(t, step.key, step.ev)}); err != nil {
 			t.Fatalf("%s: %v", step.key, err)
@@ -143,8 +191,8 @@ func TestPaymentFailed(t *testing.T) {
 	repo, h := setup(t)
 	ctx := context.Background()
 	id := placeOrder(t, repo)
-	d := delivery(t, broker.PaymentFailed, &paymentv1.PaymentFailed{EventId: uuid.NewString(), OrderId: id, Reason: "card declined"})
-	if err := handler(t, h, broker.PaymentFailed)(ctx, []amqp.Delivery{d}); err != nil {
+	d := delivery(t, catalog.PaymentFailed, &paymentv1.PaymentFailed{EventId: uuid.NewString(), OrderId: id, Reason: "card declined"})
+	if err := handler(t, h, catalog.PaymentFailed)(ctx, []amqp.Delivery{d}); err != nil {
 		t.Fatal(err)
 	}
 	o, _ := repo.Get(ctx, id)
@@ -153,7 +201,7 @@ func TestPaymentFailed(t *testing.T) {
 	}
 }
 
-func TestBadEventsArePermanent(t *testing.T) {
+func TestBadEventsAreRejected(t *testing.T) {
 	t.Parallel()
 	repo, h := setup(t)
 	ctx := context.Background()
@@ -163,18 +211,17 @@ func TestBadEventsArePermanent(t *testing.T) {
 		key string
 		d   amqp.Delivery
 	}{
-		"undecodable":    {broker.PaymentApproved, garbage},
-		"wrong type":     {broker.PaymentApproved, delivery(t, broker.PaymentApproved, &paymentv1.PaymentFailed{EventId: uuid.NewString(), OrderId: id})},
-		"bad event id":   {broker.PaymentApproved, delivery(t, broker.PaymentApproved, &paymentv1.PaymentApproved{EventId: "x", OrderId: id})},
-		"unknown order":  {broker.PaymentApproved, delivery(t, broker.PaymentApproved, &paymentv1.PaymentApproved{EventId: uuid.NewString(), OrderId: uuid.NewString()})},
-		"no tracking":    {broker.ShippingScheduled, delivery(t, broker.ShippingScheduled, &shippingv1.ShippingScheduled{EventId: uuid.NewString(), OrderId: id})},
-		"missing order":  {broker.InventoryFailed, delivery(t, broker.InventoryFailed, &inventoryv1.InventoryFailed{EventId: uuid.NewString()})},
-		"empty delivery": {broker.ShippingFailed, amqp.Delivery{}},
+		"undecodable":    {catalog.PaymentApproved, garbage},
+		"wrong type":     {catalog.PaymentApproved, delivery(t, catalog.PaymentApproved, &paymentv1.PaymentFailed{EventId: uuid.NewString(), OrderId: id})},
+		"bad event id":   {catalog.PaymentApproved, delivery(t, catalog.PaymentApproved, &paymentv1.PaymentApproved{EventId: "x", OrderId: id})},
+		"unknown order":  {catalog.PaymentApproved, delivery(t, catalog.PaymentApproved, &paymentv1.PaymentApproved{EventId: uuid.NewString(), OrderId: uuid.NewString()})},
+		"no tracking":    {catalog.ShippingScheduled, delivery(t, catalog.ShippingScheduled, &shippingv1.ShippingScheduled{EventId: uuid.NewString(), OrderId: id})},
+		"missing order":  {catalog.InventoryFailed, delivery(t, catalog.InventoryFailed, &inventoryv1.InventoryFailed{EventId: uuid.NewString()})},
+		"empty delivery": {catalog.ShippingFailed, amqp.Delivery{}},
 	} {
-		err := handler(t, h, tc.key)(ctx, []amqp.Delivery{tc.d})
-		if !broker.IsPermanent(err) {
-			t.Errorf("%s: err = %v, want permanent", name, err)
-		}
+		t.Run(name, func(t *testing.T) {
+			rejected(t, handler(t, h, tc.key)(ctx, []amqp.Delivery{tc.d}), 0)
+		})
 	}
 	if o, _ := repo.Get(ctx, id); o.Status() != order.StatusPending {
 		t.Errorf("status %s", o.Status())
@@ -194,12 +241,9 @@ func TestConsumeFromBroker(t *testing.T) {
 	}
 	defer conn.Close()
 	done := make(chan struct{})
-	subs := broker.SubscriptionsOf("order")
+	subs := catalog.SubscriptionsOf(catalog.Order)
 	for _, sub := range subs {
-		fn, err := h.For(sub)
-		if err != nil {
-			t.Fatal(err)
-		}
+		fn := h[sub]
 		go func() {
 			defer func() { done <- struct{}{} }()
 			conn.Consume(ctx, sub.Queue(), fn, broker.ConsumerOptions{})
@@ -222,18 +266,18 @@ func TestConsumeFromBroker(t *testing.T) {
 	var msgs []broker.Message
 	for _, ev := range []struct {
 		key string
-		ev  broker.Event
+		ev  unitofwork.Message
 	}{
-		{broker.PaymentApproved, &paymentv1.PaymentApproved{EventId: uuid.NewString(), OrderId: happy}},
-		{broker.InventoryReserved, &inventoryv1.InventoryReserved{EventId: uuid.NewString(), OrderId: happy}},
-		{broker.ShippingScheduled, &shippingv1.ShippingScheduled{EventId: uuid.NewString(), OrderId: happy, TrackingCode: "TRK-00000001"}},
-		{broker.PaymentApproved, &paymentv1.PaymentApproved{EventId: uuid.NewString(), OrderId: sad}},
-		{broker.InventoryFailed, &inventoryv1.InventoryFailed{EventId: uuid.NewString(), OrderId: sad, Reason: "out of stock"}},
-		{broker.PaymentReversed, &paymentv1.PaymentReversed{EventId: uuid.NewString(), OrderId: sad}},
+		{catalog.PaymentApproved, &paymentv1.PaymentApproved{EventId: uuid.NewString(), OrderId: happy}},
+		{catalog.InventoryReserved, &inventoryv1.InventoryReserved{EventId: uuid.NewString(), OrderId: happy}},
+		{catalog.ShippingScheduled, &shippingv1.ShippingScheduled{EventId: uuid.NewString(), OrderId: happy, TrackingCode: "TRK-00000001"}},
+		{catalog.PaymentApproved, &paymentv1.PaymentApproved{EventId: uuid.NewString(), OrderId: sad}},
+		{catalog.InventoryFailed, &inventoryv1.InventoryFailed{EventId: uuid.NewString(), OrderId: sad, Reason: "out of stock"}},
+		{catalog.PaymentReversed, &paymentv1.PaymentReversed{EventId: uuid.NewString(), OrderId: sad}},
 	} {
 		body, _ := proto.Marshal(ev.ev)
 		msgs = append(msgs, broker.Message{
-			Exchange: broker.ExchangeFor(ev.key), RoutingKey: ev.key, MessageID: ev.ev.GetEventId(),
+			Exchange: catalog.Exchange(ev.key), RoutingKey: ev.key, MessageID: ev.ev.GetEventId(),
 			Type: string(ev.ev.ProtoReflect().Descriptor().FullName()), CorrelationID: ev.ev.GetOrderId(), Body: body,
 		})
 	}
@@ -247,4 +291,58 @@ func TestConsumeFromBroker(t *testing.T) {
 		b, _ := repo.Get(ctx, sad)
 		return a.Status() == order.StatusConfirmed && b.Status() == order.StatusCancelled
 	})
+}
+
+func TestAnEventForAnUnknownOrderIsRejectedAlone(t *testing.T) {
+	t.Parallel()
+	repo, pool, h := setupPool(t)
+	ctx := context.Background()
+	id := placeOrder(t, repo)
+	unknown := uuid.NewString()
+	batch := []amqp.Delivery{
+		delivery(t, catalog.PaymentApproved, &paymentv1.PaymentApproved{EventId: uuid.NewString(), OrderId: unknown}),
+		delivery(t, catalog.PaymentApproved, &paymentv1.PaymentApproved{EventId: uuid.NewString(), OrderId: id}),
+	}
+	rejected(t, handler(t, h, catalog.PaymentApproved)(ctx, batch), 0)
+	o, err := repo.Get(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.Status() != order.StatusPaymentApproved || len(o.History()) != 2 {
+		t.Errorf("order %s %+v, want PAYMENT_APPROVED", o.Status(), o.History())
+	}
+	// Only the event that took effect is claimed: the rejected one left no trace.
+	var n int
+	if err := pool.QueryRow(ctx, "SELECT count(*) FROM idempotency_keys").Scan(&n); err != nil || n != 1 {
+		t.Errorf("%d events claimed (%v), want 1", n, err)
+	}
+}
+
+func TestARedeliveredBatchChangesNothing(t *testing.T) {
+	t.Parallel()
+	repo, pool, h := setupPool(t)
+	ctx := context.Background()
+	id := placeOrder(t, repo)
+	failed := handler(t, h, catalog.InventoryFailed)
+	batch := []amqp.Delivery{
+		delivery(t, catalog.InventoryFailed, &inventoryv1.InventoryFailed{EventId: uuid.NewString(), OrderId: id, Reason: "out of stock"}),
+	}
+	if err := handler(t, h, catalog.PaymentApproved)(ctx, []amqp.Delivery{
+		delivery(t, catalog.PaymentApproved, &paymentv1.PaymentApproved{EventId: uuid.NewString(), OrderId: id}),
+	}); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		if err := failed(ctx, batch); err != nil {
+			t.Fatal(err)
+		}
+	}
+	o, _ := repo.Get(ctx, id)
+	if o.Status() != order.StatusInventoryFailed || o.FailureReason() != "out of stock" || len(o.History()) != 3 {
+		t.Errorf("order %s %q %+v", o.Status(), o.FailureReason(), o.History())
+	}
+	var n int
+	if err := pool.QueryRow(ctx, "SELECT count(*) FROM idempotency_keys WHERE queue = 'order.inventory-failed'").Scan(&n); err != nil || n != 1 {
+		t.Errorf("%d inventory.failed claimed (%v), want 1", n, err)
+	}
 }

@@ -94,7 +94,7 @@ func TestWatchOrderEventStream(t *testing.T) {
 			t.Errorf("event data does not use the proto field names: %s", ev.Data)
 		}
 		if i < len(moves) {
-			apply(t, e.repo, id, moves[i])
+			apply(t, e, id, moves[i])
 		}
 	}
 	// The server closed the stream at CONFIRMED; the client reconnected with Last-Event-ID 4 and
@@ -190,7 +190,7 @@ func TestWatchOrderEventStreamHeartbeatAndErrors(t *testing.T) {
 
 	// Without text/event-stream first, the watch stays newline-delimited JSON.
 	for _, accept := range []string{"", "*/*", "application/json", "application/json, text/event-stream;q=0.5"} {
-		apply(t, e.repo, created.GetOrder().GetOrderId(), order.PaymentFailed)
+		apply(t, e, created.GetOrder().GetOrderId(), order.PaymentFailed)
 		resp := get(path, accept, "")
 		if ct := resp.Header.Get("Content-Type"); ct == "text/event-stream" {
 			t.Errorf("Accept %q: got an event stream", accept)

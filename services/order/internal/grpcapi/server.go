@@ -31,14 +31,33 @@ type Repository interface {
 
 // Feed tells what changed in an order.
 type Feed interface {
-	Subscribe(orderID string) (Subscription, func())
+	// Subscribe subscribes to the changes of an order. known is the order as the feed last saw
+	// it when this process created it recently, or nil: then the order must be read.
+	Subscribe(orderID string) (sub Subscription, known *order.Order, unsubscribe func())
+	// Created tells the feed about an order this process has just stored.
+	Created(o *order.Order)
 }
 
-// FeedFunc is a Feed as a function.
-type FeedFunc func(orderID string) (Subscription, func())
+// FeedOf adapts a feed whose subscriptions are of a concrete type.
+func FeedOf[S Subscription](f interface {
+	Subscribe(string) (S, *order.Order, func())
+	Created(*order.Order)
+}) Feed {
+	return feedOf[S]{f}
+}
 
-// Subscribe calls f.
-func (f FeedFunc) Subscribe(orderID string) (Subscription, func()) { return f(orderID) }
+type feedOf[S Subscription] struct {
+	f interface {
+		Subscribe(string) (S, *order.Order, func())
+		Created(*order.Order)
+	}
+}
+
+func (a feedOf[S]) Subscribe(id string) (Subscription, *order.Order, func()) {
+	return a.f.Subscribe(id)
+}
+
+func (a feedOf[S]) Created(o *order.Order) { a.f.Created(o) }
 
 // Subscription receives the changes of one order: Ready is signalled when Take has something,
 // and closed when the feed stops; resync means changes may have been missed.
@@ -83,6 +102,7 @@ func (s *Server) CreateOrder(ctx context.Context, req *orderv1.CreateOrderReques
 		return nil, s.error(ctx, err)
 	}
 	if created {
+		s.feed.Created(stored)
 		s.log.DebugContext(ctx, "order created", "order_id", stored.ID(), "request_id", stored.RequestID(),
 			"total", stored.Total().String())
 	} else {
@@ -189,11 +209,13 @@ func (s *Server) WatchOrder(req *orderv1.WatchOrderRequest, stream orderv1.Order
 	}
 	// Subscribed before the first read, so that no change falls between the two; by the id in
 	// the canonical form that the feed carries.
-	sub, unsubscribe := s.feed.Subscribe(id)
+	sub, o, unsubscribe := s.feed.Subscribe(id)
 	defer unsubscribe()
-	o, err := s.repo.Get(ctx, id)
-	if err != nil {
-		return s.error(ctx, err)
+	if o == nil {
+		var err error
+		if o, err = s.repo.Get(ctx, id); err != nil {
+			return s.error(ctx, err)
+		}
 	}
 	if err := mayRead(ctx, o); err != nil {
 		return err

@@ -14,6 +14,8 @@ import (
 
 	"github.com/google/uuid"
 	grpcprom "github.com/grpc-ecosystem/go-grpc-middleware/providers/prometheus"
+	"github.com/jackc/pgx/v5"
+	amqp "github.com/rabbitmq/amqp091-go"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -22,8 +24,16 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
+	inventoryv1 "github.com/ordersaga/ordersaga/gen/inventory/v1"
 	orderv1 "github.com/ordersaga/ordersaga/gen/order/v1"
+	paymentv1 "github.com/ordersaga/ordersaga/gen/payment/v1"
+	shippingv1 "github.com/ordersaga/ordersaga/gen/shipping/v1"
+	"github.com/ordersaga/ordersaga/pkg/broker"
+	"github.com/ordersaga/ordersaga/pkg/catalog"
+	"github.com/ordersaga/ordersaga/pkg/outbox"
 	"github.com/ordersaga/ordersaga/pkg/testenv"
+	"github.com/ordersaga/ordersaga/pkg/unitofwork"
+	"github.com/ordersaga/ordersaga/services/order/internal/eventhandler"
 	"github.com/ordersaga/ordersaga/services/order/internal/grpcapi"
 	"github.com/ordersaga/ordersaga/services/order/internal/order"
 	"github.com/ordersaga/ordersaga/services/order/internal/postgres"
@@ -31,6 +41,7 @@ import (
 
 type env struct {
 	repo   *postgres.Repository
+	saga   map[catalog.Subscription]broker.Handler // order-service's event handlers
 	client orderv1.OrderServiceClient
 	conn   *grpc.ClientConn
 	addr   string
@@ -50,7 +61,7 @@ func start(t *testing.T, feed grpcapi.Feed, poll time.Duration) *env {
 		done := make(chan struct{})
 		go func() { f.Run(ctx); close(done) }()
 		t.Cleanup(func() { cancel(); <-done })
-		feed = f
+		feed = grpcapi.FeedOf(f)
 	} else {
 		t.Cleanup(cancel)
 	}
@@ -70,7 +81,16 @@ func start(t *testing.T, feed grpcapi.Feed, poll time.Duration) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { conn.Close() })
-	return &env{repo: repo, client: orderv1.NewOrderServiceClient(conn), conn: conn, addr: lis.Addr().String()}
+	// Status changes come from the saga's events, through order-service's handlers; their relay
+	// is not running, and they publish nothing.
+	work := unitofwork.New(catalog.Order, pool, outbox.NewRelay(pool, nil, log), log,
+		func(tx pgx.Tx) eventhandler.Store { return repo.Bind(tx) })
+	eventhandler.Register(work, log)
+	saga, err := work.Handlers()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &env{repo: repo, saga: saga, client: orderv1.NewOrderServiceClient(conn), conn: conn, addr: lis.Addr().String()}
 }
 
 func validRequest() *orderv1.CreateOrderRequest {
@@ -283,11 +303,34 @@ func TestListOrders(t *testing.T) {
 	}
 }
 
-func apply(t *testing.T, repo *postgres.Repository, id string, kind order.EventKind) {
+// apply delivers the saga event of kind about order id to order-service's handler, as the
+// consumer would.
+func apply(t *testing.T, e *env, id string, kind order.EventKind) {
 	t.Helper()
-	e := order.Event{ID: uuid.NewString(), OrderID: id, Kind: kind, TrackingCode: "TRK-WATCH001"}
-	if _, err := repo.ApplyEvents(context.Background(), "test", []order.Event{e}); err != nil {
+	eventID := uuid.NewString()
+	var key string
+	var msg proto.Message
+	switch kind {
+	case order.PaymentApproved:
+		key, msg = catalog.PaymentApproved, &paymentv1.PaymentApproved{EventId: eventID, OrderId: id}
+	case order.PaymentFailed:
+		key, msg = catalog.PaymentFailed, &paymentv1.PaymentFailed{EventId: eventID, OrderId: id, Reason: "card declined"}
+	case order.InventoryReserved:
+		key, msg = catalog.InventoryReserved, &inventoryv1.InventoryReserved{EventId: eventID, OrderId: id}
+	case order.ShippingScheduled:
+		key, msg = catalog.ShippingScheduled, &shippingv1.ShippingScheduled{EventId: eventID, OrderId: id, TrackingCode: "TRK-WATCH001"}
+	default:
+		t.Fatalf("apply: no event for %s", kind)
+	}
+	body, err := proto.Marshal(msg)
+	if err != nil {
 		t.Fatal(err)
+	}
+	d := amqp.Delivery{RoutingKey: key, MessageId: eventID, CorrelationId: id,
+		Type: string(msg.ProtoReflect().Descriptor().FullName()), Body: body}
+	h := e.saga[catalog.Subscription{Consumer: catalog.Order, RoutingKey: key}]
+	if err := h(context.Background(), []amqp.Delivery{d}); err != nil {
+		t.Fatalf("apply %s: %v", key, err)
 	}
 }
 
@@ -316,11 +359,11 @@ func watchUntilTerminal(t *testing.T, e *env) {
 		}
 	}
 	recv(orderv1.OrderStatus_ORDER_STATUS_PENDING)
-	apply(t, e.repo, id, order.PaymentApproved)
+	apply(t, e, id, order.PaymentApproved)
 	recv(orderv1.OrderStatus_ORDER_STATUS_PAYMENT_APPROVED)
-	apply(t, e.repo, id, order.InventoryReserved)
+	apply(t, e, id, order.InventoryReserved)
 	recv(orderv1.OrderStatus_ORDER_STATUS_INVENTORY_RESERVED)
-	apply(t, e.repo, id, order.ShippingScheduled)
+	apply(t, e, id, order.ShippingScheduled)
 	recv(orderv1.OrderStatus_ORDER_STATUS_CONFIRMED)
 	if _, err := stream.Recv(); !errors.Is(err, io.EOF) {
 		t.Fatalf("stream after terminal status: %v, want EOF", err)
@@ -339,7 +382,7 @@ func TestWatchOrder(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	apply(t, e.repo, created.GetOrder().GetOrderId(), order.PaymentFailed)
+	apply(t, e, created.GetOrder().GetOrderId(), order.PaymentFailed)
 	stream, err := e.client.WatchOrder(ctx, &orderv1.WatchOrderRequest{OrderId: created.GetOrder().GetOrderId()})
 	if err != nil {
 		t.Fatal(err)
@@ -370,7 +413,16 @@ func TestWatchOrder(t *testing.T) {
 // silentFeed never signals, like a listener that lost every notification.
 type silentFeed struct{}
 
-func (silentFeed) Subscribe(string) (<-chan struct{}, func()) { return make(chan struct{}), func() {} }
+func (silentFeed) Subscribe(string) (grpcapi.Subscription, *order.Order, func()) {
+	return silentSubscription{make(chan struct{})}, nil, func() {}
+}
+
+func (silentFeed) Created(*order.Order) {}
+
+type silentSubscription struct{ ready chan struct{} }
+
+func (s silentSubscription) Ready() <-chan struct{}     { return s.ready }
+func (silentSubscription) Take() ([]order.Update, bool) { return nil, false }
 
 func TestWatchOrderPollsWithoutNotifications(t *testing.T) {
 	t.Parallel()
@@ -464,7 +516,7 @@ func TestGateway(t *testing.T) {
 	}
 
 	// WatchOrder streams newline-delimited JSON until the order is terminal.
-	apply(t, e.repo, id, order.PaymentFailed)
+	apply(t, e, id, order.PaymentFailed)
 	resp, err := http.Get(base + "/v1/orders/" + id + ":watch")
 	if err != nil {
 		t.Fatal(err)

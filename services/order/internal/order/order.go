@@ -5,6 +5,7 @@ package order
 import (
 	"cmp"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -321,6 +322,28 @@ func (o *Order) CreatedAt() time.Time { return o.createdAt }
 
 // UpdatedAt returns when the order last changed.
 func (o *Order) UpdatedAt() time.Time { return o.updatedAt }
+
+// Follow applies an update made to another copy of the order, if it is the next one: it
+// reports false, changing nothing, when the update is not the order's next version.
+func (o *Order) Follow(u Update) bool {
+	if u.OrderID != o.id || u.Version != o.version+1 {
+		return false
+	}
+	o.status = u.Change.Status
+	o.failureReason = u.FailureReason
+	o.trackingCode = u.TrackingCode
+	o.updatedAt = u.Change.At
+	o.history = append(o.history, u.Change)
+	o.version = u.Version
+	return true
+}
+
+// Clone returns a copy of the order that shares nothing the copies may change.
+func (o *Order) Clone() *Order {
+	c := *o
+	c.history = slices.Clone(o.history)
+	return &c
+}
 
 // Version counts the order's status changes, its first PENDING included.
 func (o *Order) Version() int { return o.version }

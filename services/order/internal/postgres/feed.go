@@ -26,6 +26,11 @@ type StatusFeed struct {
 	mu      sync.Mutex
 	subs    map[string]map[*Subscription]struct{}
 	stopped bool
+	// Orders this process created lately, kept up to date by the changes the feed sees, so
+	// that a watch right after CreateOrder needs no read. Two generations, the older dropped
+	// at each rotation: entries live between one and two rotations.
+	recent, older map[string]*order.Order
+	rotated       time.Time
 
 	pendingMu sync.Mutex
 	pending   []order.Update // changes not yet sent to the other replicas
@@ -68,7 +73,43 @@ func (s *Subscription) deliver(u *order.Update) {
 
 // NewStatusFeed returns a feed on pool's database; Run makes it live.
 func NewStatusFeed(pool *pgxpool.Pool, log *slog.Logger) *StatusFeed {
-	return &StatusFeed{pool: pool, log: log, subs: map[string]map[*Subscription]struct{}{}, announce: make(chan struct{}, 1)}
+	return &StatusFeed{pool: pool, log: log, subs: map[string]map[*Subscription]struct{}{}, announce: make(chan struct{}, 1),
+		recent: map[string]*order.Order{}, older: map[string]*order.Order{}, rotated: time.Now()}
+}
+
+// recentFor bounds how long a created order is kept for its watchers.
+const recentFor = 10 * time.Second
+
+// Created keeps a copy of an order this process has just stored, for its first watchers.
+func (f *StatusFeed) Created(o *order.Order) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if now := time.Now(); now.Sub(f.rotated) > recentFor {
+		f.older, f.recent, f.rotated = f.recent, make(map[string]*order.Order, len(f.recent)), now
+	}
+	f.recent[o.ID()] = o.Clone()
+}
+
+// follow applies a change to the kept copy of its order; a copy that cannot follow (a change
+// missed, or arriving out of order) is dropped, and its watchers read the order. Called with
+// mu held.
+func (f *StatusFeed) follow(u *order.Update) {
+	for _, m := range []map[string]*order.Order{f.recent, f.older} {
+		// A change known already (this process's own, coming back by NOTIFY) changes nothing.
+		if o, ok := m[u.OrderID]; ok && u.Version > o.Version() && !o.Follow(*u) {
+			delete(m, u.OrderID)
+		}
+	}
+}
+
+func (f *StatusFeed) known(id string) *order.Order {
+	if o, ok := f.recent[id]; ok {
+		return o.Clone()
+	}
+	if o, ok := f.older[id]; ok {
+		return o.Clone()
+	}
+	return nil
 }
 
 // Announce tells every replica's watchers about changes. Call it after the commit that made
@@ -87,6 +128,7 @@ func (f *StatusFeed) dispatch(updates []order.Update) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	for i := range updates {
+		f.follow(&updates[i])
 		for s := range f.subs[updates[i].OrderID] {
 			s.deliver(&updates[i])
 		}
@@ -120,21 +162,23 @@ func (f *StatusFeed) announceLoop(ctx context.Context) {
 	}
 }
 
-// Subscribe returns a subscription to the changes of order id (canonical form), and a function
-// that ends it. Its Ready channel is closed when the feed stops.
-func (f *StatusFeed) Subscribe(id string) (*Subscription, func()) {
+// Subscribe returns a subscription to the changes of order id (canonical form), the order as
+// the feed knows it when this process created it lately (nil otherwise), and a function that
+// ends the subscription. Its Ready channel is closed when the feed stops.
+func (f *StatusFeed) Subscribe(id string) (*Subscription, *order.Order, func()) {
 	s := &Subscription{ready: make(chan struct{}, 1)}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.stopped {
 		close(s.ready)
-		return s, func() {}
+		return s, nil, func() {}
 	}
+	known := f.known(id)
 	if f.subs[id] == nil {
 		f.subs[id] = map[*Subscription]struct{}{}
 	}
 	f.subs[id][s] = struct{}{}
-	return s, func() {
+	return s, known, func() {
 		f.mu.Lock()
 		defer f.mu.Unlock()
 		if _, ok := f.subs[id][s]; !ok {
@@ -190,6 +234,12 @@ func (f *StatusFeed) listen(ctx context.Context) error {
 			continue
 		}
 		f.mu.Lock()
+		if u.Version == 0 {
+			delete(f.recent, u.OrderID)
+			delete(f.older, u.OrderID)
+		} else {
+			f.follow(&u)
+		}
 		for s := range f.subs[u.OrderID] {
 			if u.Version == 0 {
 				s.deliver(nil)
@@ -204,6 +254,9 @@ func (f *StatusFeed) listen(ctx context.Context) error {
 func (f *StatusFeed) resyncAll() {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	// Changes of other replicas may have been missed: kept copies cannot be trusted.
+	clear(f.recent)
+	clear(f.older)
 	for _, subs := range f.subs {
 		for s := range subs {
 			s.deliver(nil)

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/pressly/goose/v3"
@@ -360,7 +362,7 @@ func TestMigrationFingerprintsExistingOrders(t *testing.T) {
 
 func TestList(t *testing.T) {
 	t.Parallel()
-	repo, _ := newRepo(t)
+	repo, pool := newRepo(t)
 	ctx := context.Background()
 	alice, bob := uuid.NewString(), uuid.NewString()
 	var aliceIDs []string
@@ -408,11 +410,7 @@ func TestList(t *testing.T) {
 	}
 
 	// Filter by status.
-	if _, err := repo.ApplyEvents(ctx, "order.payment-approved", []order.Event{
-		{ID: uuid.NewString(), OrderID: aliceIDs[3], Kind: order.PaymentApproved},
-	}); err != nil {
-		t.Fatal(err)
-	}
+	apply(t, repo, pool, order.Event{ID: uuid.NewString(), OrderID: aliceIDs[3], Kind: order.PaymentApproved})
 	approved, _, err := repo.List(ctx, order.ListQuery{Status: order.StatusPaymentApproved, PageSize: 10})
 	if err != nil || len(approved) != 1 || approved[0].ID() != aliceIDs[3] {
 		t.Fatalf("approved: %v %v", approved, err)
@@ -435,7 +433,48 @@ func event(id string, kind order.EventKind) order.Event {
 	return order.Event{ID: uuid.NewString(), OrderID: id, Kind: kind}
 }
 
-func TestApplyEventsOutOfOrder(t *testing.T) {
+// apply moves orders by events through the Store in one transaction, as order-service's rule
+// does inside a unit of work, and returns the changes saved. Once committed, the store
+// announces them (Committed), as the unit of work makes it.
+func apply(t *testing.T, repo *postgres.Repository, pool *pgxpool.Pool, events ...order.Event) []order.Change {
+	t.Helper()
+	ctx := context.Background()
+	var store *postgres.Store
+	var changes []order.Change
+	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+		store = repo.Bind(tx)
+		ids := make([]string, len(events))
+		for i, e := range events {
+			ids[i] = e.OrderID
+		}
+		orders, err := store.Lock(ctx, ids)
+		if err != nil {
+			return err
+		}
+		now := time.Now()
+		for _, e := range events {
+			o, ok := orders[e.OrderID]
+			if !ok {
+				return fmt.Errorf("order %s not locked", e.OrderID)
+			}
+			change, changed, err := o.Apply(e, now)
+			if err != nil {
+				return err
+			}
+			if changed {
+				changes = append(changes, order.Change{Event: e, StatusChange: change, Update: o.Update(change)})
+			}
+		}
+		return store.Save(ctx, orders, changes)
+	})
+	if err != nil {
+		t.Fatalf("apply: %v", err)
+	}
+	store.Committed()
+	return changes
+}
+
+func TestStoreOutOfOrder(t *testing.T) {
 	t.Parallel()
 	repo, pool := newRepo(t)
 	ctx := context.Background()
@@ -443,15 +482,14 @@ func TestApplyEventsOutOfOrder(t *testing.T) {
 
 	scheduled := event(o.ID(), order.ShippingScheduled)
 	scheduled.TrackingCode = "TRK-ABCD1234"
-	changes, err := repo.ApplyEvents(ctx, "order.shipping-scheduled", []order.Event{scheduled})
-	if err != nil || len(changes) != 1 || changes[0].Status != order.StatusConfirmed {
-		t.Fatalf("scheduled: %v %v", changes, err)
+	changes := apply(t, repo, pool, scheduled)
+	if len(changes) != 1 || changes[0].Status != order.StatusConfirmed {
+		t.Fatalf("scheduled: %v", changes)
 	}
 	// The late events change nothing.
 	for _, kind := range []order.EventKind{order.PaymentApproved, order.InventoryReserved, order.PaymentReversed} {
-		changes, err := repo.ApplyEvents(ctx, "order.late", []order.Event{event(o.ID(), kind)})
-		if err != nil || len(changes) != 0 {
-			t.Fatalf("%s: %v %v", kind, changes, err)
+		if changes := apply(t, repo, pool, event(o.ID(), kind)); len(changes) != 0 {
+			t.Fatalf("%s: %v", kind, changes)
 		}
 	}
 	got, err := repo.Get(ctx, o.ID())
@@ -462,14 +500,11 @@ func TestApplyEventsOutOfOrder(t *testing.T) {
 		!got.UpdatedAt().After(got.CreatedAt()) {
 		t.Errorf("order %s tracking %q history %+v", got.Status(), got.TrackingCode(), got.History())
 	}
-	if n := count(t, pool, `SELECT count(*) FROM idempotency_keys`); n != 4 {
-		t.Errorf("%d events claimed, want 4", n)
-	}
 }
 
-func TestApplyEventsBatch(t *testing.T) {
+func TestStoreBatch(t *testing.T) {
 	t.Parallel()
-	repo, _ := newRepo(t)
+	repo, pool := newRepo(t)
 	ctx := context.Background()
 	happy := create(t, repo, uuid.NewString(), "")
 	failing := create(t, repo, uuid.NewString(), "")
@@ -487,10 +522,7 @@ func TestApplyEventsBatch(t *testing.T) {
 		invFailed,
 		reversed,
 	}
-	changes, err := repo.ApplyEvents(ctx, "order.mixed", batch)
-	if err != nil {
-		t.Fatal(err)
-	}
+	changes := apply(t, repo, pool, batch...)
 	if len(changes) != 5 {
 		t.Errorf("%d changes, want 5: %+v", len(changes), changes)
 	}
@@ -499,52 +531,58 @@ func TestApplyEventsBatch(t *testing.T) {
 		got.History()[1].Status != order.StatusPaymentApproved || got.History()[2].Status != order.StatusInventoryReserved {
 		t.Errorf("happy: %s %+v", got.Status(), got.History())
 	}
+	if got.Version() != 3 {
+		t.Errorf("happy: version %d, want 3", got.Version())
+	}
 	got, _ = repo.Get(ctx, failing.ID())
 	if got.Status() != order.StatusCancelled || got.FailureReason() != invFailed.Reason || len(got.History()) != 4 {
 		t.Errorf("failing: %s %q %+v", got.Status(), got.FailureReason(), got.History())
 	}
 
-	// The same batch redelivered does nothing.
-	changes, err = repo.ApplyEvents(ctx, "order.mixed", batch)
-	if err != nil || len(changes) != 0 {
-		t.Fatalf("redelivery: %v %v", changes, err)
+	// The same events again change nothing: every order is past them.
+	if changes := apply(t, repo, pool, batch...); len(changes) != 0 {
+		t.Fatalf("again: %v", changes)
 	}
 	got, _ = repo.Get(ctx, happy.ID())
 	if len(got.History()) != 3 {
-		t.Errorf("redelivery wrote history: %+v", got.History())
+		t.Errorf("applying again wrote history: %+v", got.History())
 	}
 }
 
-func TestApplyEventsUnknownOrder(t *testing.T) {
+func TestLockLeavesOutOrdersThatDoNotExist(t *testing.T) {
 	t.Parallel()
 	repo, pool := newRepo(t)
 	ctx := context.Background()
 	o := create(t, repo, uuid.NewString(), "")
-	_, err := repo.ApplyEvents(ctx, "order.payment-approved", []order.Event{
-		event(o.ID(), order.PaymentApproved),
-		event(uuid.NewString(), order.PaymentApproved),
+	unknown := uuid.NewString()
+	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+		orders, err := repo.Bind(tx).Lock(ctx, []string{unknown, o.ID(), o.ID()})
+		if err != nil {
+			return err
+		}
+		if len(orders) != 1 || orders[o.ID()] == nil || orders[o.ID()].Status() != order.StatusPending {
+			t.Errorf("Lock = %v, want only %s, PENDING", orders, o.ID())
+		}
+		// Locked: another transaction cannot take the row until this one ends.
+		_, err = pool.Exec(ctx, "SELECT 1 FROM orders WHERE id = $1 FOR UPDATE NOWAIT", o.ID())
+		var pgErr *pgconn.PgError
+		if !errors.As(err, &pgErr) || pgErr.Code != "55P03" {
+			t.Errorf("the locked order could be locked again: %v", err)
+		}
+		return nil
 	})
-	if !errors.Is(err, order.ErrNotFound) {
-		t.Fatalf("err = %v, want ErrNotFound", err)
-	}
-	// Nothing of the batch took effect.
-	if n := count(t, pool, `SELECT count(*) FROM idempotency_keys`); n != 0 {
-		t.Errorf("%d events claimed", n)
-	}
-	if got, _ := repo.Get(ctx, o.ID()); got.Status() != order.StatusPending {
-		t.Errorf("status %s", got.Status())
+	if err != nil {
+		t.Fatal(err)
 	}
 }
 
 func TestCountByStatus(t *testing.T) {
 	t.Parallel()
-	repo, _ := newRepo(t)
+	repo, pool := newRepo(t)
 	ctx := context.Background()
 	a := create(t, repo, uuid.NewString(), "")
 	create(t, repo, uuid.NewString(), "")
-	if _, err := repo.ApplyEvents(ctx, "q", []order.Event{event(a.ID(), order.PaymentFailed)}); err != nil {
-		t.Fatal(err)
-	}
+	apply(t, repo, pool, event(a.ID(), order.PaymentFailed))
 	counts, err := repo.CountByStatus(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -561,43 +599,74 @@ func TestStatusFeed(t *testing.T) {
 	defer cancel()
 	feed := postgres.NewStatusFeed(pool, testenv.Logger(t))
 	repo.AfterStatusCommit(feed.Announce)
+	// Another replica's feed on the same database learns the change through NOTIFY.
+	replica := postgres.NewStatusFeed(pool, testenv.Logger(t))
 	o := create(t, repo, uuid.NewString(), "")
 	other := create(t, repo, uuid.NewString(), "")
-	ch, unsubscribe := feed.Subscribe(o.ID())
+	sub, _, unsubscribe := feed.Subscribe(o.ID())
 	defer unsubscribe()
-	otherCh, unsubscribeOther := feed.Subscribe(other.ID())
+	otherSub, _, unsubscribeOther := feed.Subscribe(other.ID())
 	defer unsubscribeOther()
+	remote, _, unsubscribeRemote := replica.Subscribe(o.ID())
+	defer unsubscribeRemote()
 
-	done := make(chan error, 1)
+	done := make(chan error, 2)
 	go func() { done <- feed.Run(ctx) }()
-	// Every subscriber is woken once the listener is connected.
-	for _, c := range []<-chan struct{}{ch, otherCh} {
+	go func() { done <- replica.Run(ctx) }()
+	// Every subscriber is woken once the listener is connected, and told to read its order again.
+	for _, s := range []*postgres.Subscription{sub, otherSub, remote} {
 		select {
-		case <-c:
+		case <-s.Ready():
 		case <-time.After(5 * time.Second):
 			t.Fatal("no wake-up on connect")
 		}
+		if updates, resync := s.Take(); !resync || len(updates) != 0 {
+			t.Errorf("on connect: updates %v, resync %v; want a resync", updates, resync)
+		}
 	}
 
-	if _, err := repo.ApplyEvents(ctx, "q", []order.Event{event(o.ID(), order.PaymentApproved)}); err != nil {
-		t.Fatal(err)
+	apply(t, repo, pool, event(o.ID(), order.PaymentApproved))
+	for name, s := range map[string]*postgres.Subscription{"this replica": sub, "another replica": remote} {
+		select {
+		case <-s.Ready():
+		case <-time.After(5 * time.Second):
+			t.Fatalf("%s: no notification", name)
+		}
+		// This replica may hear its own NOTIFY too before Take: the same change twice, which
+		// watchers drop by version.
+		updates, resync := s.Take()
+		if resync || len(updates) == 0 {
+			t.Errorf("%s: updates %+v, resync %v; want the change", name, updates, resync)
+		}
+		for _, u := range updates {
+			if u.OrderID != o.ID() || u.Change.Status != order.StatusPaymentApproved || u.Version != 2 {
+				t.Errorf("%s: update %+v, want the change to PAYMENT_APPROVED, version 2", name, u)
+			}
+		}
 	}
 	select {
-	case <-ch:
-	case <-time.After(5 * time.Second):
-		t.Fatal("no notification")
-	}
-	select {
-	case <-otherCh:
+	case <-otherSub.Ready():
 		t.Error("another order's watcher was woken")
 	case <-time.After(200 * time.Millisecond):
 	}
 
 	cancel()
-	if err := <-done; err != nil {
-		t.Fatal(err)
+	for range 2 {
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
 	}
-	if _, ok := <-ch; ok {
-		t.Error("subscription not closed when the feed stopped")
+	// The feed's own NOTIFY may have signalled the change once more (watchers drop repeats by
+	// version); past that, Ready is closed.
+	for range 2 {
+		select {
+		case _, ok := <-sub.Ready():
+			if !ok {
+				return
+			}
+			sub.Take()
+		case <-time.After(5 * time.Second):
+		}
 	}
+	t.Error("subscription not closed when the feed stopped")
 }

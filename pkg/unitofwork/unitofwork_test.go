@@ -1,0 +1,374 @@
+package unitofwork_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	amqp "github.com/rabbitmq/amqp091-go"
+	"google.golang.org/protobuf/proto"
+
+	inventoryv1 "github.com/ordersaga/ordersaga/gen/inventory/v1"
+	orderv1 "github.com/ordersaga/ordersaga/gen/order/v1"
+	paymentv1 "github.com/ordersaga/ordersaga/gen/payment/v1"
+	"github.com/ordersaga/ordersaga/pkg/broker"
+	"github.com/ordersaga/ordersaga/pkg/catalog"
+	"github.com/ordersaga/ordersaga/pkg/failure"
+	"github.com/ordersaga/ordersaga/pkg/inbox"
+	"github.com/ordersaga/ordersaga/pkg/outbox"
+	"github.com/ordersaga/ordersaga/pkg/testenv"
+	"github.com/ordersaga/ordersaga/pkg/unitofwork"
+)
+
+// store is a service's store for the tests: it records each event it applies in a table.
+type store struct {
+	tx  pgx.Tx
+	rec *recorder
+}
+
+func (s *store) Committed() { s.rec.committed() }
+
+// recorder sees what the rules were given and how often a store was told of a commit.
+type recorder struct {
+	mu      sync.Mutex
+	batches [][]unitofwork.Event[*orderv1.OrderCreated]
+	commits int
+}
+
+func (r *recorder) saw(evs []unitofwork.Event[*orderv1.OrderCreated]) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.batches = append(r.batches, evs)
+}
+
+func (r *recorder) committed() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.commits++
+}
+
+func (r *recorder) calls() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.batches)
+}
+
+var errRefused = errors.New("refused by the rule")
+
+// Payment methods that make the test rule misbehave.
+const (
+	methodReject = "reject" // the rule refuses the event for good
+	methodFail   = "fail"   // the rule fails the whole batch
+)
+
+// applyOrderCreated stores each event and announces a payment.failed for it. It refuses an
+// event whose payment method is methodReject, and fails the batch on methodFail.
+func applyOrderCreated(rec *recorder) unitofwork.Rule[*store, *orderv1.OrderCreated] {
+	return func(ctx context.Context, s *store, evs []unitofwork.Event[*orderv1.OrderCreated]) ([]outbox.Event, error) {
+		rec.saw(evs)
+		var out []outbox.Event
+		for _, ev := range evs {
+			if _, err := s.tx.Exec(ctx, `INSERT INTO applied (event_id, order_id) VALUES ($1, $2)`, ev.ID, ev.OrderID); err != nil {
+				return nil, err
+			}
+			switch ev.Msg.GetPaymentMethod() {
+			case methodReject:
+				return nil, unitofwork.Reject(ev.ID, errRefused)
+			case methodFail:
+				return nil, errors.New("the database went away")
+			}
+			id := uuid.NewString()
+			out = append(out, outbox.Event{ID: id, OrderID: ev.OrderID, RoutingKey: catalog.PaymentFailed,
+				Payload: &paymentv1.PaymentFailed{EventId: id, OrderId: ev.OrderID, Reason: "test"}})
+		}
+		return out, nil
+	}
+}
+
+func validateOrderCreated(ev *orderv1.OrderCreated) error {
+	if ev.GetTotalMinor() < 0 {
+		return failure.Invalid("negative total_minor %d", ev.GetTotalMinor())
+	}
+	return nil
+}
+
+func nothing[T unitofwork.Message](context.Context, *store, []unitofwork.Event[T]) ([]outbox.Event, error) {
+	return nil, nil
+}
+
+// newService returns payment's units of work on pool with the test rule for order.created and
+// rules that do nothing for its other events. The relay is not running: rows stay in the outbox.
+func newService(t *testing.T, pool *pgxpool.Pool, rec *recorder) *unitofwork.Service[*store] {
+	t.Helper()
+	log := testenv.Logger(t)
+	svc := unitofwork.New(catalog.Payment, pool, outbox.NewRelay(pool, nil, log), log,
+		func(tx pgx.Tx) *store { return &store{tx: tx, rec: rec} })
+	unitofwork.On(svc, catalog.OrderCreated, validateOrderCreated, applyOrderCreated(rec))
+	unitofwork.On(svc, catalog.InventoryFailed, nil, nothing[*inventoryv1.InventoryFailed])
+	unitofwork.On(svc, catalog.InventoryReleased, nil, nothing[*inventoryv1.InventoryReleased])
+	return svc
+}
+
+func setup(t *testing.T) (broker.Handler, *pgxpool.Pool, *recorder) {
+	t.Helper()
+	pool := testenv.Postgres(t, "unitofwork", inbox.Migrations, outbox.Migrations)
+	if _, err := pool.Exec(context.Background(), `CREATE TABLE applied (event_id uuid NOT NULL, order_id uuid NOT NULL)`); err != nil {
+		t.Fatal(err)
+	}
+	rec := &recorder{}
+	return orderCreatedHandler(t, newService(t, pool, rec)), pool, rec
+}
+
+func orderCreatedHandler(t *testing.T, svc *unitofwork.Service[*store]) broker.Handler {
+	t.Helper()
+	handlers, err := svc.Handlers()
+	if err != nil {
+		t.Fatalf("handlers: %v", err)
+	}
+	h, ok := handlers[catalog.Subscription{Consumer: catalog.Payment, RoutingKey: catalog.OrderCreated}]
+	if !ok {
+		t.Fatal("no handler for order.created")
+	}
+	return h
+}
+
+func orderCreated(method string) *orderv1.OrderCreated {
+	return &orderv1.OrderCreated{EventId: uuid.NewString(), OrderId: uuid.NewString(), PaymentMethod: method, TotalMinor: 100}
+}
+
+func delivery(t *testing.T, ev proto.Message) amqp.Delivery {
+	t.Helper()
+	body, err := proto.Marshal(ev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return amqp.Delivery{Type: string(ev.ProtoReflect().Descriptor().FullName()), RoutingKey: catalog.OrderCreated, Body: body}
+}
+
+func deliveries(t *testing.T, evs ...*orderv1.OrderCreated) []amqp.Delivery {
+	t.Helper()
+	ds := make([]amqp.Delivery, len(evs))
+	for i, ev := range evs {
+		ds[i] = delivery(t, ev)
+	}
+	return ds
+}
+
+func count(t *testing.T, pool *pgxpool.Pool, query string, args ...any) int {
+	t.Helper()
+	var n int
+	if err := pool.QueryRow(context.Background(), query, args...).Scan(&n); err != nil {
+		t.Fatalf("%s: %v", query, err)
+	}
+	return n
+}
+
+func TestAnEventTakesEffectOnce(t *testing.T) {
+	t.Parallel()
+	h, pool, rec := setup(t)
+	ctx := context.Background()
+	a, b, c := orderCreated("card"), orderCreated("card"), orderCreated("card")
+
+	// Twice in one batch, then again in a later batch.
+	if err := h(ctx, deliveries(t, a, a, b)); err != nil {
+		t.Fatal(err)
+	}
+	if err := h(ctx, deliveries(t, b, c, a)); err != nil {
+		t.Fatal(err)
+	}
+	if err := h(ctx, deliveries(t, c)); err != nil {
+		t.Fatal(err)
+	}
+	for _, ev := range []*orderv1.OrderCreated{a, b, c} {
+		if n := count(t, pool, `SELECT count(*) FROM applied WHERE event_id = $1`, ev.EventId); n != 1 {
+			t.Errorf("event %s applied %d times, want once", ev.EventId, n)
+		}
+		if n := count(t, pool, `SELECT count(*) FROM outbox WHERE correlation_id = $1`, ev.OrderId); n != 1 {
+			t.Errorf("event %s announced %d times, want once", ev.EventId, n)
+		}
+	}
+	if n := count(t, pool, `SELECT count(*) FROM idempotency_keys WHERE queue = 'payment.order-created'`); n != 3 {
+		t.Errorf("%d events claimed on the queue, want 3", n)
+	}
+	// The rule saw [a b], then [c]; the last batch held nothing new and never reached it.
+	if len(rec.batches) != 2 || len(rec.batches[0]) != 2 || len(rec.batches[1]) != 1 || rec.batches[1][0].ID != c.EventId {
+		t.Errorf("the rule saw %d batches: %+v", len(rec.batches), rec.batches)
+	}
+	if rec.commits != 2 {
+		t.Errorf("stores told of %d commits, want 2", rec.commits)
+	}
+}
+
+func TestEventIDsAreCanonical(t *testing.T) {
+	t.Parallel()
+	h, pool, rec := setup(t)
+	ctx := context.Background()
+	ev := orderCreated("card")
+	upper := proto.Clone(ev).(*orderv1.OrderCreated)
+	upper.EventId, upper.OrderId = strings.ToUpper(ev.EventId), strings.ToUpper(ev.OrderId)
+
+	// The same event in capitals and in lower case, in one batch and in two: one event.
+	if err := h(ctx, deliveries(t, upper, ev)); err != nil {
+		t.Fatal(err)
+	}
+	if err := h(ctx, deliveries(t, ev)); err != nil {
+		t.Fatal(err)
+	}
+	if err := h(ctx, deliveries(t, upper)); err != nil {
+		t.Fatal(err)
+	}
+	if n := count(t, pool, `SELECT count(*) FROM applied`); n != 1 {
+		t.Errorf("applied %d times, want once", n)
+	}
+	if len(rec.batches) != 1 || len(rec.batches[0]) != 1 {
+		t.Fatalf("the rule saw %+v, want one batch of one", rec.batches)
+	}
+	got := rec.batches[0][0]
+	if got.ID != ev.EventId || got.OrderID != ev.OrderId {
+		t.Errorf("the rule was given ids %s / %s, want the lower-case %s / %s", got.ID, got.OrderID, ev.EventId, ev.OrderId)
+	}
+}
+
+func TestARejectedEventLeavesTheOthersCommitted(t *testing.T) {
+	t.Parallel()
+	h, pool, rec := setup(t)
+	ctx := context.Background()
+	good1, bad, good2 := orderCreated("card"), orderCreated(methodReject), orderCreated("card")
+
+	err := h(ctx, deliveries(t, good1, bad, good2))
+	var rej broker.Rejected
+	if !errors.As(err, &rej) || len(rej) != 1 || !errors.Is(rej[1], errRefused) {
+		t.Fatalf("error = %v, want delivery 1 rejected for the rule's reason", err)
+	}
+	for _, ev := range []*orderv1.OrderCreated{good1, good2} {
+		if n := count(t, pool, `SELECT count(*) FROM applied WHERE event_id = $1`, ev.EventId); n != 1 {
+			t.Errorf("good event applied %d times, want once", n)
+		}
+		if n := count(t, pool, `SELECT count(*) FROM outbox WHERE correlation_id = $1`, ev.OrderId); n != 1 {
+			t.Errorf("good event announced %d times, want once", n)
+		}
+	}
+	if n := count(t, pool, `SELECT count(*) FROM applied WHERE event_id = $1`, bad.EventId); n != 0 {
+		t.Errorf("the rejected event took effect")
+	}
+	// Not claimed: it is dead-lettered, and a replay after a fix is handled afresh.
+	if n := count(t, pool, `SELECT count(*) FROM idempotency_keys WHERE event_id = $1`, bad.EventId); n != 0 {
+		t.Errorf("the rejected event was claimed")
+	}
+	if n := count(t, pool, `SELECT count(*) FROM outbox`); n != 2 {
+		t.Errorf("%d outbox rows, want 2", n)
+	}
+	if rec.commits != 1 {
+		t.Errorf("stores told of %d commits, want 1", rec.commits)
+	}
+}
+
+func TestAFailedRuleUndoesTheBatch(t *testing.T) {
+	t.Parallel()
+	h, pool, rec := setup(t)
+	ctx := context.Background()
+	err := h(ctx, deliveries(t, orderCreated("card"), orderCreated(methodFail)))
+	var rej broker.Rejected
+	if err == nil || errors.As(err, &rej) || failure.IsPermanent(err) {
+		t.Fatalf("error = %v, want the rule's error, neither permanent nor a rejection", err)
+	}
+	for _, table := range []string{"applied", "outbox", "idempotency_keys"} {
+		if n := count(t, pool, `SELECT count(*) FROM `+table); n != 0 {
+			t.Errorf("%s has %d rows after a rollback", table, n)
+		}
+	}
+	if rec.commits != 0 {
+		t.Errorf("a store was told of a commit after a rollback")
+	}
+}
+
+func TestUndecodableDeliveriesAreRejectedWithoutTouchingTheDatabase(t *testing.T) {
+	t.Parallel()
+	rec := &recorder{}
+	pool := testenv.Postgres(t, "unitofwork", inbox.Migrations, outbox.Migrations)
+	// A closed pool: any transaction would fail the batch instead of rejecting its deliveries.
+	pool.Close()
+	h := orderCreatedHandler(t, newService(t, pool, rec))
+
+	wrongType := delivery(t, &paymentv1.PaymentApproved{EventId: uuid.NewString(), OrderId: uuid.NewString()})
+	garbage := delivery(t, orderCreated("card"))
+	garbage.Body = []byte{0xff, 0xff, 0xff}
+	badEventID := orderCreated("card")
+	badEventID.EventId = "event-1"
+	badOrderID := orderCreated("card")
+	badOrderID.OrderId = ""
+	invalid := orderCreated("card")
+	invalid.TotalMinor = -1
+	batch := []amqp.Delivery{wrongType, garbage, delivery(t, badEventID), delivery(t, badOrderID), delivery(t, invalid)}
+
+	err := h(context.Background(), batch)
+	var rej broker.Rejected
+	if !errors.As(err, &rej) || len(rej) != len(batch) {
+		t.Fatalf("error = %v, want all %d deliveries rejected", err, len(batch))
+	}
+	for i := range batch {
+		if rej[i] == nil {
+			t.Errorf("delivery %d not rejected", i)
+		}
+	}
+	if !strings.Contains(rej[0].Error(), "payment.v1.PaymentApproved") || !strings.Contains(rej[4].Error(), "negative total_minor") {
+		t.Errorf("reasons do not say what is wrong: %v", rej)
+	}
+	if rec.calls() != 0 {
+		t.Errorf("the rule was called for undecodable deliveries")
+	}
+}
+
+func TestHandlersNeedARuleForEverySubscriptionAndNoOther(t *testing.T) {
+	t.Parallel()
+	log := testenv.Logger(t)
+	bind := func(tx pgx.Tx) *store { return &store{tx: tx} }
+	rec := &recorder{}
+
+	missing := unitofwork.New(catalog.Payment, nil, nil, log, bind)
+	unitofwork.On(missing, catalog.OrderCreated, nil, applyOrderCreated(rec))
+	unitofwork.On(missing, catalog.InventoryReleased, nil, nothing[*inventoryv1.InventoryReleased])
+	if _, err := missing.Handlers(); err == nil || !strings.Contains(err.Error(), catalog.InventoryFailed) {
+		t.Errorf("a service without a rule for inventory.failed: err = %v", err)
+	}
+
+	extra := unitofwork.New(catalog.Payment, nil, nil, log, bind)
+	unitofwork.On(extra, catalog.OrderCreated, nil, applyOrderCreated(rec))
+	unitofwork.On(extra, catalog.InventoryFailed, nil, nothing[*inventoryv1.InventoryFailed])
+	unitofwork.On(extra, catalog.InventoryReleased, nil, nothing[*inventoryv1.InventoryReleased])
+	unitofwork.On(extra, catalog.PaymentApproved, nil, nothing[*paymentv1.PaymentApproved])
+	if _, err := extra.Handlers(); err == nil {
+		t.Error("a service with a rule for an event it does not consume has handlers")
+	}
+
+	defer func() {
+		if recover() == nil {
+			t.Error("a rule whose message is not the event's was accepted")
+		}
+	}()
+	unitofwork.On(extra, catalog.InventoryFailed, nil, nothing[*inventoryv1.InventoryReleased])
+}
+
+func TestApplyRunsARuleWithoutADatabase(t *testing.T) {
+	t.Parallel()
+	svc := newService(t, nil, &recorder{})
+	ctx := context.Background()
+	body, err := proto.Marshal(&inventoryv1.InventoryFailed{EventId: uuid.NewString(), OrderId: uuid.NewString()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := svc.Apply(ctx, &store{}, catalog.InventoryFailed, body); err != nil {
+		t.Errorf("Apply: %v", err)
+	}
+	if _, err := svc.Apply(ctx, &store{}, "order.unknown", body); err == nil {
+		t.Error("Apply of a routing key without a rule succeeded")
+	}
+	if _, err := svc.Apply(ctx, &store{}, catalog.InventoryFailed, []byte{0xff}); !failure.IsPermanent(err) {
+		t.Errorf("Apply of garbage: err = %v, want a permanent one", err)
+	}
+}

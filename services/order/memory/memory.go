@@ -1,0 +1,190 @@
+// Package memory is order-service's rules over an in-memory store, for tests of the saga that
+// need neither PostgreSQL nor RabbitMQ.
+package memory
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"maps"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	orderv1 "github.com/ordersaga/ordersaga/gen/order/v1"
+	"github.com/ordersaga/ordersaga/pkg/catalog"
+	"github.com/ordersaga/ordersaga/pkg/outbox"
+	"github.com/ordersaga/ordersaga/pkg/unitofwork"
+	"github.com/ordersaga/ordersaga/services/order/internal/eventhandler"
+	"github.com/ordersaga/ordersaga/services/order/internal/order"
+)
+
+// Service is order-service in memory: the order domain and its real saga rules, its orders in
+// a map.
+type Service struct {
+	work *unitofwork.Memory[eventhandler.Store]
+
+	mu     sync.Mutex
+	orders map[string]*order.Order // by id
+}
+
+// New returns order-service with no orders.
+func New() (*Service, error) {
+	s := &Service{orders: map[string]*order.Order{}}
+	log := slog.New(slog.DiscardHandler)
+	svc := unitofwork.New[eventhandler.Store](catalog.Order, nil, nil, log, nil)
+	eventhandler.Register(svc, log)
+	var err error
+	s.work, err = unitofwork.NewMemory(svc, s.begin)
+	if err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// Deliver applies one delivery of routingKey to order-service.
+func (s *Service) Deliver(ctx context.Context, routingKey string, body []byte) ([]outbox.Event, error) {
+	return s.work.Deliver(ctx, routingKey, body)
+}
+
+// Request is what a client sends to CreateOrder.
+type Request struct {
+	CustomerID    string
+	PaymentMethod string
+	Items         []Item
+	CountryCode   string // "" without a shipping address
+}
+
+// Item is one line of a Request.
+type Item struct {
+	ProductID string
+	Quantity  int32
+	UnitPrice string // decimal, in major units: "49.90"
+}
+
+// Place validates and stores a new PENDING order, as CreateOrder does, and returns its id and
+// the order.created event it publishes.
+func (s *Service) Place(r Request) (string, outbox.Event, error) {
+	p := order.Params{CustomerID: r.CustomerID, PaymentMethod: r.PaymentMethod, Items: make([]order.Item, len(r.Items))}
+	for i, it := range r.Items {
+		price, err := order.ParseMoney(fmt.Sprintf("items[%d].unit_price", i), it.UnitPrice)
+		if err != nil {
+			return "", outbox.Event{}, err
+		}
+		p.Items[i] = order.Item{ProductID: it.ProductID, Quantity: it.Quantity, UnitPrice: price}
+	}
+	if r.CountryCode != "" {
+		p.ShippingAddress = &order.Address{CountryCode: r.CountryCode}
+	}
+	o, err := order.New(p, time.Now())
+	if err != nil {
+		return "", outbox.Event{}, err
+	}
+	s.mu.Lock()
+	s.orders[o.ID()] = o
+	s.mu.Unlock()
+	id := uuid.Must(uuid.NewV7()).String()
+	return o.ID(), outbox.Event{ID: id, OrderID: o.ID(), RoutingKey: catalog.OrderCreated, Payload: orderCreated(o, id)}, nil
+}
+
+// orderCreated is the event announcing a new order, as order-service's repository writes it.
+func orderCreated(o *order.Order, eventID string) *orderv1.OrderCreated {
+	lines := make([]*orderv1.OrderLine, len(o.Items()))
+	for i, it := range o.Items() {
+		lines[i] = &orderv1.OrderLine{ProductId: it.ProductID, Quantity: it.Quantity, UnitPriceMinor: int64(it.UnitPrice)}
+	}
+	return &orderv1.OrderCreated{
+		EventId:       eventID,
+		OrderId:       o.ID(),
+		OccurTime:     timestamppb.New(o.CreatedAt()),
+		CustomerId:    o.CustomerID(),
+		PaymentMethod: o.PaymentMethod(),
+		Items:         lines,
+		TotalMinor:    int64(o.Total()),
+		CountryCode:   o.CountryCode(),
+	}
+}
+
+// Order is an order's saga state as GetOrder shows it.
+type Order struct {
+	Status        string // the fixed names of DESIGN.md: PENDING, …, CONFIRMED
+	FailureReason string
+	TrackingCode  string
+	TotalMinor    int64
+	History       []string // statuses, oldest first
+}
+
+// Order returns an order, if it exists.
+func (s *Service) Order(id string) (Order, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	o, ok := s.orders[id]
+	if !ok {
+		return Order{}, false
+	}
+	v := Order{Status: string(o.Status()), FailureReason: o.FailureReason(), TrackingCode: o.TrackingCode(), TotalMinor: int64(o.Total())}
+	for _, h := range o.History() {
+		v.History = append(v.History, string(h.Status))
+	}
+	return v, true
+}
+
+func (s *Service) begin() (eventhandler.Store, func(bool)) {
+	s.mu.Lock()
+	tx := &tx{s: s, written: map[string]*order.Order{}}
+	return tx, func(commit bool) {
+		if commit {
+			maps.Copy(s.orders, tx.written)
+		}
+		s.mu.Unlock()
+	}
+}
+
+// tx is the store of one unit of work: it reads what is stored and keeps its writes until commit.
+type tx struct {
+	s       *Service
+	written map[string]*order.Order
+}
+
+func (t *tx) Lock(_ context.Context, ids []string) (map[string]*order.Order, error) {
+	out := map[string]*order.Order{}
+	for _, id := range ids {
+		o, ok := t.written[id]
+		if !ok {
+			o, ok = t.s.orders[id]
+		}
+		if ok {
+			out[id] = clone(o)
+		}
+	}
+	return out, nil
+}
+
+func (t *tx) Save(_ context.Context, orders map[string]*order.Order, changes []order.Change) error {
+	for _, c := range changes {
+		t.written[c.Event.OrderID] = clone(orders[c.Event.OrderID])
+	}
+	return nil
+}
+
+func clone(o *order.Order) *order.Order {
+	return order.Restore(order.Snapshot{
+		ID:              o.ID(),
+		CustomerID:      o.CustomerID(),
+		PaymentMethod:   o.PaymentMethod(),
+		Status:          o.Status(),
+		Items:           slices.Clone(o.Items()),
+		Total:           o.Total(),
+		ShippingAddress: o.ShippingAddress(),
+		FailureReason:   o.FailureReason(),
+		TrackingCode:    o.TrackingCode(),
+		RequestID:       o.RequestID(),
+		CreatedAt:       o.CreatedAt(),
+		UpdatedAt:       o.UpdatedAt(),
+		History:         slices.Clone(o.History()),
+		Version:         o.Version(),
+	})
+}

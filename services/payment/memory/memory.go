@@ -1,0 +1,125 @@
+// Package memory is payment-service's rules over an in-memory store, for tests of the saga that
+// need neither PostgreSQL nor RabbitMQ.
+package memory
+
+import (
+	"context"
+	"log/slog"
+	"maps"
+	"math/rand/v2"
+	"sync"
+
+	"github.com/ordersaga/ordersaga/pkg/catalog"
+	"github.com/ordersaga/ordersaga/pkg/config"
+	"github.com/ordersaga/ordersaga/pkg/outbox"
+	"github.com/ordersaga/ordersaga/pkg/unitofwork"
+	"github.com/ordersaga/ordersaga/services/payment/internal/eventhandler"
+	"github.com/ordersaga/ordersaga/services/payment/internal/payment"
+)
+
+// Service is payment-service in memory: its real rules and gateway, its payments in maps.
+type Service struct {
+	work *unitofwork.Memory[eventhandler.Store]
+
+	mu       sync.Mutex
+	payments map[string]*payment.Payment // by order id
+}
+
+// New returns payment-service with cfg's gateway settings; a random decline rate draws from a
+// fixed seed.
+func New(cfg config.Payment) (*Service, error) {
+	random := rand.New(rand.NewPCG(1, 2)).Float64 // only called with the store locked
+	gateway, err := payment.NewGateway(cfg.AmountLimit.Minor(), float64(cfg.DeclineRate), random)
+	if err != nil {
+		return nil, err
+	}
+	s := &Service{payments: map[string]*payment.Payment{}}
+	log := slog.New(slog.DiscardHandler)
+	svc := unitofwork.New[eventhandler.Store](catalog.Payment, nil, nil, log, nil)
+	eventhandler.Register(svc, gateway, log)
+	s.work, err = unitofwork.NewMemory(svc, s.begin)
+	if err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// Deliver applies one delivery of routingKey to payment-service and returns what it publishes.
+func (s *Service) Deliver(ctx context.Context, routingKey string, body []byte) ([]outbox.Event, error) {
+	return s.work.Deliver(ctx, routingKey, body)
+}
+
+// Payment is an order's payment as stored.
+type Payment struct {
+	Status      string // APPROVED, DECLINED or REVERSED
+	AmountMinor int64
+	Reason      string
+}
+
+// Payment returns the payment of an order, if it has one.
+func (s *Service) Payment(orderID string) (Payment, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	p, ok := s.payments[orderID]
+	if !ok {
+		return Payment{}, false
+	}
+	return Payment{Status: string(p.Status()), AmountMinor: p.AmountMinor(), Reason: p.Reason()}, true
+}
+
+func (s *Service) begin() (eventhandler.Store, func(bool)) {
+	s.mu.Lock()
+	tx := &tx{s: s, written: map[string]*payment.Payment{}}
+	return tx, func(commit bool) {
+		if commit {
+			maps.Copy(s.payments, tx.written)
+		}
+		s.mu.Unlock()
+	}
+}
+
+// tx is the store of one unit of work: it reads what is stored and keeps its writes until commit.
+type tx struct {
+	s       *Service
+	written map[string]*payment.Payment // by order id
+}
+
+func (t *tx) get(orderID string) *payment.Payment {
+	if p, ok := t.written[orderID]; ok {
+		return p
+	}
+	return t.s.payments[orderID]
+}
+
+func (t *tx) Insert(_ context.Context, payments []*payment.Payment) (map[string]bool, error) {
+	stored := map[string]bool{}
+	for _, p := range payments {
+		if t.get(p.OrderID()) != nil {
+			continue
+		}
+		t.written[p.OrderID()] = clone(p)
+		stored[p.ID()] = true
+	}
+	return stored, nil
+}
+
+func (t *tx) Lock(_ context.Context, orderIDs []string) (map[string]*payment.Payment, error) {
+	out := map[string]*payment.Payment{}
+	for _, id := range orderIDs {
+		if p := t.get(id); p != nil {
+			out[id] = clone(p)
+		}
+	}
+	return out, nil
+}
+
+func (t *tx) Save(_ context.Context, payments []*payment.Payment) error {
+	for _, p := range payments {
+		t.written[p.OrderID()] = clone(p)
+	}
+	return nil
+}
+
+func clone(p *payment.Payment) *payment.Payment {
+	return payment.Load(p.ID(), p.OrderID(), p.Method(), p.AmountMinor(), p.Status(), p.Reason())
+}
