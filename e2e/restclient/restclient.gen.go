@@ -1153,8 +1153,14 @@ type CreateOrderUnversionedHTTPResponse struct {
 	JSON200 *CreateOrderResponse
 	// JSON400 the response for an HTTP 400 `application/json` response
 	JSON400 *Status
+	// JSON401 the response for an HTTP 401 `application/json` response
+	JSON401 *Status
+	// JSON403 the response for an HTTP 403 `application/json` response
+	JSON403 *Status
 	// JSON409 the response for an HTTP 409 `application/json` response
 	JSON409 *Status
+	// JSON413 the response for an HTTP 413 `application/json` response
+	JSON413 *Status
 	// JSONDefault the response for an HTTP default `application/json` response
 	JSONDefault *Status
 }
@@ -1169,9 +1175,24 @@ func (r CreateOrderUnversionedHTTPResponse) GetJSON400() *Status {
 	return r.JSON400
 }
 
+// GetJSON401 returns the response for an HTTP 401 `application/json` response
+func (r CreateOrderUnversionedHTTPResponse) GetJSON401() *Status {
+	return r.JSON401
+}
+
+// GetJSON403 returns the response for an HTTP 403 `application/json` response
+func (r CreateOrderUnversionedHTTPResponse) GetJSON403() *Status {
+	return r.JSON403
+}
+
 // GetJSON409 returns the response for an HTTP 409 `application/json` response
 func (r CreateOrderUnversionedHTTPResponse) GetJSON409() *Status {
 	return r.JSON409
+}
+
+// GetJSON413 returns the response for an HTTP 413 `application/json` response
+func (r CreateOrderUnversionedHTTPResponse) GetJSON413() *Status {
+	return r.JSON413
 }
 
 // GetJSONDefault returns the response for an HTTP default `application/json` response
@@ -1215,6 +1236,10 @@ type GetOrderUnversionedHTTPResponse struct {
 	JSON200 *GetOrderResponse
 	// JSON400 the response for an HTTP 400 `application/json` response
 	JSON400 *Status
+	// JSON401 the response for an HTTP 401 `application/json` response
+	JSON401 *Status
+	// JSON403 the response for an HTTP 403 `application/json` response
+	JSON403 *Status
 	// JSON404 the response for an HTTP 404 `application/json` response
 	JSON404 *Status
 	// JSONDefault the response for an HTTP default `application/json` response
@@ -1229,6 +1254,16 @@ func (r GetOrderUnversionedHTTPResponse) GetJSON200() *GetOrderResponse {
 // GetJSON400 returns the response for an HTTP 400 `application/json` response
 func (r GetOrderUnversionedHTTPResponse) GetJSON400() *Status {
 	return r.JSON400
+}
+
+// GetJSON401 returns the response for an HTTP 401 `application/json` response
+func (r GetOrderUnversionedHTTPResponse) GetJSON401() *Status {
+	return r.JSON401
+}
+
+// GetJSON403 returns the response for an HTTP 403 `application/json` response
+func (r GetOrderUnversionedHTTPResponse) GetJSON403() *Status {
+	return r.JSON403
 }
 
 // GetJSON404 returns the response for an HTTP 404 `application/json` response
@@ -1277,6 +1312,10 @@ type ListOrdersHTTPResponse struct {
 	JSON200 *ListOrdersResponse
 	// JSON400 the response for an HTTP 400 `application/json` response
 	JSON400 *Status
+	// JSON401 the response for an HTTP 401 `application/json` response
+	JSON401 *Status
+	// JSON403 the response for an HTTP 403 `application/json` response
+	JSON403 *Status
 	// JSONDefault the response for an HTTP default `application/json` response
 	JSONDefault *Status
 }
@@ -1289,6 +1328,16 @@ func (r ListOrdersHTTPResponse) GetJSON200() *ListOrdersResponse {
 // GetJSON400 returns the response for an HTTP 400 `application/json` response
 func (r ListOrdersHTTPResponse) GetJSON400() *Status {
 	return r.JSON400
+}
+
+// GetJSON401 returns the response for an HTTP 401 `application/json` response
+func (r ListOrdersHTTPResponse) GetJSON401() *Status {
+	return r.JSON401
+}
+
+// GetJSON403 returns the response for an HTTP 403 `application/json` response
+func (r ListOrdersHTTPResponse) GetJSON403() *Status {
+	return r.JSON403
 }
 
 // GetJSONDefault returns the response for an HTTP default `application/json` response
@@ -1332,8 +1381,14 @@ type CreateOrderHTTPResponse struct {
 	JSON200 *CreateOrderResponse
 	// JSON400 the response for an HTTP 400 `application/json` response
 	JSON400 *Status
+	// JSON401 the response for an HTTP 401 `application/json` response
+	JSON401 *Status
+	// JSON403 the response for an HTTP 403 `application/json` response
+	JSON403 *Status
 	// JSON409 the response for an HTTP 409 `application/json` response
 	JSON409 *Status
+	// JSON413 the response for an HTTP 413 `application/json` response
+	JSON413 *Status
 	// JSONDefault the response for an HTTP default `application/json` response
 	JSONDefault *Status
 }
@@ -1348,9 +1403,24 @@ func (r CreateOrderHTTPResponse) GetJSON400() *Status {
 	return r.JSON400
 }
 
+// GetJSON401 returns the response for an HTTP 401 `application/json` response
+func (r CreateOrderHTTPResponse) GetJSON401() *Status {
+	return r.JSON401
+}
+
+// GetJSON403 returns the response for an HTTP 403 `application/json` response
+func (r CreateOrderHTTPResponse) GetJSON403() *Status {
+	return r.JSON403
+}
+
 // GetJSON409 returns the response for an HTTP 409 `application/json` response
 func (r CreateOrderHTTPResponse) GetJSON409() *Status {
 	return r.JSON409
+}
+
+// GetJSON413 returns the response for an HTTP 413 `application/json` response
+func (r CreateOrderHTTPResponse) GetJSON413() *Status {
+	return r.JSON413
 }
 
 // GetJSONDefault returns the response for an HTTP default `application/json` response
@@ -1394,6 +1464,10 @@ type GetOrderHTTPResponse struct {
 	JSON200 *GetOrderResponse
 	// JSON400 the response for an HTTP 400 `application/json` response
 	JSON400 *Status
+	// JSON401 the response for an HTTP 401 `application/json` response
+	JSON401 *Status
+	// JSON403 the response for an HTTP 403 `application/json` response
+	JSON403 *Status
 	// JSON404 the response for an HTTP 404 `application/json` response
 	JSON404 *Status
 	// JSONDefault the response for an HTTP default `application/json` response
@@ -1408,6 +1482,16 @@ func (r GetOrderHTTPResponse) GetJSON200() *GetOrderResponse {
 // GetJSON400 returns the response for an HTTP 400 `application/json` response
 func (r GetOrderHTTPResponse) GetJSON400() *Status {
 	return r.JSON400
+}
+
+// GetJSON401 returns the response for an HTTP 401 `application/json` response
+func (r GetOrderHTTPResponse) GetJSON401() *Status {
+	return r.JSON401
+}
+
+// GetJSON403 returns the response for an HTTP 403 `application/json` response
+func (r GetOrderHTTPResponse) GetJSON403() *Status {
+	return r.JSON403
 }
 
 // GetJSON404 returns the response for an HTTP 404 `application/json` response
@@ -1459,6 +1543,10 @@ type WatchOrderHTTPResponse struct {
 	}
 	// JSON400 the response for an HTTP 400 `application/json` response
 	JSON400 *Status
+	// JSON401 the response for an HTTP 401 `application/json` response
+	JSON401 *Status
+	// JSON403 the response for an HTTP 403 `application/json` response
+	JSON403 *Status
 	// JSON404 the response for an HTTP 404 `application/json` response
 	JSON404 *Status
 	// JSONDefault the response for an HTTP default `application/json` response
@@ -1476,6 +1564,16 @@ func (r WatchOrderHTTPResponse) GetJSON200() *struct {
 // GetJSON400 returns the response for an HTTP 400 `application/json` response
 func (r WatchOrderHTTPResponse) GetJSON400() *Status {
 	return r.JSON400
+}
+
+// GetJSON401 returns the response for an HTTP 401 `application/json` response
+func (r WatchOrderHTTPResponse) GetJSON401() *Status {
+	return r.JSON401
+}
+
+// GetJSON403 returns the response for an HTTP 403 `application/json` response
+func (r WatchOrderHTTPResponse) GetJSON403() *Status {
+	return r.JSON403
 }
 
 // GetJSON404 returns the response for an HTTP 404 `application/json` response
@@ -1706,12 +1804,33 @@ func ParseCreateOrderUnversionedHTTPResponse(rsp *http.Response) (*CreateOrderUn
 		}
 		response.JSON400 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Status
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Status
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON403 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 409:
 		var dest Status
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON409 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
+		var dest Status
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON413 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && true:
 		var dest Status
@@ -1752,6 +1871,20 @@ func ParseGetOrderUnversionedHTTPResponse(rsp *http.Response) (*GetOrderUnversio
 			return nil, err
 		}
 		response.JSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Status
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Status
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON403 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
 		var dest Status
@@ -1800,6 +1933,20 @@ func ParseListOrdersHTTPResponse(rsp *http.Response) (*ListOrdersHTTPResponse, e
 		}
 		response.JSON400 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Status
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Status
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON403 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && true:
 		var dest Status
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -1840,12 +1987,33 @@ func ParseCreateOrderHTTPResponse(rsp *http.Response) (*CreateOrderHTTPResponse,
 		}
 		response.JSON400 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Status
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Status
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON403 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 409:
 		var dest Status
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON409 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
+		var dest Status
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON413 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && true:
 		var dest Status
@@ -1886,6 +2054,20 @@ func ParseGetOrderHTTPResponse(rsp *http.Response) (*GetOrderHTTPResponse, error
 			return nil, err
 		}
 		response.JSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Status
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Status
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON403 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
 		var dest Status
@@ -1936,6 +2118,20 @@ func ParseWatchOrderHTTPResponse(rsp *http.Response) (*WatchOrderHTTPResponse, e
 			return nil, err
 		}
 		response.JSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Status
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Status
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON403 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
 		var dest Status
