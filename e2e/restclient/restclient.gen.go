@@ -103,18 +103,25 @@ type Any struct {
 
 // CreateOrderRequest defines model for CreateOrderRequest.
 type CreateOrderRequest struct {
-	CustomerId string     `json:"customer_id"`
-	Items      []LineItem `json:"items"`
+	// CustomerId A UUID in canonical 8-4-4-4-12 form, either case; stored in lower case. With token checks
+	// on, it must be the token's sub.
+	CustomerId string `json:"customer_id"`
 
-	// PaymentMethod credit_card, debit_card or declined_card.
+	// Items 1 to 100 lines.
+	Items []LineItem `json:"items"`
+
+	// PaymentMethod credit_card, debit_card or declined_card (at most 32 characters).
 	PaymentMethod string `json:"payment_method"`
 
-	// RequestId Idempotency key, scoped to customer_id (at most 200 characters): the same key with the same
-	// request returns the same order and creates nothing; the same key with a different request is
-	// ALREADY_EXISTS (HTTP 409) and creates nothing.
+	// RequestId Idempotency key, scoped to customer_id (at most 200 characters, no control characters): the
+	// same key with the same request returns the same order and creates nothing; the same key with a
+	// different request is ALREADY_EXISTS (HTTP 409) and creates nothing. Another customer's key is
+	// theirs alone: using it creates this customer's own order.
 	RequestId *string `json:"request_id,omitempty"`
 
 	// ShippingAddress ShippingAddress is where the order goes. Only country_code is used by the carrier.
+	// Lengths are in characters (Unicode code points); no field may hold a control character
+	// (U+0000-U+001F, U+007F-U+009F: NUL, tab and newline included).
 	ShippingAddress *ShippingAddress `json:"shipping_address,omitempty"`
 }
 
@@ -130,8 +137,13 @@ type GetOrderResponse struct {
 
 // LineItem LineItem is one product line. Prices are exact decimal strings in major units ("49.90").
 type LineItem struct {
+	// ProductId A UUID in canonical 8-4-4-4-12 form, either case; returned in lower case.
 	ProductId string `json:"product_id"`
-	Quantity  int32  `json:"quantity"`
+
+	// Quantity 1 to 1000000.
+	Quantity int32 `json:"quantity"`
+
+	// UnitPrice At most 32 characters, two decimal places, not negative.
 	UnitPrice string `json:"unit_price"`
 }
 
@@ -156,6 +168,8 @@ type Order struct {
 	RequestId     string         `json:"request_id"`
 
 	// ShippingAddress ShippingAddress is where the order goes. Only country_code is used by the carrier.
+	// Lengths are in characters (Unicode code points); no field may hold a control character
+	// (U+0000-U+001F, U+007F-U+009F: NUL, tab and newline included).
 	ShippingAddress *ShippingAddress `json:"shipping_address,omitempty"`
 
 	// Status OrderStatus is where an order stands in the saga. It only moves forward.
@@ -185,15 +199,26 @@ type Order struct {
 type OrderStatus string
 
 // ShippingAddress ShippingAddress is where the order goes. Only country_code is used by the carrier.
+// Lengths are in characters (Unicode code points); no field may hold a control character
+// (U+0000-U+001F, U+007F-U+009F: NUL, tab and newline included).
 type ShippingAddress struct {
+	// City At most 100 characters.
 	City *string `json:"city,omitempty"`
 
 	// CountryCode ISO 3166-1 alpha-2, e.g. "BR".
 	CountryCode *string `json:"country_code,omitempty"`
-	Line1       *string `json:"line1,omitempty"`
-	Line2       *string `json:"line2,omitempty"`
-	PostalCode  *string `json:"postal_code,omitempty"`
-	Recipient   *string `json:"recipient,omitempty"`
+
+	// Line1 At most 200 characters.
+	Line1 *string `json:"line1,omitempty"`
+
+	// Line2 At most 200 characters.
+	Line2 *string `json:"line2,omitempty"`
+
+	// PostalCode At most 20 characters.
+	PostalCode *string `json:"postal_code,omitempty"`
+
+	// Recipient At most 200 characters.
+	Recipient *string `json:"recipient,omitempty"`
 }
 
 // Status defines model for Status.
@@ -227,7 +252,8 @@ type WatchOrderResponse struct {
 
 // ListOrdersParams defines parameters for ListOrders.
 type ListOrdersParams struct {
-	// CustomerId Only this customer's orders, when set.
+	// CustomerId Only this customer's orders, when set (a canonical UUID). With token checks on, a customer
+	// without orders:admin may only name itself, and gets its own orders when it names no one.
 	CustomerId *string `form:"customer_id,omitempty" json:"customer_id,omitempty"`
 
 	// Status Only orders in this status, when set.
@@ -240,7 +266,9 @@ type ListOrdersParams struct {
 	Status *ListOrdersParamsStatus `form:"status,omitempty" json:"status,omitempty"`
 
 	// PageSize At most 100; 0 means 20.
-	PageSize  *int32  `form:"page_size,omitempty" json:"page_size,omitempty"`
+	PageSize *int32 `form:"page_size,omitempty" json:"page_size,omitempty"`
+
+	// PageToken From the previous page's next_page_token (at most 256 characters).
 	PageToken *string `form:"page_token,omitempty" json:"page_token,omitempty"`
 }
 
@@ -1125,8 +1153,14 @@ type CreateOrderUnversionedHTTPResponse struct {
 	JSON200 *CreateOrderResponse
 	// JSON400 the response for an HTTP 400 `application/json` response
 	JSON400 *Status
+	// JSON401 the response for an HTTP 401 `application/json` response
+	JSON401 *Status
+	// JSON403 the response for an HTTP 403 `application/json` response
+	JSON403 *Status
 	// JSON409 the response for an HTTP 409 `application/json` response
 	JSON409 *Status
+	// JSON413 the response for an HTTP 413 `application/json` response
+	JSON413 *Status
 	// JSONDefault the response for an HTTP default `application/json` response
 	JSONDefault *Status
 }
@@ -1141,9 +1175,24 @@ func (r CreateOrderUnversionedHTTPResponse) GetJSON400() *Status {
 	return r.JSON400
 }
 
+// GetJSON401 returns the response for an HTTP 401 `application/json` response
+func (r CreateOrderUnversionedHTTPResponse) GetJSON401() *Status {
+	return r.JSON401
+}
+
+// GetJSON403 returns the response for an HTTP 403 `application/json` response
+func (r CreateOrderUnversionedHTTPResponse) GetJSON403() *Status {
+	return r.JSON403
+}
+
 // GetJSON409 returns the response for an HTTP 409 `application/json` response
 func (r CreateOrderUnversionedHTTPResponse) GetJSON409() *Status {
 	return r.JSON409
+}
+
+// GetJSON413 returns the response for an HTTP 413 `application/json` response
+func (r CreateOrderUnversionedHTTPResponse) GetJSON413() *Status {
+	return r.JSON413
 }
 
 // GetJSONDefault returns the response for an HTTP default `application/json` response
@@ -1187,6 +1236,10 @@ type GetOrderUnversionedHTTPResponse struct {
 	JSON200 *GetOrderResponse
 	// JSON400 the response for an HTTP 400 `application/json` response
 	JSON400 *Status
+	// JSON401 the response for an HTTP 401 `application/json` response
+	JSON401 *Status
+	// JSON403 the response for an HTTP 403 `application/json` response
+	JSON403 *Status
 	// JSON404 the response for an HTTP 404 `application/json` response
 	JSON404 *Status
 	// JSONDefault the response for an HTTP default `application/json` response
@@ -1201,6 +1254,16 @@ func (r GetOrderUnversionedHTTPResponse) GetJSON200() *GetOrderResponse {
 // GetJSON400 returns the response for an HTTP 400 `application/json` response
 func (r GetOrderUnversionedHTTPResponse) GetJSON400() *Status {
 	return r.JSON400
+}
+
+// GetJSON401 returns the response for an HTTP 401 `application/json` response
+func (r GetOrderUnversionedHTTPResponse) GetJSON401() *Status {
+	return r.JSON401
+}
+
+// GetJSON403 returns the response for an HTTP 403 `application/json` response
+func (r GetOrderUnversionedHTTPResponse) GetJSON403() *Status {
+	return r.JSON403
 }
 
 // GetJSON404 returns the response for an HTTP 404 `application/json` response
@@ -1249,6 +1312,10 @@ type ListOrdersHTTPResponse struct {
 	JSON200 *ListOrdersResponse
 	// JSON400 the response for an HTTP 400 `application/json` response
 	JSON400 *Status
+	// JSON401 the response for an HTTP 401 `application/json` response
+	JSON401 *Status
+	// JSON403 the response for an HTTP 403 `application/json` response
+	JSON403 *Status
 	// JSONDefault the response for an HTTP default `application/json` response
 	JSONDefault *Status
 }
@@ -1261,6 +1328,16 @@ func (r ListOrdersHTTPResponse) GetJSON200() *ListOrdersResponse {
 // GetJSON400 returns the response for an HTTP 400 `application/json` response
 func (r ListOrdersHTTPResponse) GetJSON400() *Status {
 	return r.JSON400
+}
+
+// GetJSON401 returns the response for an HTTP 401 `application/json` response
+func (r ListOrdersHTTPResponse) GetJSON401() *Status {
+	return r.JSON401
+}
+
+// GetJSON403 returns the response for an HTTP 403 `application/json` response
+func (r ListOrdersHTTPResponse) GetJSON403() *Status {
+	return r.JSON403
 }
 
 // GetJSONDefault returns the response for an HTTP default `application/json` response
@@ -1304,8 +1381,14 @@ type CreateOrderHTTPResponse struct {
 	JSON200 *CreateOrderResponse
 	// JSON400 the response for an HTTP 400 `application/json` response
 	JSON400 *Status
+	// JSON401 the response for an HTTP 401 `application/json` response
+	JSON401 *Status
+	// JSON403 the response for an HTTP 403 `application/json` response
+	JSON403 *Status
 	// JSON409 the response for an HTTP 409 `application/json` response
 	JSON409 *Status
+	// JSON413 the response for an HTTP 413 `application/json` response
+	JSON413 *Status
 	// JSONDefault the response for an HTTP default `application/json` response
 	JSONDefault *Status
 }
@@ -1320,9 +1403,24 @@ func (r CreateOrderHTTPResponse) GetJSON400() *Status {
 	return r.JSON400
 }
 
+// GetJSON401 returns the response for an HTTP 401 `application/json` response
+func (r CreateOrderHTTPResponse) GetJSON401() *Status {
+	return r.JSON401
+}
+
+// GetJSON403 returns the response for an HTTP 403 `application/json` response
+func (r CreateOrderHTTPResponse) GetJSON403() *Status {
+	return r.JSON403
+}
+
 // GetJSON409 returns the response for an HTTP 409 `application/json` response
 func (r CreateOrderHTTPResponse) GetJSON409() *Status {
 	return r.JSON409
+}
+
+// GetJSON413 returns the response for an HTTP 413 `application/json` response
+func (r CreateOrderHTTPResponse) GetJSON413() *Status {
+	return r.JSON413
 }
 
 // GetJSONDefault returns the response for an HTTP default `application/json` response
@@ -1366,6 +1464,10 @@ type GetOrderHTTPResponse struct {
 	JSON200 *GetOrderResponse
 	// JSON400 the response for an HTTP 400 `application/json` response
 	JSON400 *Status
+	// JSON401 the response for an HTTP 401 `application/json` response
+	JSON401 *Status
+	// JSON403 the response for an HTTP 403 `application/json` response
+	JSON403 *Status
 	// JSON404 the response for an HTTP 404 `application/json` response
 	JSON404 *Status
 	// JSONDefault the response for an HTTP default `application/json` response
@@ -1380,6 +1482,16 @@ func (r GetOrderHTTPResponse) GetJSON200() *GetOrderResponse {
 // GetJSON400 returns the response for an HTTP 400 `application/json` response
 func (r GetOrderHTTPResponse) GetJSON400() *Status {
 	return r.JSON400
+}
+
+// GetJSON401 returns the response for an HTTP 401 `application/json` response
+func (r GetOrderHTTPResponse) GetJSON401() *Status {
+	return r.JSON401
+}
+
+// GetJSON403 returns the response for an HTTP 403 `application/json` response
+func (r GetOrderHTTPResponse) GetJSON403() *Status {
+	return r.JSON403
 }
 
 // GetJSON404 returns the response for an HTTP 404 `application/json` response
@@ -1431,6 +1543,10 @@ type WatchOrderHTTPResponse struct {
 	}
 	// JSON400 the response for an HTTP 400 `application/json` response
 	JSON400 *Status
+	// JSON401 the response for an HTTP 401 `application/json` response
+	JSON401 *Status
+	// JSON403 the response for an HTTP 403 `application/json` response
+	JSON403 *Status
 	// JSON404 the response for an HTTP 404 `application/json` response
 	JSON404 *Status
 	// JSONDefault the response for an HTTP default `application/json` response
@@ -1448,6 +1564,16 @@ func (r WatchOrderHTTPResponse) GetJSON200() *struct {
 // GetJSON400 returns the response for an HTTP 400 `application/json` response
 func (r WatchOrderHTTPResponse) GetJSON400() *Status {
 	return r.JSON400
+}
+
+// GetJSON401 returns the response for an HTTP 401 `application/json` response
+func (r WatchOrderHTTPResponse) GetJSON401() *Status {
+	return r.JSON401
+}
+
+// GetJSON403 returns the response for an HTTP 403 `application/json` response
+func (r WatchOrderHTTPResponse) GetJSON403() *Status {
+	return r.JSON403
 }
 
 // GetJSON404 returns the response for an HTTP 404 `application/json` response
@@ -1678,12 +1804,33 @@ func ParseCreateOrderUnversionedHTTPResponse(rsp *http.Response) (*CreateOrderUn
 		}
 		response.JSON400 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Status
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Status
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON403 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 409:
 		var dest Status
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON409 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
+		var dest Status
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON413 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && true:
 		var dest Status
@@ -1724,6 +1871,20 @@ func ParseGetOrderUnversionedHTTPResponse(rsp *http.Response) (*GetOrderUnversio
 			return nil, err
 		}
 		response.JSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Status
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Status
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON403 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
 		var dest Status
@@ -1772,6 +1933,20 @@ func ParseListOrdersHTTPResponse(rsp *http.Response) (*ListOrdersHTTPResponse, e
 		}
 		response.JSON400 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Status
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Status
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON403 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && true:
 		var dest Status
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -1812,12 +1987,33 @@ func ParseCreateOrderHTTPResponse(rsp *http.Response) (*CreateOrderHTTPResponse,
 		}
 		response.JSON400 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Status
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Status
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON403 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 409:
 		var dest Status
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON409 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
+		var dest Status
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON413 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && true:
 		var dest Status
@@ -1858,6 +2054,20 @@ func ParseGetOrderHTTPResponse(rsp *http.Response) (*GetOrderHTTPResponse, error
 			return nil, err
 		}
 		response.JSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Status
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Status
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON403 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
 		var dest Status
@@ -1908,6 +2118,20 @@ func ParseWatchOrderHTTPResponse(rsp *http.Response) (*WatchOrderHTTPResponse, e
 			return nil, err
 		}
 		response.JSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Status
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Status
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON403 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
 		var dest Status

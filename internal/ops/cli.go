@@ -28,7 +28,8 @@ const (
 )
 
 // usageText is ordersctl's help text, with the defaults of the global flags left to usage.
-const usageText = `ordersctl operates a running ordersaga: orders, dead letters and the saga's invariants.
+const usageText = `ordersctl operates a running ordersaga: orders, stock, dead letters and the saga's
+invariants.
 
 Usage:
   ordersctl [global flags] <command> [flags]
@@ -55,6 +56,12 @@ Commands:
         since then for orphans (0: everything). The stock totals span every
         order: with -since they are checked only with -stock.
         Run it on a quiet system: orders in flight show up as violations.
+  order get <order-id>
+        the order as order-service's GetOrder returns it (JSON), through the
+        public gRPC API rather than the databases
+  stock get <product-id>
+  stock set <product-id> <quantity>
+        a product's stock through inventory's admin API (JSON)
 
 A queue may be named with or without its ".dlq" suffix.
 
@@ -65,6 +72,11 @@ Global flags (also accepted after the command; environment variable in brackets)
   -inventory-db URL   [INVENTORY_DATABASE_URL] default %s
   -shipping-db URL    [SHIPPING_DATABASE_URL] default %s
   -timeout 1m         give up after this long, connecting included
+  -order-addr A       [ORDERSCTL_ORDER_ADDR] default %s
+  -inventory-addr A   [ORDERSCTL_INVENTORY_ADDR] default %s
+  -tls                [ORDERSCTL_TLS=true] dial the gRPC APIs with TLS (system roots)
+  -tls-ca FILE        [ORDERSCTL_TLS_CA_FILE] trust the CA in FILE; implies -tls
+  -token JWT          [ORDERSCTL_TOKEN] bearer token for the gRPC APIs
 
 Exit status: 0 ok, 1 audit found violations, 2 bad usage or error.
 `
@@ -72,7 +84,8 @@ Exit status: 0 ok, 1 audit found violations, 2 bad usage or error.
 // Usage is ordersctl's help text.
 func Usage() string {
 	d, _ := config.Load[config.Ordersctl](func(string) string { return "" }) // the defaults are valid: config's tests
-	return fmt.Sprintf(usageText, d.Broker.AMQPURL, d.Order.URL, d.Payment.URL, d.Inventory.URL, d.Shipping.URL)
+	return fmt.Sprintf(usageText, d.Broker.AMQPURL, d.Order.URL, d.Payment.URL, d.Inventory.URL, d.Shipping.URL,
+		d.OrderAddr, d.InventoryAddr)
 }
 
 var errUsage = errors.New("bad usage")
@@ -102,6 +115,8 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		err = cli.dlqInspect(ctx, args[2:])
 	case cmd == "dlq" && len(args) > 1 && args[1] == "replay":
 		err = cli.dlqReplay(ctx, args[2:])
+	case cmd == "order" && len(args) > 1 && args[1] == "get":
+		err = cli.orderGet(ctx, args[2:])
 	case cmd == "order":
 		err = cli.order(ctx, args[1:])
 	case cmd == "audit":
@@ -110,6 +125,10 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		if err == nil && found {
 			return ExitViolations
 		}
+	case cmd == "stock" && len(args) > 1 && args[1] == "get":
+		err = cli.stockGet(ctx, args[2:])
+	case cmd == "stock" && len(args) > 1 && args[1] == "set":
+		err = cli.stockSet(ctx, args[2:])
 	case cmd == "help":
 		fmt.Fprint(stdout, Usage())
 		return ExitOK

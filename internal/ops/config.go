@@ -9,7 +9,8 @@ import (
 	"github.com/ordersaga/ordersaga/pkg/config"
 )
 
-// Config is where ordersctl finds the broker and the databases, and how long it may take.
+// Config is where ordersctl finds the broker, the databases and the gRPC APIs, and how long it
+// may take.
 type Config struct {
 	config.Ordersctl
 	Timeout time.Duration
@@ -30,4 +31,9 @@ func (c *Config) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.Inventory.URL, "inventory-db", c.Inventory.URL, "inventory database URL (env INVENTORY_DATABASE_URL)")
 	fs.StringVar(&c.Shipping.URL, "shipping-db", c.Shipping.URL, "shipping database URL (env SHIPPING_DATABASE_URL)")
 	fs.DurationVar(&c.Timeout, "timeout", c.Timeout, "give up after this long, connecting included")
+	fs.StringVar(&c.OrderAddr, "order-addr", c.OrderAddr, "order-service gRPC host:port (env ORDERSCTL_ORDER_ADDR)")
+	fs.StringVar(&c.InventoryAddr, "inventory-addr", c.InventoryAddr, "inventory-service gRPC host:port (env ORDERSCTL_INVENTORY_ADDR)")
+	fs.BoolVar(&c.TLS, "tls", c.TLS, "dial the gRPC APIs with TLS (env ORDERSCTL_TLS)")
+	fs.StringVar(&c.TLSCAFile, "tls-ca", c.TLSCAFile, "PEM file of the CA to trust; implies -tls (env ORDERSCTL_TLS_CA_FILE)")
+	fs.StringVar(&c.Token, "token", c.Token, "bearer token for the gRPC APIs (env ORDERSCTL_TOKEN)")
 }

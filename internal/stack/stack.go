@@ -42,6 +42,10 @@ type Options struct {
 	// DatabaseParams are added to the query of every service's database URL as the services
 	// see it, e.g. "pool_max_conns=16" (pgxpool settings), for tuning experiments.
 	DatabaseParams string
+	// DialOptions are added to those of the stack's own gRPC clients (OrderClient,
+	// InventoryClient), e.g. TLS credentials and a token when Env turns them on. Transport
+	// credentials given here replace the default plaintext.
+	DialOptions []grpc.DialOption
 }
 
 // Stack is a running system. The addresses are host:port of replica 0.
@@ -136,11 +140,12 @@ func (s *Stack) start(ctx context.Context, bin string, opts Options) error {
 	if err := s.startAll(ctx); err != nil {
 		return err
 	}
-	if s.orderCC, err = grpc.NewClient(s.OrderGRPC, grpc.WithTransportCredentials(insecure.NewCredentials())); err != nil {
+	dial := append([]grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}, opts.DialOptions...)
+	if s.orderCC, err = grpc.NewClient(s.OrderGRPC, dial...); err != nil {
 		return fmt.Errorf("order client: %w", err)
 	}
 	s.teardown = append(s.teardown, s.orderCC.Close)
-	if s.invCC, err = grpc.NewClient(s.InventoryGRPC, grpc.WithTransportCredentials(insecure.NewCredentials())); err != nil {
+	if s.invCC, err = grpc.NewClient(s.InventoryGRPC, dial...); err != nil {
 		return fmt.Errorf("inventory client: %w", err)
 	}
 	s.teardown = append(s.teardown, s.invCC.Close)

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/url"
 	"strconv"
 	"strings"
 
@@ -26,8 +27,17 @@ type Log struct {
 
 // Broker is where RabbitMQ is.
 type Broker struct {
-	// AMQPURL is one amqp:// URL, or several separated by commas (a cluster's nodes).
+	// AMQPURL is one amqp:// URL, or several separated by commas (a cluster's nodes). With
+	// PasswordFile set, Load puts that file's password into every URL of the list.
 	AMQPURL string `env:"AMQP_URL" envDefault:"amqp://guest:guest@localhost:5672/"`
+	// PasswordFile names a file (a mounted secret) holding the broker password, so that it is
+	// never in the environment.
+	PasswordFile string `env:"AMQP_PASSWORD_FILE"`
+}
+
+func (b *Broker) resolve() (err error) {
+	b.AMQPURL, err = withPasswordFile("AMQP_PASSWORD_FILE", b.AMQPURL, b.PasswordFile)
+	return err
 }
 
 // Validate checks that every address of the list is an AMQP URL.
@@ -40,24 +50,49 @@ func (b Broker) Validate() error {
 	return nil
 }
 
-// OrderDatabase is order-service's PostgreSQL.
+// OrderDatabase is order-service's PostgreSQL. With PasswordFile set, Load puts that file's
+// password into URL, which must then be a URL that names the user.
 type OrderDatabase struct {
-	URL string `env:"ORDER_DATABASE_URL" envDefault:"postgres://postgres@localhost:5432/orderdb?sslmode=disable"`
+	URL          string `env:"ORDER_DATABASE_URL" envDefault:"postgres://postgres@localhost:5432/orderdb?sslmode=disable"`
+	PasswordFile string `env:"ORDER_DATABASE_PASSWORD_FILE"`
 }
 
-// PaymentDatabase is payment-service's PostgreSQL.
+// PaymentDatabase is payment-service's PostgreSQL, as OrderDatabase.
 type PaymentDatabase struct {
-	URL string `env:"PAYMENT_DATABASE_URL" envDefault:"postgres://postgres@localhost:5432/paymentdb?sslmode=disable"`
+	URL          string `env:"PAYMENT_DATABASE_URL" envDefault:"postgres://postgres@localhost:5432/paymentdb?sslmode=disable"`
+	PasswordFile string `env:"PAYMENT_DATABASE_PASSWORD_FILE"`
 }
 
-// InventoryDatabase is inventory-service's PostgreSQL.
+// InventoryDatabase is inventory-service's PostgreSQL, as OrderDatabase.
 type InventoryDatabase struct {
-	URL string `env:"INVENTORY_DATABASE_URL" envDefault:"postgres://postgres@localhost:5432/inventorydb?sslmode=disable"`
+	URL          string `env:"INVENTORY_DATABASE_URL" envDefault:"postgres://postgres@localhost:5432/inventorydb?sslmode=disable"`
+	PasswordFile string `env:"INVENTORY_DATABASE_PASSWORD_FILE"`
 }
 
-// ShippingDatabase is shipping-service's PostgreSQL.
+// ShippingDatabase is shipping-service's PostgreSQL, as OrderDatabase.
 type ShippingDatabase struct {
-	URL string `env:"SHIPPING_DATABASE_URL" envDefault:"postgres://postgres@localhost:5432/shippingdb?sslmode=disable"`
+	URL          string `env:"SHIPPING_DATABASE_URL" envDefault:"postgres://postgres@localhost:5432/shippingdb?sslmode=disable"`
+	PasswordFile string `env:"SHIPPING_DATABASE_PASSWORD_FILE"`
+}
+
+func (d *OrderDatabase) resolve() (err error) {
+	d.URL, err = withPasswordFile("ORDER_DATABASE_PASSWORD_FILE", d.URL, d.PasswordFile)
+	return err
+}
+
+func (d *PaymentDatabase) resolve() (err error) {
+	d.URL, err = withPasswordFile("PAYMENT_DATABASE_PASSWORD_FILE", d.URL, d.PasswordFile)
+	return err
+}
+
+func (d *InventoryDatabase) resolve() (err error) {
+	d.URL, err = withPasswordFile("INVENTORY_DATABASE_PASSWORD_FILE", d.URL, d.PasswordFile)
+	return err
+}
+
+func (d *ShippingDatabase) resolve() (err error) {
+	d.URL, err = withPasswordFile("SHIPPING_DATABASE_PASSWORD_FILE", d.URL, d.PasswordFile)
+	return err
 }
 
 func (d OrderDatabase) Validate() error     { return validateDatabase("ORDER_DATABASE_URL", d.URL) }
@@ -73,11 +108,58 @@ func validateDatabase(name, url string) error {
 	return nil
 }
 
+// Security is how a service guards its API ports (README, "Who may do what"): TLS from
+// certificate files and bearer-token checks, each off unless set. The ops port is never
+// guarded.
+type Security struct {
+	// TLSCertFile and TLSKeyFile are the PEM certificate and key of the API ports; both or
+	// neither (plaintext).
+	TLSCertFile string `env:"TLS_CERT_FILE"`
+	TLSKeyFile  string `env:"TLS_KEY_FILE"`
+	// Tokens are checked once one of AuthJWKSFile (read at start) and AuthJWKSURL (fetched
+	// over HTTPS and refreshed) names the keys; then AuthIssuer and AuthAudience are required.
+	AuthJWKSFile string `env:"AUTH_JWKS_FILE"`
+	AuthJWKSURL  string `env:"AUTH_JWKS_URL"`
+	AuthIssuer   string `env:"AUTH_ISSUER"`
+	AuthAudience string `env:"AUTH_AUDIENCE"`
+}
+
+// TokensChecked reports whether s turns bearer-token checks on.
+func (s Security) TokensChecked() bool { return s.AuthJWKSFile != "" || s.AuthJWKSURL != "" }
+
+// Validate checks that the settings go together.
+func (s Security) Validate() error {
+	var errs []error
+	if (s.TLSCertFile == "") != (s.TLSKeyFile == "") {
+		errs = append(errs, errors.New("TLS_CERT_FILE and TLS_KEY_FILE must be set together"))
+	}
+	if s.AuthJWKSFile != "" && s.AuthJWKSURL != "" {
+		errs = append(errs, errors.New("AUTH_JWKS_FILE and AUTH_JWKS_URL: set one, not both"))
+	}
+	if s.AuthJWKSURL != "" {
+		if u, err := url.Parse(s.AuthJWKSURL); err != nil || u.Host == "" || u.Scheme != "https" && u.Scheme != "http" {
+			errs = append(errs, errors.New("AUTH_JWKS_URL: not an https:// URL"))
+		}
+	}
+	if s.TokensChecked() {
+		if s.AuthIssuer == "" {
+			errs = append(errs, errors.New("AUTH_ISSUER: required when tokens are checked (AUTH_JWKS_FILE or AUTH_JWKS_URL)"))
+		}
+		if s.AuthAudience == "" {
+			errs = append(errs, errors.New("AUTH_AUDIENCE: required when tokens are checked (AUTH_JWKS_FILE or AUTH_JWKS_URL)"))
+		}
+	} else if s.AuthIssuer != "" || s.AuthAudience != "" {
+		errs = append(errs, errors.New("AUTH_ISSUER and AUTH_AUDIENCE need AUTH_JWKS_FILE or AUTH_JWKS_URL: tokens are not checked without keys"))
+	}
+	return errors.Join(errs...)
+}
+
 // Order is order-service's configuration.
 type Order struct {
 	Log      Log
 	Broker   Broker
 	Database OrderDatabase
+	Security Security
 	GRPCAddr Addr `env:"ORDER_GRPC_ADDR" envDefault:":50051"`
 	HTTPAddr Addr `env:"ORDER_HTTP_ADDR" envDefault:":3001"`
 	OpsAddr  Addr `env:"ORDER_OPS_ADDR" envDefault:":9101"`
@@ -98,6 +180,7 @@ type Inventory struct {
 	Log      Log
 	Broker   Broker
 	Database InventoryDatabase
+	Security Security
 	GRPCAddr Addr `env:"INVENTORY_GRPC_ADDR" envDefault:":50052"`
 	OpsAddr  Addr `env:"INVENTORY_OPS_ADDR" envDefault:":9103"`
 }
@@ -112,14 +195,21 @@ type Shipping struct {
 	FailureRate Rate   `env:"SHIPPING_FAILURE_RATE" envDefault:"0"`
 }
 
-// Ordersctl is where the operator tool finds the broker and the four databases: the same
-// variables, and so the same defaults, as the services.
+// Ordersctl is where the operator tool finds the broker and the four databases (the same
+// variables, and so the same defaults, as the services) and the gRPC APIs of order and
+// inventory.
 type Ordersctl struct {
 	Broker    Broker
 	Order     OrderDatabase
 	Payment   PaymentDatabase
 	Inventory InventoryDatabase
 	Shipping  ShippingDatabase
+
+	OrderAddr     string `env:"ORDERSCTL_ORDER_ADDR" envDefault:"localhost:50051"`
+	InventoryAddr string `env:"ORDERSCTL_INVENTORY_ADDR" envDefault:"localhost:50052"`
+	TLS           bool   `env:"ORDERSCTL_TLS"`         // dial with TLS, trusting the system's roots or TLSCAFile
+	TLSCAFile     string `env:"ORDERSCTL_TLS_CA_FILE"` // PEM certificates to trust; implies TLS
+	Token         string `env:"ORDERSCTL_TOKEN" secret:"true"`
 }
 
 func (c Order) LogValue() slog.Value     { return logValue(&c) }
@@ -195,10 +285,28 @@ func Load[T any](getenv func(string) string) (T, error) {
 	if err := env.ParseWithOptions(&cfg, env.Options{Environment: environment}); err != nil {
 		return cfg, fmt.Errorf("config: %w", byVariable(&cfg, err))
 	}
+	if err := resolve(&cfg); err != nil {
+		return cfg, fmt.Errorf("config: %w", err)
+	}
 	if err := validate(&cfg); err != nil {
 		return cfg, fmt.Errorf("config: %w", err)
 	}
 	return cfg, nil
+}
+
+// resolver is a part of a configuration that reads what its variables point to (a password
+// file) once they are parsed.
+type resolver interface{ resolve() error }
+
+// resolve runs resolve on every part of cfg that has it.
+func resolve(cfg any) error {
+	var errs []error
+	walk(cfg, func(f field) {
+		if r, ok := f.value.Addr().Interface().(resolver); ok && f.env == "" {
+			errs = append(errs, r.resolve())
+		}
+	})
+	return errors.Join(errs...)
 }
 
 // validator is a part of a configuration that checks more than its fields' types.

@@ -193,3 +193,62 @@ func TestVars(t *testing.T) {
 		t.Errorf("LOG_LEVEL = %+v", level)
 	}
 }
+
+func TestSecurity(t *testing.T) {
+	t.Parallel()
+	on := map[string]string{"AUTH_JWKS_FILE": "/keys/jwks.json", "AUTH_ISSUER": "https://issuer.test", "AUTH_AUDIENCE": "ordersaga"}
+	o, err := config.Load[config.Order](environ(on))
+	if err != nil || !o.Security.TokensChecked() {
+		t.Fatalf("tokens on: %+v, %v", o.Security, err)
+	}
+	if i, err := config.Load[config.Inventory](environ(nil)); err != nil || i.Security.TokensChecked() || i.Security.TLSCertFile != "" {
+		t.Errorf("defaults: %+v, %v", i.Security, err)
+	}
+	with := func(kv map[string]string) map[string]string {
+		m := map[string]string{}
+		for k, v := range on {
+			m[k] = v
+		}
+		for k, v := range kv {
+			m[k] = v
+		}
+		return m
+	}
+	for name, tc := range map[string]struct {
+		env  map[string]string
+		want string
+	}{
+		"cert without key": {map[string]string{"TLS_CERT_FILE": "/tls/cert.pem"}, "TLS_KEY_FILE"},
+		"key without cert": {map[string]string{"TLS_KEY_FILE": "/tls/key.pem"}, "TLS_CERT_FILE"},
+		"both JWKS":        {with(map[string]string{"AUTH_JWKS_URL": "https://issuer.test/jwks.json"}), "AUTH_JWKS_URL"},
+		"JWKS URL":         {map[string]string{"AUTH_JWKS_URL": "issuer.test/jwks", "AUTH_ISSUER": "i", "AUTH_AUDIENCE": "a"}, "AUTH_JWKS_URL"},
+		"no issuer":        {with(map[string]string{"AUTH_ISSUER": ""}), "AUTH_ISSUER"},
+		"no audience":      {with(map[string]string{"AUTH_AUDIENCE": ""}), "AUTH_AUDIENCE"},
+		"issuer, no keys":  {map[string]string{"AUTH_ISSUER": "https://issuer.test"}, "AUTH_JWKS_FILE"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			for _, load := range []func() error{
+				func() error { _, err := config.Load[config.Order](environ(tc.env)); return err },
+				func() error { _, err := config.Load[config.Inventory](environ(tc.env)); return err },
+			} {
+				if err := load(); err == nil || !strings.Contains(err.Error(), tc.want) {
+					t.Errorf("%v: error %v, want one naming %s", tc.env, err, tc.want)
+				}
+			}
+		})
+	}
+}
+
+func TestOrdersctlTokenIsMasked(t *testing.T) {
+	t.Parallel()
+	c, err := config.Load[config.Ordersctl](environ(map[string]string{"ORDERSCTL_TOKEN": "eyJhunter2", "ORDERSCTL_TLS": "true"}))
+	if err != nil || !c.TLS || c.Token != "eyJhunter2" || c.OrderAddr != "localhost:50051" {
+		t.Fatalf("ordersctl = %+v, %v", c, err)
+	}
+	var buf bytes.Buffer
+	slog.New(slog.NewJSONHandler(&buf, nil)).Info("configuration", "config", c)
+	if strings.Contains(buf.String(), "hunter2") || !strings.Contains(buf.String(), `"ORDERSCTL_TOKEN":"xxxxx"`) {
+		t.Errorf("log line: %s", buf.String())
+	}
+}

@@ -4,6 +4,7 @@ package server
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -54,16 +55,30 @@ func Ops(checks map[string]Check) http.Handler {
 	return mux
 }
 
+// MaxHeaderBytes bounds the request line and headers an HTTP server reads.
+const MaxHeaderBytes = 64 << 10
+
 // ServeHTTP serves h on addr until ctx ends, then shuts down gracefully.
 func ServeHTTP(ctx context.Context, log *slog.Logger, name, addr string, h http.Handler) error {
+	return ServeHTTPTLS(ctx, log, name, addr, h, nil)
+}
+
+// ServeHTTPTLS is ServeHTTP over TLS with cfg (HTTP/2 and HTTP/1.1), or without TLS when cfg
+// is nil.
+func ServeHTTPTLS(ctx context.Context, log *slog.Logger, name, addr string, h http.Handler, cfg *tls.Config) error {
 	lis, err := net.Listen("tcp", addr)
 	if err != nil {
 		return fmt.Errorf("%s listen %s: %w", name, addr, err)
 	}
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, MaxHeaderBytes: MaxHeaderBytes}
 	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(lis) }()
-	log.InfoContext(ctx, "serving", "server", name, "addr", lis.Addr().String())
+	if cfg != nil {
+		srv.TLSConfig = cfg.Clone()
+		go func() { errc <- srv.ServeTLS(lis, "", "") }()
+	} else {
+		go func() { errc <- srv.Serve(lis) }()
+	}
+	log.InfoContext(ctx, "serving", "server", name, "addr", lis.Addr().String(), "tls", cfg != nil)
 	select {
 	case err := <-errc:
 		return fmt.Errorf("%s: %w", name, err)

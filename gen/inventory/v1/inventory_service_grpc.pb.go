@@ -27,7 +27,9 @@ const (
 //
 // For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
 //
-// InventoryService is the admin API of inventory-service.
+// InventoryService is the admin API of inventory-service. When the service checks bearer
+// tokens (README, "Who may do what"), every call needs a token with scope inventory:admin:
+// none or a bad one is UNAUTHENTICATED, one without the scope PERMISSION_DENIED.
 type InventoryServiceClient interface {
 	// SetStock sets a product's total stock, creating the product when missing.
 	// Setting it below what is reserved fails with FAILED_PRECONDITION.
@@ -68,7 +70,9 @@ func (c *inventoryServiceClient) GetStock(ctx context.Context, in *GetStockReque
 // All implementations must embed UnimplementedInventoryServiceServer
 // for forward compatibility.
 //
-// InventoryService is the admin API of inventory-service.
+// InventoryService is the admin API of inventory-service. When the service checks bearer
+// tokens (README, "Who may do what"), every call needs a token with scope inventory:admin:
+// none or a bad one is UNAUTHENTICATED, one without the scope PERMISSION_DENIED.
 type InventoryServiceServer interface {
 	// SetStock sets a product's total stock, creating the product when missing.
 	// Setting it below what is reserved fails with FAILED_PRECONDITION.

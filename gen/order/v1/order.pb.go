@@ -97,10 +97,13 @@ func (OrderStatus) EnumDescriptor() ([]byte, []int) {
 
 // LineItem is one product line. Prices are exact decimal strings in major units ("49.90").
 type LineItem struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	ProductId     string                 `protobuf:"bytes,1,opt,name=product_id,json=productId,proto3" json:"product_id,omitempty"`
-	Quantity      int32                  `protobuf:"varint,2,opt,name=quantity,proto3" json:"quantity,omitempty"`
-	UnitPrice     string                 `protobuf:"bytes,3,opt,name=unit_price,json=unitPrice,proto3" json:"unit_price,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// A UUID in canonical 8-4-4-4-12 form, either case; returned in lower case.
+	ProductId string `protobuf:"bytes,1,opt,name=product_id,json=productId,proto3" json:"product_id,omitempty"`
+	// 1 to 1000000.
+	Quantity int32 `protobuf:"varint,2,opt,name=quantity,proto3" json:"quantity,omitempty"`
+	// At most 32 characters, two decimal places, not negative.
+	UnitPrice     string `protobuf:"bytes,3,opt,name=unit_price,json=unitPrice,proto3" json:"unit_price,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -157,13 +160,20 @@ func (x *LineItem) GetUnitPrice() string {
 }
 
 // ShippingAddress is where the order goes. Only country_code is used by the carrier.
+// Lengths are in characters (Unicode code points); no field may hold a control character
+// (U+0000-U+001F, U+007F-U+009F: NUL, tab and newline included).
 type ShippingAddress struct {
-	state      protoimpl.MessageState `protogen:"open.v1"`
-	Recipient  string                 `protobuf:"bytes,1,opt,name=recipient,proto3" json:"recipient,omitempty"`
-	Line1      string                 `protobuf:"bytes,2,opt,name=line1,proto3" json:"line1,omitempty"`
-	Line2      string                 `protobuf:"bytes,3,opt,name=line2,proto3" json:"line2,omitempty"`
-	City       string                 `protobuf:"bytes,4,opt,name=city,proto3" json:"city,omitempty"`
-	PostalCode string                 `protobuf:"bytes,5,opt,name=postal_code,json=postalCode,proto3" json:"postal_code,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// At most 200 characters.
+	Recipient string `protobuf:"bytes,1,opt,name=recipient,proto3" json:"recipient,omitempty"`
+	// At most 200 characters.
+	Line1 string `protobuf:"bytes,2,opt,name=line1,proto3" json:"line1,omitempty"`
+	// At most 200 characters.
+	Line2 string `protobuf:"bytes,3,opt,name=line2,proto3" json:"line2,omitempty"`
+	// At most 100 characters.
+	City string `protobuf:"bytes,4,opt,name=city,proto3" json:"city,omitempty"`
+	// At most 20 characters.
+	PostalCode string `protobuf:"bytes,5,opt,name=postal_code,json=postalCode,proto3" json:"postal_code,omitempty"`
 	// ISO 3166-1 alpha-2, e.g. "BR".
 	CountryCode   string `protobuf:"bytes,6,opt,name=country_code,json=countryCode,proto3" json:"country_code,omitempty"`
 	unknownFields protoimpl.UnknownFields

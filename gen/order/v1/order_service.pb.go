@@ -22,15 +22,19 @@ const (
 )
 
 type CreateOrderRequest struct {
-	state      protoimpl.MessageState `protogen:"open.v1"`
-	CustomerId string                 `protobuf:"bytes,1,opt,name=customer_id,json=customerId,proto3" json:"customer_id,omitempty"`
-	// credit_card, debit_card or declined_card.
-	PaymentMethod   string           `protobuf:"bytes,2,opt,name=payment_method,json=paymentMethod,proto3" json:"payment_method,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// A UUID in canonical 8-4-4-4-12 form, either case; stored in lower case. With token checks
+	// on, it must be the token's sub.
+	CustomerId string `protobuf:"bytes,1,opt,name=customer_id,json=customerId,proto3" json:"customer_id,omitempty"`
+	// credit_card, debit_card or declined_card (at most 32 characters).
+	PaymentMethod string `protobuf:"bytes,2,opt,name=payment_method,json=paymentMethod,proto3" json:"payment_method,omitempty"`
+	// 1 to 100 lines.
 	Items           []*LineItem      `protobuf:"bytes,3,rep,name=items,proto3" json:"items,omitempty"`
 	ShippingAddress *ShippingAddress `protobuf:"bytes,4,opt,name=shipping_address,json=shippingAddress,proto3" json:"shipping_address,omitempty"`
-	// Idempotency key, scoped to customer_id (at most 200 characters): the same key with the same
-	// request returns the same order and creates nothing; the same key with a different request is
-	// ALREADY_EXISTS (HTTP 409) and creates nothing.
+	// Idempotency key, scoped to customer_id (at most 200 characters, no control characters): the
+	// same key with the same request returns the same order and creates nothing; the same key with a
+	// different request is ALREADY_EXISTS (HTTP 409) and creates nothing. Another customer's key is
+	// theirs alone: using it creates this customer's own order.
 	RequestId     string `protobuf:"bytes,5,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -146,8 +150,9 @@ func (x *CreateOrderResponse) GetOrder() *Order {
 }
 
 type GetOrderRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	OrderId       string                 `protobuf:"bytes,1,opt,name=order_id,json=orderId,proto3" json:"order_id,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// A UUID in canonical 8-4-4-4-12 form.
+	OrderId       string `protobuf:"bytes,1,opt,name=order_id,json=orderId,proto3" json:"order_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -235,12 +240,14 @@ func (x *GetOrderResponse) GetOrder() *Order {
 
 type ListOrdersRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Only this customer's orders, when set.
+	// Only this customer's orders, when set (a canonical UUID). With token checks on, a customer
+	// without orders:admin may only name itself, and gets its own orders when it names no one.
 	CustomerId string `protobuf:"bytes,1,opt,name=customer_id,json=customerId,proto3" json:"customer_id,omitempty"`
 	// Only orders in this status, when set.
 	Status OrderStatus `protobuf:"varint,2,opt,name=status,proto3,enum=order.v1.OrderStatus" json:"status,omitempty"`
 	// At most 100; 0 means 20.
-	PageSize      int32  `protobuf:"varint,3,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	PageSize int32 `protobuf:"varint,3,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// From the previous page's next_page_token (at most 256 characters).
 	PageToken     string `protobuf:"bytes,4,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -358,8 +365,9 @@ func (x *ListOrdersResponse) GetNextPageToken() string {
 }
 
 type WatchOrderRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	OrderId       string                 `protobuf:"bytes,1,opt,name=order_id,json=orderId,proto3" json:"order_id,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// A UUID in canonical 8-4-4-4-12 form.
+	OrderId       string `protobuf:"bytes,1,opt,name=order_id,json=orderId,proto3" json:"order_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }

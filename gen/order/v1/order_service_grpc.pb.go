@@ -30,6 +30,13 @@ const (
 // For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
 //
 // OrderService takes orders and reports their progress through the saga.
+//
+// When the service checks bearer tokens (README, "Who may do what"), every call carries
+// "authorization: Bearer <JWT>" and the token's sub is the customer: a customer creates orders
+// only for itself and gets, watches and lists only its own; scope orders:admin gets, watches
+// and lists any order. A missing or bad token is UNAUTHENTICATED, a good one without the right
+// PERMISSION_DENIED. A request message larger than 64 KiB is refused (RESOURCE_EXHAUSTED;
+// over REST a body larger than 64 KiB is 413).
 type OrderServiceClient interface {
 	// CreateOrder accepts an order and starts its saga. Idempotent on request_id.
 	CreateOrder(ctx context.Context, in *CreateOrderRequest, opts ...grpc.CallOption) (*CreateOrderResponse, error)
@@ -103,6 +110,13 @@ type OrderService_WatchOrderClient = grpc.ServerStreamingClient[WatchOrderRespon
 // for forward compatibility.
 //
 // OrderService takes orders and reports their progress through the saga.
+//
+// When the service checks bearer tokens (README, "Who may do what"), every call carries
+// "authorization: Bearer <JWT>" and the token's sub is the customer: a customer creates orders
+// only for itself and gets, watches and lists only its own; scope orders:admin gets, watches
+// and lists any order. A missing or bad token is UNAUTHENTICATED, a good one without the right
+// PERMISSION_DENIED. A request message larger than 64 KiB is refused (RESOURCE_EXHAUSTED;
+// over REST a body larger than 64 KiB is 413).
 type OrderServiceServer interface {
 	// CreateOrder accepts an order and starts its saga. Idempotent on request_id.
 	CreateOrder(context.Context, *CreateOrderRequest) (*CreateOrderResponse, error)

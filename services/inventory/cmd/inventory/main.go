@@ -14,6 +14,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/ordersaga/ordersaga/pkg/auth"
 	"github.com/ordersaga/ordersaga/pkg/broker"
 	"github.com/ordersaga/ordersaga/pkg/catalog"
 	"github.com/ordersaga/ordersaga/pkg/config"
@@ -47,6 +48,10 @@ func run(ctx context.Context, log *slog.Logger, cfg config.Inventory) error {
 	amqpURL := cfg.Broker.AMQPURL
 	grpcAddr := cfg.GRPCAddr.String()
 	opsAddr := cfg.OpsAddr.String()
+	sec, err := server.NewSecurity(ctx, cfg.Security, log)
+	if err != nil {
+		return err
+	}
 
 	pool, err := database.Open(ctx, dbURL, log, postgres.Migrations...)
 	if err != nil {
@@ -75,7 +80,8 @@ func run(ctx context.Context, log *slog.Logger, cfg config.Inventory) error {
 	g.Go(func() error {
 		return conn.WatchDeadLetters(ctx, catalog.SubscriptionsOf(catalog.Inventory), 15*time.Second)
 	})
-	g.Go(func() error { return server.ServeGRPC(ctx, log, grpcAddr, grpcapi.NewGRPCServer(repo, log)) })
+	admin := grpcapi.NewGRPCServer(repo, log, sec.GRPCOptions(auth.ScopeInventoryAdmin)...)
+	g.Go(func() error { return server.ServeGRPC(ctx, log, grpcAddr, admin) })
 	ops := server.Ops(map[string]server.Check{
 		"database": pool.Ping,
 		"broker":   conn.Check,

@@ -35,9 +35,18 @@ func New(store Store, log *slog.Logger) *Server {
 	return &Server{store: store, log: log}
 }
 
-// NewGRPCServer returns a gRPC server with the service, health checking and reflection registered.
-func NewGRPCServer(store Store, log *slog.Logger) *grpc.Server {
-	srv := grpc.NewServer()
+// MaxRequestBytes bounds a request message; a larger one is refused (RESOURCE_EXHAUSTED)
+// before it is read whole. The API's requests are a product id and a number.
+const MaxRequestBytes = 16 << 10
+
+// NewGRPCServer returns a gRPC server with the service, health checking and reflection
+// registered and the request size limited. opts add to those, e.g. TLS credentials and the
+// token check of package auth.
+func NewGRPCServer(store Store, log *slog.Logger, opts ...grpc.ServerOption) *grpc.Server {
+	srv := grpc.NewServer(append([]grpc.ServerOption{
+		grpc.MaxRecvMsgSize(MaxRequestBytes),
+		grpc.MaxHeaderListSize(64 << 10),
+	}, opts...)...)
 	inventoryv1.RegisterInventoryServiceServer(srv, New(store, log))
 	hs := health.NewServer()
 	hs.SetServingStatus(inventoryv1.InventoryService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)

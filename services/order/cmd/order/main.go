@@ -52,6 +52,10 @@ func run(ctx context.Context, log *slog.Logger, cfg config.Order) error {
 		httpAddr = cfg.HTTPAddr.String()
 		opsAddr  = cfg.OpsAddr.String()
 	)
+	sec, err := server.NewSecurity(ctx, cfg.Security, log)
+	if err != nil {
+		return err
+	}
 
 	pool, err := database.Open(ctx, dbURL, log, postgres.Migrations...)
 	if err != nil {
@@ -81,11 +85,16 @@ func run(ctx context.Context, log *slog.Logger, cfg config.Order) error {
 	if err := prometheus.Register(grpcMetrics); err != nil {
 		return err
 	}
-	grpcServer := grpcapi.NewGRPCServer(grpcapi.NewServer(repo, watch, log), grpcMetrics, log)
+	// Customers' rights over orders are checked in the service; a valid token is enough here.
+	grpcServer := grpcapi.NewGRPCServer(grpcapi.NewServer(repo, watch, log), grpcMetrics, log, sec.GRPCOptions("")...)
 	// The gateway's connection outlives the servers' shutdown, so in-flight REST calls finish.
 	gwCtx, closeGateway := context.WithCancel(context.WithoutCancel(ctx))
 	defer closeGateway()
-	gateway, err := grpcapi.Gateway(gwCtx, grpcAddr, grpcapi.GatewayOptions{})
+	selfCreds, err := sec.SelfCredentials()
+	if err != nil {
+		return err
+	}
+	gateway, err := grpcapi.Gateway(gwCtx, grpcAddr, grpcapi.GatewayOptions{Creds: selfCreds})
 	if err != nil {
 		return err
 	}
@@ -104,7 +113,7 @@ func run(ctx context.Context, log *slog.Logger, cfg config.Order) error {
 	})
 	g.Go(func() error { return feed.Run(gctx) })
 	g.Go(func() error { return server.ServeGRPC(gctx, log, grpcAddr, grpcServer) })
-	g.Go(func() error { return server.ServeHTTP(gctx, log, "rest", httpAddr, gateway) })
+	g.Go(func() error { return server.ServeHTTPTLS(gctx, log, "rest", httpAddr, gateway, sec.TLS) })
 	g.Go(func() error { return server.ServeHTTP(gctx, log, "ops", opsAddr, ops) })
 	g.Go(func() error { return countOrders(gctx, log, repo) })
 	err = g.Wait()

@@ -53,6 +53,9 @@ func (s *Server) error(ctx context.Context, err error) error {
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		return status.FromContextError(err).Err()
 	}
+	if st, ok := status.FromError(err); ok && st.Code() == codes.PermissionDenied {
+		return err // a refusal made here, already worded for the client
+	}
 	s.log.ErrorContext(ctx, "request failed", "err", err)
 	return status.Error(codes.Internal, "internal error")
 }

@@ -8,7 +8,6 @@ import (
 	"slices"
 	"time"
 
-	"github.com/google/uuid"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -95,6 +94,9 @@ func (s *Server) CreateOrder(ctx context.Context, req *orderv1.CreateOrderReques
 	if err != nil {
 		return nil, s.error(ctx, err)
 	}
+	if err := mayCreate(ctx, o.CustomerID()); err != nil {
+		return nil, err
+	}
 	stored, created, err := s.repo.Create(ctx, o)
 	if err != nil {
 		return nil, s.error(ctx, err)
@@ -145,19 +147,30 @@ func (s *Server) GetOrder(ctx context.Context, req *orderv1.GetOrderRequest) (*o
 	if err != nil {
 		return nil, s.error(ctx, err)
 	}
+	if err := mayRead(ctx, o); err != nil {
+		return nil, err
+	}
 	return &orderv1.GetOrderResponse{Order: toProto(o)}, nil
 }
 
 func (s *Server) get(ctx context.Context, id string) (*order.Order, error) {
-	if uuid.Validate(id) != nil {
-		return nil, &order.FieldError{Field: "order_id", Msg: "must be a UUID"}
+	id, err := order.ParseID("order_id", id)
+	if err != nil {
+		return nil, err
 	}
 	return s.repo.Get(ctx, id)
 }
 
 // ListOrders pages through orders, newest first.
 func (s *Server) ListOrders(ctx context.Context, req *orderv1.ListOrdersRequest) (*orderv1.ListOrdersResponse, error) {
-	q := order.ListQuery{CustomerID: req.GetCustomerId(), PageSize: int(req.GetPageSize()), PageToken: req.GetPageToken()}
+	customer, err := listFilter(ctx, req.GetCustomerId())
+	if err != nil {
+		return nil, s.error(ctx, err)
+	}
+	if len(req.GetPageToken()) > order.MaxPageTokenLen {
+		return nil, s.error(ctx, &order.FieldError{Field: "page_token", Msg: "is not a token this service issued"})
+	}
+	q := order.ListQuery{CustomerID: customer, PageSize: int(req.GetPageSize()), PageToken: req.GetPageToken()}
 	switch {
 	case q.PageSize < 0:
 		return nil, s.error(ctx, &order.FieldError{Field: "page_size", Msg: "must not be negative"})
@@ -190,19 +203,22 @@ func (s *Server) ListOrders(ctx context.Context, req *orderv1.ListOrdersRequest)
 // (a safety net for a lost notification) makes it read the order again.
 func (s *Server) WatchOrder(req *orderv1.WatchOrderRequest, stream orderv1.OrderService_WatchOrderServer) error {
 	ctx := stream.Context()
-	id, err := uuid.Parse(req.GetOrderId())
+	id, err := order.ParseID("order_id", req.GetOrderId())
 	if err != nil {
-		return s.error(ctx, &order.FieldError{Field: "order_id", Msg: "must be a UUID"})
+		return s.error(ctx, err)
 	}
 	// Subscribed before the first read, so that no change falls between the two; by the id in
 	// the canonical form that the feed carries.
-	sub, o, unsubscribe := s.feed.Subscribe(id.String())
+	sub, o, unsubscribe := s.feed.Subscribe(id)
 	defer unsubscribe()
 	if o == nil {
 		var err error
-		if o, err = s.repo.Get(ctx, id.String()); err != nil {
+		if o, err = s.repo.Get(ctx, id); err != nil {
 			return s.error(ctx, err)
 		}
+	}
+	if err := mayRead(ctx, o); err != nil {
+		return err
 	}
 	pb, version := toProto(o), o.Version()
 	if err := stream.Send(&orderv1.WatchOrderResponse{Order: pb}); err != nil {
@@ -242,7 +258,7 @@ func (s *Server) WatchOrder(req *orderv1.WatchOrderRequest, stream orderv1.Order
 		if !resync {
 			continue
 		}
-		fresh, err := s.repo.Get(ctx, id.String())
+		fresh, err := s.repo.Get(ctx, id)
 		if err != nil {
 			return s.error(ctx, err)
 		}

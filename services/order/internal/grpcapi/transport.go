@@ -2,7 +2,9 @@ package grpcapi
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -13,6 +15,7 @@ import (
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
@@ -24,17 +27,29 @@ import (
 	orderv1 "github.com/ordersaga/ordersaga/gen/order/v1"
 )
 
+// Size limits of a request, enforced before it is read whole: gRPC refuses a larger message
+// with RESOURCE_EXHAUSTED, REST a larger body with 413. The largest valid CreateOrderRequest
+// (100 items, every text at its maximum) is about 25 KiB as JSON.
+const (
+	MaxRequestBytes = 64 << 10
+	MaxHeaderBytes  = 64 << 10 // gRPC metadata, a bearer token included
+)
+
 // NewGRPCServer returns a gRPC server with svc, health (SERVING), reflection, request metrics
-// recorded in metrics, and panics turned into INTERNAL errors.
-func NewGRPCServer(svc orderv1.OrderServiceServer, metrics *grpcprom.ServerMetrics, log *slog.Logger) *grpc.Server {
+// recorded in metrics, panics turned into INTERNAL errors and the size limits. opts add to
+// those, e.g. TLS credentials and the token check of package auth, whose interceptors run
+// after the metrics and the panic guard.
+func NewGRPCServer(svc orderv1.OrderServiceServer, metrics *grpcprom.ServerMetrics, log *slog.Logger, opts ...grpc.ServerOption) *grpc.Server {
 	onPanic := recovery.WithRecoveryHandlerContext(func(ctx context.Context, p any) error {
 		log.ErrorContext(ctx, "panic in handler", "panic", fmt.Sprint(p))
 		return status.Error(codes.Internal, "internal error")
 	})
-	srv := grpc.NewServer(
+	srv := grpc.NewServer(append([]grpc.ServerOption{
+		grpc.MaxRecvMsgSize(MaxRequestBytes),
+		grpc.MaxHeaderListSize(MaxHeaderBytes),
 		grpc.ChainUnaryInterceptor(metrics.UnaryServerInterceptor(), recovery.UnaryServerInterceptor(onPanic)),
 		grpc.ChainStreamInterceptor(metrics.StreamServerInterceptor(), recovery.StreamServerInterceptor(onPanic)),
-	)
+	}, opts...)...)
 	orderv1.RegisterOrderServiceServer(srv, svc)
 	hs := health.NewServer()
 	hs.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
@@ -49,6 +64,8 @@ func NewGRPCServer(svc orderv1.OrderServiceServer, metrics *grpcprom.ServerMetri
 type GatewayOptions struct {
 	// Heartbeat is how often an idle Server-Sent Events watch sends a comment (DefaultHeartbeat).
 	Heartbeat time.Duration
+	// Creds secure the hop to the gRPC server (nil: plaintext).
+	Creds credentials.TransportCredentials
 }
 
 // Gateway returns the REST facade: grpc-gateway forwarding to the gRPC server listening on
@@ -57,11 +74,15 @@ type GatewayOptions struct {
 // (Swagger 2.0) and GET /openapi3.json (OpenAPI 3.0).
 //
 // JSON uses the proto field names (snake_case) and carries every field, zero values included;
-// a message field is left out when unset (shipping_address), never null. The client connection
-// closes when ctx ends.
+// a message field is left out when unset (shipping_address), never null. The Authorization
+// header travels with each call as gRPC metadata. A body over MaxRequestBytes is refused with
+// 413 before it is read whole. The client connection closes when ctx ends.
 func Gateway(ctx context.Context, grpcAddr string, opts GatewayOptions) (http.Handler, error) {
 	if opts.Heartbeat <= 0 {
 		opts.Heartbeat = DefaultHeartbeat
+	}
+	if opts.Creds == nil {
+		opts.Creds = insecure.NewCredentials()
 	}
 	marshaler := &runtime.HTTPBodyMarshaler{
 		Marshaler: &runtime.JSONPb{
@@ -69,8 +90,8 @@ func Gateway(ctx context.Context, grpcAddr string, opts GatewayOptions) (http.Ha
 			UnmarshalOptions: protojson.UnmarshalOptions{DiscardUnknown: false},
 		},
 	}
-	gw := runtime.NewServeMux(runtime.WithMarshalerOption(runtime.MIMEWildcard, marshaler))
-	conn, err := grpc.NewClient(dialTarget(grpcAddr), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	gw := runtime.NewServeMux(runtime.WithMarshalerOption(runtime.MIMEWildcard, marshaler), runtime.WithErrorHandler(httpError))
+	conn, err := grpc.NewClient(dialTarget(grpcAddr), grpc.WithTransportCredentials(opts.Creds))
 	if err != nil {
 		return nil, fmt.Errorf("gateway: %w", err)
 	}
@@ -87,15 +108,86 @@ func Gateway(ctx context.Context, grpcAddr string, opts GatewayOptions) (http.Ha
 	}
 	mux.HandleFunc("GET /openapi.json", serve(openapi.JSON))
 	mux.HandleFunc("GET /openapi3.json", serve(openapi.JSON3))
-	mux.Handle("/", &eventStreamWatch{
+	mux.Handle("/", limitBody(&eventStreamWatch{
 		next:      gw,
 		gw:        gw,
 		marshaler: marshaler,
 		client:    orderv1.NewOrderServiceClient(conn),
 		heartbeat: opts.Heartbeat,
-	})
+	}))
 	return mux, nil
 }
+
+// limitBody refuses a body longer than MaxRequestBytes: at once when its length is declared,
+// otherwise as soon as reading passes the limit (then httpError answers 413).
+func limitBody(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.ContentLength > MaxRequestBytes {
+			writeTooLarge(w)
+			return
+		}
+		if r.Body != nil && r.Body != http.NoBody {
+			r.Body = &limitedBody{ReadCloser: http.MaxBytesReader(w, r.Body, MaxRequestBytes)}
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// limitedBody remembers that the body passed the limit, for httpError.
+type limitedBody struct {
+	io.ReadCloser
+	exceeded bool
+}
+
+func (b *limitedBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	var tooLarge *http.MaxBytesError
+	if errors.As(err, &tooLarge) {
+		b.exceeded = true
+	}
+	return n, err
+}
+
+func writeTooLarge(w http.ResponseWriter) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Connection", "close")
+	w.WriteHeader(http.StatusRequestEntityTooLarge)
+	fmt.Fprintf(w, `{"code":%d,"message":"request body must be at most %d bytes","details":[]}`+"\n",
+		codes.InvalidArgument, MaxRequestBytes)
+}
+
+// httpError is the gateway's error handler: grpc-gateway's mapping of codes to HTTP, with 413
+// for a body over the limit and a Bearer challenge with 401.
+func httpError(ctx context.Context, mux *runtime.ServeMux, m runtime.Marshaler, w http.ResponseWriter, r *http.Request, err error) {
+	if b, ok := r.Body.(*limitedBody); ok && b.exceeded {
+		writeTooLarge(w)
+		return
+	}
+	if status.Code(err) == codes.Unauthenticated {
+		// grpc-gateway puts the status message in WWW-Authenticate; a client expects a challenge.
+		challenge := `Bearer realm="ordersaga"`
+		if r.Header.Get("Authorization") != "" {
+			challenge += `, error="invalid_token"`
+		}
+		w = &challengeWriter{ResponseWriter: w, challenge: challenge}
+	}
+	runtime.DefaultHTTPErrorHandler(ctx, mux, m, w, r, err)
+}
+
+// challengeWriter sets WWW-Authenticate as the 401 goes out.
+type challengeWriter struct {
+	http.ResponseWriter
+	challenge string
+}
+
+func (c *challengeWriter) WriteHeader(code int) {
+	if code == http.StatusUnauthorized {
+		c.Header().Set("WWW-Authenticate", c.challenge)
+	}
+	c.ResponseWriter.WriteHeader(code)
+}
+
+func (c *challengeWriter) Unwrap() http.ResponseWriter { return c.ResponseWriter }
 
 // dialTarget turns a listen address such as ":50051" into one this process can dial.
 func dialTarget(addr string) string {

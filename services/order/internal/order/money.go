@@ -1,6 +1,7 @@
 package order
 
 import (
+	"fmt"
 	"math"
 
 	"github.com/ordersaga/ordersaga/pkg/money"
@@ -12,6 +13,9 @@ type Money int64
 // ParseMoney parses an exact, non-negative decimal amount in major units with at most two
 // decimal places ("49.90", "5", "5.5"). field names the input in the error.
 func ParseMoney(field, s string) (Money, error) {
+	if len(s) > MaxUnitPriceLen {
+		return 0, invalid(field, fmt.Sprintf("must be at most %d characters", MaxUnitPriceLen))
+	}
 	m, err := money.Parse(s)
 	if err != nil {
 		return 0, invalid(field, err.Error())

@@ -12,11 +12,10 @@ import (
 	"github.com/google/uuid"
 )
 
-// Limits on what one order may hold.
+// Limits on what one order may hold (the lengths of its text are in text.go).
 const (
-	MaxItems        = 100
-	MaxQuantity     = 1_000_000
-	MaxRequestIDLen = 200
+	MaxItems    = 100
+	MaxQuantity = 1_000_000
 )
 
 // PaymentMethods are the methods the simulated gateway knows.
@@ -92,11 +91,14 @@ type Params struct {
 }
 
 // New validates p and returns a new PENDING order placed at now. A validation error is a
-// *FieldError naming the field.
+// *FieldError naming the field. Ids are stored in their canonical lower-case form.
 func New(p Params, now time.Time) (*Order, error) {
-	customer, err := uuid.Parse(p.CustomerID)
+	customerID, err := ParseID("customer_id", p.CustomerID)
 	if err != nil {
-		return nil, invalid("customer_id", "must be a UUID")
+		return nil, err
+	}
+	if err := checkText("payment_method", p.PaymentMethod, MaxPaymentMethodLen); err != nil {
+		return nil, err
 	}
 	if !validMethod(p.PaymentMethod) {
 		return nil, invalid("payment_method", "must be one of "+strings.Join(PaymentMethods, ", "))
@@ -111,9 +113,9 @@ func New(p Params, now time.Time) (*Order, error) {
 	items := make([]Item, len(p.Items))
 	for i, it := range p.Items {
 		field := fmt.Sprintf("items[%d]", i)
-		product, err := uuid.Parse(it.ProductID)
+		productID, err := ParseID(field+".product_id", it.ProductID)
 		if err != nil {
-			return nil, invalid(field+".product_id", "must be a UUID")
+			return nil, err
 		}
 		if it.Quantity <= 0 {
 			return nil, invalid(field+".quantity", "must be greater than 0")
@@ -131,26 +133,29 @@ func New(p Params, now time.Time) (*Order, error) {
 		if !ok {
 			return nil, invalid(field, "order total is too large")
 		}
-		// Canonical, so that the same product reads the same everywhere.
-		items[i] = Item{ProductID: product.String(), Quantity: it.Quantity, UnitPrice: it.UnitPrice}
+		// Normalised so that the same product reads the same everywhere.
+		items[i] = Item{ProductID: productID, Quantity: it.Quantity, UnitPrice: it.UnitPrice}
 	}
 	var addr *Address
 	if p.ShippingAddress != nil {
 		a := *p.ShippingAddress
+		if err := a.validate(); err != nil {
+			return nil, err
+		}
 		a.CountryCode = strings.ToUpper(strings.TrimSpace(a.CountryCode))
 		if a.CountryCode != "" && !countryCode(a.CountryCode) {
 			return nil, invalid("shipping_address.country_code", "must be an ISO 3166-1 alpha-2 code such as BR")
 		}
 		addr = &a
 	}
-	if len(p.RequestID) > MaxRequestIDLen {
-		return nil, invalid("request_id", fmt.Sprintf("must be at most %d characters", MaxRequestIDLen))
+	if err := checkText("request_id", p.RequestID, MaxRequestIDLen); err != nil {
+		return nil, err
 	}
 	// PostgreSQL keeps microseconds: truncating here makes the order read back equal.
 	now = now.UTC().Truncate(time.Microsecond)
 	return &Order{
 		id:            uuid.Must(uuid.NewV7()).String(), // time-ordered: index-friendly
-		customerID:    customer.String(),
+		customerID:    customerID,
 		paymentMethod: p.PaymentMethod,
 		status:        StatusPending,
 		items:         items,
@@ -162,6 +167,26 @@ func New(p Params, now time.Time) (*Order, error) {
 		history:       []StatusChange{{Status: StatusPending, Reason: "order.created", At: now}},
 		version:       1,
 	}, nil
+}
+
+// validate checks the length and characters of every field of a.
+func (a Address) validate() error {
+	for _, f := range []struct {
+		name, value string
+		max         int
+	}{
+		{"recipient", a.Recipient, MaxRecipientLen},
+		{"line1", a.Line1, MaxAddressLineLen},
+		{"line2", a.Line2, MaxAddressLineLen},
+		{"city", a.City, MaxCityLen},
+		{"postal_code", a.PostalCode, MaxPostalCodeLen},
+		{"country_code", a.CountryCode, 2 + 8}, // room for the spaces that are trimmed
+	} {
+		if err := checkText("shipping_address."+f.name, f.value, f.max); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func validMethod(m string) bool {

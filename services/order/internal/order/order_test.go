@@ -130,6 +130,8 @@ func TestParseMoney(t *testing.T) {
 		{in: "1.2.3", err: "decimal number"},
 		{in: "NaN", err: "decimal number"},
 		{in: "99999999999999", err: "too large"},
+		{in: strings.Repeat("1", MaxUnitPriceLen+1), err: "at most 32 characters"},
+		{in: "1\x00", err: "decimal number"},
 	} {
 		got, err := ParseMoney("price", tc.in)
 		if tc.err != "" {
@@ -204,6 +206,26 @@ func TestNewValidation(t *testing.T) {
 		{"country", func(p *Params) { p.ShippingAddress.CountryCode = "BRA" }, "shipping_address.country_code"},
 		{"country digits", func(p *Params) { p.ShippingAddress.CountryCode = "1A" }, "shipping_address.country_code"},
 		{"request id", func(p *Params) { p.RequestID = strings.Repeat("x", MaxRequestIDLen+1) }, "request_id"},
+		{"request id newline", func(p *Params) { p.RequestID = "a\nb" }, "request_id"},
+		{"customer urn", func(p *Params) { p.CustomerID = "urn:uuid:11111111-1111-1111-1111-111111111111" }, "customer_id"},
+		{"customer braces", func(p *Params) { p.CustomerID = "{11111111-1111-1111-1111-111111111111}" }, "customer_id"},
+		{"customer bare digits", func(p *Params) { p.CustomerID = "11111111111111111111111111111111" }, "customer_id"},
+		{"product urn", func(p *Params) { p.Items[0].ProductID = "urn:uuid:00000000-0000-0000-0000-000000000001" }, "items[0].product_id"},
+		{"product NUL", func(p *Params) { p.Items[1].ProductID = "00000000-0000-0000-0000-00000000000\x00" }, "items[1].product_id"},
+		{"method NUL", func(p *Params) { p.PaymentMethod = "credit_card\x00" }, "payment_method"},
+		{"method long", func(p *Params) { p.PaymentMethod = strings.Repeat("c", 3<<20) }, "payment_method"},
+		{"recipient 3 MB", func(p *Params) { p.ShippingAddress.Recipient = strings.Repeat("a", 3<<20) }, "shipping_address.recipient"},
+		{"recipient long", func(p *Params) { p.ShippingAddress.Recipient = strings.Repeat("é", MaxRecipientLen+1) }, "shipping_address.recipient"},
+		{"recipient NUL", func(p *Params) { p.ShippingAddress.Recipient = "Ada\x00Lovelace" }, "shipping_address.recipient"},
+		{"line1 long", func(p *Params) { p.ShippingAddress.Line1 = strings.Repeat("x", MaxAddressLineLen+1) }, "shipping_address.line1"},
+		{"line1 tab", func(p *Params) { p.ShippingAddress.Line1 = "1\tMain St" }, "shipping_address.line1"},
+		{"line2 C1 control", func(p *Params) { p.ShippingAddress.Line2 = "flat \u0085 2" }, "shipping_address.line2"},
+		{"line2 DEL", func(p *Params) { p.ShippingAddress.Line2 = "\x7f" }, "shipping_address.line2"},
+		{"city long", func(p *Params) { p.ShippingAddress.City = strings.Repeat("x", MaxCityLen+1) }, "shipping_address.city"},
+		{"city bad UTF-8", func(p *Params) { p.ShippingAddress.City = "S\xe3o Paulo" }, "shipping_address.city"},
+		{"postal code long", func(p *Params) { p.ShippingAddress.PostalCode = strings.Repeat("9", MaxPostalCodeLen+1) }, "shipping_address.postal_code"},
+		{"postal code newline", func(p *Params) { p.ShippingAddress.PostalCode = "01000\r\n" }, "shipping_address.postal_code"},
+		{"country NUL", func(p *Params) { p.ShippingAddress.CountryCode = "B\x00" }, "shipping_address.country_code"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -216,10 +238,63 @@ func TestNewValidation(t *testing.T) {
 			}
 		})
 	}
-	// Optional parts may be left out.
+	// Every text at its maximum, in characters that take several bytes, is accepted.
 	p := validParams()
+	p.ShippingAddress = &Address{
+		Recipient:   strings.Repeat("é", MaxRecipientLen),
+		Line1:       strings.Repeat("語", MaxAddressLineLen),
+		Line2:       strings.Repeat("😀", MaxAddressLineLen),
+		City:        strings.Repeat("ü", MaxCityLen),
+		PostalCode:  strings.Repeat("9", MaxPostalCodeLen),
+		CountryCode: " pt ",
+	}
+	p.RequestID = strings.Repeat("r", MaxRequestIDLen)
+	if o, err := New(p, time.Now()); err != nil || o.CountryCode() != "PT" {
+		t.Fatalf("longest order: %v", err)
+	}
+	// Optional parts may be left out.
+	p = validParams()
 	p.ShippingAddress, p.RequestID = nil, ""
 	if _, err := New(p, time.Now()); err != nil {
 		t.Fatalf("minimal order: %v", err)
+	}
+}
+
+func TestNewCanonicalIDs(t *testing.T) {
+	t.Parallel()
+	p := validParams()
+	p.CustomerID = "ABCDEF00-1111-4111-8111-111111111111"
+	p.Items[0].ProductID = "ABCDEF00-0000-4000-8000-000000000001"
+	o, err := New(p, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.CustomerID() != "abcdef00-1111-4111-8111-111111111111" || o.Items()[0].ProductID != "abcdef00-0000-4000-8000-000000000001" {
+		t.Errorf("ids not canonical: %s %s", o.CustomerID(), o.Items()[0].ProductID)
+	}
+}
+
+func TestParseID(t *testing.T) {
+	t.Parallel()
+	for in, want := range map[string]string{
+		"123e4567-e89b-12d3-a456-426614174000":          "123e4567-e89b-12d3-a456-426614174000",
+		"123E4567-E89B-12D3-A456-426614174000":          "123e4567-e89b-12d3-a456-426614174000",
+		"urn:uuid:123e4567-e89b-12d3-a456-426614174000": "",
+		"{123e4567-e89b-12d3-a456-426614174000}":        "",
+		"123e4567e89b12d3a456426614174000":              "",
+		"123e4567-e89b-12d3-a456-42661417400g":          "",
+		"123e4567+e89b-12d3-a456-426614174000":          "",
+		"":                                              "",
+	} {
+		got, err := ParseID("id", in)
+		if want == "" {
+			if err == nil || !strings.HasPrefix(err.Error(), "id: ") {
+				t.Errorf("ParseID(%q) = %q, %v, want an error naming id", in, got, err)
+			}
+			continue
+		}
+		if err != nil || got != want {
+			t.Errorf("ParseID(%q) = %q, %v, want %q", in, got, err, want)
+		}
 	}
 }

@@ -5,6 +5,7 @@ package payment
 import (
 	"errors"
 	"fmt"
+	"sync"
 
 	"github.com/ordersaga/ordersaga/pkg/money"
 )
@@ -55,11 +56,28 @@ func Decide(method string, amountMinor, limitMinor int64, declineRate float64, r
 	return Decision{Approved: true}
 }
 
-// Gateway is the simulated payment gateway with its settings.
+// RememberedKeys is how many idempotency keys the simulated gateway remembers, oldest
+// forgotten first. A real gateway keeps them for a day or so; either way the payments table,
+// one payment per order, is the lasting guard.
+const RememberedKeys = 100_000
+
+// Gateway is the simulated payment gateway with its settings. Like a real one, it takes an
+// idempotency key with every charge and answers a repeated key with its first answer instead
+// of charging again, so that a redelivered order.created never charges twice.
 type Gateway struct {
 	limitMinor  int64
 	declineRate float64
 	random      func() float64
+
+	mu    sync.Mutex
+	seen  map[string]charge // idempotency key → the charge made under it
+	order []string          // keys, oldest first, to forget beyond RememberedKeys
+}
+
+type charge struct {
+	method      string
+	amountMinor int64
+	decision    Decision
 }
 
 // NewGateway returns a gateway declining charges above limitMinor and a declineRate share of
@@ -74,12 +92,30 @@ func NewGateway(limitMinor int64, declineRate float64, random func() float64) (*
 	if random == nil {
 		return nil, fmt.Errorf("%w: no random source", ErrInvalidGateway)
 	}
-	return &Gateway{limitMinor: limitMinor, declineRate: declineRate, random: random}, nil
+	return &Gateway{limitMinor: limitMinor, declineRate: declineRate, random: random, seen: map[string]charge{}}, nil
 }
 
-// Decide asks the gateway about a charge.
-func (g *Gateway) Decide(method string, amountMinor int64) Decision {
-	return Decide(method, amountMinor, g.limitMinor, g.declineRate, g.random)
+// Charge asks the gateway to charge amountMinor under idempotencyKey. The same key with the
+// same method and amount gets the first decision again (nothing is charged twice, and a random
+// decline does not flip); the same key with another charge is declined, as a real gateway
+// refuses a reused key.
+func (g *Gateway) Charge(idempotencyKey, method string, amountMinor int64) Decision {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if c, ok := g.seen[idempotencyKey]; ok {
+		if c.method != method || c.amountMinor != amountMinor {
+			return Decision{Reason: "idempotency key reused for a different charge"}
+		}
+		return c.decision
+	}
+	d := Decide(method, amountMinor, g.limitMinor, g.declineRate, g.random)
+	g.seen[idempotencyKey] = charge{method: method, amountMinor: amountMinor, decision: d}
+	g.order = append(g.order, idempotencyKey)
+	if len(g.order) > RememberedKeys {
+		delete(g.seen, g.order[0])
+		g.order = g.order[1:]
+	}
+	return d
 }
 
 // Payment is the outcome of charging one order. An order has at most one payment.
@@ -93,7 +129,8 @@ type Payment struct {
 }
 
 // Charge asks the gateway to charge amountMinor for an order and returns the resulting payment,
-// approved or declined.
+// approved or declined. The order id is the charge's idempotency key at the gateway: charging
+// an order again (a redelivered event) never charges it twice.
 func Charge(g *Gateway, id, orderID, method string, amountMinor int64) (*Payment, error) {
 	switch {
 	case id == "":
@@ -104,7 +141,7 @@ func Charge(g *Gateway, id, orderID, method string, amountMinor int64) (*Payment
 		return nil, fmt.Errorf("%w: negative amount %d", ErrInvalidPayment, amountMinor)
 	}
 	p := &Payment{id: id, orderID: orderID, method: method, amountMinor: amountMinor, status: StatusApproved}
-	if d := g.Decide(method, amountMinor); !d.Approved {
+	if d := g.Charge(orderID, method, amountMinor); !d.Approved {
 		p.status, p.reason = StatusDeclined, d.Reason
 	}
 	return p, nil

@@ -89,8 +89,8 @@ func TestCharge(t *testing.T) {
 		wantReason string
 	}{
 		{"approved", "p1", "o1", payment.MethodCreditCard, 9980, false, payment.StatusApproved, ""},
-		{"declined", "p1", "o1", payment.MethodDeclinedCard, 9980, false, payment.StatusDeclined, "card declined"},
-		{"over limit", "p1", "o1", payment.MethodDebitCard, 1_200_000, false, payment.StatusDeclined, "amount 12000.00 exceeds limit 10000.00"},
+		{"declined", "p2", "o2", payment.MethodDeclinedCard, 9980, false, payment.StatusDeclined, "card declined"},
+		{"over limit", "p3", "o3", payment.MethodDebitCard, 1_200_000, false, payment.StatusDeclined, "amount 12000.00 exceeds limit 10000.00"},
 		{"no id", "", "o1", payment.MethodCreditCard, 100, true, "", ""},
 		{"no order", "p1", "", payment.MethodCreditCard, 100, true, "", ""},
 		{"negative amount", "p1", "o1", payment.MethodCreditCard, -1, true, "", ""},
@@ -157,4 +157,32 @@ func TestReverse(t *testing.T) {
 			t.Errorf("reason = %q, want the first one kept", p.Reason())
 		}
 	})
+}
+
+func TestChargeIdempotent(t *testing.T) {
+	t.Parallel()
+	draws := 0
+	// Every other draw declines: a second charge that reached the issuer would flip the answer.
+	g, err := payment.NewGateway(1_000_000, 0.5, func() float64 { draws++; return float64(draws%2) * 0.9 })
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, err := payment.Charge(g, "p1", "order-1", payment.MethodCreditCard, 500)
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := payment.Charge(g, "p2", "order-1", payment.MethodCreditCard, 500)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if draws != 1 || again.Status() != first.Status() || again.Reason() != first.Reason() {
+		t.Errorf("repeat charged again: %d draws, %s then %s", draws, first.Status(), again.Status())
+	}
+	if d := g.Charge("order-1", payment.MethodCreditCard, 600); d.Approved || d.Reason != "idempotency key reused for a different charge" {
+		t.Errorf("reused key for another amount: %+v", d)
+	}
+	// The first draw approved; a new key draws again, and this time is declined.
+	if d := g.Charge("order-2", payment.MethodCreditCard, 500); !first.Approved() || draws != 2 || d.Approved {
+		t.Errorf("a new key was not charged: %d draws, %+v", draws, d)
+	}
 }
