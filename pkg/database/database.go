@@ -31,13 +31,18 @@ type Migrations struct {
 // database must allow per replica of the service.
 const DefaultMaxConns = 16
 
-// SessionLimits are set on every connection a service opens unless its URL sets them. A
+// SessionLimits are the settings made on every connection a service opens unless its URL sets them. A
 // statement or lock wait longer than these is an outage, retried as one; no handler batch may
 // legitimately hold a transaction idle that long.
 var SessionLimits = map[string]string{
 	"statement_timeout":                   "30s",
 	"lock_timeout":                        "15s",
 	"idle_in_transaction_session_timeout": "15s",
+	// Statements are prepared once per connection, and PostgreSQL would otherwise settle on a
+	// generic plan after five runs: one made while the tables were empty, a sequential scan
+	// that it then keeps however large they grow (until an ANALYZE). Planning each run with
+	// its parameters costs microseconds; such a scan costs a pass over the table per batch.
+	"plan_cache_mode": "force_custom_plan",
 }
 
 // Open connects to url (creating the database when it does not exist), retrying until ctx ends,
