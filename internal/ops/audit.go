@@ -30,6 +30,7 @@ const (
 	RuleConfirmedWithoutShipment     = "confirmed-without-shipment"
 	RuleCancelledPaymentNotReversed  = "cancelled-payment-not-reversed"
 	RuleCancelledHoldsStock          = "cancelled-holds-stock"
+	RuleCancelledShipmentLive        = "cancelled-shipment-live"
 	RulePaymentFailedWithoutDeclined = "payment-failed-without-declined-payment"
 	RulePaymentFailedHasReservation  = "payment-failed-has-reservation"
 	RuleReservedStockMismatch        = "reserved-stock-mismatch"
@@ -255,14 +256,22 @@ func checkOrders(s *Snapshot, since time.Time) []Violation {
 				add(o.ID, RuleConfirmedWithoutShipment, "shipment: %s", recordList(ships))
 			}
 		case statusCancelled:
+			// However it was cancelled (compensation, or its saga deadline), a cancelled order
+			// holds nothing: no approved payment (REVERSED, a CANCELLED tombstone, or a DECLINED
+			// one overtaken by the deadline), no reservation, no live shipment.
 			for _, p := range pays {
-				if p.Status != "REVERSED" {
+				if p.Status == "APPROVED" {
 					add(o.ID, RuleCancelledPaymentNotReversed, "payment %s is %s", p.ID, p.Status)
 				}
 			}
 			for _, r := range ress {
 				if r.Status == statusReserved {
 					add(o.ID, RuleCancelledHoldsStock, "reservation %s is %s", r.ID, r.Status)
+				}
+			}
+			for _, sh := range ships {
+				if sh.Status == "SCHEDULED" {
+					add(o.ID, RuleCancelledShipmentLive, "shipment %s is %s", sh.ID, sh.Status)
 				}
 			}
 		case statusPaymentFailed:

@@ -89,6 +89,22 @@ func TestAuditViolations(t *testing.T) {
 	// Cancelled without any payment: nothing to reverse, nothing held: fine.
 	w.Order("CANCELLED", ops.Item{ProductID: p2, Quantity: 1})
 
+	// Cancelled by the saga deadline before anything happened: tombstones everywhere, fine.
+	tombstoned := w.Order("CANCELLED", ops.Item{ProductID: p2, Quantity: 1})
+	w.Payment(tombstoned, "CANCELLED")
+	w.Reservation(tombstoned, "CANCELLED")
+	w.Shipment(tombstoned, "CANCELLED")
+
+	// Cancelled by the deadline while the payment.failed was on its way: nothing charged, fine.
+	declinedLate := w.Order("CANCELLED", ops.Item{ProductID: p2, Quantity: 1})
+	w.Payment(declinedLate, "DECLINED")
+
+	// Cancelled by the deadline, but the shipment was never called off.
+	shipped := w.Order("CANCELLED", ops.Item{ProductID: p2, Quantity: 1})
+	w.Payment(shipped, "REVERSED")
+	w.Reservation(shipped, "RELEASED", ops.Item{ProductID: p2, Quantity: 1})
+	w.Shipment(shipped, "SCHEDULED")
+
 	// Payment failed, yet approved and reserved (and released since).
 	payFailed := w.Order("PAYMENT_FAILED", ops.Item{ProductID: p1, Quantity: 1})
 	w.Payment(payFailed, "APPROVED")
@@ -123,6 +139,7 @@ func TestAuditViolations(t *testing.T) {
 		stuck + " " + ops.RuleNotTerminal,
 		cancelled + " " + ops.RuleCancelledPaymentNotReversed,
 		cancelled + " " + ops.RuleCancelledHoldsStock,
+		shipped + " " + ops.RuleCancelledShipmentLive,
 		payFailed + " " + ops.RulePaymentFailedWithoutDeclined,
 		payFailed + " " + ops.RulePaymentFailedHasReservation,
 		noPayment + " " + ops.RulePaymentFailedWithoutDeclined,

@@ -25,6 +25,7 @@ const (
 // Routing keys of the event catalog (fixed). The first segment names the publisher.
 const (
 	OrderCreated      = "order.created"
+	OrderCancelled    = "order.cancelled"
 	PaymentApproved   = "payment.approved"
 	PaymentFailed     = "payment.failed"
 	PaymentReversed   = "payment.reversed"
@@ -45,6 +46,7 @@ type Entry struct {
 // Events is the event catalog (fixed: DESIGN.md).
 var Events = []Entry{
 	{OrderCreated, (*orderv1.OrderCreated)(nil), []string{Payment}},
+	{OrderCancelled, (*orderv1.OrderCancelled)(nil), []string{Payment, Inventory, Shipping}},
 	{PaymentApproved, (*paymentv1.PaymentApproved)(nil), []string{Inventory, Order}},
 	{PaymentFailed, (*paymentv1.PaymentFailed)(nil), []string{Order}},
 	{PaymentReversed, (*paymentv1.PaymentReversed)(nil), []string{Order}},

@@ -15,6 +15,9 @@ func TestQueuesAreTheFixedOnes(t *testing.T) {
 	}
 	want := []string{
 		"payment.order-created <- order.exchange",
+		"payment.order-cancelled <- order.exchange",
+		"inventory.order-cancelled <- order.exchange",
+		"shipping.order-cancelled <- order.exchange",
 		"inventory.payment-approved <- payment.exchange",
 		"order.payment-approved <- payment.exchange",
 		"order.payment-failed <- payment.exchange",
@@ -36,6 +39,7 @@ func TestQueuesAreTheFixedOnes(t *testing.T) {
 func TestMessageTypes(t *testing.T) {
 	for key, want := range map[string]string{
 		catalog.OrderCreated:      "order.v1.OrderCreated",
+		catalog.OrderCancelled:    "order.v1.OrderCancelled",
 		catalog.PaymentApproved:   "payment.v1.PaymentApproved",
 		catalog.InventoryReleased: "inventory.v1.InventoryReleased",
 		catalog.ShippingFailed:    "shipping.v1.ShippingFailed",
@@ -45,7 +49,7 @@ func TestMessageTypes(t *testing.T) {
 			t.Errorf("MessageType(%q) = %q, want %q", key, got, want)
 		}
 	}
-	if got := catalog.SubscriptionsOf(catalog.Payment); len(got) != 3 {
-		t.Errorf("payment consumes %d events, want 3", len(got))
+	if got := catalog.SubscriptionsOf(catalog.Payment); len(got) != 4 {
+		t.Errorf("payment consumes %d events, want 4", len(got))
 	}
 }

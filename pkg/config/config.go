@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/caarlos0/env/v11"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -163,6 +164,22 @@ type Order struct {
 	GRPCAddr Addr `env:"ORDER_GRPC_ADDR" envDefault:":50051"`
 	HTTPAddr Addr `env:"ORDER_HTTP_ADDR" envDefault:":3001"`
 	OpsAddr  Addr `env:"ORDER_OPS_ADDR" envDefault:":9101"`
+	Saga     Saga
+}
+
+// Saga is how long the saga of one order may take.
+type Saga struct {
+	// Timeout is the saga deadline: an order not terminal this long after its creation is
+	// cancelled and compensated by order-service.
+	Timeout time.Duration `env:"ORDER_SAGA_TIMEOUT" envDefault:"10m"`
+}
+
+// Validate checks that the deadline is positive.
+func (s Saga) Validate() error {
+	if s.Timeout <= 0 {
+		return fmt.Errorf("ORDER_SAGA_TIMEOUT: %s is not a positive duration", s.Timeout)
+	}
+	return nil
 }
 
 // Payment is payment-service's configuration.

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/caarlos0/env/v11"
 
@@ -27,6 +28,7 @@ func TestLoadDefaults(t *testing.T) {
 		Broker:   config.Broker{AMQPURL: "amqp://guest:guest@localhost:5672/"},
 		Database: config.OrderDatabase{URL: "postgres://postgres@localhost:5432/orderdb?sslmode=disable"},
 		GRPCAddr: ":50051", HTTPAddr: ":3001", OpsAddr: ":9101",
+		Saga: config.Saga{Timeout: 10 * time.Minute},
 	}
 	if o != want {
 		t.Errorf("order defaults = %+v, want %+v", o, want)
@@ -250,5 +252,36 @@ func TestOrdersctlTokenIsMasked(t *testing.T) {
 	slog.New(slog.NewJSONHandler(&buf, nil)).Info("configuration", "config", c)
 	if strings.Contains(buf.String(), "hunter2") || !strings.Contains(buf.String(), `"ORDERSCTL_TOKEN":"xxxxx"`) {
 		t.Errorf("log line: %s", buf.String())
+	}
+}
+
+func TestSagaTimeout(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		value   string
+		want    time.Duration
+		wantErr bool
+	}{
+		{"", 10 * time.Minute, false},
+		{"3s", 3 * time.Second, false},
+		{"1h30m", 90 * time.Minute, false},
+		{"0s", 0, true},
+		{"-1m", 0, true},
+		{"ten minutes", 0, true},
+	} {
+		o, err := config.Load[config.Order](environ(map[string]string{"ORDER_SAGA_TIMEOUT": tt.value}))
+		if (err != nil) != tt.wantErr {
+			t.Errorf("ORDER_SAGA_TIMEOUT=%q: error %v, want error %v", tt.value, err, tt.wantErr)
+			continue
+		}
+		if err != nil {
+			if !strings.Contains(err.Error(), "ORDER_SAGA_TIMEOUT") {
+				t.Errorf("ORDER_SAGA_TIMEOUT=%q: error %v does not name the variable", tt.value, err)
+			}
+			continue
+		}
+		if o.Saga.Timeout != tt.want {
+			t.Errorf("ORDER_SAGA_TIMEOUT=%q: timeout %s, want %s", tt.value, o.Saga.Timeout, tt.want)
+		}
 	}
 }

@@ -111,6 +111,7 @@ func newService(t *testing.T, pool *pgxpool.Pool, rec *recorder) *unitofwork.Ser
 	unitofwork.On(svc, catalog.OrderCreated, validateOrderCreated, applyOrderCreated(rec))
 	unitofwork.On(svc, catalog.InventoryFailed, nil, nothing[*inventoryv1.InventoryFailed])
 	unitofwork.On(svc, catalog.InventoryReleased, nil, nothing[*inventoryv1.InventoryReleased])
+	unitofwork.On(svc, catalog.OrderCancelled, nil, nothing[*orderv1.OrderCancelled])
 	return svc
 }
 
@@ -333,6 +334,7 @@ func TestHandlersNeedARuleForEverySubscriptionAndNoOther(t *testing.T) {
 	missing := unitofwork.New(catalog.Payment, nil, nil, log, bind)
 	unitofwork.On(missing, catalog.OrderCreated, nil, applyOrderCreated(rec))
 	unitofwork.On(missing, catalog.InventoryReleased, nil, nothing[*inventoryv1.InventoryReleased])
+	unitofwork.On(missing, catalog.OrderCancelled, nil, nothing[*orderv1.OrderCancelled])
 	if _, err := missing.Handlers(); err == nil || !strings.Contains(err.Error(), catalog.InventoryFailed) {
 		t.Errorf("a service without a rule for inventory.failed: err = %v", err)
 	}
@@ -341,6 +343,7 @@ func TestHandlersNeedARuleForEverySubscriptionAndNoOther(t *testing.T) {
 	unitofwork.On(extra, catalog.OrderCreated, nil, applyOrderCreated(rec))
 	unitofwork.On(extra, catalog.InventoryFailed, nil, nothing[*inventoryv1.InventoryFailed])
 	unitofwork.On(extra, catalog.InventoryReleased, nil, nothing[*inventoryv1.InventoryReleased])
+	unitofwork.On(extra, catalog.OrderCancelled, nil, nothing[*orderv1.OrderCancelled])
 	unitofwork.On(extra, catalog.PaymentApproved, nil, nothing[*paymentv1.PaymentApproved])
 	if _, err := extra.Handlers(); err == nil {
 		t.Error("a service with a rule for an event it does not consume has handlers")

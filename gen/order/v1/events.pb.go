@@ -185,6 +185,87 @@ func (x *OrderCreated) GetCountryCode() string {
 	return ""
 }
 
+// OrderCancelled is published on order.cancelled when order-service cancels an order that did
+// not end by its saga deadline (ORDER_SAGA_TIMEOUT). The services that did something for the
+// order undo it; those that did nothing yet remember that they must never do it.
+type OrderCancelled struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	EventId   string                 `protobuf:"bytes,1,opt,name=event_id,json=eventId,proto3" json:"event_id,omitempty"`
+	OrderId   string                 `protobuf:"bytes,2,opt,name=order_id,json=orderId,proto3" json:"order_id,omitempty"`
+	OccurTime *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=occur_time,json=occurTime,proto3" json:"occur_time,omitempty"`
+	// Why the order was cancelled, e.g. "saga deadline passed: not terminal 10m0s after creation".
+	Reason string `protobuf:"bytes,4,opt,name=reason,proto3" json:"reason,omitempty"`
+	// The status the order was stuck in, as named in DESIGN.md (e.g. PAYMENT_APPROVED).
+	StuckStatus   string `protobuf:"bytes,5,opt,name=stuck_status,json=stuckStatus,proto3" json:"stuck_status,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *OrderCancelled) Reset() {
+	*x = OrderCancelled{}
+	mi := &file_order_v1_events_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *OrderCancelled) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*OrderCancelled) ProtoMessage() {}
+
+func (x *OrderCancelled) ProtoReflect() protoreflect.Message {
+	mi := &file_order_v1_events_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use OrderCancelled.ProtoReflect.Descriptor instead.
+func (*OrderCancelled) Descriptor() ([]byte, []int) {
+	return file_order_v1_events_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *OrderCancelled) GetEventId() string {
+	if x != nil {
+		return x.EventId
+	}
+	return ""
+}
+
+func (x *OrderCancelled) GetOrderId() string {
+	if x != nil {
+		return x.OrderId
+	}
+	return ""
+}
+
+func (x *OrderCancelled) GetOccurTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.OccurTime
+	}
+	return nil
+}
+
+func (x *OrderCancelled) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *OrderCancelled) GetStuckStatus() string {
+	if x != nil {
+		return x.StuckStatus
+	}
+	return ""
+}
+
 var File_order_v1_events_proto protoreflect.FileDescriptor
 
 const file_order_v1_events_proto_rawDesc = "" +
@@ -206,7 +287,14 @@ const file_order_v1_events_proto_rawDesc = "" +
 	"\x05items\x18\x06 \x03(\v2\x13.order.v1.OrderLineR\x05items\x12\x1f\n" +
 	"\vtotal_minor\x18\a \x01(\x03R\n" +
 	"totalMinor\x12!\n" +
-	"\fcountry_code\x18\b \x01(\tR\vcountryCodeB5Z3github.com/ordersaga/ordersaga/gen/order/v1;orderv1b\x06proto3"
+	"\fcountry_code\x18\b \x01(\tR\vcountryCode\"\xbc\x01\n" +
+	"\x0eOrderCancelled\x12\x19\n" +
+	"\bevent_id\x18\x01 \x01(\tR\aeventId\x12\x19\n" +
+	"\border_id\x18\x02 \x01(\tR\aorderId\x129\n" +
+	"\n" +
+	"occur_time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\toccurTime\x12\x16\n" +
+	"\x06reason\x18\x04 \x01(\tR\x06reason\x12!\n" +
+	"\fstuck_status\x18\x05 \x01(\tR\vstuckStatusB5Z3github.com/ordersaga/ordersaga/gen/order/v1;orderv1b\x06proto3"
 
 var (
 	file_order_v1_events_proto_rawDescOnce sync.Once
@@ -220,20 +308,22 @@ func file_order_v1_events_proto_rawDescGZIP() []byte {
 	return file_order_v1_events_proto_rawDescData
 }
 
-var file_order_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 2)
+var file_order_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 3)
 var file_order_v1_events_proto_goTypes = []any{
 	(*OrderLine)(nil),             // 0: order.v1.OrderLine
 	(*OrderCreated)(nil),          // 1: order.v1.OrderCreated
-	(*timestamppb.Timestamp)(nil), // 2: google.protobuf.Timestamp
+	(*OrderCancelled)(nil),        // 2: order.v1.OrderCancelled
+	(*timestamppb.Timestamp)(nil), // 3: google.protobuf.Timestamp
 }
 var file_order_v1_events_proto_depIdxs = []int32{
-	2, // 0: order.v1.OrderCreated.occur_time:type_name -> google.protobuf.Timestamp
+	3, // 0: order.v1.OrderCreated.occur_time:type_name -> google.protobuf.Timestamp
 	0, // 1: order.v1.OrderCreated.items:type_name -> order.v1.OrderLine
-	2, // [2:2] is the sub-list for method output_type
-	2, // [2:2] is the sub-list for method input_type
-	2, // [2:2] is the sub-list for extension type_name
-	2, // [2:2] is the sub-list for extension extendee
-	0, // [0:2] is the sub-list for field type_name
+	3, // 2: order.v1.OrderCancelled.occur_time:type_name -> google.protobuf.Timestamp
+	3, // [3:3] is the sub-list for method output_type
+	3, // [3:3] is the sub-list for method input_type
+	3, // [3:3] is the sub-list for extension type_name
+	3, // [3:3] is the sub-list for extension extendee
+	0, // [0:3] is the sub-list for field type_name
 }
 
 func init() { file_order_v1_events_proto_init() }
@@ -247,7 +337,7 @@ func file_order_v1_events_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_order_v1_events_proto_rawDesc), len(file_order_v1_events_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   2,
+			NumMessages:   3,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

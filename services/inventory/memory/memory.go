@@ -9,6 +9,8 @@ import (
 	"slices"
 	"sync"
 
+	"github.com/google/uuid"
+
 	"github.com/ordersaga/ordersaga/pkg/catalog"
 	"github.com/ordersaga/ordersaga/pkg/outbox"
 	"github.com/ordersaga/ordersaga/pkg/unitofwork"
@@ -25,10 +27,11 @@ type Service struct {
 	reservations map[string]reservation        // by order id: at most one per order
 }
 
-// reservation is a stored reservation and whether it was given back.
+// reservation is a stored reservation and whether it was given back, or is the tombstone of an
+// order cancelled before anything was reserved.
 type reservation struct {
 	inventory.Reservation
-	released bool
+	released, cancelled bool
 }
 
 // New returns inventory-service with no products.
@@ -83,8 +86,9 @@ func (s *Service) Stock(productID string) (Stock, bool) {
 
 // Reservation is an order's reservation as stored.
 type Reservation struct {
-	Units    int64 // item units held or, once released, given back
-	Released bool
+	Units     int64 // item units held or, once released, given back
+	Released  bool
+	Cancelled bool // the tombstone of an order cancelled before anything was reserved
 }
 
 // Reservation returns the reservation of an order, if it has one.
@@ -99,7 +103,7 @@ func (s *Service) Reservation(orderID string) (Reservation, bool) {
 	for _, it := range r.Items {
 		units += it.Quantity
 	}
-	return Reservation{Units: units, Released: r.released}, true
+	return Reservation{Units: units, Released: r.released, Cancelled: r.cancelled}, true
 }
 
 func (s *Service) begin() (eventhandler.Store, func(bool)) {
@@ -160,18 +164,35 @@ func (t *tx) SaveStock(_ context.Context, products []*inventory.Product) error {
 	return nil
 }
 
-func (t *tx) InsertReservations(_ context.Context, rs []inventory.Reservation) error {
+func (t *tx) InsertReservations(_ context.Context, rs []inventory.Reservation) (map[string]bool, error) {
+	stored := map[string]bool{}
 	for _, r := range rs {
+		if _, ok := t.reservation(r.OrderID); ok {
+			continue
+		}
 		r.Items = slices.Clone(r.Items)
 		t.reservations[r.OrderID] = reservation{Reservation: r}
+		stored[r.ID] = true
 	}
-	return nil
+	return stored, nil
+}
+
+func (t *tx) InsertTombstones(_ context.Context, orderIDs []string) (map[string]bool, error) {
+	out := map[string]bool{}
+	for _, id := range orderIDs {
+		if _, ok := t.reservation(id); ok {
+			continue
+		}
+		t.reservations[id] = reservation{Reservation: inventory.Reservation{ID: uuid.NewString(), OrderID: id}, cancelled: true}
+		out[id] = true
+	}
+	return out, nil
 }
 
 func (t *tx) LockReserved(_ context.Context, orderIDs []string) ([]inventory.Reservation, error) {
 	var out []inventory.Reservation
 	for _, id := range slices.Compact(slices.Sorted(slices.Values(orderIDs))) {
-		if r, ok := t.reservation(id); ok && !r.released {
+		if r, ok := t.reservation(id); ok && !r.released && !r.cancelled {
 			res := r.Reservation
 			res.Items = slices.Clone(res.Items)
 			out = append(out, res)

@@ -51,7 +51,7 @@ func (s *Service) Deliver(ctx context.Context, routingKey string, body []byte) (
 
 // Payment is an order's payment as stored.
 type Payment struct {
-	Status      string // APPROVED, DECLINED or REVERSED
+	Status      string // APPROVED, DECLINED, REVERSED or CANCELLED
 	AmountMinor int64
 	Reason      string
 }

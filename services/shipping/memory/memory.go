@@ -56,7 +56,7 @@ func (s *Service) Deliver(ctx context.Context, routingKey string, body []byte) (
 
 // Shipment is an order's shipment as stored.
 type Shipment struct {
-	Status       string // SCHEDULED or FAILED
+	Status       string // SCHEDULED, FAILED or CANCELLED
 	TrackingCode string
 	FreightMinor int64
 	Reason       string
@@ -85,7 +85,7 @@ func (s *Service) begin() (eventhandler.Store, func(bool)) {
 }
 
 // tx is the store of one unit of work: it reads what is stored and keeps its writes until
-// commit. A stored shipment never changes, so it is kept as the rule made it.
+// commit. Lock hands out copies, so a shipment changes only when it is saved.
 type tx struct {
 	s       *Service
 	written map[string]*shipping.Shipment // by order id
@@ -102,4 +102,31 @@ func (t *tx) Insert(_ context.Context, shipments []*shipping.Shipment) (map[stri
 		stored[sh.ID()] = true
 	}
 	return stored, nil
+}
+
+func (t *tx) Lock(_ context.Context, orderIDs []string) (map[string]*shipping.Shipment, error) {
+	out := map[string]*shipping.Shipment{}
+	for _, id := range orderIDs {
+		sh, ok := t.written[id]
+		if !ok {
+			sh, ok = t.s.shipments[id]
+		}
+		if ok {
+			out[id] = clone(sh)
+		}
+	}
+	return out, nil
+}
+
+func (t *tx) Save(_ context.Context, shipments []*shipping.Shipment) error {
+	for _, sh := range shipments {
+		t.written[sh.OrderID()] = clone(sh)
+	}
+	return nil
+}
+
+func clone(sh *shipping.Shipment) *shipping.Shipment {
+	return shipping.Load(shipping.Snapshot{ID: sh.ID(), OrderID: sh.OrderID(), TrackingCode: sh.TrackingCode(),
+		CountryCode: sh.CountryCode(), Reason: sh.Reason(), Status: sh.Status(), FreightMinor: sh.FreightMinor(),
+		EstimatedDelivery: sh.EstimatedDelivery(), CreatedAt: sh.CreatedAt()})
 }

@@ -1,5 +1,6 @@
 // Package eventhandler holds inventory-service's rules for the events it consumes:
-// payment.approved reserves an order's items, all or nothing; shipping.failed gives them back.
+// payment.approved reserves an order's items, all or nothing; shipping.failed gives them back;
+// order.cancelled gives them back too, or makes sure they are never taken.
 // The unit of work around them (decoding, inbox, outbox, transaction) is pkg/unitofwork's.
 package eventhandler
 
@@ -12,6 +13,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	inventoryv1 "github.com/ordersaga/ordersaga/gen/inventory/v1"
+	orderv1 "github.com/ordersaga/ordersaga/gen/order/v1"
 	paymentv1 "github.com/ordersaga/ordersaga/gen/payment/v1"
 	shippingv1 "github.com/ordersaga/ordersaga/gen/shipping/v1"
 	"github.com/ordersaga/ordersaga/pkg/catalog"
@@ -29,8 +31,12 @@ type Store interface {
 	Reserved(ctx context.Context, orderIDs []string) (map[string]bool, error)
 	// SaveStock writes the reserved quantity of products.
 	SaveStock(ctx context.Context, products []*inventory.Product) error
-	// InsertReservations stores new reservations.
-	InsertReservations(ctx context.Context, rs []inventory.Reservation) error
+	// InsertReservations stores new reservations, except for orders that have one (a
+	// cancellation's tombstone), and returns the ids stored.
+	InsertReservations(ctx context.Context, rs []inventory.Reservation) (map[string]bool, error)
+	// InsertTombstones stores a CANCELLED reservation, holding nothing, for each of the orders
+	// that has none, and returns those orders.
+	InsertTombstones(ctx context.Context, orderIDs []string) (map[string]bool, error)
 	// LockReserved loads and locks the reservations of orders that are still held.
 	LockReserved(ctx context.Context, orderIDs []string) ([]inventory.Reservation, error)
 	// MarkReleased records reservations as given back.
@@ -41,7 +47,10 @@ type Store interface {
 func Register(svc *unitofwork.Service[Store], log *slog.Logger) {
 	r := &rules{log: log}
 	unitofwork.On(svc, catalog.PaymentApproved, validateApproved, r.reserve)
-	unitofwork.On(svc, catalog.ShippingFailed, nil, r.release)
+	unitofwork.On(svc, catalog.ShippingFailed, nil, func(ctx context.Context, s Store, evs []unitofwork.Event[*shippingv1.ShippingFailed]) ([]outbox.Event, error) {
+		return r.release(ctx, s, releases(evs, func(ev *shippingv1.ShippingFailed) string { return join("shipping failed", ev.GetReason()) }))
+	})
+	unitofwork.On(svc, catalog.OrderCancelled, nil, r.cancel)
 }
 
 type rules struct {
@@ -71,19 +80,21 @@ func (r *rules) reserve(ctx context.Context, s Store, evs []unitofwork.Event[*pa
 		return nil, err
 	}
 	var (
-		out     []outbox.Event
-		created []inventory.Reservation
-		changed = map[string]*inventory.Product{}
+		announce = make([]*outbox.Event, len(evs)) // in batch order
+		created  []inventory.Reservation
+		from     []int // the event of each created reservation
+		changed  = map[string]*inventory.Product{}
 	)
 	for i, ev := range evs {
 		log := r.log.With("order_id", ev.OrderID, "event_id", ev.ID)
 		if reserved[ev.OrderID] {
-			log.DebugContext(ctx, "order already reserved, event ignored")
+			log.DebugContext(ctx, "order already reserved or cancelled, event ignored")
 			continue
 		}
 		if err := inventory.Reserve(products, items[i]); err != nil {
 			log.DebugContext(ctx, "inventory reservation failed", "reason", err.Error())
-			out = append(out, announceFailure(ev.OrderID, err))
+			failed := announceFailure(ev.OrderID, err)
+			announce[i] = &failed
 			continue
 		}
 		reserved[ev.OrderID] = true
@@ -92,29 +103,96 @@ func (r *rules) reserve(ctx context.Context, s Store, evs []unitofwork.Event[*pa
 			changed[it.ProductID] = products[it.ProductID]
 		}
 		created = append(created, res)
-		log.DebugContext(ctx, "inventory reserved", "reservation_id", res.ID)
-		out = append(out, announceReservation(ev.Msg, res))
+		from = append(from, i)
+	}
+	// An order's cancellation committing since Reserved read left a tombstone in the way: its
+	// stock goes back before it is saved, and nothing is announced.
+	stored, err := s.InsertReservations(ctx, created)
+	if err != nil {
+		return nil, err
+	}
+	for i, res := range created {
+		if !stored[res.ID] {
+			if err := inventory.Release(products, res.Items); err != nil {
+				return nil, fmt.Errorf("undo reservation %s: %w", res.ID, err)
+			}
+			r.log.DebugContext(ctx, "order cancelled meanwhile, nothing reserved", "order_id", res.OrderID)
+			continue
+		}
+		r.log.DebugContext(ctx, "inventory reserved", "order_id", res.OrderID, "reservation_id", res.ID)
+		ok := announceReservation(evs[from[i]].Msg, res)
+		announce[from[i]] = &ok
 	}
 	if err := s.SaveStock(ctx, values(changed)); err != nil {
 		return nil, err
 	}
-	if err := s.InsertReservations(ctx, created); err != nil {
-		return nil, err
+	var out []outbox.Event
+	for _, a := range announce {
+		if a != nil {
+			out = append(out, *a)
+		}
 	}
 	return out, nil
 }
 
-// release gives back the held reservations of orders that cannot be shipped and announces
-// inventory.released. An order without a reservation, or whose reservation was released
-// already, is left alone.
-func (r *rules) release(ctx context.Context, s Store, evs []unitofwork.Event[*shippingv1.ShippingFailed]) ([]outbox.Event, error) {
+// cancel settles the reservations of cancelled orders: an order without one gets a CANCELLED
+// reservation holding nothing, which takes its place for good, so that a payment.approved
+// arriving later reserves nothing; a held reservation is released and inventory.released
+// announced; a released one stays so.
+//
+// The tombstones are inserted first, under the unique order id: a reservation of the same order
+// committing at the same time either waits for this batch and then finds the tombstone, or this
+// batch waits for it and then releases it.
+func (r *rules) cancel(ctx context.Context, s Store, evs []unitofwork.Event[*orderv1.OrderCancelled]) ([]outbox.Event, error) {
 	orders := make([]string, len(evs))
-	reasons := make(map[string]string, len(evs))
 	for i, ev := range evs {
 		orders[i] = ev.OrderID
-		if _, seen := reasons[ev.OrderID]; !seen {
-			reasons[ev.OrderID] = ev.Msg.GetReason()
+	}
+	tombstoned, err := s.InsertTombstones(ctx, orders)
+	if err != nil {
+		return nil, err
+	}
+	var rest []unitofwork.Event[*orderv1.OrderCancelled]
+	for _, ev := range evs {
+		if tombstoned[ev.OrderID] {
+			r.log.DebugContext(ctx, "order cancelled before its reservation: nothing will be reserved",
+				"order_id", ev.OrderID, "event_id", ev.ID)
+			continue
 		}
+		rest = append(rest, ev)
+	}
+	return r.release(ctx, s, releases(rest, func(ev *orderv1.OrderCancelled) string { return join("order cancelled", ev.GetReason()) }))
+}
+
+// releases maps events to the orders whose reservations they release, each with the reason of
+// its first event.
+func releases[T unitofwork.Message](evs []unitofwork.Event[T], reason func(T) string) map[string]string {
+	reasons := make(map[string]string, len(evs))
+	for _, ev := range evs {
+		if _, seen := reasons[ev.OrderID]; !seen {
+			reasons[ev.OrderID] = reason(ev.Msg)
+		}
+	}
+	return reasons
+}
+
+func join(what, reason string) string {
+	if reason == "" {
+		return what
+	}
+	return what + ": " + reason
+}
+
+// release gives back the held reservations of orders, keyed to the reason, and announces
+// inventory.released. An order without a reservation, or whose reservation was released
+// already, is left alone.
+func (r *rules) release(ctx context.Context, s Store, reasons map[string]string) ([]outbox.Event, error) {
+	if len(reasons) == 0 {
+		return nil, nil
+	}
+	orders := make([]string, 0, len(reasons))
+	for id := range reasons {
+		orders = append(orders, id)
 	}
 	held, err := s.LockReserved(ctx, orders)
 	if err != nil || len(held) == 0 {
@@ -208,12 +286,8 @@ func announceReservation(ev *paymentv1.PaymentApproved, res inventory.Reservatio
 	}}
 }
 
-func announceRelease(res inventory.Reservation, shippingReason string) outbox.Event {
+func announceRelease(res inventory.Reservation, reason string) outbox.Event {
 	id := newID()
-	reason := "shipping failed"
-	if shippingReason != "" {
-		reason += ": " + shippingReason
-	}
 	return outbox.Event{ID: id, OrderID: res.OrderID, RoutingKey: catalog.InventoryReleased, Payload: &inventoryv1.InventoryReleased{
 		EventId:       id,
 		OrderId:       res.OrderID,

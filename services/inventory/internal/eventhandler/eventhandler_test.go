@@ -29,10 +29,11 @@ import (
 )
 
 type env struct {
-	pool     *pgxpool.Pool
-	repo     *postgres.Repository
-	approved broker.Handler
-	released broker.Handler
+	pool      *pgxpool.Pool
+	repo      *postgres.Repository
+	approved  broker.Handler
+	released  broker.Handler
+	cancelled broker.Handler
 }
 
 // newEnv returns inventory-service's handlers on a fresh database. Their relay is not running:
@@ -62,7 +63,7 @@ func newEnvOn(t *testing.T, pool *pgxpool.Pool, relay *outbox.Relay) *env {
 		return h
 	}
 	return &env{pool: pool, repo: postgres.NewRepository(pool),
-		approved: of(catalog.PaymentApproved), released: of(catalog.ShippingFailed)}
+		approved: of(catalog.PaymentApproved), released: of(catalog.ShippingFailed), cancelled: of(catalog.OrderCancelled)}
 }
 
 // rejected checks that err refuses exactly the deliveries at indexes of the batch.
@@ -453,5 +454,90 @@ func TestPaymentApprovedConcurrent(t *testing.T) {
 	}
 	if counts[catalog.InventoryReserved] != 10 || counts[catalog.InventoryFailed] != 40 {
 		t.Errorf("outbox = %v, want 10 reserved and 40 failed", counts)
+	}
+}
+
+func orderCancelled(orderID string) *orderv1.OrderCancelled {
+	return &orderv1.OrderCancelled{EventId: uuid.NewString(), OrderId: orderID, OccurTime: timestamppb.Now(),
+		Reason: "saga deadline passed", StuckStatus: "PAYMENT_APPROVED"}
+}
+
+// TestOrderCancelled covers a cancellation before and after the reservation, followed by every
+// event inventory consumes arriving late and repeated: nothing is held at the end, and only a
+// held reservation is announced released.
+func TestOrderCancelled(t *testing.T) {
+	t.Parallel()
+	for _, reservedFirst := range []bool{false, true} {
+		t.Run(fmt.Sprintf("reserved first %v", reservedFirst), func(t *testing.T) {
+			t.Parallel()
+			e := newEnv(t)
+			keyboard := e.product(t, 10)
+			ev := approved(line(keyboard, 2))
+			if reservedFirst {
+				handle(t, e.approved, ev)
+			}
+			cancelled := orderCancelled(ev.OrderId)
+			handle(t, e.cancelled, cancelled, cancelled)
+			handle(t, e.approved, ev)
+			late := approved(line(keyboard, 3))
+			late.OrderId = ev.OrderId
+			handle(t, e.approved, late)
+			handle(t, e.released, &shippingv1.ShippingFailed{EventId: uuid.NewString(), OrderId: ev.OrderId, OccurTime: timestamppb.Now()})
+			handle(t, e.cancelled, cancelled)
+			handle(t, e.cancelled, orderCancelled(ev.OrderId))
+
+			if _, reserved := e.stock(t, keyboard); reserved != 0 {
+				t.Errorf("keyboard reserved = %d, want 0", reserved)
+			}
+			want := "CANCELLED"
+			if reservedFirst {
+				want = "RELEASED"
+			}
+			if n := e.count(t, `SELECT count(*) FROM reservations WHERE order_id = $1 AND status = $2`, ev.OrderId, want); n != 1 {
+				t.Errorf("%s reservations = %d, want 1", want, n)
+			}
+			var keys []string
+			for _, row := range e.outbox(t) {
+				keys = append(keys, row.routingKey)
+			}
+			wantKeys := "[]"
+			if reservedFirst {
+				wantKeys = "[inventory.reserved inventory.released]"
+			}
+			if fmt.Sprint(keys) != wantKeys {
+				t.Errorf("outbox %v, want %s", keys, wantKeys)
+			}
+			if reservedFirst {
+				rel := e.outbox(t)[1].payload.(*inventoryv1.InventoryReleased)
+				if rel.Reason != "order cancelled: saga deadline passed" {
+					t.Errorf("inventory.released reason %q", rel.Reason)
+				}
+			}
+		})
+	}
+}
+
+// TestOrderCancelledRacesTheReservation runs a cancellation and the order's reservation at the
+// same time, many times: whichever wins, nothing stays held and stock adds up.
+func TestOrderCancelledRacesTheReservation(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	keyboard := e.product(t, 1000)
+	for range 20 {
+		ev := approved(line(keyboard, 1))
+		errs := make(chan error, 2)
+		go func() { errs <- e.approved(context.Background(), deliveries(t, ev)) }()
+		go func() { errs <- e.cancelled(context.Background(), deliveries(t, orderCancelled(ev.OrderId))) }()
+		for range 2 {
+			if err := <-errs; err != nil {
+				t.Fatal(err)
+			}
+		}
+		if n := e.count(t, `SELECT count(*) FROM reservations WHERE order_id = $1 AND status IN ('CANCELLED', 'RELEASED')`, ev.OrderId); n != 1 {
+			t.Fatalf("order %s: no CANCELLED or RELEASED reservation", ev.OrderId)
+		}
+	}
+	if _, reserved := e.stock(t, keyboard); reserved != 0 {
+		t.Errorf("keyboard reserved = %d, want 0", reserved)
 	}
 }

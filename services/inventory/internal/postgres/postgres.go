@@ -7,7 +7,10 @@ import (
 	"embed"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
@@ -32,6 +35,9 @@ var Migrations = []database.Migrations{
 const (
 	StatusReserved = "RESERVED"
 	StatusReleased = "RELEASED"
+	// StatusCancelled is the tombstone of an order cancelled before anything was reserved for
+	// it: it holds no items and takes the order's one reservation for good.
+	StatusCancelled = "CANCELLED"
 )
 
 // Repository reads and changes stock.
@@ -125,11 +131,15 @@ func (s *Store) SaveStock(ctx context.Context, products []*inventory.Product) er
 	return nil
 }
 
-// InsertReservations stores new RESERVED reservations with their items.
-func (s *Store) InsertReservations(ctx context.Context, rs []inventory.Reservation) error {
+// InsertReservations stores new RESERVED reservations with their items, except for orders that
+// have a reservation already (a cancellation's tombstone), and returns the ids it stored.
+// Inserting in order id order makes concurrent batches wait on each other's unique keys in one
+// direction only, never in a cycle.
+func (s *Store) InsertReservations(ctx context.Context, rs []inventory.Reservation) (map[string]bool, error) {
 	if len(rs) == 0 {
-		return nil
+		return nil, nil
 	}
+	rs = slices.SortedFunc(slices.Values(rs), func(a, b inventory.Reservation) int { return strings.Compare(a.OrderID, b.OrderID) })
 	var resIDs, resOrders, itemRes, itemProducts []string
 	var itemQuantities []int64
 	for _, r := range rs {
@@ -138,19 +148,62 @@ func (s *Store) InsertReservations(ctx context.Context, rs []inventory.Reservati
 			itemRes, itemProducts, itemQuantities = append(itemRes, r.ID), append(itemProducts, it.ProductID), append(itemQuantities, it.Quantity)
 		}
 	}
-	b := &pgx.Batch{}
-	b.Queue(`
-		INSERT INTO reservations (id, order_id, status)
-		SELECT id, order_id, $3 FROM unnest($1::uuid[], $2::uuid[]) AS r(id, order_id)`,
-		resIDs, resOrders, StatusReserved)
-	b.Queue(`
-		INSERT INTO reservation_items (reservation_id, product_id, quantity)
-		SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::int[])`,
-		itemRes, itemProducts, itemQuantities)
-	if err := s.tx.SendBatch(ctx, b).Close(); err != nil {
-		return fmt.Errorf("insert reservations: %w", err)
+	rows, err := s.tx.Query(ctx, `
+		WITH r AS (
+			INSERT INTO reservations (id, order_id, status)
+			SELECT id, order_id, $3 FROM unnest($1::uuid[], $2::uuid[]) AS r(id, order_id)
+			ON CONFLICT (order_id) DO NOTHING
+			RETURNING id
+		), items AS (
+			INSERT INTO reservation_items (reservation_id, product_id, quantity)
+			SELECT i.reservation_id, i.product_id, i.quantity
+			FROM unnest($4::uuid[], $5::uuid[], $6::int[]) AS i(reservation_id, product_id, quantity)
+			JOIN r ON r.id = i.reservation_id
+		)
+		SELECT id::text FROM r`,
+		resIDs, resOrders, StatusReserved, itemRes, itemProducts, itemQuantities)
+	if err != nil {
+		return nil, fmt.Errorf("insert reservations: %w", err)
 	}
-	return nil
+	inserted, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, fmt.Errorf("insert reservations: %w", err)
+	}
+	stored := make(map[string]bool, len(inserted))
+	for _, id := range inserted {
+		stored[id] = true
+	}
+	return stored, nil
+}
+
+// InsertTombstones stores a CANCELLED reservation without items for each of the orders that has
+// no reservation, in order id order, and returns those orders.
+func (s *Store) InsertTombstones(ctx context.Context, orderIDs []string) (map[string]bool, error) {
+	if len(orderIDs) == 0 {
+		return nil, nil
+	}
+	orderIDs = slices.Compact(slices.Sorted(slices.Values(orderIDs)))
+	ids := make([]string, len(orderIDs))
+	for i := range ids {
+		ids[i] = uuid.Must(uuid.NewV7()).String()
+	}
+	rows, err := s.tx.Query(ctx, `
+		INSERT INTO reservations (id, order_id, status)
+		SELECT id, order_id, $3 FROM unnest($1::uuid[], $2::uuid[]) AS r(id, order_id)
+		ON CONFLICT (order_id) DO NOTHING
+		RETURNING order_id::text`, ids, orderIDs, StatusCancelled)
+	if err != nil {
+		return nil, fmt.Errorf("insert tombstones: %w", err)
+	}
+	inserted, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, fmt.Errorf("insert tombstones: %w", err)
+	}
+	out := make(map[string]bool, len(inserted))
+	for _, id := range inserted {
+		out[id] = true
+	}
+	return out, nil
 }
 
 // LockReserved loads and locks the RESERVED reservations of orders. A concurrent release of

@@ -22,6 +22,7 @@ import (
 	"github.com/ordersaga/ordersaga/pkg/outbox"
 	"github.com/ordersaga/ordersaga/pkg/server"
 	"github.com/ordersaga/ordersaga/pkg/unitofwork"
+	"github.com/ordersaga/ordersaga/services/order/internal/deadline"
 	"github.com/ordersaga/ordersaga/services/order/internal/eventhandler"
 	"github.com/ordersaga/ordersaga/services/order/internal/grpcapi"
 	"github.com/ordersaga/ordersaga/services/order/internal/order"
@@ -80,6 +81,10 @@ func run(ctx context.Context, log *slog.Logger, cfg config.Order) error {
 		return err
 	}
 	watch := grpcapi.FeedOf(feed)
+	sweeper, err := deadline.New(repo, cfg.Saga.Timeout, log, prometheus.DefaultRegisterer)
+	if err != nil {
+		return err
+	}
 
 	grpcMetrics := grpcprom.NewServerMetrics()
 	if err := prometheus.Register(grpcMetrics); err != nil {
@@ -116,6 +121,7 @@ func run(ctx context.Context, log *slog.Logger, cfg config.Order) error {
 	g.Go(func() error { return server.ServeHTTPTLS(gctx, log, "rest", httpAddr, gateway, sec.TLS) })
 	g.Go(func() error { return server.ServeHTTP(gctx, log, "ops", opsAddr, ops) })
 	g.Go(func() error { return countOrders(gctx, log, repo) })
+	g.Go(func() error { return sweeper.Run(gctx) })
 	err = g.Wait()
 	log.Info("order-service stopped")
 	return err

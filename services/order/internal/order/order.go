@@ -260,6 +260,18 @@ func (o *Order) Apply(e Event, now time.Time) (StatusChange, bool, error) {
 		}
 		o.failureReason = reason
 	case StatusCancelled:
+		if e.Kind == DeadlinePassed {
+			// The deadline is why the order ends; a failure before it says what was under way.
+			if reason == "" {
+				reason = string(e.Kind)
+			}
+			if o.failureReason != "" {
+				o.failureReason = reason + " (after: " + o.failureReason + ")"
+			} else {
+				o.failureReason = reason
+			}
+			break
+		}
 		// The failure that started the compensation says more than the reversal that ended it.
 		if o.failureReason == "" {
 			if reason == "" {

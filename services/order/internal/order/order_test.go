@@ -21,14 +21,14 @@ func TestApplyEveryPair(t *testing.T) {
 		X  = StatusCancelled
 	)
 	want := map[Status]map[EventKind]Status{
-		P:  {PaymentApproved: PA, PaymentFailed: PF, PaymentReversed: X, InventoryReserved: IR, InventoryFailed: IF, ShippingScheduled: C, ShippingFailed: SF},
-		PA: {PaymentApproved: PA, PaymentFailed: PA, PaymentReversed: X, InventoryReserved: IR, InventoryFailed: IF, ShippingScheduled: C, ShippingFailed: SF},
-		IR: {PaymentApproved: IR, PaymentFailed: IR, PaymentReversed: X, InventoryReserved: IR, InventoryFailed: IR, ShippingScheduled: C, ShippingFailed: SF},
-		C:  {PaymentApproved: C, PaymentFailed: C, PaymentReversed: C, InventoryReserved: C, InventoryFailed: C, ShippingScheduled: C, ShippingFailed: C},
-		PF: {PaymentApproved: PF, PaymentFailed: PF, PaymentReversed: PF, InventoryReserved: PF, InventoryFailed: PF, ShippingScheduled: PF, ShippingFailed: PF},
-		IF: {PaymentApproved: IF, PaymentFailed: IF, PaymentReversed: X, InventoryReserved: IF, InventoryFailed: IF, ShippingScheduled: IF, ShippingFailed: IF},
-		SF: {PaymentApproved: SF, PaymentFailed: SF, PaymentReversed: X, InventoryReserved: SF, InventoryFailed: SF, ShippingScheduled: SF, ShippingFailed: SF},
-		X:  {PaymentApproved: X, PaymentFailed: X, PaymentReversed: X, InventoryReserved: X, InventoryFailed: X, ShippingScheduled: X, ShippingFailed: X},
+		P:  {PaymentApproved: PA, PaymentFailed: PF, PaymentReversed: X, InventoryReserved: IR, InventoryFailed: IF, ShippingScheduled: C, ShippingFailed: SF, DeadlinePassed: X},
+		PA: {PaymentApproved: PA, PaymentFailed: PA, PaymentReversed: X, InventoryReserved: IR, InventoryFailed: IF, ShippingScheduled: C, ShippingFailed: SF, DeadlinePassed: X},
+		IR: {PaymentApproved: IR, PaymentFailed: IR, PaymentReversed: X, InventoryReserved: IR, InventoryFailed: IR, ShippingScheduled: C, ShippingFailed: SF, DeadlinePassed: X},
+		C:  {PaymentApproved: C, PaymentFailed: C, PaymentReversed: C, InventoryReserved: C, InventoryFailed: C, ShippingScheduled: C, ShippingFailed: C, DeadlinePassed: C},
+		PF: {PaymentApproved: PF, PaymentFailed: PF, PaymentReversed: PF, InventoryReserved: PF, InventoryFailed: PF, ShippingScheduled: PF, ShippingFailed: PF, DeadlinePassed: PF},
+		IF: {PaymentApproved: IF, PaymentFailed: IF, PaymentReversed: X, InventoryReserved: IF, InventoryFailed: IF, ShippingScheduled: IF, ShippingFailed: IF, DeadlinePassed: X},
+		SF: {PaymentApproved: SF, PaymentFailed: SF, PaymentReversed: X, InventoryReserved: SF, InventoryFailed: SF, ShippingScheduled: SF, ShippingFailed: SF, DeadlinePassed: X},
+		X:  {PaymentApproved: X, PaymentFailed: X, PaymentReversed: X, InventoryReserved: X, InventoryFailed: X, ShippingScheduled: X, ShippingFailed: X, DeadlinePassed: X},
 	}
 	if len(want) != len(Statuses) {
 		t.Fatalf("table covers %d statuses, want %d", len(want), len(Statuses))
@@ -94,6 +94,21 @@ func TestApplyDetails(t *testing.T) {
 	o.Apply(Event{Kind: PaymentReversed, Reason: "inventory failed"}, now)
 	if o.FailureReason() != "inventory failed" {
 		t.Errorf("reason %q", o.FailureReason())
+	}
+
+	// The deadline names itself, and keeps the failure it interrupted.
+	o = Restore(Snapshot{Status: StatusPaymentApproved})
+	o.Apply(Event{Kind: DeadlinePassed, Reason: "saga deadline passed"}, now)
+	if o.Status() != StatusCancelled || o.FailureReason() != "saga deadline passed" {
+		t.Errorf("deadline: %s %q", o.Status(), o.FailureReason())
+	}
+	o = Restore(Snapshot{Status: StatusShippingFailed, FailureReason: "carrier unavailable"})
+	o.Apply(Event{Kind: DeadlinePassed, Reason: "saga deadline passed"}, now)
+	if o.FailureReason() != "saga deadline passed (after: carrier unavailable)" {
+		t.Errorf("deadline after a failure: reason %q", o.FailureReason())
+	}
+	if h := o.History(); len(h) != 1 || h[0].Reason != "saga deadline passed" {
+		t.Errorf("deadline history %+v", h)
 	}
 
 	// A failure without a reason still records one.

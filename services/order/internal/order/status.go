@@ -39,7 +39,8 @@ func (s Status) Valid() bool {
 // EventKind is a saga event that moves an order, named by its routing key.
 type EventKind string
 
-// The events order-service consumes.
+// The events order-service consumes, and DeadlinePassed, which order-service raises itself
+// when an order outlives its saga deadline.
 const (
 	PaymentApproved   EventKind = "payment.approved"
 	PaymentFailed     EventKind = "payment.failed"
@@ -48,12 +49,13 @@ const (
 	InventoryFailed   EventKind = "inventory.failed"
 	ShippingScheduled EventKind = "shipping.scheduled"
 	ShippingFailed    EventKind = "shipping.failed"
+	DeadlinePassed    EventKind = "saga.deadline-passed"
 )
 
 // EventKinds lists every event kind.
 var EventKinds = []EventKind{
 	PaymentApproved, PaymentFailed, PaymentReversed, InventoryReserved, InventoryFailed,
-	ShippingScheduled, ShippingFailed,
+	ShippingScheduled, ShippingFailed, DeadlinePassed,
 }
 
 // transition is one rule: the event moves an order in any of from to to.
@@ -75,6 +77,10 @@ var transitions = map[EventKind]transition{
 	ShippingFailed:    {from: []Status{StatusPending, StatusPaymentApproved, StatusInventoryReserved}, to: StatusShippingFailed},
 	// A reversal ends every saga that has not ended yet: it is the last word of compensation.
 	PaymentReversed: {from: []Status{StatusPending, StatusPaymentApproved, StatusInventoryReserved,
+		StatusInventoryFailed, StatusShippingFailed}, to: StatusCancelled},
+	// The deadline ends every saga that has not ended by then, whatever it waits for: the
+	// cancellation is announced (order.cancelled) and the other services undo what they did.
+	DeadlinePassed: {from: []Status{StatusPending, StatusPaymentApproved, StatusInventoryReserved,
 		StatusInventoryFailed, StatusShippingFailed}, to: StatusCancelled},
 }
 

@@ -1,5 +1,6 @@
 // Package eventhandler holds payment-service's rules for the events it consumes: charge each new
-// order once, and reverse the payment when the saga compensates. The unit of work around them
+// order once, reverse the payment when the saga compensates, and, when order-service cancels
+// an order at its deadline, reverse it or make sure it never happens. The unit of work around them
 // (decoding, inbox, outbox, transaction) is pkg/unitofwork's.
 package eventhandler
 
@@ -42,6 +43,7 @@ func Register(svc *unitofwork.Service[Store], gateway *payment.Gateway, log *slo
 	unitofwork.On(svc, catalog.InventoryReleased, nil, func(ctx context.Context, s Store, evs []unitofwork.Event[*inventoryv1.InventoryReleased]) ([]outbox.Event, error) {
 		return r.reverse(ctx, s, reasons(evs, func(ev *inventoryv1.InventoryReleased) string { return "inventory released: " + ev.GetReason() }))
 	})
+	unitofwork.On(svc, catalog.OrderCancelled, nil, r.cancel)
 }
 
 type rules struct {
@@ -123,6 +125,39 @@ func announceCharge(ev *orderv1.OrderCreated, p *payment.Payment) outbox.Event {
 		PaymentId: p.ID(),
 		Reason:    p.Reason(),
 	}}
+}
+
+// cancel settles the payments of cancelled orders: an order without a payment gets a CANCELLED
+// one, which takes its place for good, so that an order.created arriving later charges nothing;
+// an approved payment is reversed and payment.reversed announced; any other stays as it is.
+//
+// The tombstones are inserted first, under the unique order id: a charge of the same order
+// committing at the same time either waits for this batch and then finds the tombstone, or
+// this batch waits for the charge and then reverses what it charged.
+func (r *rules) cancel(ctx context.Context, s Store, evs []unitofwork.Event[*orderv1.OrderCancelled]) ([]outbox.Event, error) {
+	reqs := reasons(evs, func(ev *orderv1.OrderCancelled) string { return "order cancelled: " + ev.GetReason() })
+	tombstones := make([]*payment.Payment, len(reqs))
+	for i, req := range reqs {
+		t, err := payment.Tombstone(newID(), req.orderID, req.reason)
+		if err != nil {
+			return nil, unitofwork.Reject(req.eventID, err)
+		}
+		tombstones[i] = t
+	}
+	stored, err := s.Insert(ctx, tombstones)
+	if err != nil {
+		return nil, err
+	}
+	var charged []reversal
+	for i, t := range tombstones {
+		if stored[t.ID()] {
+			r.log.DebugContext(ctx, "order cancelled before its charge: nothing will be charged",
+				"order_id", t.OrderID(), "event_id", reqs[i].eventID)
+			continue
+		}
+		charged = append(charged, reqs[i])
+	}
+	return r.reverse(ctx, s, charged)
 }
 
 // reversal asks for an order's payment to be reversed, for a reason.

@@ -29,7 +29,7 @@ const limitMinor = 1_000_000 // 10000.00
 
 // handlers are payment-service's broker handlers, one per queue it consumes.
 type handlers struct {
-	OrderCreated, InventoryFailed, InventoryReleased broker.Handler
+	OrderCreated, InventoryFailed, InventoryReleased, OrderCancelled broker.Handler
 }
 
 // setup returns the handlers of payment-service on a fresh database. Their relay is not
@@ -66,6 +66,7 @@ func newHandlers(t *testing.T, pool *pgxpool.Pool, relay *outbox.Relay) *handler
 		OrderCreated:      of(catalog.OrderCreated),
 		InventoryFailed:   of(catalog.InventoryFailed),
 		InventoryReleased: of(catalog.InventoryReleased),
+		OrderCancelled:    of(catalog.OrderCancelled),
 	}
 }
 
@@ -459,4 +460,91 @@ func TestReversalInvalid(t *testing.T) {
 	rejected(t, h.InventoryFailed(context.Background(), []amqp.Delivery{d}), 0)
 	d = delivery(t, inventoryReleased(uuid.NewString()))
 	rejected(t, h.InventoryFailed(context.Background(), []amqp.Delivery{d}), 0)
+}
+
+func orderCancelled(orderID, stuck string) *orderv1.OrderCancelled {
+	return &orderv1.OrderCancelled{EventId: uuid.NewString(), OrderId: orderID, OccurTime: timestamppb.Now(),
+		Reason: "saga deadline passed", StuckStatus: stuck}
+}
+
+// TestOrderCancelled covers what a cancellation finds, and that whatever arrives after it,
+// repeated, changes nothing.
+func TestOrderCancelled(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name       string
+		method     string // "" when order.created has not come before the cancellation
+		wantStatus string
+		wantEvents []string // routing keys in the outbox, oldest first
+	}{
+		{"before the charge", "", "CANCELLED", nil},
+		{"after an approval", payment.MethodCreditCard, "REVERSED", []string{catalog.PaymentApproved, catalog.PaymentReversed}},
+		{"after a decline", payment.MethodDeclinedCard, "DECLINED", []string{catalog.PaymentFailed}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			h, pool := setup(t)
+			orderID := uuid.NewString()
+			created := delivery(t, orderCreated(orderID, payment.MethodCreditCard, line(2, 4990)))
+			if tt.method != "" {
+				created = delivery(t, orderCreated(orderID, tt.method, line(2, 4990)))
+				handle(t, h.OrderCreated, created)
+			}
+			cancelled := delivery(t, orderCancelled(orderID, "PENDING"))
+			handle(t, h.OrderCancelled, cancelled, cancelled)
+			// Late and repeated: the order.created (redelivered, or a fresh copy), compensation
+			// events, the cancellation itself.
+			handle(t, h.OrderCreated, created)
+			handle(t, h.OrderCreated, delivery(t, orderCreated(orderID, payment.MethodCreditCard, line(2, 4990))))
+			handle(t, h.InventoryFailed, delivery(t, inventoryFailed(orderID)))
+			handle(t, h.InventoryReleased, delivery(t, inventoryReleased(orderID)))
+			handle(t, h.OrderCancelled, cancelled)
+			handle(t, h.OrderCancelled, delivery(t, orderCancelled(orderID, "PENDING")))
+
+			p := onePayment(t, pool, orderID)
+			if p.Status != tt.wantStatus {
+				t.Errorf("payment = %+v, want %s", p, tt.wantStatus)
+			}
+			if tt.wantStatus != "DECLINED" && p.Reason != "order cancelled: saga deadline passed" {
+				t.Errorf("payment reason %q", p.Reason)
+			}
+			var keys []string
+			for _, row := range outboxOf(t, pool, orderID) {
+				keys = append(keys, row.RoutingKey)
+			}
+			if len(keys) != len(tt.wantEvents) {
+				t.Fatalf("outbox %v, want %v", keys, tt.wantEvents)
+			}
+			for i := range keys {
+				if keys[i] != tt.wantEvents[i] {
+					t.Fatalf("outbox %v, want %v", keys, tt.wantEvents)
+				}
+			}
+		})
+	}
+}
+
+// TestOrderCancelledRacesTheCharge runs a cancellation and the order's charge at the same time,
+// many times: either the charge finds the tombstone, or the cancellation reverses the charge.
+func TestOrderCancelledRacesTheCharge(t *testing.T) {
+	t.Parallel()
+	h, pool := setup(t)
+	for range 20 {
+		orderID := uuid.NewString()
+		created := delivery(t, orderCreated(orderID, payment.MethodCreditCard, line(1, 1000)))
+		cancelled := delivery(t, orderCancelled(orderID, "PENDING"))
+		errs := make(chan error, 2)
+		go func() { errs <- h.OrderCreated(context.Background(), []amqp.Delivery{created}) }()
+		go func() { errs <- h.OrderCancelled(context.Background(), []amqp.Delivery{cancelled}) }()
+		for range 2 {
+			if err := <-errs; err != nil {
+				t.Fatal(err)
+			}
+		}
+		p := onePayment(t, pool, orderID)
+		if p.Status != "CANCELLED" && p.Status != "REVERSED" {
+			t.Fatalf("order %s: payment %+v, want CANCELLED or REVERSED", orderID, p)
+		}
+	}
 }

@@ -18,6 +18,9 @@ const (
 	StatusApproved Status = "APPROVED"
 	StatusDeclined Status = "DECLINED"
 	StatusReversed Status = "REVERSED"
+	// StatusCancelled is the payment of an order cancelled before it was charged: a tombstone
+	// that takes the order's one payment, so that an order.created arriving late charges nothing.
+	StatusCancelled Status = "CANCELLED"
 )
 
 // Payment methods the gateway knows.
@@ -145,6 +148,18 @@ func Charge(g *Gateway, id, orderID, method string, amountMinor int64) (*Payment
 		p.status, p.reason = StatusDeclined, d.Reason
 	}
 	return p, nil
+}
+
+// Tombstone returns the payment of an order cancelled before any charge: nothing charged, and
+// nothing ever will be, since an order has at most one payment.
+func Tombstone(id, orderID, reason string) (*Payment, error) {
+	switch {
+	case id == "":
+		return nil, fmt.Errorf("%w: no id", ErrInvalidPayment)
+	case orderID == "":
+		return nil, fmt.Errorf("%w: no order id", ErrInvalidPayment)
+	}
+	return &Payment{id: id, orderID: orderID, status: StatusCancelled, reason: reason}, nil
 }
 
 // Load rebuilds a stored payment.

@@ -1,16 +1,19 @@
-// Package eventhandler holds shipping-service's rule for the event it consumes: schedule the
-// shipment of each order whose stock is reserved, once. The unit of work around it (decoding,
+// Package eventhandler holds shipping-service's rules for the events it consumes: schedule the
+// shipment of each order whose stock is reserved, once; and call it off, or make sure it never
+// happens, when order-service cancels the order at its deadline. The unit of work around it (decoding,
 // inbox, outbox, transaction) is pkg/unitofwork's.
 package eventhandler
 
 import (
 	"context"
 	"log/slog"
+	"time"
 
 	"github.com/google/uuid"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	inventoryv1 "github.com/ordersaga/ordersaga/gen/inventory/v1"
+	orderv1 "github.com/ordersaga/ordersaga/gen/order/v1"
 	shippingv1 "github.com/ordersaga/ordersaga/gen/shipping/v1"
 	"github.com/ordersaga/ordersaga/pkg/catalog"
 	"github.com/ordersaga/ordersaga/pkg/failure"
@@ -23,12 +26,17 @@ import (
 type Store interface {
 	// Insert stores new shipments, except for orders that have one, and returns the ids stored.
 	Insert(ctx context.Context, shipments []*shipping.Shipment) (map[string]bool, error)
+	// Lock loads and locks the shipments of orders, keyed by order id.
+	Lock(ctx context.Context, orderIDs []string) (map[string]*shipping.Shipment, error)
+	// Save writes the status and reason of changed shipments.
+	Save(ctx context.Context, shipments []*shipping.Shipment) error
 }
 
 // Register adds shipping-service's rules to svc.
 func Register(svc *unitofwork.Service[Store], carrier *shipping.Carrier, log *slog.Logger) {
 	r := &rules{carrier: carrier, log: log}
 	unitofwork.On(svc, catalog.InventoryReserved, validateReserved, r.schedule)
+	unitofwork.On(svc, catalog.OrderCancelled, nil, r.cancel)
 }
 
 type rules struct {
@@ -62,6 +70,60 @@ func (r *rules) schedule(ctx context.Context, s Store, evs []unitofwork.Event[*i
 		out = append(out, announce(sh))
 	}
 	return out, nil
+}
+
+// cancel settles the shipments of cancelled orders: an order without one gets a CANCELLED
+// shipment, which takes its place for good, so that an inventory.reserved arriving later ships
+// nothing; a scheduled shipment is called off; a failed one stays so. Nothing is announced:
+// the order is cancelled already, and inventory and payment undo their part on order.cancelled.
+//
+// The tombstones are inserted first, under the unique order id: a shipment of the same order
+// committing at the same time either waits for this batch and then finds the tombstone, or this
+// batch waits for it and then calls it off.
+func (r *rules) cancel(ctx context.Context, s Store, evs []unitofwork.Event[*orderv1.OrderCancelled]) ([]outbox.Event, error) {
+	now := time.Now()
+	tombstones := make([]*shipping.Shipment, len(evs))
+	reasons := make(map[string]string, len(evs))
+	for i, ev := range evs {
+		reason := "order cancelled: " + ev.Msg.GetReason()
+		t, err := shipping.Tombstone(newID(), ev.OrderID, reason, now)
+		if err != nil {
+			return nil, unitofwork.Reject(ev.ID, err)
+		}
+		tombstones[i] = t
+		if _, seen := reasons[ev.OrderID]; !seen {
+			reasons[ev.OrderID] = reason
+		}
+	}
+	stored, err := s.Insert(ctx, tombstones)
+	if err != nil {
+		return nil, err
+	}
+	var rest []string
+	for i, t := range tombstones {
+		if stored[t.ID()] {
+			r.log.DebugContext(ctx, "order cancelled before its shipment: nothing will be shipped",
+				"order_id", t.OrderID(), "event_id", evs[i].ID)
+			continue
+		}
+		rest = append(rest, t.OrderID())
+	}
+	if len(rest) == 0 {
+		return nil, nil
+	}
+	shipments, err := s.Lock(ctx, rest)
+	if err != nil {
+		return nil, err
+	}
+	var changed []*shipping.Shipment
+	for _, sh := range shipments {
+		if sh.Cancel(reasons[sh.OrderID()]) {
+			r.log.DebugContext(ctx, "shipment called off", "order_id", sh.OrderID(), "shipment_id", sh.ID(),
+				"tracking_code", sh.TrackingCode())
+			changed = append(changed, sh)
+		}
+	}
+	return nil, s.Save(ctx, changed)
 }
 
 // validateReserved refuses an event whose items cannot be priced.

@@ -1,8 +1,10 @@
 package eventhandler_test
 
 import (
+	"cmp"
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -33,7 +35,7 @@ var now = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 
 // handlers are shipping-service's broker handlers, one per queue it consumes.
 type handlers struct {
-	InventoryReserved broker.Handler
+	InventoryReserved, OrderCancelled broker.Handler
 }
 
 // setup returns the handlers of shipping-service on a fresh database. Their relay is not
@@ -63,10 +65,11 @@ func newHandlers(t *testing.T, pool *pgxpool.Pool, relay *outbox.Relay, failureR
 		t.Fatalf("handlers: %v", err)
 	}
 	h, ok := byQueue[catalog.Subscription{Consumer: catalog.Shipping, RoutingKey: catalog.InventoryReserved}]
-	if !ok || len(byQueue) != 1 {
-		t.Fatalf("handlers = %v, want one for %s", byQueue, catalog.InventoryReserved)
+	c, okc := byQueue[catalog.Subscription{Consumer: catalog.Shipping, RoutingKey: catalog.OrderCancelled}]
+	if !ok || !okc || len(byQueue) != 2 {
+		t.Fatalf("handlers = %v, want one for %s and one for %s", byQueue, catalog.InventoryReserved, catalog.OrderCancelled)
 	}
-	return &handlers{InventoryReserved: h}
+	return &handlers{InventoryReserved: h, OrderCancelled: c}
 }
 
 // rejected checks that err refuses exactly the deliveries at indexes of the batch.
@@ -345,5 +348,80 @@ func TestInventoryReservedInvalid(t *testing.T) {
 				t.Errorf("outbox = %+v, want nothing", out)
 			}
 		})
+	}
+}
+
+func orderCancelled(orderID string) *orderv1.OrderCancelled {
+	return &orderv1.OrderCancelled{EventId: uuid.NewString(), OrderId: orderID, OccurTime: timestamppb.Now(),
+		Reason: "saga deadline passed", StuckStatus: "INVENTORY_RESERVED"}
+}
+
+// TestOrderCancelled covers a cancellation before and after the shipment, then the
+// inventory.reserved arriving late and everything repeated: nothing stays shipped.
+func TestOrderCancelled(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name        string
+		country     string // "" when inventory.reserved comes after the cancellation
+		wantStatus  string
+		wantReason  string
+		wantOutbox  []string
+		wantTracked bool
+	}{
+		{"before the shipment", "", "CANCELLED", "order cancelled: saga deadline passed", nil, false},
+		{"after scheduling", "BR", "CANCELLED", "order cancelled: saga deadline passed", []string{catalog.ShippingScheduled}, true},
+		{"after a failure", "AQ", "FAILED", "carrier does not deliver to AQ", []string{catalog.ShippingFailed}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			h, pool := setup(t, 0)
+			orderID := uuid.NewString()
+			res := delivery(t, reserved(orderID, cmp.Or(tt.country, "BR"), 2))
+			if tt.country != "" {
+				handle(t, h.InventoryReserved, res)
+			}
+			cancelled := delivery(t, orderCancelled(orderID))
+			handle(t, h.OrderCancelled, cancelled, cancelled)
+			handle(t, h.InventoryReserved, res)
+			handle(t, h.InventoryReserved, delivery(t, reserved(orderID, "BR", 1)))
+			handle(t, h.OrderCancelled, cancelled)
+			handle(t, h.OrderCancelled, delivery(t, orderCancelled(orderID)))
+
+			sh := oneShipment(t, pool, orderID)
+			if sh.Status != tt.wantStatus || sh.Reason != tt.wantReason || (sh.TrackingCode != "") != tt.wantTracked {
+				t.Errorf("shipment = %+v, want %s %q", sh, tt.wantStatus, tt.wantReason)
+			}
+			var keys []string
+			for _, row := range outboxOf(t, pool, orderID) {
+				keys = append(keys, row.RoutingKey)
+			}
+			if fmt.Sprint(keys) != fmt.Sprint(tt.wantOutbox) {
+				t.Errorf("outbox %v, want %v", keys, tt.wantOutbox)
+			}
+		})
+	}
+}
+
+// TestOrderCancelledRacesTheShipment runs a cancellation and the order's scheduling at the same
+// time, many times: whichever wins, the order's one shipment ends CANCELLED.
+func TestOrderCancelledRacesTheShipment(t *testing.T) {
+	t.Parallel()
+	h, pool := setup(t, 0)
+	for range 20 {
+		orderID := uuid.NewString()
+		res := delivery(t, reserved(orderID, "BR", 1))
+		cancelled := delivery(t, orderCancelled(orderID))
+		errs := make(chan error, 2)
+		go func() { errs <- h.InventoryReserved(context.Background(), []amqp.Delivery{res}) }()
+		go func() { errs <- h.OrderCancelled(context.Background(), []amqp.Delivery{cancelled}) }()
+		for range 2 {
+			if err := <-errs; err != nil {
+				t.Fatal(err)
+			}
+		}
+		if sh := oneShipment(t, pool, orderID); sh.Status != "CANCELLED" {
+			t.Fatalf("order %s: shipment %+v, want CANCELLED", orderID, sh)
+		}
 	}
 }

@@ -85,6 +85,56 @@ func (s *Store) Insert(ctx context.Context, shipments []*shipping.Shipment) (map
 	return stored, nil
 }
 
+// Lock loads and locks the shipments of orders, keyed by order id; locking in order id order
+// means concurrent batches never deadlock.
+func (s *Store) Lock(ctx context.Context, orderIDs []string) (map[string]*shipping.Shipment, error) {
+	orderIDs = slices.Compact(slices.Sorted(slices.Values(orderIDs)))
+	rows, err := s.tx.Query(ctx, `
+		SELECT id::text, order_id::text, status, COALESCE(tracking_code, ''), freight_minor, country_code,
+			COALESCE(estimated_delivery, 'epoch'), COALESCE(reason, ''), created_at
+		FROM shipments WHERE order_id = ANY($1::uuid[]) ORDER BY order_id FOR UPDATE`, orderIDs)
+	if err != nil {
+		return nil, fmt.Errorf("lock shipments: %w", err)
+	}
+	list, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (*shipping.Shipment, error) {
+		var snap shipping.Snapshot
+		var status string
+		if err := row.Scan(&snap.ID, &snap.OrderID, &status, &snap.TrackingCode, &snap.FreightMinor, &snap.CountryCode,
+			&snap.EstimatedDelivery, &snap.Reason, &snap.CreatedAt); err != nil {
+			return nil, err
+		}
+		snap.Status = shipping.Status(status)
+		return shipping.Load(snap), nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("lock shipments: %w", err)
+	}
+	byOrder := make(map[string]*shipping.Shipment, len(list))
+	for _, sh := range list {
+		byOrder[sh.OrderID()] = sh
+	}
+	return byOrder, nil
+}
+
+// Save writes the status and reason of changed shipments.
+func (s *Store) Save(ctx context.Context, shipments []*shipping.Shipment) error {
+	if len(shipments) == 0 {
+		return nil
+	}
+	var ids, statuses []string
+	var reasons []*string
+	for _, sh := range shipments {
+		ids, statuses, reasons = append(ids, sh.ID()), append(statuses, string(sh.Status())), append(reasons, nullIfEmpty(sh.Reason()))
+	}
+	if _, err := s.tx.Exec(ctx, `
+		UPDATE shipments AS s SET status = u.status, reason = u.reason
+		FROM unnest($1::uuid[], $2::text[], $3::text[]) AS u(id, status, reason)
+		WHERE s.id = u.id`, ids, statuses, reasons); err != nil {
+		return fmt.Errorf("update shipments: %w", err)
+	}
+	return nil
+}
+
 // nullIfEmpty stores an absent value as NULL rather than a blank one.
 func nullIfEmpty(s string) *string {
 	if s == "" {

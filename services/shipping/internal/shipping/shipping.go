@@ -19,6 +19,10 @@ type Status string
 const (
 	StatusScheduled Status = "SCHEDULED"
 	StatusFailed    Status = "FAILED"
+	// StatusCancelled is a shipment of an order cancelled at its saga deadline: one scheduled
+	// and then called off, or the tombstone of an order cancelled before anything was
+	// scheduled, which takes the order's one shipment so that nothing ever is.
+	StatusCancelled Status = "CANCELLED"
 )
 
 // The carrier's fixed terms.
@@ -149,6 +153,42 @@ func (c *Carrier) Schedule(id, orderID, countryCode string, units int64) (*Shipm
 	s.freightMinor = Freight(c.baseFreightMinor, units)
 	s.estimatedDelivery = EstimateDelivery(now, c.env.Random)
 	return s, nil
+}
+
+// Tombstone returns the shipment of an order cancelled before it was scheduled: nothing
+// shipped, and nothing ever will be, since an order has at most one shipment.
+func Tombstone(id, orderID, reason string, now time.Time) (*Shipment, error) {
+	switch {
+	case id == "":
+		return nil, fmt.Errorf("%w: no id", ErrInvalidShipment)
+	case orderID == "":
+		return nil, fmt.Errorf("%w: no order id", ErrInvalidShipment)
+	}
+	return &Shipment{id: id, orderID: orderID, status: StatusCancelled, reason: reason, createdAt: now}, nil
+}
+
+// Snapshot is a stored shipment, for storage to load it with Load.
+type Snapshot struct {
+	ID, OrderID, TrackingCode, CountryCode, Reason string
+	Status                                         Status
+	FreightMinor                                   int64
+	EstimatedDelivery, CreatedAt                   time.Time
+}
+
+// Load rebuilds a stored shipment.
+func Load(s Snapshot) *Shipment {
+	return &Shipment{id: s.ID, orderID: s.OrderID, status: s.Status, trackingCode: s.TrackingCode, freightMinor: s.FreightMinor,
+		countryCode: s.CountryCode, estimatedDelivery: s.EstimatedDelivery, reason: s.Reason, createdAt: s.CreatedAt}
+}
+
+// Cancel calls off a scheduled shipment and reports whether it did: a failed or cancelled one
+// has nothing to call off.
+func (s *Shipment) Cancel(reason string) bool {
+	if s.status != StatusScheduled {
+		return false
+	}
+	s.status, s.reason = StatusCancelled, reason
+	return true
 }
 
 func (s *Shipment) ID() string                   { return s.id }

@@ -1,0 +1,153 @@
+// Package deadline ends the orders whose saga outlived ORDER_SAGA_TIMEOUT: a sweep cancels
+// every order not terminal that long after its creation (order.cancelled tells the other
+// services to undo their part), and measures the age of the oldest order still under way.
+//
+// Candidates are found on the created_at index from a watermark, never by status: status
+// updates are HOT and must stay so (no index on status). The watermark is a created_at below
+// which every order is terminal. It starts at the beginning of time (so a deadline that passed
+// while order-service was down is acted on at the first sweep, which walks the index once) and
+// each sweep moves it up to the oldest order still under way, but never closer to now than
+// Slack: an order's created_at is taken before its insert commits, so an order may appear a
+// little behind orders committed before it.
+package deadline
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/ordersaga/ordersaga/services/order/internal/order"
+	"github.com/ordersaga/ordersaga/services/order/internal/postgres"
+)
+
+// Slack bounds how long after its created_at an order becomes visible: the time from
+// order.New to the commit of its insert (CreateOrder's group commit), and the clock skew
+// between replicas. The watermark stays this far behind the sweep's clock.
+const Slack = time.Minute
+
+// batch is how many orders one cancelling transaction takes.
+const batch = 256
+
+// Store is what a sweep needs from storage.
+type Store interface {
+	// CancelOverdue cancels at most limit orders created in [since, before) that are not
+	// terminal, in one transaction, and returns them.
+	CancelOverdue(ctx context.Context, since, before time.Time, limit int, reason string) ([]postgres.Cancellation, error)
+	// OldestPending returns the creation time of the oldest order created at or after since
+	// that is not terminal, and false when there is none.
+	OldestPending(ctx context.Context, since time.Time) (time.Time, bool, error)
+}
+
+// Sweeper cancels overdue orders. One per process; replicas share the work through row locks.
+type Sweeper struct {
+	store    Store
+	timeout  time.Duration
+	interval time.Duration
+	log      *slog.Logger
+	now      func() time.Time
+
+	watermark time.Time
+
+	cancelled *prometheus.CounterVec
+	oldest    prometheus.Gauge
+}
+
+// New returns a sweeper cancelling orders not terminal timeout after their creation, and
+// registers its metrics with reg.
+func New(store Store, timeout time.Duration, log *slog.Logger, reg prometheus.Registerer) (*Sweeper, error) {
+	if timeout <= 0 {
+		return nil, fmt.Errorf("saga timeout %s is not positive", timeout)
+	}
+	s := &Sweeper{
+		store:   store,
+		timeout: timeout,
+		// Every few seconds, and often enough that an order is cancelled soon after its deadline.
+		interval: min(5*time.Second, max(timeout/10, 100*time.Millisecond)),
+		log:      log,
+		now:      time.Now,
+		cancelled: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "ordersaga_orders_cancelled_by_deadline_total",
+			Help: "Orders cancelled because they were not terminal ORDER_SAGA_TIMEOUT after their creation, by the status they were stuck in.",
+		}, []string{"status"}),
+		oldest: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "ordersaga_oldest_pending_order_age_seconds",
+			Help: "Age of the oldest order that is not terminal (0 when there is none).",
+		}),
+	}
+	for _, c := range []prometheus.Collector{s.cancelled, s.oldest} {
+		if err := reg.Register(c); err != nil {
+			return nil, err
+		}
+	}
+	for _, st := range order.Statuses {
+		if !st.Terminal() {
+			s.cancelled.WithLabelValues(string(st)) // every series exists from the start
+		}
+	}
+	return s, nil
+}
+
+// Reason is the failure reason of an order cancelled by the deadline.
+func Reason(timeout time.Duration) string {
+	return fmt.Sprintf("saga deadline passed: not terminal %s after creation (ORDER_SAGA_TIMEOUT)", timeout)
+}
+
+// Run sweeps at once and then every interval until ctx ends. A failed sweep is logged and
+// tried again at the next tick.
+func (s *Sweeper) Run(ctx context.Context) error {
+	tick := time.NewTicker(s.interval)
+	defer tick.Stop()
+	for {
+		if _, err := s.Sweep(ctx); err != nil && ctx.Err() == nil {
+			s.log.WarnContext(ctx, "deadline sweep failed", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+		}
+	}
+}
+
+// Sweep cancels every order past its deadline, in batches, then measures the oldest order
+// still under way and moves the watermark up to it. It returns how many orders it cancelled.
+func (s *Sweeper) Sweep(ctx context.Context) (int, error) {
+	start := s.now()
+	cutoff := start.Add(-s.timeout)
+	reason := Reason(s.timeout)
+	total := 0
+	for {
+		cancelled, err := s.store.CancelOverdue(ctx, s.watermark, cutoff, batch, reason)
+		if err != nil {
+			return total, err
+		}
+		for _, c := range cancelled {
+			s.cancelled.WithLabelValues(string(c.Stuck)).Inc()
+			s.log.InfoContext(ctx, "order cancelled by its saga deadline", "order_id", c.OrderID, "stuck_status", string(c.Stuck))
+		}
+		total += len(cancelled)
+		if len(cancelled) < batch {
+			break
+		}
+	}
+	oldest, ok, err := s.store.OldestPending(ctx, s.watermark)
+	if err != nil {
+		return total, err
+	}
+	mark := start.Add(-Slack)
+	if ok {
+		s.oldest.Set(max(0, start.Sub(oldest).Seconds()))
+		if oldest.Before(mark) {
+			mark = oldest
+		}
+	} else {
+		s.oldest.Set(0)
+	}
+	if mark.After(s.watermark) {
+		s.watermark = mark
+	}
+	return total, nil
+}
