@@ -43,6 +43,9 @@ func Open(ctx context.Context, url string, log *slog.Logger, migrations ...Migra
 		// listeners and API at once. pool_max_conns in the URL overrides this.
 		cfg.MaxConns = DefaultMaxConns
 	}
+	if cfg.ConnConfig.Tracer == nil {
+		cfg.ConnConfig.Tracer = queryTracer{database: cfg.ConnConfig.Database}
+	}
 	b := backoff.NewExponentialBackOff()
 	b.MaxInterval = 5 * time.Second
 	pool, err := backoff.Retry(ctx, func() (*pgxpool.Pool, error) {

@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	inventoryv1 "github.com/ordersaga/ordersaga/gen/inventory/v1"
+	"github.com/ordersaga/ordersaga/pkg/telemetry"
 	"github.com/ordersaga/ordersaga/services/inventory/internal/inventory"
 )
 
@@ -37,7 +38,7 @@ func New(store Store, log *slog.Logger) *Server {
 
 // NewGRPCServer returns a gRPC server with the service, health checking and reflection registered.
 func NewGRPCServer(store Store, log *slog.Logger) *grpc.Server {
-	srv := grpc.NewServer()
+	srv := grpc.NewServer(telemetry.GRPCServerOptions()...)
 	inventoryv1.RegisterInventoryServiceServer(srv, New(store, log))
 	hs := health.NewServer()
 	hs.SetServingStatus(inventoryv1.InventoryService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)

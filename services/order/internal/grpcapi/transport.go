@@ -22,6 +22,7 @@ import (
 
 	"github.com/ordersaga/ordersaga/gen/openapi"
 	orderv1 "github.com/ordersaga/ordersaga/gen/order/v1"
+	"github.com/ordersaga/ordersaga/pkg/telemetry"
 )
 
 // NewGRPCServer returns a gRPC server with svc, health (SERVING), reflection, request metrics
@@ -31,10 +32,10 @@ func NewGRPCServer(svc orderv1.OrderServiceServer, metrics *grpcprom.ServerMetri
 		log.ErrorContext(ctx, "panic in handler", "panic", fmt.Sprint(p))
 		return status.Error(codes.Internal, "internal error")
 	})
-	srv := grpc.NewServer(
+	srv := grpc.NewServer(append(telemetry.GRPCServerOptions(),
 		grpc.ChainUnaryInterceptor(metrics.UnaryServerInterceptor(), recovery.UnaryServerInterceptor(onPanic)),
 		grpc.ChainStreamInterceptor(metrics.StreamServerInterceptor(), recovery.StreamServerInterceptor(onPanic)),
-	)
+	)...)
 	orderv1.RegisterOrderServiceServer(srv, svc)
 	hs := health.NewServer()
 	hs.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
@@ -70,7 +71,8 @@ func Gateway(ctx context.Context, grpcAddr string, opts GatewayOptions) (http.Ha
 		},
 	}
 	gw := runtime.NewServeMux(runtime.WithMarshalerOption(runtime.MIMEWildcard, marshaler))
-	conn, err := grpc.NewClient(dialTarget(grpcAddr), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := grpc.NewClient(dialTarget(grpcAddr),
+		append(telemetry.GRPCDialOptions(), grpc.WithTransportCredentials(insecure.NewCredentials()))...)
 	if err != nil {
 		return nil, fmt.Errorf("gateway: %w", err)
 	}
@@ -94,7 +96,7 @@ func Gateway(ctx context.Context, grpcAddr string, opts GatewayOptions) (http.Ha
 		client:    orderv1.NewOrderServiceClient(conn),
 		heartbeat: opts.Heartbeat,
 	})
-	return mux, nil
+	return telemetry.HTTPHandler(mux, "rest"), nil
 }
 
 // dialTarget turns a listen address such as ":50051" into one this process can dial.
