@@ -4,8 +4,8 @@ package order
 
 import (
 	"cmp"
-	"slices"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
