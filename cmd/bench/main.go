@@ -47,6 +47,9 @@ type config struct {
 	dbParams  string
 	keep      bool
 	markdown  bool
+	// tracing: each setting runs the scenarios on a stack of its own; none, the default, runs
+	// them once with tracing off and no receiver.
+	tracing []tracing
 }
 
 func defaultConfig() config {
@@ -97,6 +100,11 @@ func main() {
 	flag.StringVar(&cfg.dbParams, "db-params", "", `query parameters added to the services' database URLs, e.g. "pool_max_conns=16"`)
 	flag.BoolVar(&cfg.keep, "keep", false, "keep the services' logs")
 	flag.BoolVar(&cfg.markdown, "markdown", false, "print the report as Markdown tables")
+	flag.Func("tracing", "run the scenarios once per tracing setting, comma-separated: off, or a sampling ratio "+
+		"(parentbased_traceidratio), exporting to a receiver the benchmark serves and discards; e.g. off,1,0.01", func(v string) (err error) {
+		cfg.tracing, err = parseTracing(v)
+		return err
+	})
 	flag.Parse()
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -167,14 +175,52 @@ func run(ctx context.Context, cfg config, progress io.Writer) (*report, error) {
 	}
 
 	defer stack.RemoveBinaries()
-	fmt.Fprintln(progress, "starting the stack...")
+	settings := cfg.tracing
+	if len(settings) == 0 {
+		settings = []tracing{{}}
+	}
+	for _, tr := range settings {
+		if err := rep.runStack(ctx, cfg, tr, logDir, progress); err != nil {
+			return nil, err
+		}
+	}
+	for _, r := range rep.results {
+		if r.hot != nil && !r.hot.ok() {
+			return rep, fmt.Errorf("%w: %s", errHotCheck, r.hot)
+		}
+	}
+	return rep, nil
+}
+
+// runStack starts a stack with tracing set as tr and runs the scenarios on it, adding their
+// results to rep. With -tracing, each result's name says the setting, and the spans exported.
+func (rep *report) runStack(ctx context.Context, cfg config, tr tracing, logDir string, progress io.Writer) error {
+	env := map[string]string{"LOG_LEVEL": cfg.logLevel}
+	var sink *spanSink
+	if tr.on {
+		var addr string
+		var stopSink func()
+		var err error
+		if sink, addr, stopSink, err = serveSink(); err != nil {
+			return err
+		}
+		defer stopSink()
+		for k, v := range tr.env(addr) {
+			env[k] = v
+		}
+	}
+	if len(cfg.tracing) > 0 {
+		fmt.Fprintf(progress, "starting the stack, %s...\n", tr)
+	} else {
+		fmt.Fprintln(progress, "starting the stack...")
+	}
 	s, teardown, err := stack.StartWith(ctx, stack.Options{
 		Replicas:       rep.replicas,
-		Env:            map[string]string{"LOG_LEVEL": cfg.logLevel},
+		Env:            env,
 		DatabaseParams: cfg.dbParams,
 	}, logDir)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	defer teardown()
 
@@ -183,7 +229,7 @@ func run(ctx context.Context, cfg config, progress io.Writer) (*report, error) {
 		// Separate connections so that one HTTP/2 connection's writer is not what is measured.
 		cc, err := grpc.NewClient(s.OrderGRPC, grpc.WithTransportCredentials(insecure.NewCredentials()))
 		if err != nil {
-			return nil, err
+			return err
 		}
 		defer cc.Close()
 		rn.clients = append(rn.clients, orderv1.NewOrderServiceClient(cc))
@@ -201,22 +247,27 @@ func run(ctx context.Context, cfg config, progress io.Writer) (*report, error) {
 				hotStock = max(hotStock, 1)
 			}
 		}
+		if len(cfg.tracing) > 0 {
+			sc.name += ", " + tr.String()
+		}
 		fmt.Fprintf(progress, "%s for %s...\n", sc.name, cfg.duration)
+		var spansBefore int64
+		if sink != nil {
+			spansBefore = sink.spans.Load()
+		}
 		r, err := rn.run(ctx, sc, hotStock)
 		if err != nil {
-			return nil, fmt.Errorf("%s: %w", sc.name, err)
+			return fmt.Errorf("%s: %w", sc.name, err)
+		}
+		if sink != nil {
+			fmt.Fprintf(progress, "%s: %d spans received so far (the services export every 5 s by default)\n", sc.name, sink.spans.Load()-spansBefore)
 		}
 		rep.results = append(rep.results, r)
 		if sc.kind == "spread" {
 			spread = r
 		}
 	}
-	for _, r := range rep.results {
-		if r.hot != nil && !r.hot.ok() {
-			return rep, fmt.Errorf("%w: %s", errHotCheck, r.hot)
-		}
-	}
-	return rep, nil
+	return nil
 }
 
 // plan lists the scenarios to run, always spread, hot, open: the hot product's default stock

@@ -320,6 +320,11 @@ func printDeadLetter(w io.Writer, dl DeadLetter) {
 		line("reason", "unknown (no dead-letter headers)")
 	}
 	line("deliveries", "%d", dl.DeliveryCount)
+	trace := TraceID(dl.Traceparent)
+	if trace == "" {
+		trace = "-"
+	}
+	line("trace id", "%s", trace)
 	if dl.Event != nil {
 		line("event", "%s", compactJSON(dl.Event))
 	} else {

@@ -232,8 +232,10 @@ func (cons *consumer) process(ctx context.Context, stop <-chan struct{}, batch [
 func (cons *consumer) call(ctx context.Context, batch []amqp.Delivery) error {
 	ctx, cancel := context.WithTimeout(ctx, cons.opts.HandlerTimeout)
 	defer cancel()
+	ctx, span := startBatch(ctx, cons.queue, batch)
 	start := time.Now()
 	err := cons.handle(ctx, batch)
+	endSpan(span, err)
 	handlerSeconds.WithLabelValues(cons.queue).Observe(time.Since(start).Seconds())
 	batchSize.WithLabelValues(cons.queue).Observe(float64(len(batch)))
 	return err

@@ -2,11 +2,13 @@ package broker
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Message is one message to publish.
@@ -59,6 +61,7 @@ type Pending struct {
 	p        *Publisher
 	msgs     []Message
 	confirms []*amqp.DeferredConfirmation // one per message sent; fewer when sending failed
+	spans    []trace.Span                 // the send span of each traced message, nil when none is
 	ch       *amqp.Channel
 	unrouted int
 	failed   bool
@@ -76,7 +79,16 @@ func (p *Publisher) Send(ctx context.Context, msgs []Message) (*Pending, error) 
 		return pending, err
 	}
 	pending.ch = ch
-	for _, m := range msgs {
+	for i, m := range msgs {
+		// A message that carries trace context gets a send span, lasting until its confirm,
+		// and carries the span's context on.
+		m, span := startSend(ctx, m)
+		if span != nil {
+			if pending.spans == nil {
+				pending.spans = make([]trace.Span, len(msgs))
+			}
+			pending.spans[i] = span
+		}
 		ct := m.ContentType
 		if ct == "" {
 			ct = ContentTypeProtobuf
@@ -133,7 +145,15 @@ func (pd *Pending) Wait(ctx context.Context) []bool {
 			outcome = "nacked"
 		}
 		published.WithLabelValues(m.Exchange, m.Type, outcome).Inc()
+		if pd.spans != nil {
+			var err error
+			if outcome != "confirmed" {
+				err = errors.New(outcome)
+			}
+			endSpan(pd.spans[i], err)
+		}
 	}
+	pd.spans = nil
 	return ok
 }
 

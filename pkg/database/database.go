@@ -65,6 +65,9 @@ func Open(ctx context.Context, url string, log *slog.Logger, migrations ...Migra
 			cfg.ConnConfig.RuntimeParams[name] = value
 		}
 	}
+	if cfg.ConnConfig.Tracer == nil {
+		cfg.ConnConfig.Tracer = queryTracer{database: cfg.ConnConfig.Database}
+	}
 	b := backoff.NewExponentialBackOff()
 	b.MaxInterval = 5 * time.Second
 	pool, err := backoff.Retry(ctx, func() (*pgxpool.Pool, error) {

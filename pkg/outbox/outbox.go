@@ -10,6 +10,8 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	amqp "github.com/rabbitmq/amqp091-go"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/ordersaga/ordersaga/pkg/broker"
@@ -29,6 +31,9 @@ type Event struct {
 	OrderID    string // correlation id
 	RoutingKey string // its exchange follows from it
 	Payload    proto.Message
+	// Trace is the span context the event continues, carried in its traceparent and
+	// tracestate headers; none when invalid (tracing off, or nothing traced).
+	Trace trace.SpanContext
 }
 
 // Row is an event written to the outbox: its row id and the message to publish.
@@ -57,6 +62,7 @@ func Encode(events ...Event) ([]broker.Message, error) {
 			Type:          string(e.Payload.ProtoReflect().Descriptor().FullName()),
 			CorrelationID: e.OrderID,
 			Timestamp:     now,
+			Headers:       broker.WithTraceContext(nil, e.Trace), // nil when untraced
 			Body:          body,
 		}
 	}
@@ -65,22 +71,45 @@ func Encode(events ...Event) ([]broker.Message, error) {
 
 // Columns are messages as the arrays of one multi-row INSERT, for statements that write the
 // outbox along with other rows: unnest($ids::uuid[], $exchanges::text[], $keys::text[],
-// $types::text[], $orders::text[], $bodies::bytea[], $times::timestamptz[]).
+// $types::text[], $orders::text[], $bodies::bytea[], $times::timestamptz[],
+// $traceparents::text[], $tracestates::text[]). An untraced message has NULL trace columns.
 type Columns struct {
 	EventIDs, Exchanges, RoutingKeys, Types, CorrelationIDs []string
 	Bodies                                                  [][]byte
 	CreatedAt                                               []time.Time
+	Traceparents, Tracestates                               []*string
 }
 
 // ColumnsOf spreads msgs into columns.
 func ColumnsOf(msgs []broker.Message) Columns {
 	n := len(msgs)
-	c := Columns{make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([][]byte, n), make([]time.Time, n)}
+	c := Columns{make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([][]byte, n), make([]time.Time, n),
+		make([]*string, n), make([]*string, n)}
 	for i, m := range msgs {
 		c.EventIDs[i], c.Exchanges[i], c.RoutingKeys[i], c.Types[i] = m.MessageID, m.Exchange, m.RoutingKey, m.Type
 		c.CorrelationIDs[i], c.Bodies[i], c.CreatedAt[i] = m.CorrelationID, m.Body, m.Timestamp
+		c.Traceparents[i], c.Tracestates[i] = header(m, broker.HeaderTraceparent), header(m, broker.HeaderTracestate)
 	}
 	return c
+}
+
+// header returns a string header of m, nil when it has none.
+func header(m broker.Message, key string) *string {
+	if v, ok := m.Headers[key].(string); ok && v != "" {
+		return &v
+	}
+	return nil
+}
+
+// withTraceContext sets the traceparent and tracestate read from a row as m's headers.
+func withTraceContext(m *broker.Message, traceparent, tracestate *string) {
+	if traceparent == nil || *traceparent == "" {
+		return
+	}
+	m.Headers = amqp.Table{broker.HeaderTraceparent: *traceparent}
+	if tracestate != nil && *tracestate != "" {
+		m.Headers[broker.HeaderTracestate] = *tracestate
+	}
 }
 
 // Add writes events to the outbox within tx, in one statement, and returns the rows to hand to
@@ -95,9 +124,9 @@ func Add(ctx context.Context, tx pgx.Tx, events ...Event) ([]Row, error) {
 	}
 	c := ColumnsOf(msgs)
 	rows, err := tx.Query(ctx, `
-		INSERT INTO outbox (event_id, exchange, routing_key, message_type, correlation_id, body, created_at)
-		SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bytea[], $7::timestamptz[])
-		RETURNING id, event_id::text`, c.EventIDs, c.Exchanges, c.RoutingKeys, c.Types, c.CorrelationIDs, c.Bodies, c.CreatedAt)
+		INSERT INTO outbox (event_id, exchange, routing_key, message_type, correlation_id, body, created_at, traceparent, tracestate)
+		SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bytea[], $7::timestamptz[], $8::text[], $9::text[])
+		RETURNING id, event_id::text`, c.EventIDs, c.Exchanges, c.RoutingKeys, c.Types, c.CorrelationIDs, c.Bodies, c.CreatedAt, c.Traceparents, c.Tracestates)
 	if err != nil {
 		return nil, fmt.Errorf("insert outbox: %w", err)
 	}

@@ -192,15 +192,17 @@ func (r *Relay) lease(ctx context.Context) ([]Row, error) {
 		UPDATE outbox SET publish_after = now() + $2::interval
 		WHERE id IN (SELECT id FROM outbox WHERE publish_after <= now()
 			ORDER BY publish_after LIMIT $1 FOR UPDATE SKIP LOCKED)
-		RETURNING id, event_id::text, exchange, routing_key, message_type, correlation_id, body, created_at`,
+		RETURNING id, event_id::text, exchange, routing_key, message_type, correlation_id, body, created_at, traceparent, tracestate`,
 		r.BatchSize, r.Lease)
 	if err != nil {
 		return nil, fmt.Errorf("lease outbox: %w", err)
 	}
 	return pgx.CollectRows(rows, func(row pgx.CollectableRow) (Row, error) {
 		var out Row
+		var traceparent, tracestate *string
 		m := &out.Msg
-		err := row.Scan(&out.ID, &m.MessageID, &m.Exchange, &m.RoutingKey, &m.Type, &m.CorrelationID, &m.Body, &m.Timestamp)
+		err := row.Scan(&out.ID, &m.MessageID, &m.Exchange, &m.RoutingKey, &m.Type, &m.CorrelationID, &m.Body, &m.Timestamp, &traceparent, &tracestate)
+		withTraceContext(m, traceparent, tracestate)
 		return out, err
 	})
 }

@@ -243,3 +243,58 @@ func TestARowWhosePublishFailedIsPublishedByThePollLater(t *testing.T) {
 	}
 	testenv.Eventually(t, 5*time.Second, "polled row deleted", func() bool { return pending(t, pool) == 0 })
 }
+
+// An event's trace context is stored with its row and published in its headers, also by the
+// poll, which reads it back from the table; an untraced event carries no headers.
+func TestPolledEventKeepsItsTraceContext(t *testing.T) {
+	t.Parallel()
+	pool, conn, amqpURL := setup(t)
+	sc := broker.ParseTraceContext("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", "vendor=x")
+	if !sc.IsValid() {
+		t.Fatal("test trace context invalid")
+	}
+	ctx := context.Background()
+	tx, err := pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx)
+	traced, untraced, order := uuid.NewString(), uuid.NewString(), uuid.NewString()
+	if _, err := outbox.Add(ctx, tx,
+		outbox.Event{ID: traced, OrderID: order, RoutingKey: catalog.OrderCreated, Payload: &orderv1.OrderCreated{EventId: traced, OrderId: order}, Trace: sc},
+		outbox.Event{ID: untraced, OrderID: order, RoutingKey: catalog.OrderCreated, Payload: &orderv1.OrderCreated{EventId: untraced, OrderId: order}},
+	); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var stored string
+	if err := pool.QueryRow(ctx, `SELECT traceparent FROM outbox WHERE event_id = $1`, traced).Scan(&stored); err != nil || broker.ParseTraceContext(stored, "").TraceID() != sc.TraceID() {
+		t.Fatalf("stored traceparent %q: %v", stored, err)
+	}
+	deliveries := testenv.Listen(t, amqpURL, catalog.Exchange(catalog.OrderCreated))
+	due(t, pool)
+	r := outbox.NewRelay(pool, conn, testenv.Logger(t))
+	r.PollInterval = 50 * time.Millisecond
+	run(t, r)
+	timeout := time.After(10 * time.Second)
+	for seen := 0; seen < 2; seen++ {
+		select {
+		case d := <-deliveries:
+			got := broker.SpanContext(d.Headers)
+			switch d.MessageId {
+			case traced:
+				if got.TraceID() != sc.TraceID() || got.TraceState().String() != "vendor=x" {
+					t.Errorf("traced event published with headers %v", d.Headers)
+				}
+			case untraced:
+				if len(d.Headers) != 0 {
+					t.Errorf("untraced event published with headers %v", d.Headers)
+				}
+			}
+		case <-timeout:
+			t.Fatal("the poll did not publish both events")
+		}
+	}
+}

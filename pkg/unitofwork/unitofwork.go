@@ -16,6 +16,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	amqp "github.com/rabbitmq/amqp091-go"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/ordersaga/ordersaga/pkg/broker"
@@ -85,6 +86,7 @@ type entry[S any] struct {
 type envelope struct {
 	id, orderID string
 	msg         Message
+	trace       trace.SpanContext // of the span handling its delivery; invalid when untraced
 }
 
 // New returns the units of work of the consumer service name (as in the catalog) on pool;
@@ -176,12 +178,30 @@ func (s *Service[S]) Apply(ctx context.Context, store S, routingKey string, body
 // handler is the broker handler of one queue.
 func (s *Service[S]) handler(queue string, e *entry[S]) broker.Handler {
 	log := s.log.With("queue", queue)
-	return func(ctx context.Context, batch []amqp.Delivery) error {
+	return func(ctx context.Context, batch []amqp.Delivery) (err error) {
 		start := time.Now()
 		rejected := broker.Rejected{}
+		// Each delivery's handling is a span of its own message's trace; nil while untraced.
+		var spans []trace.Span
+		defer func() {
+			for i, span := range spans {
+				if r, bad := rejected[i]; bad {
+					broker.EndSpan(span, fmt.Errorf("rejected: %w", r))
+				} else {
+					broker.EndSpan(span, err)
+				}
+			}
+		}()
 		indexOf := map[string]int{} // event id → its first delivery in the batch
 		var events []envelope
 		for i, d := range batch {
+			var sc trace.SpanContext
+			if span := broker.StartHandle(ctx, queue, d); span != nil {
+				if spans == nil {
+					spans = make([]trace.Span, len(batch))
+				}
+				spans[i], sc = span, span.SpanContext()
+			}
 			if d.Type != e.messageType {
 				rejected[i] = fmt.Errorf("message type %q on %s, want %q", d.Type, queue, e.messageType)
 				continue
@@ -191,6 +211,7 @@ func (s *Service[S]) handler(queue string, e *entry[S]) broker.Handler {
 				rejected[i] = err
 				continue
 			}
+			env.trace = sc
 			if _, repeat := indexOf[env.id]; repeat {
 				continue // a repeat within the batch: acked with the first
 			}
@@ -246,6 +267,7 @@ func (s *Service[S]) attempt(ctx context.Context, queue string, e *entry[S], eve
 	if err != nil {
 		return 0, 0, err
 	}
+	continueTraces(out, todo)
 	rows, err := outbox.Add(ctx, tx, out...)
 	if err != nil {
 		return 0, 0, err
@@ -258,6 +280,29 @@ func (s *Service[S]) attempt(ctx context.Context, queue string, e *entry[S], eve
 		c.Committed()
 	}
 	return len(rows), len(todo), nil
+}
+
+// continueTraces makes each outgoing event that carries no trace context continue the trace of
+// the event of its order that caused it, so that an order's saga is one trace.
+func continueTraces(out []outbox.Event, causes []envelope) {
+	if !slices.ContainsFunc(causes, func(env envelope) bool { return env.trace.IsValid() }) {
+		return // untraced: nothing to carry
+	}
+	var byOrder map[string]trace.SpanContext
+	for i := range out {
+		if out[i].Trace.IsValid() {
+			continue
+		}
+		if byOrder == nil {
+			byOrder = make(map[string]trace.SpanContext, len(causes))
+			for _, env := range causes {
+				if _, seen := byOrder[env.orderID]; !seen && env.trace.IsValid() {
+					byOrder[env.orderID] = env.trace
+				}
+			}
+		}
+		out[i].Trace = byOrder[out[i].OrderID]
+	}
 }
 
 func commit(ctx context.Context, tx pgx.Tx) error {

@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	inventoryv1 "github.com/ordersaga/ordersaga/gen/inventory/v1"
+	"github.com/ordersaga/ordersaga/pkg/telemetry"
 	"github.com/ordersaga/ordersaga/services/inventory/internal/inventory"
 )
 
@@ -43,10 +44,10 @@ const MaxRequestBytes = 16 << 10
 // registered and the request size limited. opts add to those, e.g. TLS credentials and the
 // token check of package auth.
 func NewGRPCServer(store Store, log *slog.Logger, opts ...grpc.ServerOption) *grpc.Server {
-	srv := grpc.NewServer(append([]grpc.ServerOption{
+	srv := grpc.NewServer(append(append([]grpc.ServerOption{
 		grpc.MaxRecvMsgSize(MaxRequestBytes),
 		grpc.MaxHeaderListSize(64 << 10),
-	}, opts...)...)
+	}, telemetry.GRPCServerOptions()...), opts...)...)
 	inventoryv1.RegisterInventoryServiceServer(srv, New(store, log))
 	hs := health.NewServer()
 	hs.SetServingStatus(inventoryv1.InventoryService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)

@@ -21,6 +21,7 @@ import (
 	"github.com/ordersaga/ordersaga/pkg/database"
 	"github.com/ordersaga/ordersaga/pkg/outbox"
 	"github.com/ordersaga/ordersaga/pkg/server"
+	"github.com/ordersaga/ordersaga/pkg/telemetry"
 	"github.com/ordersaga/ordersaga/pkg/unitofwork"
 	"github.com/ordersaga/ordersaga/services/order/internal/deadline"
 	"github.com/ordersaga/ordersaga/services/order/internal/eventhandler"
@@ -45,6 +46,11 @@ func main() {
 func run(ctx context.Context, log *slog.Logger, cfg config.Order) error {
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	stopTracing, err := telemetry.Setup(ctx, "order", os.Getenv, log)
+	if err != nil {
+		return err
+	}
+	defer stopTracing()
 
 	var (
 		amqpURL  = cfg.Broker.AMQPURL

@@ -25,6 +25,7 @@ import (
 
 	"github.com/ordersaga/ordersaga/gen/openapi"
 	orderv1 "github.com/ordersaga/ordersaga/gen/order/v1"
+	"github.com/ordersaga/ordersaga/pkg/telemetry"
 )
 
 // Size limits of a request, enforced before it is read whole: gRPC refuses a larger message
@@ -44,12 +45,12 @@ func NewGRPCServer(svc orderv1.OrderServiceServer, metrics *grpcprom.ServerMetri
 		log.ErrorContext(ctx, "panic in handler", "panic", fmt.Sprint(p))
 		return status.Error(codes.Internal, "internal error")
 	})
-	srv := grpc.NewServer(append([]grpc.ServerOption{
+	srv := grpc.NewServer(append(append([]grpc.ServerOption{
 		grpc.MaxRecvMsgSize(MaxRequestBytes),
 		grpc.MaxHeaderListSize(MaxHeaderBytes),
 		grpc.ChainUnaryInterceptor(metrics.UnaryServerInterceptor(), recovery.UnaryServerInterceptor(onPanic)),
 		grpc.ChainStreamInterceptor(metrics.StreamServerInterceptor(), recovery.StreamServerInterceptor(onPanic)),
-	}, opts...)...)
+	}, telemetry.GRPCServerOptions()...), opts...)...)
 	orderv1.RegisterOrderServiceServer(srv, svc)
 	hs := health.NewServer()
 	hs.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
@@ -91,7 +92,7 @@ func Gateway(ctx context.Context, grpcAddr string, opts GatewayOptions) (http.Ha
 		},
 	}
 	gw := runtime.NewServeMux(runtime.WithMarshalerOption(runtime.MIMEWildcard, marshaler), runtime.WithErrorHandler(httpError))
-	conn, err := grpc.NewClient(dialTarget(grpcAddr), grpc.WithTransportCredentials(opts.Creds))
+	conn, err := grpc.NewClient(dialTarget(grpcAddr), append(telemetry.GRPCDialOptions(), grpc.WithTransportCredentials(opts.Creds))...)
 	if err != nil {
 		return nil, fmt.Errorf("gateway: %w", err)
 	}
@@ -115,7 +116,7 @@ func Gateway(ctx context.Context, grpcAddr string, opts GatewayOptions) (http.Ha
 		client:    orderv1.NewOrderServiceClient(conn),
 		heartbeat: opts.Heartbeat,
 	}))
-	return mux, nil
+	return telemetry.HTTPHandler(mux, "rest"), nil
 }
 
 // limitBody refuses a body longer than MaxRequestBytes: at once when its length is declared,

@@ -10,6 +10,7 @@ import (
 
 	"github.com/cenkalti/backoff/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/ordersaga/ordersaga/pkg/broker"
 	"github.com/ordersaga/ordersaga/pkg/failure"
@@ -47,7 +48,11 @@ type createReq struct {
 // false, or order.ErrRequestIDReused when that order came from a different request; a
 // concurrent request with the same key waits for the first to commit and gets the same answer.
 func (r *Repository) Create(ctx context.Context, o *order.Order) (*order.Order, bool, error) {
-	msgs, err := outbox.Encode(eventhandler.Created(o))
+	// The event continues the caller's trace (CreateOrder's span), so that the order's saga is
+	// one trace.
+	ev := eventhandler.Created(o)
+	ev.Trace = trace.SpanContextFromContext(ctx)
+	msgs, err := outbox.Encode(ev)
 	if err != nil {
 		return nil, false, err
 	}
@@ -236,10 +241,13 @@ func (r *Repository) insert(ctx context.Context, batch []*createReq) error {
 			FROM unnest($16::uuid[], $17::text[], $18::text[], $19::timestamptz[]) AS h(order_id, status, reason, at)
 			JOIN o ON o.id = h.order_id
 		), event AS (
-			INSERT INTO outbox (event_id, exchange, routing_key, message_type, correlation_id, body, created_at)
-			SELECT e.event_id, e.exchange, e.routing_key, e.message_type, e.correlation_id, e.body, e.created_at
-			FROM unnest($20::uuid[], $21::text[], $22::text[], $23::text[], $24::text[], $25::bytea[], $26::timestamptz[])
-				AS e(event_id, exchange, routing_key, message_type, correlation_id, body, created_at)
+			INSERT INTO outbox (event_id, exchange, routing_key, message_type, correlation_id, body, created_at,
+				traceparent, tracestate)
+			SELECT e.event_id, e.exchange, e.routing_key, e.message_type, e.correlation_id, e.body, e.created_at,
+				e.traceparent, e.tracestate
+			FROM unnest($20::uuid[], $21::text[], $22::text[], $23::text[], $24::text[], $25::bytea[], $26::timestamptz[],
+				$27::text[], $28::text[])
+				AS e(event_id, exchange, routing_key, message_type, correlation_id, body, created_at, traceparent, tracestate)
 			JOIN o ON o.id::text = e.correlation_id
 			RETURNING id, correlation_id
 		)
@@ -247,7 +255,8 @@ func (r *Repository) insert(ctx context.Context, batch []*createReq) error {
 		ids, customers, methods, statuses, totals, addrs, countries, requestIDs, fingerprints, created,
 		itemOrders, itemLines, itemProducts, itemQuantities, itemPrices,
 		hOrders, hStatuses, hReasons, hAt,
-		ev.EventIDs, ev.Exchanges, ev.RoutingKeys, ev.Types, ev.CorrelationIDs, ev.Bodies, ev.CreatedAt)
+		ev.EventIDs, ev.Exchanges, ev.RoutingKeys, ev.Types, ev.CorrelationIDs, ev.Bodies, ev.CreatedAt,
+		ev.Traceparents, ev.Tracestates)
 	if err != nil {
 		return fmt.Errorf("insert orders: %w", err)
 	}

@@ -21,6 +21,7 @@ import (
 	"github.com/ordersaga/ordersaga/pkg/database"
 	"github.com/ordersaga/ordersaga/pkg/outbox"
 	"github.com/ordersaga/ordersaga/pkg/server"
+	"github.com/ordersaga/ordersaga/pkg/telemetry"
 	"github.com/ordersaga/ordersaga/pkg/unitofwork"
 	"github.com/ordersaga/ordersaga/services/payment/internal/eventhandler"
 	"github.com/ordersaga/ordersaga/services/payment/internal/payment"
@@ -43,6 +44,11 @@ func main() {
 func run(ctx context.Context, log *slog.Logger, cfg config.Payment) error {
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+	stopTracing, err := telemetry.Setup(ctx, "payment", os.Getenv, log)
+	if err != nil {
+		return err
+	}
+	defer stopTracing()
 
 	gateway, err := payment.NewGateway(cfg.AmountLimit.Minor(), float64(cfg.DeclineRate), rand.Float64)
 	if err != nil {

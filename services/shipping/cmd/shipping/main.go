@@ -20,6 +20,7 @@ import (
 	"github.com/ordersaga/ordersaga/pkg/database"
 	"github.com/ordersaga/ordersaga/pkg/outbox"
 	"github.com/ordersaga/ordersaga/pkg/server"
+	"github.com/ordersaga/ordersaga/pkg/telemetry"
 	"github.com/ordersaga/ordersaga/pkg/unitofwork"
 	"github.com/ordersaga/ordersaga/services/shipping/internal/eventhandler"
 	"github.com/ordersaga/ordersaga/services/shipping/internal/postgres"
@@ -42,6 +43,11 @@ func main() {
 func run(ctx context.Context, log *slog.Logger, cfg config.Shipping) error {
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+	stopTracing, err := telemetry.Setup(ctx, "shipping", os.Getenv, log)
+	if err != nil {
+		return err
+	}
+	defer stopTracing()
 
 	carrier, err := shipping.NewCarrier(cfg.BaseFreight.Minor(), float64(cfg.FailureRate), shipping.Env{})
 	if err != nil {
