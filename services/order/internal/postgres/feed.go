@@ -77,6 +77,9 @@ func NewStatusFeed(pool *pgxpool.Pool, log *slog.Logger) *StatusFeed {
 		recent: map[string]*order.Order{}, older: map[string]*order.Order{}, rotated: time.Now()}
 }
 
+// announceEvery is how long changes may wait to be sent to the other replicas together.
+const announceEvery = 20 * time.Millisecond
+
 // recentFor bounds how long a created order is kept for its watchers.
 const recentFor = 10 * time.Second
 
@@ -143,6 +146,13 @@ func (f *StatusFeed) announceLoop(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-f.announce:
+		}
+		// Gather what the next few milliseconds bring into the same NOTIFY statement: other
+		// replicas' watchers learn a little later, this process's were told already.
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(announceEvery):
 		}
 		f.pendingMu.Lock()
 		updates := f.pending
