@@ -489,15 +489,13 @@ func TestConsumerRedeclaresADeletedQueue(t *testing.T) {
 		t.Fatalf("delete queue: %v", err)
 	}
 	ch.Close()
-	testenv.Eventually(t, 30*time.Second, "queue declared again", func() bool {
-		ch, err := h.conn.Channel(context.Background())
-		if err != nil {
-			return false
-		}
-		defer ch.Close()
-		_, err = ch.QueueDeclarePassive(sub.Queue(), true, false, false, false, nil)
-		return err == nil
+	// Routed again once the queue and its binding are back.
+	testenv.Eventually(t, 30*time.Second, "queue declared and bound again", func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		ok, err := h.pub.Publish(ctx, []broker.Message{{Exchange: catalog.Exchange(catalog.OrderCreated), RoutingKey: catalog.OrderCreated,
+			MessageID: "after", Type: "test.v1.Event", Body: []byte("x")}})
+		return err == nil && ok[0]
 	})
-	h.publish(catalog.OrderCreated, "after", []byte("x"))
 	testenv.Eventually(t, 30*time.Second, "message after the delete consumed", func() bool { return count.Load() == 2 })
 }

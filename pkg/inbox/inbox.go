@@ -23,7 +23,7 @@ var Migrations = database.Migrations{Table: "goose_inbox_version", FS: database.
 func Claim(ctx context.Context, tx pgx.Tx, queue string, eventIDs []string) (map[string]bool, error) {
 	rows, err := tx.Query(ctx, `
 		INSERT INTO idempotency_keys (event_id, queue)
-		SELECT id, $2 FROM unnest($1::uuid[]) AS id
+		SELECT id, $2 FROM unnest($1::text[]::uuid[]) AS id
 		ON CONFLICT DO NOTHING
 		RETURNING event_id::text`, eventIDs, queue)
 	if err != nil {

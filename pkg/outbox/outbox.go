@@ -70,7 +70,7 @@ func Encode(events ...Event) ([]broker.Message, error) {
 }
 
 // Columns are messages as the arrays of one multi-row INSERT, for statements that write the
-// outbox along with other rows: unnest($ids::uuid[], $exchanges::text[], $keys::text[],
+// outbox along with other rows: unnest($ids::text[]::uuid[], $exchanges::text[], $keys::text[],
 // $types::text[], $orders::text[], $bodies::bytea[], $times::timestamptz[],
 // $traceparents::text[], $tracestates::text[]). An untraced message has NULL trace columns.
 type Columns struct {
@@ -125,7 +125,7 @@ func Add(ctx context.Context, tx pgx.Tx, events ...Event) ([]Row, error) {
 	c := ColumnsOf(msgs)
 	rows, err := tx.Query(ctx, `
 		INSERT INTO outbox (event_id, exchange, routing_key, message_type, correlation_id, body, created_at, traceparent, tracestate)
-		SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bytea[], $7::timestamptz[], $8::text[], $9::text[])
+		SELECT * FROM unnest($1::text[]::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bytea[], $7::timestamptz[], $8::text[], $9::text[])
 		RETURNING id, event_id::text`, c.EventIDs, c.Exchanges, c.RoutingKeys, c.Types, c.CorrelationIDs, c.Bodies, c.CreatedAt, c.Traceparents, c.Tracestates)
 	if err != nil {
 		return nil, fmt.Errorf("insert outbox: %w", err)

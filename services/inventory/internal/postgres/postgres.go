@@ -124,7 +124,7 @@ func (s *Store) SaveStock(ctx context.Context, products []*inventory.Product) er
 	}
 	if _, err := s.tx.Exec(ctx, `
 		UPDATE products p SET quantity_reserved = u.reserved, updated_at = now()
-		FROM unnest($1::uuid[], $2::bigint[]) AS u(id, reserved)
+		FROM unnest($1::text[]::uuid[], $2::bigint[]) AS u(id, reserved)
 		WHERE p.id = u.id`, ids, reserved); err != nil {
 		return fmt.Errorf("update products: %w", err)
 	}
@@ -151,13 +151,13 @@ func (s *Store) InsertReservations(ctx context.Context, rs []inventory.Reservati
 	rows, err := s.tx.Query(ctx, `
 		WITH r AS (
 			INSERT INTO reservations (id, order_id, status)
-			SELECT id, order_id, $3 FROM unnest($1::uuid[], $2::uuid[]) AS r(id, order_id)
+			SELECT id, order_id, $3 FROM unnest($1::text[]::uuid[], $2::text[]::uuid[]) AS r(id, order_id)
 			ON CONFLICT (order_id) DO NOTHING
 			RETURNING id
 		), items AS (
 			INSERT INTO reservation_items (reservation_id, product_id, quantity)
 			SELECT i.reservation_id, i.product_id, i.quantity
-			FROM unnest($4::uuid[], $5::uuid[], $6::int[]) AS i(reservation_id, product_id, quantity)
+			FROM unnest($4::text[]::uuid[], $5::text[]::uuid[], $6::int[]) AS i(reservation_id, product_id, quantity)
 			JOIN r ON r.id = i.reservation_id
 		)
 		SELECT id::text FROM r`,
@@ -189,7 +189,7 @@ func (s *Store) InsertTombstones(ctx context.Context, orderIDs []string) (map[st
 	}
 	rows, err := s.tx.Query(ctx, `
 		INSERT INTO reservations (id, order_id, status)
-		SELECT id, order_id, $3 FROM unnest($1::uuid[], $2::uuid[]) AS r(id, order_id)
+		SELECT id, order_id, $3 FROM unnest($1::text[]::uuid[], $2::text[]::uuid[]) AS r(id, order_id)
 		ON CONFLICT (order_id) DO NOTHING
 		RETURNING order_id::text`, ids, orderIDs, StatusCancelled)
 	if err != nil {
@@ -212,7 +212,7 @@ func (s *Store) LockReserved(ctx context.Context, orderIDs []string) ([]inventor
 	rows, err := s.tx.Query(ctx, `
 		SELECT r.id::text, r.order_id::text, i.product_id::text, i.quantity
 		FROM reservations r JOIN reservation_items i ON i.reservation_id = r.id
-		WHERE r.order_id = ANY($1::uuid[]) AND r.status = $2
+		WHERE r.order_id = ANY($1::text[]::uuid[]) AND r.status = $2
 		ORDER BY r.id, i.product_id
 		FOR UPDATE OF r`, orderIDs, StatusReserved)
 	if err != nil {
@@ -244,7 +244,7 @@ func (s *Store) MarkReleased(ctx context.Context, ids []string) error {
 		return nil
 	}
 	if _, err := s.tx.Exec(ctx, `
-		UPDATE reservations SET status = $2, updated_at = now() WHERE id = ANY($1::uuid[])`,
+		UPDATE reservations SET status = $2, updated_at = now() WHERE id = ANY($1::text[]::uuid[])`,
 		ids, StatusReleased); err != nil {
 		return fmt.Errorf("update reservations: %w", err)
 	}
@@ -255,7 +255,7 @@ func (s *Store) MarkReleased(ctx context.Context, ids []string) error {
 func lockProducts(ctx context.Context, tx pgx.Tx, ids []string) (map[string]*inventory.Product, error) {
 	rows, err := tx.Query(ctx, `
 		SELECT id::text, name, quantity_total, quantity_reserved FROM products
-		WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE`, ids)
+		WHERE id = ANY($1::text[]::uuid[]) ORDER BY id FOR UPDATE`, ids)
 	if err != nil {
 		return nil, fmt.Errorf("lock products: %w", err)
 	}
@@ -274,7 +274,7 @@ func lockProducts(ctx context.Context, tx pgx.Tx, ids []string) (map[string]*inv
 
 // reservedOrders returns which of the orders have a reservation, whatever its status.
 func reservedOrders(ctx context.Context, tx pgx.Tx, orderIDs []string) (map[string]bool, error) {
-	rows, err := tx.Query(ctx, `SELECT order_id::text FROM reservations WHERE order_id = ANY($1::uuid[])`, orderIDs)
+	rows, err := tx.Query(ctx, `SELECT order_id::text FROM reservations WHERE order_id = ANY($1::text[]::uuid[])`, orderIDs)
 	if err != nil {
 		return nil, fmt.Errorf("select reservations: %w", err)
 	}

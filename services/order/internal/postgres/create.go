@@ -224,7 +224,7 @@ func (r *Repository) insert(ctx context.Context, batch []*createReq) error {
 				country_code, request_id, request_fingerprint, created_at, updated_at)
 			SELECT u.id, u.customer_id, u.method, u.status, u.total, u.addr::jsonb, NULLIF(u.country, ''),
 				NULLIF(u.request_id, ''), u.fingerprint, u.at, u.at
-			FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::bigint[], $6::text[], $7::text[],
+			FROM unnest($1::text[]::uuid[], $2::text[]::uuid[], $3::text[], $4::text[], $5::bigint[], $6::text[], $7::text[],
 				$8::text[], $9::bytea[], $10::timestamptz[])
 				AS u(id, customer_id, method, status, total, addr, country, request_id, fingerprint, at)
 			ON CONFLICT (customer_id, request_id) DO NOTHING
@@ -232,20 +232,20 @@ func (r *Repository) insert(ctx context.Context, batch []*createReq) error {
 		), items AS (
 			INSERT INTO order_items (order_id, line, product_id, quantity, unit_price_minor)
 			SELECT i.order_id, i.line, i.product_id, i.quantity, i.price
-			FROM unnest($11::uuid[], $12::int[], $13::uuid[], $14::int[], $15::bigint[])
+			FROM unnest($11::text[]::uuid[], $12::int[], $13::text[]::uuid[], $14::int[], $15::bigint[])
 				AS i(order_id, line, product_id, quantity, price)
 			JOIN o ON o.id = i.order_id
 		), history AS (
 			INSERT INTO order_status_history (order_id, status, reason, changed_at)
 			SELECT h.order_id, h.status, h.reason, h.at
-			FROM unnest($16::uuid[], $17::text[], $18::text[], $19::timestamptz[]) AS h(order_id, status, reason, at)
+			FROM unnest($16::text[]::uuid[], $17::text[], $18::text[], $19::timestamptz[]) AS h(order_id, status, reason, at)
 			JOIN o ON o.id = h.order_id
 		), event AS (
 			INSERT INTO outbox (event_id, exchange, routing_key, message_type, correlation_id, body, created_at,
 				traceparent, tracestate)
 			SELECT e.event_id, e.exchange, e.routing_key, e.message_type, e.correlation_id, e.body, e.created_at,
 				e.traceparent, e.tracestate
-			FROM unnest($20::uuid[], $21::text[], $22::text[], $23::text[], $24::text[], $25::bytea[], $26::timestamptz[],
+			FROM unnest($20::text[]::uuid[], $21::text[], $22::text[], $23::text[], $24::text[], $25::bytea[], $26::timestamptz[],
 				$27::text[], $28::text[])
 				AS e(event_id, exchange, routing_key, message_type, correlation_id, body, created_at, traceparent, tracestate)
 			JOIN o ON o.id::text = e.correlation_id

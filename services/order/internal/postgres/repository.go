@@ -260,7 +260,7 @@ func (s *Store) Lock(ctx context.Context, ids []string) (map[string]*order.Order
 	ids = slices.Compact(slices.Sorted(slices.Values(ids)))
 	rows, err := s.tx.Query(ctx, `
 		SELECT id::text, status, COALESCE(failure_reason, ''), COALESCE(tracking_code, ''), updated_at, version
-		FROM orders WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE`, ids)
+		FROM orders WHERE id = ANY($1::text[]::uuid[]) ORDER BY id FOR UPDATE`, ids)
 	if err != nil {
 		return nil, fmt.Errorf("lock orders: %w", err)
 	}
@@ -307,12 +307,12 @@ func (s *Store) Save(ctx context.Context, orders map[string]*order.Order, change
 	b.Queue(`
 		UPDATE orders o SET status = u.status, failure_reason = NULLIF(u.reason, ''),
 			tracking_code = NULLIF(u.tracking, ''), updated_at = u.updated_at, version = u.version
-		FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::int[])
+		FROM unnest($1::text[]::uuid[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::int[])
 			AS u(id, status, reason, tracking, updated_at, version)
 		WHERE o.id = u.id`, ids, statuses, reasons, tracking, updated, versions)
 	b.Queue(`
 		INSERT INTO order_status_history (order_id, status, reason, changed_at)
-		SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::timestamptz[])`,
+		SELECT * FROM unnest($1::text[]::uuid[], $2::text[], $3::text[], $4::timestamptz[])`,
 		hIDs, hStatuses, hReasons, hAt)
 	if err := s.tx.SendBatch(ctx, b).Close(); err != nil {
 		return fmt.Errorf("write order changes: %w", err)

@@ -52,7 +52,7 @@ func (s *Store) Insert(ctx context.Context, payments []*payment.Payment) (map[st
 	}
 	rows, err := s.tx.Query(ctx, `
 		INSERT INTO payments (id, order_id, method, amount_minor, status, reason)
-		SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::bigint[], $5::text[], $6::text[])
+		SELECT * FROM unnest($1::text[]::uuid[], $2::text[]::uuid[], $3::text[], $4::bigint[], $5::text[], $6::text[])
 		ON CONFLICT (order_id) DO NOTHING
 		RETURNING id::text`, ids, orders, methods, amounts, statuses, nullIfEmpty(reasons))
 	if err != nil {
@@ -75,7 +75,7 @@ func (s *Store) Lock(ctx context.Context, orderIDs []string) (map[string]*paymen
 	orderIDs = slices.Compact(slices.Sorted(slices.Values(orderIDs)))
 	rows, err := s.tx.Query(ctx, `
 		SELECT id::text, order_id::text, method, amount_minor, status, COALESCE(reason, '')
-		FROM payments WHERE order_id = ANY($1::uuid[]) ORDER BY order_id FOR UPDATE`, orderIDs)
+		FROM payments WHERE order_id = ANY($1::text[]::uuid[]) ORDER BY order_id FOR UPDATE`, orderIDs)
 	if err != nil {
 		return nil, fmt.Errorf("lock payments: %w", err)
 	}
@@ -108,7 +108,7 @@ func (s *Store) Save(ctx context.Context, payments []*payment.Payment) error {
 	}
 	_, err := s.tx.Exec(ctx, `
 		UPDATE payments AS p SET status = u.status, reason = u.reason, updated_at = now()
-		FROM unnest($1::uuid[], $2::text[], $3::text[]) AS u(id, status, reason)
+		FROM unnest($1::text[]::uuid[], $2::text[], $3::text[]) AS u(id, status, reason)
 		WHERE p.id = u.id`, ids, statuses, nullIfEmpty(reasons))
 	if err != nil {
 		return fmt.Errorf("update payments: %w", err)

@@ -67,7 +67,7 @@ func (s *Store) Insert(ctx context.Context, shipments []*shipping.Shipment) (map
 	rows, err := s.tx.Query(ctx, `
 		INSERT INTO shipments (id, order_id, status, tracking_code, freight_minor, country_code,
 			estimated_delivery, reason, created_at)
-		SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::bigint[], $6::text[],
+		SELECT * FROM unnest($1::text[]::uuid[], $2::text[]::uuid[], $3::text[], $4::text[], $5::bigint[], $6::text[],
 			$7::timestamptz[], $8::text[], $9::timestamptz[])
 		ON CONFLICT (order_id) DO NOTHING
 		RETURNING id::text`, ids, orders, statuses, codes, freights, countries, deliveries, reasons, created)
@@ -92,7 +92,7 @@ func (s *Store) Lock(ctx context.Context, orderIDs []string) (map[string]*shippi
 	rows, err := s.tx.Query(ctx, `
 		SELECT id::text, order_id::text, status, COALESCE(tracking_code, ''), freight_minor, country_code,
 			COALESCE(estimated_delivery, 'epoch'), COALESCE(reason, ''), created_at
-		FROM shipments WHERE order_id = ANY($1::uuid[]) ORDER BY order_id FOR UPDATE`, orderIDs)
+		FROM shipments WHERE order_id = ANY($1::text[]::uuid[]) ORDER BY order_id FOR UPDATE`, orderIDs)
 	if err != nil {
 		return nil, fmt.Errorf("lock shipments: %w", err)
 	}
@@ -128,7 +128,7 @@ func (s *Store) Save(ctx context.Context, shipments []*shipping.Shipment) error 
 	}
 	if _, err := s.tx.Exec(ctx, `
 		UPDATE shipments AS s SET status = u.status, reason = u.reason
-		FROM unnest($1::uuid[], $2::text[], $3::text[]) AS u(id, status, reason)
+		FROM unnest($1::text[]::uuid[], $2::text[], $3::text[]) AS u(id, status, reason)
 		WHERE s.id = u.id`, ids, statuses, reasons); err != nil {
 		return fmt.Errorf("update shipments: %w", err)
 	}
