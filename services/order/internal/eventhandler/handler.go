@@ -138,3 +138,15 @@ func Created(o *order.Order) outbox.Event {
 		CountryCode:   o.CountryCode(),
 	}}
 }
+
+// Cancelled is the order.cancelled event that tells the other services to undo what they did
+// for an order its deadline cancelled: e is the deadline event, stuck the status it found.
+func Cancelled(e order.Event, stuck order.Status, at time.Time) outbox.Event {
+	return outbox.Event{ID: e.ID, OrderID: e.OrderID, RoutingKey: catalog.OrderCancelled, Payload: &orderv1.OrderCancelled{
+		EventId:     e.ID,
+		OrderId:     e.OrderID,
+		OccurTime:   timestamppb.New(at),
+		Reason:      e.Reason,
+		StuckStatus: string(stuck),
+	}}
+}

@@ -6,11 +6,9 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"google.golang.org/protobuf/types/known/timestamppb"
 
-	orderv1 "github.com/ordersaga/ordersaga/gen/order/v1"
-	"github.com/ordersaga/ordersaga/pkg/catalog"
 	"github.com/ordersaga/ordersaga/pkg/outbox"
+	"github.com/ordersaga/ordersaga/services/order/internal/eventhandler"
 	"github.com/ordersaga/ordersaga/services/order/internal/order"
 )
 
@@ -89,13 +87,7 @@ func (r *Repository) CancelOverdue(ctx context.Context, since, before time.Time,
 		}
 		orders[o.ID()] = o
 		changes = append(changes, order.Change{Event: e, StatusChange: change, Update: o.Update(change)})
-		events = append(events, outbox.Event{ID: e.ID, OrderID: o.ID(), RoutingKey: catalog.OrderCancelled, Payload: &orderv1.OrderCancelled{
-			EventId:     e.ID,
-			OrderId:     o.ID(),
-			OccurTime:   timestamppb.New(now),
-			Reason:      reason,
-			StuckStatus: string(stuck),
-		}})
+		events = append(events, eventhandler.Cancelled(e, stuck, now))
 		cancelled = append(cancelled, Cancellation{OrderID: o.ID(), Stuck: stuck})
 	}
 	store := r.Bind(tx)
