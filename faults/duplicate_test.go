@@ -71,6 +71,11 @@ func TestFaultDuplicateDelivery(t *testing.T) {
 	var approved []string // orders whose payment.approved came twice
 	for _, key := range routingKeys() {
 		events := captured.of(key)
+		if key == catalog.OrderCancelled && len(events) == 0 {
+			// No order reaches its deadline in this stream; the deadline fault tests and the
+			// services' handler tests deliver order.cancelled twice and late.
+			continue
+		}
 		if len(events) == 0 {
 			t.Errorf("no %s event captured", key)
 			continue

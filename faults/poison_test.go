@@ -17,28 +17,11 @@ import (
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/reflect/protoregistry"
 
-	inventoryv1 "github.com/ordersaga/ordersaga/gen/inventory/v1"
-	orderv1 "github.com/ordersaga/ordersaga/gen/order/v1"
-	paymentv1 "github.com/ordersaga/ordersaga/gen/payment/v1"
-	shippingv1 "github.com/ordersaga/ordersaga/gen/shipping/v1"
 	"github.com/ordersaga/ordersaga/internal/ops"
 	"github.com/ordersaga/ordersaga/internal/stack"
 	"github.com/ordersaga/ordersaga/pkg/broker"
 	"github.com/ordersaga/ordersaga/pkg/catalog"
 )
-
-// eventTypes are the message types of the catalog's routing keys.
-var eventTypes = map[string]proto.Message{
-	catalog.OrderCreated:      &orderv1.OrderCreated{},
-	catalog.PaymentApproved:   &paymentv1.PaymentApproved{},
-	catalog.PaymentFailed:     &paymentv1.PaymentFailed{},
-	catalog.PaymentReversed:   &paymentv1.PaymentReversed{},
-	catalog.InventoryReserved: &inventoryv1.InventoryReserved{},
-	catalog.InventoryFailed:   &inventoryv1.InventoryFailed{},
-	catalog.InventoryReleased: &inventoryv1.InventoryReleased{},
-	catalog.ShippingScheduled: &shippingv1.ShippingScheduled{},
-	catalog.ShippingFailed:    &shippingv1.ShippingFailed{},
-}
 
 const unknownType = "ordersaga.v1.NoSuchEvent"
 
@@ -58,7 +41,7 @@ func poisons(t *testing.T) []poison {
 	t.Helper()
 	var out []poison
 	for _, key := range routingKeys() {
-		name := eventTypes[key].ProtoReflect().Descriptor().FullName()
+		name := protoreflect.FullName(catalog.MessageType(key))
 		mt, err := protoregistry.GlobalTypes.FindMessageByName(name)
 		if err != nil {
 			t.Fatal(err)
