@@ -29,6 +29,7 @@ type Conn struct {
 	mu       sync.Mutex
 	conn     *amqp.Connection
 	declared time.Time     // last Redeclare
+	blocked  amqp.Blocking // the broker's alarm on the connection, if any
 	ready    chan struct{} // closed while conn is live
 
 	stop chan struct{}
@@ -127,13 +128,22 @@ func (c *Conn) keepAlive(conn *amqp.Connection) {
 	}()
 	for {
 		closed := conn.NotifyClose(make(chan *amqp.Error, 1))
-		select {
-		case <-c.stop:
-			conn.Close()
-			return
-		case e := <-closed:
-			c.log.Warn("broker connection lost, redialing", "err", e)
+		blocked := conn.NotifyBlocked(make(chan amqp.Blocking, 1))
+	watch:
+		for {
+			select {
+			case <-c.stop:
+				conn.Close()
+				return
+			case b := <-blocked:
+				// A memory or disk alarm: publishes stall until the broker lifts it.
+				c.setBlocked(b)
+			case e := <-closed:
+				c.log.Warn("broker connection lost, redialing", "err", e)
+				break watch
+			}
 		}
+		c.setBlocked(amqp.Blocking{})
 		c.setConn(nil)
 		var err error
 		conn, err = c.dial(ctx)
@@ -216,5 +226,23 @@ func (c *Conn) Check(context.Context) error {
 	if !c.Connected() {
 		return errors.New("not connected")
 	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.blocked.Active {
+		return fmt.Errorf("blocked by the broker: %s", c.blocked.Reason)
+	}
 	return nil
+}
+
+func (c *Conn) setBlocked(b amqp.Blocking) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if b.Active != c.blocked.Active {
+		if b.Active {
+			c.log.Warn("broker blocked the connection", "reason", b.Reason)
+		} else if c.conn != nil {
+			c.log.Info("broker unblocked the connection")
+		}
+	}
+	c.blocked = b
 }

@@ -11,7 +11,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
-	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -32,17 +31,9 @@ func Ops(checks map[string]Check) http.Handler {
 		fmt.Fprintln(w, "ok")
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
-		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
-		defer cancel()
-		var failures []string
-		for name, check := range checks {
-			if err := check(ctx); err != nil {
-				failures = append(failures, fmt.Sprintf("%s: %v", name, err))
-			}
-		}
-		if len(failures) > 0 {
+		if err := Ready(r.Context(), checks); err != nil {
 			w.WriteHeader(http.StatusServiceUnavailable)
-			fmt.Fprintln(w, strings.Join(failures, "\n"))
+			fmt.Fprintln(w, err)
 			return
 		}
 		fmt.Fprintln(w, "ok")

@@ -13,7 +13,9 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"golang.org/x/sync/errgroup"
+	"google.golang.org/grpc/health"
 
+	inventoryv1 "github.com/ordersaga/ordersaga/gen/inventory/v1"
 	"github.com/ordersaga/ordersaga/pkg/auth"
 	"github.com/ordersaga/ordersaga/pkg/broker"
 	"github.com/ordersaga/ordersaga/pkg/catalog"
@@ -86,12 +88,17 @@ func run(ctx context.Context, log *slog.Logger, cfg config.Inventory) error {
 	g.Go(func() error {
 		return conn.WatchDeadLetters(ctx, catalog.SubscriptionsOf(catalog.Inventory), 15*time.Second)
 	})
-	admin := grpcapi.NewGRPCServer(repo, log, sec.GRPCOptions(auth.ScopeInventoryAdmin)...)
+	hs := health.NewServer()
+	admin := grpcapi.NewGRPCServer(repo, log, hs, sec.GRPCOptions(auth.ScopeInventoryAdmin)...)
 	g.Go(func() error { return server.ServeGRPC(ctx, log, grpcAddr, admin) })
-	ops := server.Ops(map[string]server.Check{
+	checks := map[string]server.Check{
 		"database": pool.Ping,
 		"broker":   conn.Check,
+	}
+	g.Go(func() error {
+		return server.FollowReadiness(ctx, log, hs, checks, time.Second, inventoryv1.InventoryService_ServiceDesc.ServiceName)
 	})
+	ops := server.Ops(checks)
 	g.Go(func() error { return server.ServeHTTP(ctx, log, "ops", opsAddr, ops) })
 	log.InfoContext(ctx, "inventory-service started")
 	err = g.Wait()

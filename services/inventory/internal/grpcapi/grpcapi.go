@@ -40,16 +40,15 @@ func New(store Store, log *slog.Logger) *Server {
 // before it is read whole. The API's requests are a product id and a number.
 const MaxRequestBytes = 16 << 10
 
-// NewGRPCServer returns a gRPC server with the service, health checking and reflection
+// NewGRPCServer returns a gRPC server with the service, health checking on hs and reflection
 // registered and the request size limited. opts add to those, e.g. TLS credentials and the
 // token check of package auth.
-func NewGRPCServer(store Store, log *slog.Logger, opts ...grpc.ServerOption) *grpc.Server {
+func NewGRPCServer(store Store, log *slog.Logger, hs *health.Server, opts ...grpc.ServerOption) *grpc.Server {
 	srv := grpc.NewServer(append(append([]grpc.ServerOption{
 		grpc.MaxRecvMsgSize(MaxRequestBytes),
 		grpc.MaxHeaderListSize(64 << 10),
 	}, telemetry.GRPCServerOptions()...), opts...)...)
 	inventoryv1.RegisterInventoryServiceServer(srv, New(store, log))
-	hs := health.NewServer()
 	hs.SetServingStatus(inventoryv1.InventoryService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
 	healthpb.RegisterHealthServer(srv, hs)
 	reflection.Register(srv)

@@ -11,6 +11,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
 
@@ -29,7 +30,7 @@ type env struct {
 func newEnv(t *testing.T) *env {
 	t.Helper()
 	pool := testenv.Postgres(t, "inventory", postgres.Migrations...)
-	srv := grpcapi.NewGRPCServer(postgres.NewRepository(pool), testenv.Logger(t))
+	srv := grpcapi.NewGRPCServer(postgres.NewRepository(pool), testenv.Logger(t), health.NewServer())
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatalf("listen: %v", err)

@@ -14,7 +14,9 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/errgroup"
+	"google.golang.org/grpc/health"
 
+	orderv1 "github.com/ordersaga/ordersaga/gen/order/v1"
 	"github.com/ordersaga/ordersaga/pkg/broker"
 	"github.com/ordersaga/ordersaga/pkg/catalog"
 	"github.com/ordersaga/ordersaga/pkg/config"
@@ -97,7 +99,8 @@ func run(ctx context.Context, log *slog.Logger, cfg config.Order) error {
 		return err
 	}
 	// Customers' rights over orders are checked in the service; a valid token is enough here.
-	grpcServer := grpcapi.NewGRPCServer(grpcapi.NewServer(repo, watch, log), grpcMetrics, log, sec.GRPCOptions("")...)
+	hs := health.NewServer()
+	grpcServer := grpcapi.NewGRPCServer(grpcapi.NewServer(repo, watch, log), grpcMetrics, log, hs, sec.GRPCOptions("")...)
 	// The gateway's connection outlives the servers' shutdown, so in-flight REST calls finish.
 	gwCtx, closeGateway := context.WithCancel(context.WithoutCancel(ctx))
 	defer closeGateway()
@@ -109,10 +112,11 @@ func run(ctx context.Context, log *slog.Logger, cfg config.Order) error {
 	if err != nil {
 		return err
 	}
-	ops := server.Ops(map[string]server.Check{
+	checks := map[string]server.Check{
 		"database": pool.Ping,
 		"broker":   conn.Check,
-	})
+	}
+	ops := server.Ops(checks)
 
 	g, gctx := errgroup.WithContext(ctx)
 	for sub, h := range handlers {
@@ -123,6 +127,9 @@ func run(ctx context.Context, log *slog.Logger, cfg config.Order) error {
 		return conn.WatchDeadLetters(gctx, catalog.SubscriptionsOf(catalog.Order), 15*time.Second)
 	})
 	g.Go(func() error { return feed.Run(gctx) })
+	g.Go(func() error {
+		return server.FollowReadiness(gctx, log, hs, checks, time.Second, "", orderv1.OrderService_ServiceDesc.ServiceName)
+	})
 	g.Go(func() error { return server.ServeGRPC(gctx, log, grpcAddr, grpcServer) })
 	g.Go(func() error { return server.ServeHTTPTLS(gctx, log, "rest", httpAddr, gateway, sec.TLS) })
 	g.Go(func() error { return server.ServeHTTP(gctx, log, "ops", opsAddr, ops) })

@@ -20,6 +20,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
@@ -69,7 +70,7 @@ func start(t *testing.T, feed grpcapi.Feed, poll time.Duration) *env {
 	if poll > 0 {
 		svc.PollInterval = poll
 	}
-	srv := grpcapi.NewGRPCServer(svc, grpcprom.NewServerMetrics(), log)
+	srv := grpcapi.NewGRPCServer(svc, grpcprom.NewServerMetrics(), log, health.NewServer())
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -36,11 +36,11 @@ const (
 	MaxHeaderBytes  = 64 << 10 // gRPC metadata, a bearer token included
 )
 
-// NewGRPCServer returns a gRPC server with svc, health (SERVING), reflection, request metrics
+// NewGRPCServer returns a gRPC server with svc, health on hs (SERVING until server.FollowReadiness says otherwise), reflection, request metrics
 // recorded in metrics, panics turned into INTERNAL errors and the size limits. opts add to
 // those, e.g. TLS credentials and the token check of package auth, whose interceptors run
 // after the metrics and the panic guard.
-func NewGRPCServer(svc orderv1.OrderServiceServer, metrics *grpcprom.ServerMetrics, log *slog.Logger, opts ...grpc.ServerOption) *grpc.Server {
+func NewGRPCServer(svc orderv1.OrderServiceServer, metrics *grpcprom.ServerMetrics, log *slog.Logger, hs *health.Server, opts ...grpc.ServerOption) *grpc.Server {
 	onPanic := recovery.WithRecoveryHandlerContext(func(ctx context.Context, p any) error {
 		log.ErrorContext(ctx, "panic in handler", "panic", fmt.Sprint(p))
 		return status.Error(codes.Internal, "internal error")
@@ -52,7 +52,6 @@ func NewGRPCServer(svc orderv1.OrderServiceServer, metrics *grpcprom.ServerMetri
 		grpc.ChainStreamInterceptor(metrics.StreamServerInterceptor(), recovery.StreamServerInterceptor(onPanic)),
 	}, telemetry.GRPCServerOptions()...), opts...)...)
 	orderv1.RegisterOrderServiceServer(srv, svc)
-	hs := health.NewServer()
 	hs.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 	hs.SetServingStatus(orderv1.OrderService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
 	healthpb.RegisterHealthServer(srv, hs)
