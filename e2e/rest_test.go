@@ -266,3 +266,40 @@ func TestBadInputREST(t *testing.T) {
 		})
 	}
 }
+
+// The saga's metrics an operator reads first: completion by outcome, per-stage latency, and
+// gRPC handling-time histograms on both gRPC servers.
+func TestSagaMetrics(t *testing.T) {
+	t.Parallel()
+	p := product(t, 10)
+	o := create(t, orderReq(p, 1, "1.00"))
+	if got := waitTerminal(t, o.GetOrderId()).GetStatus(); got != orderv1.OrderStatus_ORDER_STATUS_CONFIRMED {
+		t.Fatalf("order ended %v", got)
+	}
+	stock(t, p) // one call to inventory's admin API
+	client := &http.Client{Timeout: 10 * time.Second}
+	scrape := func(svc string) string {
+		resp, err := client.Get("http://" + sys.OpsAddr(svc, 0) + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var body bytes.Buffer
+		body.ReadFrom(resp.Body)
+		return body.String()
+	}
+	for svc, series := range map[string][]string{
+		"order": {`ordersaga_order_completion_seconds_count{outcome="CONFIRMED"}`, `ordersaga_stage_latency_seconds_count{queue="order.shipping-scheduled"}`,
+			`ordersaga_orders{status="PENDING"}`, `grpc_server_handling_seconds_bucket{grpc_method="CreateOrder"`},
+		"payment":   {`ordersaga_stage_latency_seconds_count{queue="payment.order-created"}`},
+		"inventory": {`ordersaga_stage_latency_seconds_count{queue="inventory.payment-approved"}`, `grpc_server_handling_seconds_bucket{grpc_method="GetStock"`},
+		"shipping":  {`ordersaga_stage_latency_seconds_count{queue="shipping.inventory-reserved"}`},
+	} {
+		body := scrape(svc)
+		for _, s := range series {
+			if !strings.Contains(body, s) {
+				t.Errorf("%s /metrics lacks %s", svc, s)
+			}
+		}
+	}
+}

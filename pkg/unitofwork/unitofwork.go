@@ -15,9 +15,12 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
 	amqp "github.com/rabbitmq/amqp091-go"
 	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/ordersaga/ordersaga/pkg/broker"
 	"github.com/ordersaga/ordersaga/pkg/catalog"
@@ -32,7 +35,16 @@ type Message interface {
 	proto.Message
 	GetEventId() string
 	GetOrderId() string
+	GetOccurTime() *timestamppb.Timestamp
 }
+
+// stageLatency is how long events take from occurring to having taken effect: the saga's
+// per-stage latency, by queue.
+var stageLatency = promauto.NewHistogramVec(prometheus.HistogramOpts{
+	Name:    "ordersaga_stage_latency_seconds",
+	Help:    "Time from an event occurring to its effect being committed, by queue.",
+	Buckets: prometheus.ExponentialBuckets(0.001, 2, 16),
+}, []string{"queue"})
 
 // Event is one decoded event, its ids in canonical (lower-case) form.
 type Event[T Message] struct {
@@ -278,6 +290,13 @@ func (s *Service[S]) attempt(ctx context.Context, queue string, e *entry[S], eve
 	s.relay.Publish(rows)
 	if c, ok := any(store).(Committer); ok {
 		c.Committed()
+	}
+	stage := stageLatency.WithLabelValues(queue)
+	now := time.Now()
+	for _, env := range todo {
+		if at := env.msg.GetOccurTime(); at != nil {
+			stage.Observe(now.Sub(at.AsTime()).Seconds())
+		}
 	}
 	return len(rows), len(todo), nil
 }

@@ -12,7 +12,9 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/errgroup"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/health"
 
 	inventoryv1 "github.com/ordersaga/ordersaga/gen/inventory/v1"
@@ -89,7 +91,16 @@ func run(ctx context.Context, log *slog.Logger, cfg config.Inventory) error {
 		return conn.WatchDeadLetters(ctx, catalog.SubscriptionsOf(catalog.Inventory), 15*time.Second)
 	})
 	hs := health.NewServer()
-	admin := grpcapi.NewGRPCServer(repo, log, hs, sec.GRPCOptions(auth.ScopeInventoryAdmin)...)
+	grpcMetrics, err := telemetry.GRPCServerMetrics(prometheus.DefaultRegisterer)
+	if err != nil {
+		return err
+	}
+	unaryMetrics, streamMetrics := telemetry.GRPCMetricsInterceptors(grpcMetrics)
+	// Metrics first, so that refused calls are counted too.
+	opts := append([]grpc.ServerOption{grpc.ChainUnaryInterceptor(unaryMetrics), grpc.ChainStreamInterceptor(streamMetrics)},
+		sec.GRPCOptions(auth.ScopeInventoryAdmin)...)
+	admin := grpcapi.NewGRPCServer(repo, log, hs, opts...)
+	grpcMetrics.InitializeMetrics(admin)
 	g.Go(func() error { return server.ServeGRPC(ctx, log, grpcAddr, admin) })
 	checks := map[string]server.Check{
 		"database": pool.Ping,

@@ -10,7 +10,6 @@ import (
 	"syscall"
 	"time"
 
-	grpcprom "github.com/grpc-ecosystem/go-grpc-middleware/providers/prometheus"
 	"github.com/jackc/pgx/v5"
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/errgroup"
@@ -28,7 +27,6 @@ import (
 	"github.com/ordersaga/ordersaga/services/order/internal/deadline"
 	"github.com/ordersaga/ordersaga/services/order/internal/eventhandler"
 	"github.com/ordersaga/ordersaga/services/order/internal/grpcapi"
-	"github.com/ordersaga/ordersaga/services/order/internal/order"
 	"github.com/ordersaga/ordersaga/services/order/internal/postgres"
 )
 
@@ -94,8 +92,8 @@ func run(ctx context.Context, log *slog.Logger, cfg config.Order) error {
 		return err
 	}
 
-	grpcMetrics := grpcprom.NewServerMetrics()
-	if err := prometheus.Register(grpcMetrics); err != nil {
+	grpcMetrics, err := telemetry.GRPCServerMetrics(prometheus.DefaultRegisterer)
+	if err != nil {
 		return err
 	}
 	// Customers' rights over orders are checked in the service; a valid token is enough here.
@@ -133,37 +131,8 @@ func run(ctx context.Context, log *slog.Logger, cfg config.Order) error {
 	g.Go(func() error { return server.ServeGRPC(gctx, log, grpcAddr, grpcServer) })
 	g.Go(func() error { return server.ServeHTTPTLS(gctx, log, "rest", httpAddr, gateway, sec.TLS) })
 	g.Go(func() error { return server.ServeHTTP(gctx, log, "ops", opsAddr, ops) })
-	g.Go(func() error { return countOrders(gctx, log, repo) })
 	g.Go(func() error { return sweeper.Run(gctx) })
 	err = g.Wait()
 	log.Info("order-service stopped")
 	return err
-}
-
-// countOrders keeps the gauge ordersaga_orders{status} up to date until ctx ends.
-func countOrders(ctx context.Context, log *slog.Logger, repo *postgres.Repository) error {
-	gauge := prometheus.NewGaugeVec(prometheus.GaugeOpts{
-		Name: "ordersaga_orders",
-		Help: "Orders by status.",
-	}, []string{"status"})
-	if err := prometheus.Register(gauge); err != nil {
-		return err
-	}
-	tick := time.NewTicker(5 * time.Second)
-	defer tick.Stop()
-	for {
-		counts, err := repo.CountByStatus(ctx)
-		if err == nil {
-			for _, s := range order.Statuses {
-				gauge.WithLabelValues(string(s)).Set(float64(counts[s]))
-			}
-		} else if ctx.Err() == nil {
-			log.WarnContext(ctx, "counting orders failed", "err", err)
-		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-tick.C:
-		}
-	}
 }

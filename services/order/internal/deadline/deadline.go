@@ -39,6 +39,8 @@ type Store interface {
 	// OldestPending returns the creation time of the oldest order created at or after since
 	// that is not terminal, and false when there is none.
 	OldestPending(ctx context.Context, since time.Time) (time.Time, bool, error)
+	// CountPending counts the orders created at or after since in each non-terminal status.
+	CountPending(ctx context.Context, since time.Time) (map[order.Status]int64, error)
 }
 
 // Sweeper cancels overdue orders. One per process; replicas share the work through row locks.
@@ -53,6 +55,7 @@ type Sweeper struct {
 
 	cancelled *prometheus.CounterVec
 	oldest    prometheus.Gauge
+	pending   *prometheus.GaugeVec
 }
 
 // New returns a sweeper cancelling orders not terminal timeout after their creation, and
@@ -76,8 +79,12 @@ func New(store Store, timeout time.Duration, log *slog.Logger, reg prometheus.Re
 			Name: "ordersaga_oldest_pending_order_age_seconds",
 			Help: "Age of the oldest order that is not terminal (0 when there is none).",
 		}),
+		pending: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "ordersaga_orders",
+			Help: "Orders not terminal yet, by status (terminal outcomes: ordersaga_order_completion_seconds_count).",
+		}, []string{"status"}),
 	}
-	for _, c := range []prometheus.Collector{s.cancelled, s.oldest} {
+	for _, c := range []prometheus.Collector{s.cancelled, s.oldest, s.pending} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
@@ -148,6 +155,16 @@ func (s *Sweeper) Sweep(ctx context.Context) (int, error) {
 	}
 	if mark.After(s.watermark) {
 		s.watermark = mark
+	}
+	// Counted from the watermark: every order older than it is terminal.
+	counts, err := s.store.CountPending(ctx, s.watermark)
+	if err != nil {
+		return total, err
+	}
+	for _, st := range order.Statuses {
+		if !st.Terminal() {
+			s.pending.WithLabelValues(string(st)).Set(float64(counts[st]))
+		}
 	}
 	return total, nil
 }

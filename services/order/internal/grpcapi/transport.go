@@ -45,11 +45,12 @@ func NewGRPCServer(svc orderv1.OrderServiceServer, metrics *grpcprom.ServerMetri
 		log.ErrorContext(ctx, "panic in handler", "panic", fmt.Sprint(p))
 		return status.Error(codes.Internal, "internal error")
 	})
+	unaryMetrics, streamMetrics := telemetry.GRPCMetricsInterceptors(metrics)
 	srv := grpc.NewServer(append(append([]grpc.ServerOption{
 		grpc.MaxRecvMsgSize(MaxRequestBytes),
 		grpc.MaxHeaderListSize(MaxHeaderBytes),
-		grpc.ChainUnaryInterceptor(metrics.UnaryServerInterceptor(), recovery.UnaryServerInterceptor(onPanic)),
-		grpc.ChainStreamInterceptor(metrics.StreamServerInterceptor(), recovery.StreamServerInterceptor(onPanic)),
+		grpc.ChainUnaryInterceptor(unaryMetrics, recovery.UnaryServerInterceptor(onPanic)),
+		grpc.ChainStreamInterceptor(streamMetrics, recovery.StreamServerInterceptor(onPanic)),
 	}, telemetry.GRPCServerOptions()...), opts...)...)
 	orderv1.RegisterOrderServiceServer(srv, svc)
 	hs.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)

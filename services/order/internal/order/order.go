@@ -79,6 +79,7 @@ type Update struct {
 	Change        StatusChange `json:"change"`
 	FailureReason string       `json:"failure_reason,omitempty"`
 	TrackingCode  string       `json:"tracking_code,omitempty"`
+	CreatedAt     time.Time    `json:"created_at"` // when the order was placed
 }
 
 // Params is what a client asks for when it places an order.
@@ -362,7 +363,7 @@ func (o *Order) Version() int { return o.version }
 
 // Update describes the order's last status change, for its watchers.
 func (o *Order) Update(change StatusChange) Update {
-	return Update{OrderID: o.id, Version: o.version, Change: change, FailureReason: o.failureReason, TrackingCode: o.trackingCode}
+	return Update{OrderID: o.id, Version: o.version, Change: change, FailureReason: o.failureReason, TrackingCode: o.trackingCode, CreatedAt: o.createdAt}
 }
 
 // History returns the order's status changes, oldest first; the caller must not modify it.

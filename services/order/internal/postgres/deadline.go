@@ -46,7 +46,7 @@ func (r *Repository) CancelOverdue(ctx context.Context, since, before time.Time,
 	}
 	defer tx.Rollback(ctx)
 	rows, err := tx.Query(ctx, `
-		SELECT id::text, status, COALESCE(failure_reason, ''), COALESCE(tracking_code, ''), updated_at, version
+		SELECT id::text, status, COALESCE(failure_reason, ''), COALESCE(tracking_code, ''), created_at, updated_at, version
 		FROM orders
 		WHERE created_at >= $1 AND created_at < $2 AND status <> ALL($3::text[])
 		ORDER BY created_at LIMIT $4
@@ -57,7 +57,7 @@ func (r *Repository) CancelOverdue(ctx context.Context, since, before time.Time,
 	var overdue []*order.Order
 	var snap order.Snapshot
 	var status string
-	_, err = pgx.ForEachRow(rows, []any{&snap.ID, &status, &snap.FailureReason, &snap.TrackingCode, &snap.UpdatedAt, &snap.Version}, func() error {
+	_, err = pgx.ForEachRow(rows, []any{&snap.ID, &status, &snap.FailureReason, &snap.TrackingCode, &snap.CreatedAt, &snap.UpdatedAt, &snap.Version}, func() error {
 		snap.Status = order.Status(status)
 		overdue = append(overdue, order.Restore(snap))
 		return nil

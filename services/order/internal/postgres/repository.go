@@ -18,6 +18,8 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
 
 	"github.com/ordersaga/ordersaga/pkg/database"
 	"github.com/ordersaga/ordersaga/pkg/inbox"
@@ -246,10 +248,24 @@ type Store struct {
 // Bind returns the store of tx; the status changes it saves are announced once tx committed.
 func (r *Repository) Bind(tx pgx.Tx) *Store { return &Store{tx: tx, announce: r.afterStatus} }
 
-// Committed announces the status changes the transaction made.
+// completion is how long orders take from being placed to a terminal status, by that status.
+var completion = promauto.NewHistogramVec(prometheus.HistogramOpts{
+	Name:    "ordersaga_order_completion_seconds",
+	Help:    "Time from CreateOrder to a terminal status, by the status (outcome).",
+	Buckets: prometheus.ExponentialBuckets(0.005, 2, 18),
+}, []string{"outcome"})
+
+// Committed announces the status changes the transaction made, and measures the orders it
+// ended.
 func (s *Store) Committed() {
-	if len(s.updates) > 0 {
-		s.announce(s.updates)
+	if len(s.updates) == 0 {
+		return
+	}
+	s.announce(s.updates)
+	for _, u := range s.updates {
+		if u.Change.Status.Terminal() && !u.CreatedAt.IsZero() {
+			completion.WithLabelValues(string(u.Change.Status)).Observe(u.Change.At.Sub(u.CreatedAt).Seconds())
+		}
 	}
 }
 
@@ -259,7 +275,7 @@ func (s *Store) Committed() {
 func (s *Store) Lock(ctx context.Context, ids []string) (map[string]*order.Order, error) {
 	ids = slices.Compact(slices.Sorted(slices.Values(ids)))
 	rows, err := s.tx.Query(ctx, `
-		SELECT id::text, status, COALESCE(failure_reason, ''), COALESCE(tracking_code, ''), updated_at, version
+		SELECT id::text, status, COALESCE(failure_reason, ''), COALESCE(tracking_code, ''), created_at, updated_at, version
 		FROM orders WHERE id = ANY($1::text[]::uuid[]) ORDER BY id FOR UPDATE`, ids)
 	if err != nil {
 		return nil, fmt.Errorf("lock orders: %w", err)
@@ -267,7 +283,7 @@ func (s *Store) Lock(ctx context.Context, ids []string) (map[string]*order.Order
 	orders := make(map[string]*order.Order, len(ids))
 	var snap order.Snapshot
 	var status string
-	_, err = pgx.ForEachRow(rows, []any{&snap.ID, &status, &snap.FailureReason, &snap.TrackingCode, &snap.UpdatedAt, &snap.Version}, func() error {
+	_, err = pgx.ForEachRow(rows, []any{&snap.ID, &status, &snap.FailureReason, &snap.TrackingCode, &snap.CreatedAt, &snap.UpdatedAt, &snap.Version}, func() error {
 		snap.Status = order.Status(status)
 		orders[snap.ID] = order.Restore(snap)
 		return nil
@@ -323,11 +339,15 @@ func (s *Store) Save(ctx context.Context, orders map[string]*order.Order, change
 	return nil
 }
 
-// CountByStatus returns how many orders are in each status.
-func (r *Repository) CountByStatus(ctx context.Context) (map[order.Status]int64, error) {
-	rows, err := r.pool.Query(ctx, `SELECT status, count(*) FROM orders GROUP BY status`)
+// CountPending returns how many orders created at or after since are in each status that is
+// not terminal. The deadline sweep counts from its watermark, so the scan covers the orders
+// that may still be in flight, not the whole table.
+func (r *Repository) CountPending(ctx context.Context, since time.Time) (map[order.Status]int64, error) {
+	rows, err := r.pool.Query(ctx, `
+		SELECT status, count(*) FROM orders WHERE created_at >= $1 AND status <> ALL($2::text[])
+		GROUP BY status`, since, terminal())
 	if err != nil {
-		return nil, fmt.Errorf("count orders: %w", err)
+		return nil, fmt.Errorf("count pending orders: %w", err)
 	}
 	counts := map[order.Status]int64{}
 	var status string
@@ -337,7 +357,7 @@ func (r *Repository) CountByStatus(ctx context.Context) (map[order.Status]int64,
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("count orders: %w", err)
+		return nil, fmt.Errorf("count pending orders: %w", err)
 	}
 	return counts, nil
 }

@@ -576,19 +576,25 @@ func TestLockLeavesOutOrdersThatDoNotExist(t *testing.T) {
 	}
 }
 
-func TestCountByStatus(t *testing.T) {
+func TestCountPending(t *testing.T) {
 	t.Parallel()
 	repo, pool := newRepo(t)
 	ctx := context.Background()
 	a := create(t, repo, uuid.NewString(), "")
 	create(t, repo, uuid.NewString(), "")
+	c := create(t, repo, uuid.NewString(), "")
 	apply(t, repo, pool, event(a.ID(), order.PaymentFailed))
-	counts, err := repo.CountByStatus(ctx)
+	apply(t, repo, pool, event(c.ID(), order.PaymentApproved))
+	counts, err := repo.CountPending(ctx, time.Time{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if counts[order.StatusPending] != 1 || counts[order.StatusPaymentFailed] != 1 || len(counts) != 2 {
+	// Terminal orders are not counted: their outcomes are ordersaga_order_completion_seconds.
+	if counts[order.StatusPending] != 1 || counts[order.StatusPaymentApproved] != 1 || len(counts) != 2 {
 		t.Errorf("counts %v", counts)
+	}
+	if counts, err = repo.CountPending(ctx, time.Now().Add(time.Hour)); err != nil || len(counts) != 0 {
+		t.Errorf("counts since later: %v, %v", counts, err)
 	}
 }
 
