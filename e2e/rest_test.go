@@ -4,10 +4,12 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"net/url"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -296,6 +298,20 @@ func TestSagaMetrics(t *testing.T) {
 		"shipping":  {`ordersaga_stage_latency_seconds_count{queue="shipping.inventory-reserved"}`},
 	} {
 		body := scrape(svc)
+		// The exposition itself is valid, as Prometheus's own linter reads it
+		// (scripts/deploy-tools.sh installs promtool for make test).
+		lint := exec.Command("promtool", "check", "metrics")
+		lint.Stdin = strings.NewReader(body)
+		if out, err := lint.CombinedOutput(); err != nil {
+			var exit *exec.ExitError
+			if !errors.As(err, &exit) {
+				t.Fatalf("promtool: %v (make test installs it)", err)
+			}
+			// Lint findings (exit 3) are style advice; anything else is an invalid exposition.
+			if exit.ExitCode() != 3 {
+				t.Errorf("%s /metrics: promtool check metrics: %v\n%s", svc, err, out)
+			}
+		}
 		for _, s := range series {
 			if !strings.Contains(body, s) {
 				t.Errorf("%s /metrics lacks %s", svc, s)
