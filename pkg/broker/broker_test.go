@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"net/url"
 	"slices"
 	"strings"
@@ -498,4 +499,50 @@ func TestConsumerRedeclaresADeletedQueue(t *testing.T) {
 		return err == nil && ok[0]
 	})
 	testenv.Eventually(t, 30*time.Second, "message after the delete consumed", func() bool { return count.Load() == 2 })
+}
+
+// The broker refuses configure rights (a permissions change during a deploy): Dial keeps trying
+// and succeeds by itself once the rights are back, instead of giving up for good.
+func TestDialRetriesARefusedTopologyDeclaration(t *testing.T) {
+	t.Parallel()
+	amqpURL := testenv.VHost(t)
+	u, _ := url.Parse(amqpURL)
+	vhost, user := strings.TrimPrefix(u.Path, "/"), u.User.Username()
+	setPerms := func(configure string) {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := testenv.Management(ctx, http.MethodPut, "/api/permissions/"+vhost+"/"+url.PathEscape(user),
+			map[string]string{"configure": configure, "write": ".*", "read": ".*"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	setPerms("^$") // nothing may be declared
+	dialed := make(chan error, 1)
+	var conn atomic.Pointer[broker.Conn]
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		defer cancel()
+		c, err := broker.Dial(ctx, amqpURL, testenv.Logger(t))
+		conn.Store(c)
+		dialed <- err
+	}()
+	select {
+	case err := <-dialed:
+		t.Fatalf("dial returned while declaring was refused: %v", err)
+	case <-time.After(3 * time.Second):
+	}
+	setPerms(".*")
+	select {
+	case err := <-dialed:
+		if err != nil {
+			t.Fatalf("dial after the rights came back: %v", err)
+		}
+		defer conn.Load().Close()
+	case <-time.After(45 * time.Second):
+		t.Fatal("dial did not recover once the rights were back")
+	}
+	if !conn.Load().Connected() {
+		t.Error("not connected")
+	}
 }
