@@ -46,7 +46,7 @@ func (m *Memory[S]) Deliver(ctx context.Context, routingKey string, body []byte)
 	if !ok {
 		return nil, fmt.Errorf("%s has no rule for %s", m.svc.name, routingKey)
 	}
-	// Decoded here for the canonical event id the inbox is keyed by; Apply decodes it again.
+	// Decoded first: the inbox is keyed by the canonical event id.
 	env, err := e.decode(body)
 	if err != nil {
 		return nil, failure.Permanent(err)
@@ -58,7 +58,7 @@ func (m *Memory[S]) Deliver(ctx context.Context, routingKey string, body []byte)
 		return nil, nil
 	}
 	store, end := m.begin()
-	out, err := m.svc.Apply(ctx, store, routingKey, body)
+	out, err := applyOne(ctx, store, e, env)
 	end(err == nil)
 	if err != nil {
 		return nil, err

@@ -179,6 +179,11 @@ func (s *Service[S]) Apply(ctx context.Context, store S, routingKey string, body
 	if err != nil {
 		return nil, failure.Permanent(err)
 	}
+	return applyOne(ctx, store, e, env)
+}
+
+// applyOne applies one decoded event's rule through store, a refusal being permanent.
+func applyOne[S any](ctx context.Context, store S, e *entry[S], env envelope) ([]outbox.Event, error) {
 	out, err := e.apply(ctx, store, []envelope{env})
 	var rej *rejection
 	if errors.As(err, &rej) {
