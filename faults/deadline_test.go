@@ -4,12 +4,15 @@ package faults
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
 
 	orderv1 "github.com/ordersaga/ordersaga/gen/order/v1"
+	"github.com/ordersaga/ordersaga/internal/ops"
 	"github.com/ordersaga/ordersaga/internal/stack"
+	"github.com/ordersaga/ordersaga/pkg/catalog"
 )
 
 // deadlineOrders is how many orders a deadline scenario places.
@@ -180,4 +183,87 @@ func TestFaultDeadlineUnderLoad(t *testing.T) {
 		t.Logf("no order cancelled by its deadline (%v, %v): the saga beat a 300ms deadline every time", v, err)
 	}
 	e.audit(0)
+}
+
+// TestFaultDeadlineDeadLetterReplayed dead-letters the genuine order.created of real orders
+// while payment-service is down, lets their deadline cancel them, and replays the dead letters
+// once payment-service has taken the cancellations: the replayed events charge nothing, move no
+// status, and leave no dead letter behind.
+func TestFaultDeadlineDeadLetterReplayed(t *testing.T) {
+	e := start(t, stack.Options{Env: map[string]string{"ORDER_SAGA_TIMEOUT": "3s"}})
+	if err := e.stack.Stop("payment", 0); err != nil {
+		t.Fatalf("stop payment: %v", err)
+	}
+	ids := e.placeHappy(deadlineOrders)
+	queue := catalog.Subscription{Consumer: catalog.Payment, RoutingKey: catalog.OrderCreated}.Queue()
+	e.deadLetterWaiting(queue, ids)
+	e.waitCancelled(ids, 30*time.Second)
+	e.stack.Restart("payment", 0)
+	e.waitCount("payment", `SELECT count(*) FROM payments WHERE order_id = ANY($1::uuid[]) AND status = 'CANCELLED'`, ids, len(ids), 30*time.Second)
+
+	out, code := e.ordersctl("dlq", "replay", queue+".dlq", "-all")
+	if code != 0 || !strings.Contains(out, fmt.Sprintf("replayed %d ", len(ids))) {
+		t.Fatalf("ordersctl dlq replay: exit %d\n%s", code, out)
+	}
+	e.waitQuiescent(nil)
+	// The cancellation's tombstone refuses the replayed order.created: not even charged and reversed.
+	if n := e.countIn("payment", `SELECT count(*) FROM payments WHERE order_id = ANY($1::uuid[]) AND status <> 'CANCELLED'`, ids); n != 0 {
+		t.Errorf("%d payments other than tombstones after the replay", n)
+	}
+	if n := e.countIn("inventory", `SELECT count(*) FROM reservations WHERE order_id = ANY($1::uuid[]) AND status <> 'CANCELLED'`, ids); n != 0 {
+		t.Errorf("%d reservations other than tombstones", n)
+	}
+	if n := e.countIn("shipping", `SELECT count(*) FROM shipments WHERE order_id = ANY($1::uuid[]) AND status <> 'CANCELLED'`, ids); n != 0 {
+		t.Errorf("%d shipments other than tombstones", n)
+	}
+	e.checkStaysCancelled(ids)
+	e.audit(0)
+}
+
+// deadLetterWaiting rejects the events of the orders waiting in queue, whose consumer is
+// stopped, so that the broker moves each to the queue's dead-letter queue as it would a
+// message its consumer gave up on.
+func (e *env) deadLetterWaiting(queue string, ids []string) {
+	e.t.Helper()
+	ctx, cancel := context.WithTimeout(e.t.Context(), 30*time.Second)
+	defer cancel()
+	ch, err := e.broker().Channel(ctx)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer ch.Close()
+	want := map[string]bool{}
+	for _, id := range ids {
+		want[id] = true
+	}
+	for len(want) > 0 {
+		d, ok, err := ch.Get(queue, false)
+		if err != nil {
+			e.t.Fatalf("get from %s: %v", queue, err)
+		}
+		if !ok {
+			if ctx.Err() != nil {
+				e.t.Fatalf("%s: %d orders' events never arrived", queue, len(want))
+			}
+			time.Sleep(100 * time.Millisecond)
+			continue
+		}
+		if !want[d.CorrelationId] {
+			e.t.Fatalf("%s holds an event of order %s, not one of the test's", queue, d.CorrelationId)
+		}
+		delete(want, d.CorrelationId)
+		if err := d.Reject(false); err != nil {
+			e.t.Fatalf("reject: %v", err)
+		}
+	}
+	for {
+		letters, err := ops.Peek(ctx, e.broker(), queue+".dlq", len(ids)+1)
+		if err == nil && len(letters) == len(ids) {
+			break
+		}
+		if ctx.Err() != nil {
+			e.t.Fatalf("%s.dlq: %d dead letters, want %d: %v", queue, len(letters), len(ids), err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 }
