@@ -10,7 +10,6 @@ import (
 	"time"
 
 	orderv1 "github.com/ordersaga/ordersaga/gen/order/v1"
-	"github.com/ordersaga/ordersaga/internal/ops"
 	"github.com/ordersaga/ordersaga/internal/stack"
 	"github.com/ordersaga/ordersaga/pkg/catalog"
 )
@@ -195,35 +194,31 @@ func TestFaultDeadlineDeadLetterReplayed(t *testing.T) {
 		t.Fatalf("stop payment: %v", err)
 	}
 	ids := e.placeHappy(deadlineOrders)
-	queue := catalog.Subscription{Consumer: catalog.Payment, RoutingKey: catalog.OrderCreated}.Queue()
-	e.deadLetterWaiting(queue, ids)
+	sub := catalog.Subscription{Consumer: catalog.Payment, RoutingKey: catalog.OrderCreated}
+	e.deadLetterWaiting(sub, ids)
 	e.waitCancelled(ids, 30*time.Second)
 	e.stack.Restart("payment", 0)
 	e.waitCount("payment", `SELECT count(*) FROM payments WHERE order_id = ANY($1::uuid[]) AND status = 'CANCELLED'`, ids, len(ids), 30*time.Second)
 
-	out, code := e.ordersctl("dlq", "replay", queue+".dlq", "-all")
+	out, code := e.ordersctl("dlq", "replay", sub.DeadLetterQueue(), "-all")
 	if code != 0 || !strings.Contains(out, fmt.Sprintf("replayed %d ", len(ids))) {
 		t.Fatalf("ordersctl dlq replay: exit %d\n%s", code, out)
 	}
 	e.waitQuiescent(nil)
 	// The cancellation's tombstone refuses the replayed order.created: not even charged and reversed.
-	if n := e.countIn("payment", `SELECT count(*) FROM payments WHERE order_id = ANY($1::uuid[]) AND status <> 'CANCELLED'`, ids); n != 0 {
-		t.Errorf("%d payments other than tombstones after the replay", n)
-	}
-	if n := e.countIn("inventory", `SELECT count(*) FROM reservations WHERE order_id = ANY($1::uuid[]) AND status <> 'CANCELLED'`, ids); n != 0 {
-		t.Errorf("%d reservations other than tombstones", n)
-	}
-	if n := e.countIn("shipping", `SELECT count(*) FROM shipments WHERE order_id = ANY($1::uuid[]) AND status <> 'CANCELLED'`, ids); n != 0 {
-		t.Errorf("%d shipments other than tombstones", n)
+	for svc, table := range map[string]string{"payment": "payments", "inventory": "reservations", "shipping": "shipments"} {
+		if n := e.countIn(svc, `SELECT count(*) FROM `+table+` WHERE order_id = ANY($1::uuid[]) AND status <> 'CANCELLED'`, ids); n != 0 {
+			t.Errorf("%d %s other than tombstones after the replay", n, table)
+		}
 	}
 	e.checkStaysCancelled(ids)
 	e.audit(0)
 }
 
-// deadLetterWaiting rejects the events of the orders waiting in queue, whose consumer is
-// stopped, so that the broker moves each to the queue's dead-letter queue as it would a
-// message its consumer gave up on.
-func (e *env) deadLetterWaiting(queue string, ids []string) {
+// deadLetterWaiting rejects the events of the orders waiting in sub's queue, whose consumer is
+// stopped, so that the broker moves each to the dead-letter queue as it would a message its
+// consumer gave up on, and waits until the dead-letter queue counts them all.
+func (e *env) deadLetterWaiting(sub catalog.Subscription, ids []string) {
 	e.t.Helper()
 	ctx, cancel := context.WithTimeout(e.t.Context(), 30*time.Second)
 	defer cancel()
@@ -232,6 +227,7 @@ func (e *env) deadLetterWaiting(queue string, ids []string) {
 		e.t.Fatal(err)
 	}
 	defer ch.Close()
+	queue, dlq := sub.Queue(), sub.DeadLetterQueue()
 	want := map[string]bool{}
 	for _, id := range ids {
 		want[id] = true
@@ -257,12 +253,15 @@ func (e *env) deadLetterWaiting(queue string, ids []string) {
 		}
 	}
 	for {
-		letters, err := ops.Peek(ctx, e.broker(), queue+".dlq", len(ids)+1)
-		if err == nil && len(letters) == len(ids) {
-			break
+		q, err := ch.QueueDeclarePassive(dlq, true, false, false, false, nil)
+		if err != nil {
+			e.t.Fatalf("%s: %v", dlq, err)
+		}
+		if q.Messages == len(ids) {
+			return
 		}
 		if ctx.Err() != nil {
-			e.t.Fatalf("%s.dlq: %d dead letters, want %d: %v", queue, len(letters), len(ids), err)
+			e.t.Fatalf("%s: %d dead letters, want %d", dlq, q.Messages, len(ids))
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
