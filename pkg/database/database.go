@@ -27,6 +27,15 @@ type Migrations struct {
 	FS    fs.FS  // *.sql at its root
 }
 
+// Querier runs statements: a transaction, or a connection inside one. Stores take a Querier so
+// that a unit of work can pipeline its own BEGIN and COMMIT with the statements around them.
+type Querier interface {
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+	SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults
+}
+
 // DefaultMaxConns is the size of a service's pool unless its URL sets pool_max_conns: what a
 // database must allow per replica of the service.
 const DefaultMaxConns = 16

@@ -18,24 +18,32 @@ var migrations embed.FS
 // Migrations creates the idempotency_keys table.
 var Migrations = database.Migrations{Table: "goose_inbox_version", FS: database.Sub(migrations, "migrations")}
 
-// Claim records the event ids in tx and returns those seen for the first time. Ids already in
-// the inbox, and repeats within eventIDs, are left out: their effect happened already.
-func Claim(ctx context.Context, tx pgx.Tx, queue string, eventIDs []string) (map[string]bool, error) {
-	rows, err := tx.Query(ctx, `
+// Claim records the event ids through q, inside its transaction, and returns those seen for
+// the first time. Ids already in the inbox, and repeats within eventIDs, are left out: their
+// effect happened already.
+func Claim(ctx context.Context, q database.Querier, queue string, eventIDs []string) (map[string]bool, error) {
+	fresh := map[string]bool{}
+	b := &pgx.Batch{}
+	QueueClaim(b, queue, eventIDs, fresh)
+	if err := q.SendBatch(ctx, b).Close(); err != nil {
+		return nil, fmt.Errorf("claim events: %w", err)
+	}
+	return fresh, nil
+}
+
+// QueueClaim is Claim as a statement of batch b, for sending along with others (the BEGIN before
+// it): once b has been sent, fresh holds the ids seen for the first time.
+func QueueClaim(b *pgx.Batch, queue string, eventIDs []string, fresh map[string]bool) {
+	b.Queue(`
 		INSERT INTO idempotency_keys (event_id, queue)
 		SELECT id, $2 FROM unnest($1::text[]::uuid[]) AS id
 		ON CONFLICT DO NOTHING
-		RETURNING event_id::text`, eventIDs, queue)
-	if err != nil {
-		return nil, fmt.Errorf("claim events: %w", err)
-	}
-	ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
-	if err != nil {
-		return nil, fmt.Errorf("claim events: %w", err)
-	}
-	fresh := make(map[string]bool, len(ids))
-	for _, id := range ids {
-		fresh[id] = true
-	}
-	return fresh, nil
+		RETURNING event_id::text`, eventIDs, queue).Query(func(rows pgx.Rows) error {
+		var id string
+		_, err := pgx.ForEachRow(rows, []any{&id}, func() error {
+			fresh[id] = true
+			return nil
+		})
+		return err
+	})
 }

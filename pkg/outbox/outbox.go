@@ -112,37 +112,52 @@ func withTraceContext(m *broker.Message, traceparent, tracestate *string) {
 	}
 }
 
-// Add writes events to the outbox within tx, in one statement, and returns the rows to hand to
-// the relay once tx committed.
-func Add(ctx context.Context, tx pgx.Tx, events ...Event) ([]Row, error) {
+// Add writes events to the outbox through q, inside its transaction, in one statement, and
+// returns the rows to hand to the relay once the transaction committed.
+func Add(ctx context.Context, q database.Querier, events ...Event) ([]Row, error) {
 	if len(events) == 0 {
 		return nil, nil
 	}
-	msgs, err := Encode(events...)
-	if err != nil {
+	var out []Row
+	b := &pgx.Batch{}
+	if err := QueueAdd(b, &out, events...); err != nil {
 		return nil, err
 	}
-	c := ColumnsOf(msgs)
-	rows, err := tx.Query(ctx, `
-		INSERT INTO outbox (event_id, exchange, routing_key, message_type, correlation_id, body, created_at, traceparent, tracestate)
-		SELECT * FROM unnest($1::text[]::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bytea[], $7::timestamptz[], $8::text[], $9::text[])
-		RETURNING id, event_id::text`, c.EventIDs, c.Exchanges, c.RoutingKeys, c.Types, c.CorrelationIDs, c.Bodies, c.CreatedAt, c.Traceparents, c.Tracestates)
-	if err != nil {
-		return nil, fmt.Errorf("insert outbox: %w", err)
-	}
-	byEvent := make(map[string]int, len(msgs))
-	for i, m := range msgs {
-		byEvent[m.MessageID] = i
-	}
-	out := make([]Row, 0, len(msgs))
-	var id int64
-	var eventID string
-	_, err = pgx.ForEachRow(rows, []any{&id, &eventID}, func() error {
-		out = append(out, Row{ID: id, Msg: msgs[byEvent[eventID]]})
-		return nil
-	})
-	if err != nil {
+	if err := q.SendBatch(ctx, b).Close(); err != nil {
 		return nil, fmt.Errorf("insert outbox: %w", err)
 	}
 	return out, nil
+}
+
+// QueueAdd is Add as a statement of batch b, for sending along with others (the COMMIT after
+// it): once b has been sent, rows holds what was written. No events queue nothing.
+func QueueAdd(b *pgx.Batch, rows *[]Row, events ...Event) error {
+	if len(events) == 0 {
+		return nil
+	}
+	msgs, err := Encode(events...)
+	if err != nil {
+		return err
+	}
+	c := ColumnsOf(msgs)
+	b.Queue(`
+		INSERT INTO outbox (event_id, exchange, routing_key, message_type, correlation_id, body, created_at, traceparent, tracestate)
+		SELECT * FROM unnest($1::text[]::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bytea[], $7::timestamptz[], $8::text[], $9::text[])
+		RETURNING id, event_id::text`, c.EventIDs, c.Exchanges, c.RoutingKeys, c.Types, c.CorrelationIDs, c.Bodies, c.CreatedAt, c.Traceparents, c.Tracestates,
+	).Query(func(r pgx.Rows) error {
+		byEvent := make(map[string]int, len(msgs))
+		for i, m := range msgs {
+			byEvent[m.MessageID] = i
+		}
+		out := make([]Row, 0, len(msgs))
+		var id int64
+		var eventID string
+		_, err := pgx.ForEachRow(r, []any{&id, &eventID}, func() error {
+			out = append(out, Row{ID: id, Msg: msgs[byEvent[eventID]]})
+			return nil
+		})
+		*rows = out
+		return err
+	})
+	return nil
 }

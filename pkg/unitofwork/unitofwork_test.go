@@ -8,7 +8,6 @@ import (
 	"testing"
 
 	"github.com/google/uuid"
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	amqp "github.com/rabbitmq/amqp091-go"
 	"google.golang.org/protobuf/proto"
@@ -18,6 +17,7 @@ import (
 	paymentv1 "github.com/ordersaga/ordersaga/gen/payment/v1"
 	"github.com/ordersaga/ordersaga/pkg/broker"
 	"github.com/ordersaga/ordersaga/pkg/catalog"
+	"github.com/ordersaga/ordersaga/pkg/database"
 	"github.com/ordersaga/ordersaga/pkg/failure"
 	"github.com/ordersaga/ordersaga/pkg/inbox"
 	"github.com/ordersaga/ordersaga/pkg/outbox"
@@ -27,7 +27,7 @@ import (
 
 // store is a service's store for the tests: it records each event it applies in a table.
 type store struct {
-	tx  pgx.Tx
+	tx  database.Querier
 	rec *recorder
 }
 
@@ -107,7 +107,7 @@ func newService(t *testing.T, pool *pgxpool.Pool, rec *recorder) *unitofwork.Ser
 	t.Helper()
 	log := testenv.Logger(t)
 	svc := unitofwork.New(catalog.Payment, pool, outbox.NewRelay(pool, nil, log), log,
-		func(tx pgx.Tx) *store { return &store{tx: tx, rec: rec} })
+		func(tx database.Querier) *store { return &store{tx: tx, rec: rec} })
 	unitofwork.On(svc, catalog.OrderCreated, validateOrderCreated, applyOrderCreated(rec))
 	unitofwork.On(svc, catalog.InventoryFailed, nil, nothing[*inventoryv1.InventoryFailed])
 	unitofwork.On(svc, catalog.InventoryReleased, nil, nothing[*inventoryv1.InventoryReleased])
@@ -328,7 +328,7 @@ func TestUndecodableDeliveriesAreRejectedWithoutTouchingTheDatabase(t *testing.T
 func TestHandlersNeedARuleForEverySubscriptionAndNoOther(t *testing.T) {
 	t.Parallel()
 	log := testenv.Logger(t)
-	bind := func(tx pgx.Tx) *store { return &store{tx: tx} }
+	bind := func(tx database.Querier) *store { return &store{tx: tx} }
 	rec := &recorder{}
 
 	missing := unitofwork.New(catalog.Payment, nil, nil, log, bind)

@@ -11,7 +11,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
@@ -76,7 +75,7 @@ func run(ctx context.Context, log *slog.Logger, cfg config.Inventory) error {
 
 	repo := postgres.NewRepository(pool)
 	relay := outbox.NewRelay(pool, conn, log)
-	work := unitofwork.New(catalog.Inventory, pool, relay, log, func(tx pgx.Tx) eventhandler.Store { return postgres.Bind(tx) })
+	work := unitofwork.New(catalog.Inventory, pool, relay, log, func(tx database.Querier) eventhandler.Store { return postgres.Bind(tx) })
 	eventhandler.Register(work, log)
 	handlers, err := work.Handlers()
 	if err != nil {

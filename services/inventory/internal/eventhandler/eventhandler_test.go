@@ -21,6 +21,7 @@ import (
 	shippingv1 "github.com/ordersaga/ordersaga/gen/shipping/v1"
 	"github.com/ordersaga/ordersaga/pkg/broker"
 	"github.com/ordersaga/ordersaga/pkg/catalog"
+	"github.com/ordersaga/ordersaga/pkg/database"
 	"github.com/ordersaga/ordersaga/pkg/outbox"
 	"github.com/ordersaga/ordersaga/pkg/testenv"
 	"github.com/ordersaga/ordersaga/pkg/unitofwork"
@@ -49,7 +50,7 @@ func newEnvOn(t *testing.T, pool *pgxpool.Pool, relay *outbox.Relay) *env {
 	t.Helper()
 	log := testenv.Logger(t)
 	svc := unitofwork.New(catalog.Inventory, pool, relay, log,
-		func(tx pgx.Tx) eventhandler.Store { return postgres.Bind(tx) })
+		func(tx database.Querier) eventhandler.Store { return postgres.Bind(tx) })
 	eventhandler.Register(svc, log)
 	handlers, err := svc.Handlers()
 	if err != nil {

@@ -95,11 +95,11 @@ func (r *Repository) SetStock(ctx context.Context, id string, total int64) (*inv
 
 // Store reads and changes stock and reservations within one transaction.
 type Store struct {
-	tx pgx.Tx
+	tx database.Querier
 }
 
 // Bind returns the store of tx.
-func Bind(tx pgx.Tx) *Store { return &Store{tx: tx} }
+func Bind(tx database.Querier) *Store { return &Store{tx: tx} }
 
 // LockProducts locks the products with the given ids in id order, so that concurrent batches
 // never deadlock, and returns those that exist.
@@ -252,7 +252,7 @@ func (s *Store) MarkReleased(ctx context.Context, ids []string) error {
 }
 
 // lockProducts locks the products with the given ids in id order and returns those that exist.
-func lockProducts(ctx context.Context, tx pgx.Tx, ids []string) (map[string]*inventory.Product, error) {
+func lockProducts(ctx context.Context, tx database.Querier, ids []string) (map[string]*inventory.Product, error) {
 	rows, err := tx.Query(ctx, `
 		SELECT id::text, name, quantity_total, quantity_reserved FROM products
 		WHERE id = ANY($1::text[]::uuid[]) ORDER BY id FOR UPDATE`, ids)
@@ -273,7 +273,7 @@ func lockProducts(ctx context.Context, tx pgx.Tx, ids []string) (map[string]*inv
 }
 
 // reservedOrders returns which of the orders have a reservation, whatever its status.
-func reservedOrders(ctx context.Context, tx pgx.Tx, orderIDs []string) (map[string]bool, error) {
+func reservedOrders(ctx context.Context, tx database.Querier, orderIDs []string) (map[string]bool, error) {
 	rows, err := tx.Query(ctx, `SELECT order_id::text FROM reservations WHERE order_id = ANY($1::text[]::uuid[])`, orderIDs)
 	if err != nil {
 		return nil, fmt.Errorf("select reservations: %w", err)

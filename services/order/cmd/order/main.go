@@ -10,7 +10,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc/health"
@@ -80,7 +79,7 @@ func run(ctx context.Context, log *slog.Logger, cfg config.Order) error {
 	repo.AfterOutboxCommit(relay.Publish)
 	feed := postgres.NewStatusFeed(pool, log)
 	repo.AfterStatusCommit(feed.Announce)
-	work := unitofwork.New(catalog.Order, pool, relay, log, func(tx pgx.Tx) eventhandler.Store { return repo.Bind(tx) })
+	work := unitofwork.New(catalog.Order, pool, relay, log, func(tx database.Querier) eventhandler.Store { return repo.Bind(tx) })
 	eventhandler.Register(work, log)
 	handlers, err := work.Handlers()
 	if err != nil {

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	amqp "github.com/rabbitmq/amqp091-go"
 	"google.golang.org/protobuf/proto"
@@ -19,6 +18,7 @@ import (
 	shippingv1 "github.com/ordersaga/ordersaga/gen/shipping/v1"
 	"github.com/ordersaga/ordersaga/pkg/broker"
 	"github.com/ordersaga/ordersaga/pkg/catalog"
+	"github.com/ordersaga/ordersaga/pkg/database"
 	"github.com/ordersaga/ordersaga/pkg/outbox"
 	"github.com/ordersaga/ordersaga/pkg/testenv"
 	"github.com/ordersaga/ordersaga/pkg/unitofwork"
@@ -36,7 +36,7 @@ func newHandlers(t *testing.T, pool *pgxpool.Pool, repo *postgres.Repository) ha
 	t.Helper()
 	log := testenv.Logger(t)
 	svc := unitofwork.New(catalog.Order, pool, outbox.NewRelay(pool, nil, log), log,
-		func(tx pgx.Tx) eventhandler.Store { return repo.Bind(tx) })
+		func(tx database.Querier) eventhandler.Store { return repo.Bind(tx) })
 	eventhandler.Register(svc, log)
 	hs, err := svc.Handlers()
 	if err != nil {

@@ -14,7 +14,6 @@ import (
 
 	"github.com/google/uuid"
 	grpcprom "github.com/grpc-ecosystem/go-grpc-middleware/providers/prometheus"
-	"github.com/jackc/pgx/v5"
 	amqp "github.com/rabbitmq/amqp091-go"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
@@ -31,6 +30,7 @@ import (
 	shippingv1 "github.com/ordersaga/ordersaga/gen/shipping/v1"
 	"github.com/ordersaga/ordersaga/pkg/broker"
 	"github.com/ordersaga/ordersaga/pkg/catalog"
+	"github.com/ordersaga/ordersaga/pkg/database"
 	"github.com/ordersaga/ordersaga/pkg/outbox"
 	"github.com/ordersaga/ordersaga/pkg/testenv"
 	"github.com/ordersaga/ordersaga/pkg/unitofwork"
@@ -85,7 +85,7 @@ func start(t *testing.T, feed grpcapi.Feed, poll time.Duration) *env {
 	// Status changes come from the saga's events, through order-service's handlers; their relay
 	// is not running, and they publish nothing.
 	work := unitofwork.New(catalog.Order, pool, outbox.NewRelay(pool, nil, log), log,
-		func(tx pgx.Tx) eventhandler.Store { return repo.Bind(tx) })
+		func(tx database.Querier) eventhandler.Store { return repo.Bind(tx) })
 	eventhandler.Register(work, log)
 	saga, err := work.Handlers()
 	if err != nil {

@@ -240,13 +240,13 @@ func decodeToken(token string) (time.Time, string, error) {
 
 // Store reads and changes orders within the transaction of a unit of work.
 type Store struct {
-	tx       pgx.Tx
+	tx       database.Querier
 	announce func([]order.Update)
 	updates  []order.Update
 }
 
 // Bind returns the store of tx; the status changes it saves are announced once tx committed.
-func (r *Repository) Bind(tx pgx.Tx) *Store { return &Store{tx: tx, announce: r.afterStatus} }
+func (r *Repository) Bind(tx database.Querier) *Store { return &Store{tx: tx, announce: r.afterStatus} }
 
 // completion is how long orders take from being placed to a terminal status, by that status.
 var completion = promauto.NewHistogramVec(prometheus.HistogramOpts{

@@ -17,6 +17,7 @@ import (
 	paymentv1 "github.com/ordersaga/ordersaga/gen/payment/v1"
 	"github.com/ordersaga/ordersaga/pkg/broker"
 	"github.com/ordersaga/ordersaga/pkg/catalog"
+	"github.com/ordersaga/ordersaga/pkg/database"
 	"github.com/ordersaga/ordersaga/pkg/outbox"
 	"github.com/ordersaga/ordersaga/pkg/testenv"
 	"github.com/ordersaga/ordersaga/pkg/unitofwork"
@@ -49,7 +50,7 @@ func newHandlers(t *testing.T, pool *pgxpool.Pool, relay *outbox.Relay) *handler
 	}
 	log := testenv.Logger(t)
 	svc := unitofwork.New(catalog.Payment, pool, relay, log,
-		func(tx pgx.Tx) eventhandler.Store { return postgres.Bind(tx) })
+		func(tx database.Querier) eventhandler.Store { return postgres.Bind(tx) })
 	eventhandler.Register(svc, gateway, log)
 	byQueue, err := svc.Handlers()
 	if err != nil {

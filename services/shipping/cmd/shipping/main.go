@@ -11,7 +11,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/ordersaga/ordersaga/pkg/broker"
@@ -75,7 +74,7 @@ func run(ctx context.Context, log *slog.Logger, cfg config.Shipping) error {
 	defer conn.Close()
 
 	relay := outbox.NewRelay(pool, conn, log)
-	work := unitofwork.New(catalog.Shipping, pool, relay, log, func(tx pgx.Tx) eventhandler.Store { return postgres.Bind(tx) })
+	work := unitofwork.New(catalog.Shipping, pool, relay, log, func(tx database.Querier) eventhandler.Store { return postgres.Bind(tx) })
 	eventhandler.Register(work, carrier, log)
 	handlers, err := work.Handlers()
 	if err != nil {

@@ -20,6 +20,7 @@ import (
 	shippingv1 "github.com/ordersaga/ordersaga/gen/shipping/v1"
 	"github.com/ordersaga/ordersaga/pkg/broker"
 	"github.com/ordersaga/ordersaga/pkg/catalog"
+	"github.com/ordersaga/ordersaga/pkg/database"
 	"github.com/ordersaga/ordersaga/pkg/outbox"
 	"github.com/ordersaga/ordersaga/pkg/testenv"
 	"github.com/ordersaga/ordersaga/pkg/unitofwork"
@@ -58,7 +59,7 @@ func newHandlers(t *testing.T, pool *pgxpool.Pool, relay *outbox.Relay, failureR
 	}
 	log := testenv.Logger(t)
 	svc := unitofwork.New(catalog.Shipping, pool, relay, log,
-		func(tx pgx.Tx) eventhandler.Store { return postgres.Bind(tx) })
+		func(tx database.Querier) eventhandler.Store { return postgres.Bind(tx) })
 	eventhandler.Register(svc, carrier, log)
 	byQueue, err := svc.Handlers()
 	if err != nil {

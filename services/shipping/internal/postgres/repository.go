@@ -30,11 +30,11 @@ var Migrations = []database.Migrations{
 
 // Store writes shipments within one transaction.
 type Store struct {
-	tx pgx.Tx
+	tx database.Querier
 }
 
 // Bind returns the store of tx.
-func Bind(tx pgx.Tx) *Store { return &Store{tx: tx} }
+func Bind(tx database.Querier) *Store { return &Store{tx: tx} }
 
 // Insert stores new shipments, except for orders that have one already, and returns the ids
 // of those it stored.
