@@ -43,6 +43,7 @@ type config struct {
 	scenarios []string
 	hotStock  int64
 	conns     int
+	replicas  int
 	logLevel  string
 	dbParams  string
 	keep      bool
@@ -62,6 +63,7 @@ func defaultConfig() config {
 		rates:     []float64{200, 500},
 		scenarios: kinds,
 		conns:     4,
+		replicas:  1,
 		logLevel:  "info",
 	}
 }
@@ -95,7 +97,8 @@ func main() {
 	})
 	flag.Int64Var(&cfg.hotStock, "hot-stock", 0, fmt.Sprintf("stock of the hot product; 0: %.0f%% of the orders the spread scenario completed "+
 		"(of 1000/s × -duration when it does not run), so that some orders run out of stock", 100*hotShare))
-	flag.IntVar(&cfg.conns, "conns", cfg.conns, "gRPC connections to order-service")
+	flag.IntVar(&cfg.conns, "conns", cfg.conns, "gRPC connections to order-service, spread over its replicas")
+	flag.IntVar(&cfg.replicas, "replicas", cfg.replicas, "processes per service")
 	flag.StringVar(&cfg.logLevel, "log-level", cfg.logLevel, "LOG_LEVEL of the services")
 	flag.StringVar(&cfg.dbParams, "db-params", "", `query parameters added to the services' database URLs, e.g. "pool_max_conns=16"`)
 	flag.BoolVar(&cfg.keep, "keep", false, "keep the services' logs")
@@ -152,7 +155,7 @@ var errHotCheck = errors.New("hot product check failed")
 // run measures the baselines, starts the stack and runs the scenarios, writing progress to
 // progress. It returns the report of what it measured even with errHotCheck.
 func run(ctx context.Context, cfg config, progress io.Writer) (*report, error) {
-	rep := &report{cores: runtime.NumCPU(), clock: clockTicks(), replicas: 1,
+	rep := &report{cores: runtime.NumCPU(), clock: clockTicks(), replicas: max(cfg.replicas, 1),
 		baseline: cfg.baseline, duration: cfg.duration, drain: cfg.drain}
 	var err error
 	fmt.Fprintf(progress, "baseline: PostgreSQL commits (%d connections, %s)...\n", baselineConns, cfg.baseline)
@@ -225,9 +228,10 @@ func (rep *report) runStack(ctx context.Context, cfg config, tr tracing, logDir 
 	defer teardown()
 
 	rn := &runner{stack: s, cfg: cfg, hz: rep.clock.hz}
-	for range max(cfg.conns, 1) {
-		// Separate connections so that one HTTP/2 connection's writer is not what is measured.
-		cc, err := grpc.NewClient(s.OrderGRPC, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	for i := range max(cfg.conns, s.Replicas()) {
+		// Separate connections so that one HTTP/2 connection's writer is not what is measured,
+		// over every replica of order-service as a load balancer would spread them.
+		cc, err := grpc.NewClient(s.Addr("order", i%s.Replicas(), "grpc"), grpc.WithTransportCredentials(insecure.NewCredentials()))
 		if err != nil {
 			return err
 		}

@@ -124,9 +124,9 @@ func (rep *report) write(w io.Writer, markdown bool) {
 	}
 	note("Baselines on this machine (%d CPUs, measured %s each before the stack started): PostgreSQL %.0f commits/s "+
 		"(single-row INSERT per transaction, %d connections); RabbitMQ %.0f persistent messages/s through one quorum queue "+
-		"(publisher confirms, %d in flight; consumer prefetch %d, acks %d at a time). Services: %d replica each; "+
+		"(publisher confirms, %d in flight; consumer prefetch %d, acks %d at a time). Services: %s each; "+
 		"PostgreSQL, RabbitMQ and the load generator on the same machine.",
-		rep.cores, rep.baseline, rep.pgCommits, baselineConns, rep.brokerMsgs, pipeWindow, pipePrefetch, pipeAckEvery, rep.replicas)
+		rep.cores, rep.baseline, rep.pgCommits, baselineConns, rep.brokerMsgs, pipeWindow, pipePrefetch, pipeAckEvery, plural(rep.replicas, "replica"))
 	if markdown {
 		note("Command: `%s`", rep.command)
 	} else {
@@ -212,4 +212,12 @@ func outcomes(m map[orderv1.OrderStatus]int) string {
 		}
 	}
 	return strings.Join(parts, ", ")
+}
+
+// plural is n things, spelled for n.
+func plural(n int, thing string) string {
+	if n == 1 {
+		return "1 " + thing
+	}
+	return fmt.Sprintf("%d %ss", n, thing)
 }
