@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	amqp "github.com/rabbitmq/amqp091-go"
 	"google.golang.org/protobuf/proto"
@@ -64,6 +65,10 @@ var errRefused = errors.New("refused by the rule")
 const (
 	methodReject = "reject" // the rule refuses the event for good
 	methodFail   = "fail"   // the rule fails the whole batch
+	// The rule records the event with a write deferred to the commit, one that fails there
+	// for methodDeferFail.
+	methodDefer     = "defer"
+	methodDeferFail = "defer-fail"
 )
 
 // applyOrderCreated stores each event and announces a payment.failed for it. It refuses an
@@ -73,8 +78,21 @@ func applyOrderCreated(rec *recorder) unitofwork.Rule[*store, *orderv1.OrderCrea
 		rec.saw(evs)
 		var out []outbox.Event
 		for _, ev := range evs {
-			if _, err := s.tx.Exec(ctx, `INSERT INTO applied (event_id, order_id) VALUES ($1, $2)`, ev.ID, ev.OrderID); err != nil {
-				return nil, err
+			switch method := ev.Msg.GetPaymentMethod(); method {
+			case methodDefer, methodDeferFail:
+				orderID := &ev.OrderID
+				if method == methodDeferFail {
+					orderID = nil // NOT NULL: fails when the commit sends it
+				}
+				b := &pgx.Batch{}
+				b.Queue(`INSERT INTO applied (event_id, order_id) VALUES ($1, $2)`, ev.ID, orderID)
+				if err := database.Write(ctx, s.tx, b); err != nil {
+					return nil, err
+				}
+			default:
+				if _, err := s.tx.Exec(ctx, `INSERT INTO applied (event_id, order_id) VALUES ($1, $2)`, ev.ID, ev.OrderID); err != nil {
+					return nil, err
+				}
 			}
 			switch ev.Msg.GetPaymentMethod() {
 			case methodReject:
@@ -285,6 +303,54 @@ func TestAFailedRuleUndoesTheBatch(t *testing.T) {
 	}
 	if rec.commits != 0 {
 		t.Errorf("a store was told of a commit after a rollback")
+	}
+}
+
+func TestDeferredWritesGoWithTheCommit(t *testing.T) {
+	t.Parallel()
+	h, pool, rec := setup(t)
+	ctx := context.Background()
+	a, b := orderCreated(methodDefer), orderCreated("card")
+	if err := h(ctx, deliveries(t, a, b)); err != nil {
+		t.Fatal(err)
+	}
+	for _, ev := range []*orderv1.OrderCreated{a, b} {
+		if n := count(t, pool, `SELECT count(*) FROM applied WHERE event_id = $1 AND order_id = $2`, ev.EventId, ev.OrderId); n != 1 {
+			t.Errorf("event %s (%s) applied %d times, want once", ev.EventId, ev.PaymentMethod, n)
+		}
+	}
+	if n := count(t, pool, `SELECT count(*) FROM outbox`); n != 2 {
+		t.Errorf("%d outbox rows, want 2", n)
+	}
+	if rec.commits != 1 {
+		t.Errorf("stores told of %d commits, want 1", rec.commits)
+	}
+}
+
+func TestAFailedDeferredWriteUndoesTheBatch(t *testing.T) {
+	t.Parallel()
+	h, pool, rec := setup(t)
+	ctx := context.Background()
+	err := h(ctx, deliveries(t, orderCreated("card"), orderCreated(methodDeferFail)))
+	var rej broker.Rejected
+	if err == nil || errors.As(err, &rej) {
+		t.Fatalf("error = %v, want the failed write's error, not a rejection", err)
+	}
+	for _, table := range []string{"applied", "outbox", "idempotency_keys"} {
+		if n := count(t, pool, `SELECT count(*) FROM `+table); n != 0 {
+			t.Errorf("%s has %d rows after the commit failed", table, n)
+		}
+	}
+	if rec.commits != 0 {
+		t.Errorf("a store was told of a commit that failed")
+	}
+	// The connection was rolled back, not left in the failed transaction: the next batch commits.
+	ok := orderCreated("card")
+	if err := h(ctx, deliveries(t, ok)); err != nil {
+		t.Fatalf("next batch: %v", err)
+	}
+	if n := count(t, pool, `SELECT count(*) FROM applied WHERE event_id = $1`, ok.EventId); n != 1 {
+		t.Errorf("the next batch applied %d times, want once", n)
 	}
 }
 

@@ -112,7 +112,7 @@ func (s *Store) Reserved(ctx context.Context, orderIDs []string) (map[string]boo
 	return reservedOrders(ctx, s.tx, orderIDs)
 }
 
-// SaveStock writes the reserved quantity of products, in one statement.
+// SaveStock writes the reserved quantity of products, in one statement that may wait for the commit.
 func (s *Store) SaveStock(ctx context.Context, products []*inventory.Product) error {
 	if len(products) == 0 {
 		return nil
@@ -122,10 +122,12 @@ func (s *Store) SaveStock(ctx context.Context, products []*inventory.Product) er
 	for i, p := range products {
 		ids[i], reserved[i] = p.ID(), p.Reserved()
 	}
-	if _, err := s.tx.Exec(ctx, `
+	b := &pgx.Batch{}
+	b.Queue(`
 		UPDATE products p SET quantity_reserved = u.reserved, updated_at = now()
 		FROM unnest($1::text[]::uuid[], $2::bigint[]) AS u(id, reserved)
-		WHERE p.id = u.id`, ids, reserved); err != nil {
+		WHERE p.id = u.id`, ids, reserved)
+	if err := database.Write(ctx, s.tx, b); err != nil {
 		return fmt.Errorf("update products: %w", err)
 	}
 	return nil
@@ -238,14 +240,14 @@ func (s *Store) LockReserved(ctx context.Context, orderIDs []string) ([]inventor
 	return out, nil
 }
 
-// MarkReleased sets reservations RELEASED.
+// MarkReleased sets reservations RELEASED, in a statement that may wait for the commit.
 func (s *Store) MarkReleased(ctx context.Context, ids []string) error {
 	if len(ids) == 0 {
 		return nil
 	}
-	if _, err := s.tx.Exec(ctx, `
-		UPDATE reservations SET status = $2, updated_at = now() WHERE id = ANY($1::text[]::uuid[])`,
-		ids, StatusReleased); err != nil {
+	b := &pgx.Batch{}
+	b.Queue(`UPDATE reservations SET status = $2, updated_at = now() WHERE id = ANY($1::text[]::uuid[])`, ids, StatusReleased)
+	if err := database.Write(ctx, s.tx, b); err != nil {
 		return fmt.Errorf("update reservations: %w", err)
 	}
 	return nil

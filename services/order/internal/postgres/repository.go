@@ -294,7 +294,8 @@ func (s *Store) Lock(ctx context.Context, ids []string) (map[string]*order.Order
 	return orders, nil
 }
 
-// Save stores the new state of the orders that changed and their history, in one round trip.
+// Save stores the new state of the orders that changed and their history, in one round trip,
+// or with the commit of a transaction that defers writes.
 func (s *Store) Save(ctx context.Context, orders map[string]*order.Order, changes []order.Change) error {
 	if len(changes) == 0 {
 		return nil
@@ -330,7 +331,7 @@ func (s *Store) Save(ctx context.Context, orders map[string]*order.Order, change
 		INSERT INTO order_status_history (order_id, status, reason, changed_at)
 		SELECT * FROM unnest($1::text[]::uuid[], $2::text[], $3::text[], $4::timestamptz[])`,
 		hIDs, hStatuses, hReasons, hAt)
-	if err := s.tx.SendBatch(ctx, b).Close(); err != nil {
+	if err := database.Write(ctx, s.tx, b); err != nil {
 		return fmt.Errorf("write order changes: %w", err)
 	}
 	for _, c := range changes {

@@ -97,7 +97,7 @@ func (s *Store) Lock(ctx context.Context, orderIDs []string) (map[string]*paymen
 	return byOrder, nil
 }
 
-// Save writes the status and reason of changed payments.
+// Save writes the status and reason of changed payments, in a statement that may wait for the commit.
 func (s *Store) Save(ctx context.Context, payments []*payment.Payment) error {
 	if len(payments) == 0 {
 		return nil
@@ -106,11 +106,12 @@ func (s *Store) Save(ctx context.Context, payments []*payment.Payment) error {
 	for _, p := range payments {
 		ids, statuses, reasons = append(ids, p.ID()), append(statuses, string(p.Status())), append(reasons, p.Reason())
 	}
-	_, err := s.tx.Exec(ctx, `
+	b := &pgx.Batch{}
+	b.Queue(`
 		UPDATE payments AS p SET status = u.status, reason = u.reason, updated_at = now()
 		FROM unnest($1::text[]::uuid[], $2::text[], $3::text[]) AS u(id, status, reason)
 		WHERE p.id = u.id`, ids, statuses, nullIfEmpty(reasons))
-	if err != nil {
+	if err := database.Write(ctx, s.tx, b); err != nil {
 		return fmt.Errorf("update payments: %w", err)
 	}
 	return nil

@@ -116,7 +116,7 @@ func (s *Store) Lock(ctx context.Context, orderIDs []string) (map[string]*shippi
 	return byOrder, nil
 }
 
-// Save writes the status and reason of changed shipments.
+// Save writes the status and reason of changed shipments, in a statement that may wait for the commit.
 func (s *Store) Save(ctx context.Context, shipments []*shipping.Shipment) error {
 	if len(shipments) == 0 {
 		return nil
@@ -126,10 +126,12 @@ func (s *Store) Save(ctx context.Context, shipments []*shipping.Shipment) error 
 	for _, sh := range shipments {
 		ids, statuses, reasons = append(ids, sh.ID()), append(statuses, string(sh.Status())), append(reasons, nullIfEmpty(sh.Reason()))
 	}
-	if _, err := s.tx.Exec(ctx, `
+	b := &pgx.Batch{}
+	b.Queue(`
 		UPDATE shipments AS s SET status = u.status, reason = u.reason
 		FROM unnest($1::text[]::uuid[], $2::text[], $3::text[]) AS u(id, status, reason)
-		WHERE s.id = u.id`, ids, statuses, reasons); err != nil {
+		WHERE s.id = u.id`, ids, statuses, reasons)
+	if err := database.Write(ctx, s.tx, b); err != nil {
 		return fmt.Errorf("update shipments: %w", err)
 	}
 	return nil
