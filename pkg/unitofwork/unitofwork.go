@@ -79,6 +79,13 @@ type Committer interface {
 	Committed()
 }
 
+// Preparer is a store that reads ahead: Prepare queues the reads its rules make for the orders
+// of a batch into the statements that begin the transaction and claim the events, so that they
+// cost no round trip of their own. It sees the order of every event of the batch, fresh or not.
+type Preparer interface {
+	Prepare(b *pgx.Batch, orderIDs []string)
+}
+
 // Service holds the rules of one consumer service, one per routing key it consumes, and runs
 // them in units of work on its database. S is the service's store bound to a transaction.
 type Service[S any] struct {
@@ -261,7 +268,7 @@ func (s *Service[S]) handler(queue string, e *entry[S]) broker.Handler {
 }
 
 // attempt runs one transaction: claim, rule, outbox, commit, hand-over. The transaction's
-// BEGIN goes to PostgreSQL with the inbox claim, and its COMMIT with the rule's deferred writes
+// BEGIN goes to PostgreSQL with the inbox claim and the reads a Preparer store queues, and its COMMIT with the rule's deferred writes
 // and the outbox write: two round trips besides the rule's reads, where a pgx.Tx would take
 // four besides every statement of the rule.
 func (s *Service[S]) attempt(ctx context.Context, queue string, e *entry[S], events []envelope) (published, fresh int, err error) {
@@ -280,6 +287,15 @@ func (s *Service[S]) attempt(ctx context.Context, queue string, e *entry[S], eve
 	begin := &pgx.Batch{}
 	begin.Queue("begin")
 	inbox.QueueClaim(begin, queue, ids, claimed)
+	t := &transaction{Conn: conn}
+	store := s.bind(t)
+	if p, ok := any(store).(Preparer); ok {
+		orders := make([]string, len(events))
+		for i, env := range events {
+			orders[i] = env.orderID
+		}
+		p.Prepare(begin, orders)
+	}
 	if err := conn.SendBatch(ctx, begin).Close(); err != nil {
 		return 0, 0, fmt.Errorf("begin and claim events: %w", err)
 	}
@@ -287,8 +303,6 @@ func (s *Service[S]) attempt(ctx context.Context, queue string, e *entry[S], eve
 	if len(todo) == 0 {
 		return 0, 0, commit(ctx, conn, &pgx.Batch{})
 	}
-	t := &transaction{Conn: conn}
-	store := s.bind(t)
 	out, err := e.apply(ctx, store, todo)
 	if err != nil {
 		return 0, 0, err

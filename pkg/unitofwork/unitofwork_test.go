@@ -3,6 +3,7 @@ package unitofwork_test
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -30,21 +31,38 @@ import (
 type store struct {
 	tx  database.Querier
 	rec *recorder
+	// Read ahead by Prepare: the orders it was given, and how many of them were applied before.
+	ahead        []string
+	appliedAhead int
 }
 
 func (s *store) Committed() { s.rec.committed() }
+
+func (s *store) Prepare(b *pgx.Batch, orderIDs []string) {
+	s.ahead = orderIDs
+	b.Queue(`SELECT count(*) FROM applied WHERE order_id = ANY($1::text[]::uuid[])`, orderIDs).QueryRow(func(row pgx.Row) error {
+		return row.Scan(&s.appliedAhead)
+	})
+}
 
 // recorder sees what the rules were given and how often a store was told of a commit.
 type recorder struct {
 	mu      sync.Mutex
 	batches [][]unitofwork.Event[*orderv1.OrderCreated]
+	ahead   []readAhead // what the store had read ahead, per batch the rule saw
 	commits int
 }
 
-func (r *recorder) saw(evs []unitofwork.Event[*orderv1.OrderCreated]) {
+type readAhead struct {
+	orders  []string
+	applied int
+}
+
+func (r *recorder) saw(s *store, evs []unitofwork.Event[*orderv1.OrderCreated]) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.batches = append(r.batches, evs)
+	r.ahead = append(r.ahead, readAhead{s.ahead, s.appliedAhead})
 }
 
 func (r *recorder) committed() {
@@ -75,7 +93,7 @@ const (
 // event whose payment method is methodReject, and fails the batch on methodFail.
 func applyOrderCreated(rec *recorder) unitofwork.Rule[*store, *orderv1.OrderCreated] {
 	return func(ctx context.Context, s *store, evs []unitofwork.Event[*orderv1.OrderCreated]) ([]outbox.Event, error) {
-		rec.saw(evs)
+		rec.saw(s, evs)
 		var out []outbox.Event
 		for _, ev := range evs {
 			switch method := ev.Msg.GetPaymentMethod(); method {
@@ -351,6 +369,26 @@ func TestAFailedDeferredWriteUndoesTheBatch(t *testing.T) {
 	}
 	if n := count(t, pool, `SELECT count(*) FROM applied WHERE event_id = $1`, ok.EventId); n != 1 {
 		t.Errorf("the next batch applied %d times, want once", n)
+	}
+}
+
+func TestAPreparerReadsAheadForEveryEventOfTheBatch(t *testing.T) {
+	t.Parallel()
+	h, _, rec := setup(t)
+	ctx := context.Background()
+	a, b := orderCreated("card"), orderCreated("card")
+	if err := h(ctx, deliveries(t, a)); err != nil {
+		t.Fatal(err)
+	}
+	// a again, claimed already: its order is read ahead all the same, before the rule runs.
+	if err := h(ctx, deliveries(t, a, b)); err != nil {
+		t.Fatal(err)
+	}
+	if len(rec.ahead) != 2 {
+		t.Fatalf("the rule saw %d batches, want 2", len(rec.ahead))
+	}
+	if got := rec.ahead[1]; !slices.Equal(got.orders, []string{a.OrderId, b.OrderId}) || got.applied != 1 {
+		t.Errorf("second batch read ahead %v with %d applied, want [%s %s] with 1", got.orders, got.applied, a.OrderId, b.OrderId)
 	}
 }
 

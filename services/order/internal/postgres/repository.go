@@ -243,6 +243,9 @@ type Store struct {
 	tx       database.Querier
 	announce func([]order.Update)
 	updates  []order.Update
+	// What Prepare locked ahead: the ids asked for, and the orders found.
+	prepared map[string]bool
+	locked   map[string]*order.Order
 }
 
 // Bind returns the store of tx; the status changes it saves are announced once tx committed.
@@ -269,29 +272,58 @@ func (s *Store) Committed() {
 	}
 }
 
-// Lock loads the saga state of orders and locks their rows. Sorted ids make every batch on
-// every replica lock in the same order, so batches never deadlock. Orders that do not exist
-// are missing from the map.
-func (s *Store) Lock(ctx context.Context, ids []string) (map[string]*order.Order, error) {
+// lockOrders loads the saga state of orders and locks their rows, in id order: every batch on
+// every replica locks in the same order, so batches never deadlock.
+const lockOrders = `
+	SELECT id::text, status, COALESCE(failure_reason, ''), COALESCE(tracking_code, ''), created_at, updated_at, version
+	FROM orders WHERE id = ANY($1::text[]::uuid[]) ORDER BY id FOR UPDATE`
+
+// Prepare locks the orders of a unit of work's batch along with its claim (unitofwork.Preparer),
+// for the rule's Lock to find.
+func (s *Store) Prepare(b *pgx.Batch, ids []string) {
 	ids = slices.Compact(slices.Sorted(slices.Values(ids)))
-	rows, err := s.tx.Query(ctx, `
-		SELECT id::text, status, COALESCE(failure_reason, ''), COALESCE(tracking_code, ''), created_at, updated_at, version
-		FROM orders WHERE id = ANY($1::text[]::uuid[]) ORDER BY id FOR UPDATE`, ids)
+	s.prepared = make(map[string]bool, len(ids))
+	for _, id := range ids {
+		s.prepared[id] = true
+	}
+	s.locked = make(map[string]*order.Order, len(ids))
+	b.Queue(lockOrders, ids).Query(func(rows pgx.Rows) error { return scanOrders(rows, s.locked) })
+}
+
+// Lock loads the saga state of orders and locks their rows, or finds them locked by Prepare.
+// Orders that do not exist are missing from the map.
+func (s *Store) Lock(ctx context.Context, ids []string) (map[string]*order.Order, error) {
+	if s.prepared != nil && !slices.ContainsFunc(ids, func(id string) bool { return !s.prepared[id] }) {
+		orders := make(map[string]*order.Order, len(ids))
+		for _, id := range ids {
+			if o, ok := s.locked[id]; ok {
+				orders[id] = o
+			}
+		}
+		return orders, nil
+	}
+	ids = slices.Compact(slices.Sorted(slices.Values(ids)))
+	rows, err := s.tx.Query(ctx, lockOrders, ids)
 	if err != nil {
 		return nil, fmt.Errorf("lock orders: %w", err)
 	}
 	orders := make(map[string]*order.Order, len(ids))
+	if err := scanOrders(rows, orders); err != nil {
+		return nil, fmt.Errorf("lock orders: %w", err)
+	}
+	return orders, nil
+}
+
+// scanOrders reads the rows of lockOrders into orders.
+func scanOrders(rows pgx.Rows, orders map[string]*order.Order) error {
 	var snap order.Snapshot
 	var status string
-	_, err = pgx.ForEachRow(rows, []any{&snap.ID, &status, &snap.FailureReason, &snap.TrackingCode, &snap.CreatedAt, &snap.UpdatedAt, &snap.Version}, func() error {
+	_, err := pgx.ForEachRow(rows, []any{&snap.ID, &status, &snap.FailureReason, &snap.TrackingCode, &snap.CreatedAt, &snap.UpdatedAt, &snap.Version}, func() error {
 		snap.Status = order.Status(status)
 		orders[snap.ID] = order.Restore(snap)
 		return nil
 	})
-	if err != nil {
-		return nil, fmt.Errorf("lock orders: %w", err)
-	}
-	return orders, nil
+	return err
 }
 
 // Save stores the new state of the orders that changed and their history, in one round trip,
