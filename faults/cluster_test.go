@@ -64,7 +64,7 @@ func crashLeader(ctx context.Context, t *testing.T, nodes []*rabbitNode, vhost s
 	if err != nil {
 		return fmt.Errorf("connections: %w", err)
 	}
-	total := sum(before)
+	total := countAll(before)
 	if before[victim.nodename()] == 0 {
 		return fmt.Errorf("no service is connected to %s: %v", victim.name, before)
 	}
@@ -81,7 +81,7 @@ func crashLeader(ctx context.Context, t *testing.T, nodes []*rabbitNode, vhost s
 	began := time.Now()
 	for {
 		after, err := connections(ctx, survivor, vhost)
-		if err == nil && after[victim.nodename()] == 0 && after[survivor.nodename()] > 0 && sum(after) == total {
+		if err == nil && after[victim.nodename()] == 0 && after[survivor.nodename()] > 0 && countAll(after) == total {
 			t.Logf("all %d connections back on the survivors within %s: %v", total, time.Since(began).Round(time.Millisecond), after)
 			break
 		}
@@ -173,7 +173,8 @@ func connections(ctx context.Context, via *rabbitNode, vhost string) (map[string
 	return byNode, nil
 }
 
-func sum(m map[string]int) int {
+// countAll adds up the counts of every node.
+func countAll(m map[string]int) int {
 	n := 0
 	for _, v := range m {
 		n += v

@@ -65,6 +65,7 @@ func newRabbitNode(t *testing.T, name string, slot int) *rabbitNode {
 	t.Cleanup(func() {
 		n.kill()
 		n.reap(t)
+		_ = os.Remove(rabbitBase) // once the last node's directory is gone
 	})
 	for _, d := range []string{"home", "mnesia", "log"} {
 		if err := os.MkdirAll(filepath.Join(n.dir, d), 0o755); err != nil {
