@@ -225,6 +225,26 @@ func (n *rabbitNode) kill() {
 	case <-n.done:
 	case <-time.After(30 * time.Second):
 	}
+	// The script may die before its VM does.
+	if pid, err := n.vmPID(); err == nil {
+		waitGone(pid, 30*time.Second)
+	}
+}
+
+// waitGone waits until process pid has exited (or is a zombie), at most timeout.
+func waitGone(pid int, timeout time.Duration) {
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil {
+			return
+		}
+		// The state follows the parenthesized command name.
+		if i := bytes.LastIndexByte(stat, ')'); i >= 0 && i+2 < len(stat) && stat[i+2] == 'Z' {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 // reap kills whatever process runs from the node's directory (a previous run's node, left
@@ -251,11 +271,8 @@ func (n *rabbitNode) reap(t *testing.T) {
 		t.Logf("%s: killing process %d left by an earlier run", n.name, pid)
 		_ = syscall.Kill(pid, syscall.SIGKILL)
 	}
-	deadline := time.Now().Add(30 * time.Second)
 	for _, pid := range pids {
-		for syscall.Kill(pid, 0) == nil && time.Now().Before(deadline) {
-			time.Sleep(100 * time.Millisecond)
-		}
+		waitGone(pid, 30*time.Second)
 	}
 	if err := os.RemoveAll(n.dir); err != nil {
 		t.Errorf("remove %s: %v", n.dir, err)
