@@ -151,20 +151,22 @@ func (c *Conn) keepAlive(conn *amqp.Connection) {
 				stopping = nil // seen; a nil channel is never ready
 				dropped = c.drop(conn)
 			case e := <-closed:
-				if dropped {
-					break watch
+				if !dropped {
+					c.log.Warn("broker connection lost, redialing", "err", e)
 				}
-				c.log.Warn("broker connection lost, redialing", "err", e)
 				break watch
 			}
 		}
 		c.setBlocked(amqp.Blocking{})
-		c.setConn(nil)
 		if dropped {
+			// Before the connection goes: nobody may start waiting for a redial that never comes.
 			c.mu.Lock()
 			c.dropped = true
 			c.mu.Unlock()
-			<-c.stop // stopping: no redial
+		}
+		c.setConn(nil)
+		if dropped {
+			<-c.stop
 			return
 		}
 		var err error
