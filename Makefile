@@ -54,6 +54,10 @@ check-deploy: deploy-tools ## Prometheus config, rules and alert unit tests (pro
 test-faults: build infra ## Crash, restart, duplicate and poison-message tests (restart the local broker and database).
 	ORDERSAGA_BIN_DIR=$(CURDIR)/bin $(GO_TEST) -tags faults -timeout 40m -run 'TestFault' -v ./faults/...
 
+.PHONY: cluster-test
+cluster-test: build infra ## A 3-node RabbitMQ cluster losing a node, a PostgreSQL failover to a synchronous standby (scratch servers beside the machine's; root).
+	ORDERSAGA_BIN_DIR=$(CURDIR)/bin $(GO_TEST) -tags cluster -timeout 15m -run 'TestCluster' -v ./faults/...
+
 .PHONY: bench
 bench: build infra ## Benchmark scenarios end to end (orders/s, latency, batch sizes, CPU per order) beside PostgreSQL and RabbitMQ baselines; BENCH_FLAGS=-help lists the knobs.
 	ORDERSAGA_BIN_DIR=$(CURDIR)/bin go run ./cmd/bench $(BENCH_FLAGS)

@@ -10,14 +10,6 @@ import (
 	"github.com/ordersaga/ordersaga/internal/stack"
 )
 
-// pause waits d, or less when ctx ends.
-func pause(ctx context.Context, d time.Duration) {
-	select {
-	case <-time.After(d):
-	case <-ctx.Done():
-	}
-}
-
 // TestFaultKillEachService kills each service with SIGKILL in turn while orders flow, and
 // starts it again a couple of seconds later: nothing a crash interrupts may be lost or done
 // twice (the outbox publishes what was committed, the inbox absorbs redeliveries).

@@ -1,4 +1,4 @@
-//go:build faults
+//go:build faults || cluster
 
 // Package faults holds the fault-injection tests: each runs the whole system (internal/stack),
 // places a stream of orders of every outcome, breaks something in the middle of it (a killed
@@ -7,4 +7,9 @@
 //
 // They restart the machine's RabbitMQ and PostgreSQL, so they are kept behind the faults build
 // tag and never run in parallel: make test-faults.
+//
+// Behind the cluster build tag, with the same harness, the tests that go past one machine: a
+// RabbitMQ cluster of three scratch nodes that loses the node leading most queues, and a scratch
+// PostgreSQL primary that fails over to its synchronous standby. They start everything they use
+// beside the machine's own servers and leave those untouched: make cluster-test.
 package faults

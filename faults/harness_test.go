@@ -1,4 +1,4 @@
-//go:build faults
+//go:build faults || cluster
 
 package faults
 
@@ -693,6 +693,14 @@ func rabbitmqctl(args ...string) error {
 		time.Sleep(time.Duration(try+1) * 500 * time.Millisecond)
 	}
 	return fmt.Errorf("rabbitmqctl %s: %w\n%s", strings.Join(args, " "), err, out)
+}
+
+// pause waits d, or less when ctx ends.
+func pause(ctx context.Context, d time.Duration) {
+	select {
+	case <-time.After(d):
+	case <-ctx.Done():
+	}
 }
 
 // waitPort waits until addr accepts TCP connections.

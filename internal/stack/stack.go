@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -46,16 +47,51 @@ type Options struct {
 	// InventoryClient), e.g. TLS credentials and a token when Env turns them on. Transport
 	// credentials given here replace the default plaintext.
 	DialOptions []grpc.DialOption
+	// Broker, when set, is the broker (a cluster's nodes) the stack creates its virtual host on,
+	// instead of the machine's one that testenv names.
+	Broker *Broker
+	// PostgresURL, when set, is the server the stack creates its databases on, instead of the
+	// machine's one that testenv names. It may be a libpq multi-host URL (a primary and its
+	// standby, target_session_attrs=read-write): the services get their database URLs in the
+	// same form.
+	PostgresURL string
+}
+
+// Broker is a RabbitMQ broker of one node or a cluster's several.
+type Broker struct {
+	ManagementURL string   // http://user:password@host:port of one node's management API
+	AMQPURLs      []string // amqp://user:password@host:port/ of every node
+}
+
+// urls returns the AMQP URL of each node with the path of vhostURL (the virtual host).
+func (b *Broker) urls(vhostURL string) ([]string, error) {
+	v, err := url.Parse(vhostURL)
+	if err != nil {
+		return nil, fmt.Errorf("parse amqp url: %w", err)
+	}
+	out := make([]string, len(b.AMQPURLs))
+	for i, node := range b.AMQPURLs {
+		u, err := url.Parse(node)
+		if err != nil {
+			return nil, fmt.Errorf("parse amqp url: %w", err)
+		}
+		u.Path, u.RawPath = v.Path, v.RawPath
+		out[i] = u.String()
+	}
+	return out, nil
 }
 
 // Stack is a running system. The addresses are host:port of replica 0.
 type Stack struct {
+	// AMQPURL is the stack's virtual host; on a Broker of several nodes, every node's URL
+	// separated by commas, as the services take it.
 	AMQPURL       string
 	DatabaseURLs  map[string]string // service → database URL
 	OrderGRPC     string
 	OrderHTTP     string
 	InventoryGRPC string
 
+	nodeURLs []string // AMQPURL per broker node; one entry without Options.Broker
 	logDir   string
 	procs    map[string][]*process
 	orderCC  *grpc.ClientConn
@@ -125,11 +161,15 @@ func StartWith(ctx context.Context, opts Options, logDir string) (*Stack, func()
 // start creates and starts everything, registering each undo step in s.teardown as it goes.
 func (s *Stack) start(ctx context.Context, bin string, opts Options) error {
 	var err error
-	if s.AMQPURL, err = s.createVHost(ctx); err != nil {
+	if err = s.createVHost(ctx, opts.Broker); err != nil {
 		return err
 	}
+	server := opts.PostgresURL
+	if server == "" {
+		server = testenv.PostgresURL()
+	}
 	for _, svc := range Services {
-		if s.DatabaseURLs[svc], err = s.createDatabase(ctx, svc); err != nil {
+		if s.DatabaseURLs[svc], err = s.createDatabase(ctx, server, svc); err != nil {
 			return err
 		}
 	}
@@ -250,8 +290,14 @@ func (s *Stack) proc(svc string, replica int) *process {
 // plan picks every port and builds each process's environment.
 func (s *Stack) plan(bin string, opts Options) error {
 	taken := map[string]bool{}
+	k := 0 // the processes are spread over the broker's nodes in turn
 	for _, svc := range Services {
 		for r := range opts.Replicas {
+			// Each process lists every node, starting from a node of its own, so that the
+			// connections spread over the cluster and each fails over to the next node.
+			first := k % len(s.nodeURLs)
+			k++
+			amqpURL := strings.Join(append(slices.Clone(s.nodeURLs[first:]), s.nodeURLs[:first]...), ",")
 			names := []string{"ops"}
 			switch svc {
 			case "order":
@@ -269,7 +315,7 @@ func (s *Stack) plan(bin string, opts Options) error {
 			}
 			up := strings.ToUpper(svc)
 			env := map[string]string{
-				"AMQP_URL":           s.AMQPURL,
+				"AMQP_URL":           amqpURL,
 				"LOG_LEVEL":          "info",
 				up + "_DATABASE_URL": withParams(s.DatabaseURLs[svc], opts.DatabaseParams),
 				up + "_OPS_ADDR":     addrs["ops"],
@@ -342,17 +388,33 @@ func (s *Stack) stopAll() error {
 	return nil
 }
 
-func (s *Stack) createVHost(ctx context.Context) (string, error) {
-	amqpURL, drop, err := testenv.NewVHost(ctx, "stack")
+func (s *Stack) createVHost(ctx context.Context, b *Broker) error {
+	if b == nil {
+		amqpURL, drop, err := testenv.NewVHost(ctx, "stack")
+		if err != nil {
+			return err
+		}
+		s.teardown = append(s.teardown, drop)
+		s.AMQPURL, s.nodeURLs = amqpURL, []string{amqpURL}
+		return nil
+	}
+	if len(b.AMQPURLs) == 0 {
+		return errors.New("broker without nodes")
+	}
+	amqpURL, drop, err := testenv.NewVHostOn(ctx, b.ManagementURL, b.AMQPURLs[0], "stack")
 	if err != nil {
-		return "", err
+		return err
 	}
 	s.teardown = append(s.teardown, drop)
-	return amqpURL, nil
+	if s.nodeURLs, err = b.urls(amqpURL); err != nil {
+		return err
+	}
+	s.AMQPURL = strings.Join(s.nodeURLs, ",")
+	return nil
 }
 
-func (s *Stack) createDatabase(ctx context.Context, svc string) (string, error) {
-	u, err := url.Parse(testenv.PostgresURL())
+func (s *Stack) createDatabase(ctx context.Context, server, svc string) (string, error) {
+	u, err := url.Parse(server)
 	if err != nil {
 		return "", fmt.Errorf("parse postgres url: %w", err)
 	}
@@ -365,7 +427,7 @@ func (s *Stack) createDatabase(ctx context.Context, svc string) (string, error) 
 	if err := database.Create(ctx, cfg); err != nil {
 		return "", err
 	}
-	s.teardown = append(s.teardown, func() error { return testenv.DropDatabase(name) })
+	s.teardown = append(s.teardown, func() error { return testenv.DropDatabaseOn(server, name) })
 	return u.String(), nil
 }
 

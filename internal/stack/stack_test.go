@@ -142,3 +142,43 @@ func TestStack(t *testing.T) {
 		t.Errorf("vhost of %s left behind", amqpURL)
 	}
 }
+
+// TestPlanSpreadsOverBrokerNodes checks that on a broker of several nodes every process lists
+// every node, each starting from the node after the previous process's, with the stack's vhost.
+func TestPlanSpreadsOverBrokerNodes(t *testing.T) {
+	b := &Broker{AMQPURLs: []string{"amqp://u:p@127.0.0.1:5701/", "amqp://u:p@127.0.0.1:5702/", "amqp://u:p@127.0.0.1:5703/"}}
+	nodes, err := b.urls("amqp://u:p@127.0.0.1:5701/stack_x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &Stack{nodeURLs: nodes, DatabaseURLs: map[string]string{}, procs: map[string][]*process{}, logDir: t.TempDir()}
+	if err := s.plan("/nonexistent", Options{Replicas: 2}); err != nil {
+		t.Fatal(err)
+	}
+	k := 0
+	firsts := map[string]int{}
+	for _, svc := range Services {
+		for r, p := range s.procs[svc] {
+			got := strings.Split(p.env["AMQP_URL"], ",")
+			if len(got) != len(nodes) {
+				t.Fatalf("%s-%d: AMQP_URL %q, want all %d nodes", svc, r, p.env["AMQP_URL"], len(nodes))
+			}
+			for i, u := range got {
+				if want := nodes[(k+i)%len(nodes)]; u != want {
+					t.Errorf("%s-%d: node %d is %s, want %s", svc, r, i, u, want)
+				}
+			}
+			if !strings.HasSuffix(got[0], "/stack_x") {
+				t.Errorf("%s-%d: %s is not on the stack's vhost", svc, r, got[0])
+			}
+			firsts[got[0]]++
+			k++
+		}
+	}
+	// 8 processes over 3 nodes: 3, 3 and 2 start on each.
+	for _, n := range nodes {
+		if firsts[n] < 2 {
+			t.Errorf("%d processes start on %s, want at least 2: %v", firsts[n], n, firsts)
+		}
+	}
+}

@@ -546,3 +546,23 @@ func TestDialRetriesARefusedTopologyDeclaration(t *testing.T) {
 		t.Error("not connected")
 	}
 }
+
+// TestDropWhenBlockedKeepsAnUnblockedConnection checks that the end of the context given to
+// DropWhenBlocked leaves a connection the broker does not block alone: a stopping service still
+// flushes and acks through it. (The drop of a blocked one needs a broker under an alarm: the
+// faults suite's TestFaultBrokerAlarm runs one on a scratch node.)
+func TestDropWhenBlockedKeepsAnUnblockedConnection(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	h.conn.DropWhenBlocked(ctx)
+	cancel()
+	time.Sleep(200 * time.Millisecond) // let the connection see the end
+	if !h.conn.Connected() {
+		t.Fatal("an unblocked connection was dropped")
+	}
+	h.publish(catalog.OrderCreated, "after-stop", []byte("x"))
+	if err := h.conn.Check(context.Background()); err != nil {
+		t.Fatalf("check: %v", err)
+	}
+}

@@ -30,10 +30,13 @@ type Conn struct {
 	conn     *amqp.Connection
 	declared time.Time     // last Redeclare
 	blocked  amqp.Blocking // the broker's alarm on the connection, if any
+	dropped  bool          // dropped for good by DropWhenBlocked
 	ready    chan struct{} // closed while conn is live
 
-	stop chan struct{}
-	done chan struct{}
+	stopping     chan struct{} // closed when the context given to DropWhenBlocked ends
+	stoppingOnce sync.Once
+	stop         chan struct{}
+	done         chan struct{}
 }
 
 // Dial connects to the broker, retrying with backoff until ctx ends, declares the topology, and
@@ -50,11 +53,12 @@ func Dial(ctx context.Context, url string, log *slog.Logger) (*Conn, error) {
 		return nil, errors.New("no broker address")
 	}
 	c := &Conn{
-		urls:  urls,
-		log:   log,
-		ready: make(chan struct{}),
-		stop:  make(chan struct{}),
-		done:  make(chan struct{}),
+		urls:     urls,
+		log:      log,
+		ready:    make(chan struct{}),
+		stopping: make(chan struct{}),
+		stop:     make(chan struct{}),
+		done:     make(chan struct{}),
 	}
 	conn, err := c.dial(ctx)
 	if err != nil {
@@ -126,25 +130,45 @@ func (c *Conn) keepAlive(conn *amqp.Connection) {
 		<-c.stop
 		cancel()
 	}()
+	stopping := c.stopping
 	for {
 		closed := conn.NotifyClose(make(chan *amqp.Error, 1))
 		blocked := conn.NotifyBlocked(make(chan amqp.Blocking, 1))
+		dropped := false
 	watch:
 		for {
 			select {
 			case <-c.stop:
-				conn.Close()
+				c.close(conn)
 				return
 			case b := <-blocked:
 				// A memory or disk alarm: publishes stall until the broker lifts it.
 				c.setBlocked(b)
+				if b.Active && stopping == nil {
+					dropped = c.drop(conn)
+				}
+			case <-stopping:
+				stopping = nil // seen; a nil channel is never ready
+				dropped = c.drop(conn)
 			case e := <-closed:
-				c.log.Warn("broker connection lost, redialing", "err", e)
+				if !dropped {
+					c.log.Warn("broker connection lost, redialing", "err", e)
+				}
 				break watch
 			}
 		}
 		c.setBlocked(amqp.Blocking{})
+		if dropped {
+			// Before the connection goes: nobody may start waiting for a redial that never comes.
+			c.mu.Lock()
+			c.dropped = true
+			c.mu.Unlock()
+		}
 		c.setConn(nil)
+		if dropped {
+			<-c.stop
+			return
+		}
 		var err error
 		conn, err = c.dial(ctx)
 		if err != nil {
@@ -153,6 +177,50 @@ func (c *Conn) keepAlive(conn *amqp.Connection) {
 		c.log.Info("broker connection restored")
 		c.setConn(conn)
 	}
+}
+
+// DropWhenBlocked makes the connection give up on a broker that blocks it, once ctx ends: pass
+// the context whose end starts the process's shutdown. A broker under an alarm reads nothing more
+// from a blocked connection — not a channel's close, an ack or the connection's own close — so a
+// stopping process would otherwise wait as long as the alarm lasts. Dropped instead, the
+// connection returns its unacked deliveries to their queues, where the inbox absorbs them again,
+// and the events whose publish it had not confirmed stay in the outbox for the next process.
+func (c *Conn) DropWhenBlocked(ctx context.Context) {
+	go func() {
+		select {
+		case <-ctx.Done():
+			c.stoppingOnce.Do(func() { close(c.stopping) })
+		case <-c.done:
+		}
+	}()
+}
+
+// drop closes conn at once, without waiting for the broker, if the broker blocks it; it
+// reports whether it did.
+func (c *Conn) drop(conn *amqp.Connection) bool {
+	c.mu.Lock()
+	blocked := c.blocked.Active
+	c.mu.Unlock()
+	if !blocked {
+		return false
+	}
+	c.log.Warn("stopping while the broker blocks the connection: dropping it")
+	// A deadline already past closes the socket as soon as the close frame is written; every
+	// call waiting on a channel of the connection then fails instead of waiting for the broker.
+	go conn.CloseDeadline(time.Now())
+	return true
+}
+
+// close closes conn, waiting for the broker's answer unless the broker blocks it.
+func (c *Conn) close(conn *amqp.Connection) {
+	c.mu.Lock()
+	blocked := c.blocked.Active
+	c.mu.Unlock()
+	if blocked {
+		_ = conn.CloseDeadline(time.Now())
+		return
+	}
+	_ = conn.Close()
 }
 
 // Close closes the connection and stops redialing. Close consumers and publishers first.
@@ -172,8 +240,11 @@ func (c *Conn) Connected() bool {
 func (c *Conn) Channel(ctx context.Context) (*amqp.Channel, error) {
 	for {
 		c.mu.Lock()
-		conn, ready := c.conn, c.ready
+		conn, ready, dropped := c.conn, c.ready, c.dropped
 		c.mu.Unlock()
+		if dropped {
+			return nil, errors.New("broker connection dropped: stopping under a broker alarm")
+		}
 		if conn != nil {
 			ch, err := conn.Channel()
 			if err == nil {

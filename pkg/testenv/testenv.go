@@ -78,13 +78,16 @@ func DatabaseURL(t testing.TB, prefix string) string {
 
 // DropDatabase drops database name, retrying for up to a minute: the server may be restarting
 // (fault tests restart it), and a database left behind would outlive the run.
-func DropDatabase(name string) error {
+func DropDatabase(name string) error { return DropDatabaseOn(PostgresURL(), name) }
+
+// DropDatabaseOn is DropDatabase on the server of serverURL, which may name several hosts.
+func DropDatabaseOn(serverURL, name string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	var err error
 	for ctx.Err() == nil {
 		var conn *pgx.Conn
-		if conn, err = pgx.Connect(ctx, PostgresURL()); err == nil {
+		if conn, err = pgx.Connect(ctx, serverURL); err == nil {
 			_, err = conn.Exec(ctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{name}.Sanitize()+" WITH (FORCE)")
 			conn.Close(ctx)
 			if err == nil {
@@ -146,8 +149,14 @@ func ManagementURL() string {
 // The management API is used rather than rabbitmqctl, whose CLI nodes collide when many tests
 // start at once.
 func NewVHost(ctx context.Context, prefix string) (amqpURL string, drop func() error, err error) {
+	return NewVHostOn(ctx, ManagementURL(), AMQPURL(), prefix)
+}
+
+// NewVHostOn is NewVHost on another broker than the machine's: managementURL is its management
+// API (http://user:password@host:port) and brokerURL the AMQP URL of one of its nodes.
+func NewVHostOn(ctx context.Context, managementURL, brokerURL, prefix string) (amqpURL string, drop func() error, err error) {
 	name := Name(prefix)
-	u, err := url.Parse(AMQPURL())
+	u, err := url.Parse(brokerURL)
 	if err != nil {
 		return "", nil, fmt.Errorf("parse amqp url: %w", err)
 	}
@@ -156,7 +165,7 @@ func NewVHost(ctx context.Context, prefix string) (amqpURL string, drop func() e
 		return "", nil, err
 	}
 	defer unlock()
-	if err := Management(ctx, http.MethodPut, "/api/vhosts/"+name, nil); err != nil {
+	if err := management(ctx, managementURL, http.MethodPut, "/api/vhosts/"+name, nil); err != nil {
 		return "", nil, err
 	}
 	drop = func() error {
@@ -167,10 +176,10 @@ func NewVHost(ctx context.Context, prefix string) (amqpURL string, drop func() e
 		defer unlock()
 		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 		defer cancel()
-		return Management(ctx, http.MethodDelete, "/api/vhosts/"+name, nil)
+		return management(ctx, managementURL, http.MethodDelete, "/api/vhosts/"+name, nil)
 	}
 	perm := map[string]string{"configure": ".*", "write": ".*", "read": ".*"}
-	if err := Management(ctx, http.MethodPut, "/api/permissions/"+name+"/"+url.PathEscape(u.User.Username()), perm); err != nil {
+	if err := management(ctx, managementURL, http.MethodPut, "/api/permissions/"+name+"/"+url.PathEscape(u.User.Username()), perm); err != nil {
 		drop()
 		return "", nil, err
 	}
@@ -254,7 +263,11 @@ func Listen(t testing.TB, amqpURL, exchange string) <-chan amqp.Delivery {
 
 // Management calls the RabbitMQ management API with a JSON body (or none).
 func Management(ctx context.Context, method, path string, body any) error {
-	base, err := url.Parse(ManagementURL())
+	return management(ctx, ManagementURL(), method, path, body)
+}
+
+func management(ctx context.Context, managementURL, method, path string, body any) error {
+	base, err := url.Parse(managementURL)
 	if err != nil {
 		return fmt.Errorf("parse management url: %w", err)
 	}

@@ -72,6 +72,7 @@ func run(ctx context.Context, log *slog.Logger, cfg config.Inventory) error {
 		return fmt.Errorf("connect to broker: %w", err)
 	}
 	defer conn.Close()
+	conn.DropWhenBlocked(ctx) // a stop under a broker alarm must not wait for the alarm to end
 
 	repo := postgres.NewRepository(pool)
 	relay := outbox.NewRelay(pool, conn, log)

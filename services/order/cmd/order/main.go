@@ -73,6 +73,7 @@ func run(ctx context.Context, log *slog.Logger, cfg config.Order) error {
 		return err
 	}
 	defer conn.Close()
+	conn.DropWhenBlocked(ctx) // a stop under a broker alarm must not wait for the alarm to end
 
 	relay := outbox.NewRelay(pool, conn, log)
 	repo := postgres.NewRepository(pool)

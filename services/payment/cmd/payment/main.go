@@ -73,6 +73,7 @@ func run(ctx context.Context, log *slog.Logger, cfg config.Payment) error {
 		return fmt.Errorf("connect to broker: %w", err)
 	}
 	defer conn.Close()
+	conn.DropWhenBlocked(ctx) // a stop under a broker alarm must not wait for the alarm to end
 
 	relay := outbox.NewRelay(pool, conn, log)
 	work := unitofwork.New(catalog.Payment, pool, relay, log, func(tx database.Querier) eventhandler.Store { return postgres.Bind(tx) })
