@@ -462,6 +462,9 @@ func TestDeliveriesHeldByDyingConsumersSpendNoFailure(t *testing.T) {
 	if got := broker.Failures(seen[1]); got != 1 {
 		t.Errorf("second try carries %d failures, want 1", got)
 	}
+	if n, _ := seen[1].Headers["x-delivery-count"].(int64); n != 0 {
+		t.Errorf("second try carries x-delivery-count %d: the copy put back must start its own count", n)
+	}
 	if n := h.depth(sub.DeadLetterQueue()); n != 0 {
 		t.Errorf("dead-letter queue holds %d messages", n)
 	}

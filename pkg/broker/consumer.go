@@ -249,6 +249,7 @@ func (cons *consumer) retryLater(ctx context.Context, d amqp.Delivery, err error
 		"event_id", d.MessageId, "order_id", d.CorrelationId)
 	consumed.WithLabelValues(cons.queue, d.Type, "requeued").Inc()
 	headers := cons.failureHeaders(d)
+	delete(headers, "x-delivery-count") // the broker's count of the old copy, not of this one
 	headers[HeaderFailures] = int64(failures)
 	headers[HeaderReason] = err.Error()
 	msg := Message{
