@@ -248,7 +248,7 @@ func (cons *consumer) retryLater(ctx context.Context, d amqp.Delivery, err error
 	cons.log.ErrorContext(ctx, "handler keeps failing, retrying later", "err", err, "failures", failures,
 		"event_id", d.MessageId, "order_id", d.CorrelationId)
 	consumed.WithLabelValues(cons.queue, d.Type, "requeued").Inc()
-	headers := cons.failureHeaders(d)
+	headers := failureHeaders(d)
 	delete(headers, "x-delivery-count") // the broker's count of the old copy, not of this one
 	headers[HeaderFailures] = int64(failures)
 	headers[HeaderReason] = err.Error()
@@ -294,7 +294,7 @@ func Failures(d amqp.Delivery) int {
 // failureHeaders returns a copy of d's headers that names where d was first published: a
 // message put back for another try arrives through DeadLetterExchange, but its dead letter
 // must name the exchange and routing key it came by.
-func (cons *consumer) failureHeaders(d amqp.Delivery) amqp.Table {
+func failureHeaders(d amqp.Delivery) amqp.Table {
 	headers := amqp.Table{}
 	for k, v := range d.Headers {
 		headers[k] = v
@@ -412,7 +412,7 @@ func contiguous(batch []amqp.Delivery) bool {
 func (cons *consumer) deadLetter(ctx context.Context, d amqp.Delivery, reason error) {
 	cons.log.ErrorContext(ctx, "dead-lettering event", "err", reason, "event_id", d.MessageId, "order_id", d.CorrelationId, "type", d.Type)
 	consumed.WithLabelValues(cons.queue, d.Type, "dead_lettered").Inc()
-	headers := cons.failureHeaders(d)
+	headers := failureHeaders(d)
 	headers[HeaderReason] = reason.Error()
 	headers[HeaderQueue] = cons.queue
 	headers[HeaderFailedAt] = time.Now().UTC().Format(time.RFC3339Nano)
