@@ -67,8 +67,8 @@ func TestFaultCrashLoop(t *testing.T) {
 		held := e.waitBlockedBatch(ctx, pool, began)
 		unacked := e.waitUnacked(ctx, queue)
 		e.stack.Kill("payment", 0)
-		t.Logf("crash %d: killed payment holding %d unacked deliveries (%d batch(es) waiting on the lock) %s after its start",
-			i, unacked, held, time.Since(began).Round(time.Millisecond))
+		t.Logf("crash %d: killed payment %s after its start, a batch in hand waiting on the lock (%d session(s)); "+
+			"the management API reports %d unacked", i, time.Since(began).Round(time.Millisecond), held, unacked)
 	}
 	if err := lock.Rollback(ctx); err != nil {
 		t.Fatal(err)
