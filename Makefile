@@ -66,6 +66,17 @@ bench: build infra ## Benchmark scenarios end to end (orders/s, latency, batch s
 bench-markdown: build infra ## The same as bench, the report as Markdown tables.
 	ORDERSAGA_BIN_DIR=$(CURDIR)/bin go run ./cmd/bench -markdown $(BENCH_FLAGS)
 
+SOAK_DURATION ?= 30m
+SOAK_RATE ?= 100
+
+.PHONY: soak
+soak: build infra ## Run the saga SOAK_DURATION (30m) at SOAK_RATE (100) orders/s, a row of figures per minute; fails on a broken invariant or unbounded growth. SOAK_FLAGS passes more flags (-help).
+	ORDERSAGA_BIN_DIR=$(CURDIR)/bin go run ./cmd/soak -duration $(SOAK_DURATION) -rate $(SOAK_RATE) $(SOAK_FLAGS)
+
+.PHONY: soak-short
+soak-short: ## The soak CI runs: 2m at 50 orders/s, a row every 15s, INBOX_RETENTION 1m so that the retention is checked too.
+	$(MAKE) soak SOAK_DURATION=2m SOAK_RATE=50 SOAK_FLAGS='-interval 15s -inbox-retention 1m'
+
 .PHONY: generate
 generate: ## Regenerate gen/ (Go, gRPC, gateway, OpenAPI 2 and 3) from proto/, and the e2e REST client.
 	$(BUF) generate

@@ -328,14 +328,14 @@ func TestTransientErrorIsRetriedWithoutSpendingTheDeliveryLimit(t *testing.T) {
 		if batch[0].Redelivered {
 			redelivered.Store(true)
 		}
-		if calls.Add(1) <= broker.DeliveryLimit+2 {
+		if calls.Add(1) <= broker.FailureLimit+2 {
 			return &net_error{}
 		}
 		return nil
 	}, broker.ConsumerOptions{})
 	h.publish(catalog.OrderCreated, "flaky", []byte("x"))
 	testenv.Eventually(t, 60*time.Second, "handled after the outage", func() bool {
-		return calls.Load() > broker.DeliveryLimit+2 && h.depth(sub.Queue()) == 0
+		return calls.Load() > broker.FailureLimit+2 && h.depth(sub.Queue()) == 0
 	})
 	if redelivered.Load() {
 		t.Error("a transient failure returned the delivery to the queue")
@@ -352,6 +352,9 @@ func (*net_error) Error() string   { return "connection reset" }
 func (*net_error) Timeout() bool   { return false }
 func (*net_error) Temporary() bool { return true }
 
+// TestDeliveryLimitEndsAPoisonLoop: a message its handler keeps failing on goes to the
+// dead-letter queue after FailureLimit failures, counted by the consumer, however high the
+// broker's own delivery limit is.
 func TestDeliveryLimitEndsAPoisonLoop(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t)
@@ -365,9 +368,105 @@ func TestDeliveryLimitEndsAPoisonLoop(t *testing.T) {
 	if dl.MessageId != "loop" {
 		t.Fatalf("dead letter = %q", dl.MessageId)
 	}
-	// A limit of N lets the broker deliver N+1 times.
-	if got := calls.Load(); got != broker.DeliveryLimit+1 {
-		t.Errorf("handled %d times, want %d", got, broker.DeliveryLimit+1)
+	if got := calls.Load(); got != broker.FailureLimit {
+		t.Errorf("handled %d times, want %d", got, broker.FailureLimit)
+	}
+	if got := broker.Failures(dl); got != broker.FailureLimit-1 {
+		t.Errorf("dead letter counts %d failures before the last, want %d", got, broker.FailureLimit-1)
+	}
+	reason, _ := dl.Headers[broker.HeaderReason].(string)
+	if want := fmt.Sprintf("failed %d times, last: constraint violated", broker.FailureLimit); !strings.Contains(reason, want) {
+		t.Errorf("reason %q does not say %q", reason, want)
+	}
+	// It was put back through the dead-letter exchange, but names the way it first came.
+	if got := dl.Headers[broker.HeaderExchange]; got != catalog.Exchange(catalog.OrderCreated) {
+		t.Errorf("dead letter names exchange %v, want %s", got, catalog.Exchange(catalog.OrderCreated))
+	}
+	if got := dl.Headers[broker.HeaderRoutingKey]; got != catalog.OrderCreated {
+		t.Errorf("dead letter names routing key %v, want %s", got, catalog.OrderCreated)
+	}
+	if n := h.depth(sub.Queue()); n != 0 {
+		t.Errorf("%d copies left in the queue", n)
+	}
+}
+
+// TestAPanickingHandlerCountsAsAFailure: a panic in the handler is a failure like any other,
+// not a crash of the consumer; the message ends in the dead-letter queue.
+func TestAPanickingHandlerCountsAsAFailure(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	var calls atomic.Int32
+	h.consume(sub.Queue(), func(context.Context, []amqp.Delivery) error {
+		calls.Add(1)
+		panic("nil map")
+	}, broker.ConsumerOptions{UnknownErrorTries: 1, FailureLimit: 2})
+	h.publish(catalog.OrderCreated, "panics", []byte("x"))
+	dl := h.get(sub.DeadLetterQueue())
+	if reason, _ := dl.Headers[broker.HeaderReason].(string); !strings.Contains(reason, "handler panicked: nil map") {
+		t.Errorf("reason %q", reason)
+	}
+	if got := calls.Load(); got != 2 {
+		t.Errorf("handled %d times, want 2", got)
+	}
+}
+
+// TestDeliveriesHeldByDyingConsumersSpendNoFailure: a message that consumers held when they
+// died comes back with the broker's delivery count raised each time, well past the old delivery
+// limit of 10, yet no failure counted: when the handler then fails once, it goes back to the
+// queue with one failure and takes effect on the next try.
+func TestDeliveriesHeldByDyingConsumersSpendNoFailure(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	h.publish(catalog.OrderCreated, "held", []byte("x"))
+	const deaths = 12
+	for i := range deaths {
+		ch, err := h.conn.Channel(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		ds, err := ch.Consume(sub.Queue(), "", false, false, false, false, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case <-ds:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("death %d: no delivery", i)
+		}
+		ch.Close() // unacked: back to the queue, one delivery more on the broker's count
+	}
+	var mu sync.Mutex
+	var seen []amqp.Delivery
+	h.consume(sub.Queue(), func(_ context.Context, batch []amqp.Delivery) error {
+		mu.Lock()
+		defer mu.Unlock()
+		seen = append(seen, batch...)
+		if len(seen) == 1 {
+			return errors.New("constraint violated")
+		}
+		return nil
+	}, broker.ConsumerOptions{UnknownErrorTries: 1})
+	testenv.Eventually(t, 30*time.Second, "handled on the second try", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(seen) == 2 && h.depth(sub.Queue()) == 0
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	if n, _ := seen[0].Headers["x-delivery-count"].(int64); n < deaths {
+		t.Errorf("first handled with x-delivery-count %d, want at least %d: the deaths were not counted", n, deaths)
+	}
+	if got := broker.Failures(seen[0]); got != 0 {
+		t.Errorf("first handled with %d failures, want 0", got)
+	}
+	if got := broker.Failures(seen[1]); got != 1 {
+		t.Errorf("second try carries %d failures, want 1", got)
+	}
+	if n, _ := seen[1].Headers["x-delivery-count"].(int64); n != 0 {
+		t.Errorf("second try carries x-delivery-count %d: the copy put back must start its own count", n)
+	}
+	if n := h.depth(sub.DeadLetterQueue()); n != 0 {
+		t.Errorf("dead-letter queue holds %d messages", n)
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime/debug"
 	"sort"
 	"strings"
 	"time"
@@ -48,9 +49,12 @@ type ConsumerOptions struct {
 	BatchSize      int           // most deliveries handled in one call (default 128)
 	HandlerTimeout time.Duration // bound on one handler call (default 30s)
 	// UnknownErrorTries is how often a delivery failing with an error that is neither transient
-	// nor permanent is retried in process before it is requeued, spending one delivery of the
-	// queue's delivery limit (default 3).
+	// nor permanent is retried in process before it counts one failure and goes back to the
+	// queue (default 3).
 	UnknownErrorTries int
+	// FailureLimit is how many such failures a message may have before it is dead-lettered
+	// (default FailureLimit).
+	FailureLimit int
 }
 
 func (o *ConsumerOptions) defaults() {
@@ -63,6 +67,9 @@ func (o *ConsumerOptions) defaults() {
 	if o.UnknownErrorTries <= 0 {
 		o.UnknownErrorTries = 3
 	}
+	if o.FailureLimit <= 0 {
+		o.FailureLimit = FailureLimit
+	}
 }
 
 // Consume consumes queue until ctx ends, reopening its channel after a reconnect.
@@ -72,7 +79,9 @@ func (o *ConsumerOptions) defaults() {
 // batch is acked, with one multiple-ack, only after the handler returned. A failed batch is
 // split so that one bad delivery never holds back the others: transient errors are retried with
 // backoff without touching the delivery count; permanent ones go to the dead-letter queue at
-// once with the reason in headers.
+// once with the reason in headers; any other error is retried a few times in process, then the
+// delivery goes back to the end of the queue with its failure counted in a header, and to the
+// dead-letter queue once it has failed FailureLimit times.
 //
 // When ctx ends, Consume stops taking deliveries, finishes the batch in hand and returns nil;
 // deliveries prefetched but not handled go back to the queue when the channel closes.
@@ -221,12 +230,80 @@ func (cons *consumer) process(ctx context.Context, stop <-chan struct{}, batch [
 				return
 			}
 		}
-		cons.log.ErrorContext(ctx, "handler keeps failing, requeueing", "err", err, "event_id", d.MessageId, "order_id", d.CorrelationId)
-		consumed.WithLabelValues(cons.queue, d.Type, "requeued").Inc()
+		cons.retryLater(ctx, d, err)
+	}
+}
+
+// retryLater counts one more handler failure of d and puts it back at the end of its queue
+// with the count, then acks it; once the count reaches the limit it dead-letters d instead.
+// The broker's own delivery count cannot serve: it also counts the deliveries a consumer held
+// when it died. When the copy cannot be published, d is requeued, spending one of the broker's
+// deliveries instead (DeliveryLimit, the safety net).
+func (cons *consumer) retryLater(ctx context.Context, d amqp.Delivery, err error) {
+	failures := Failures(d) + 1
+	if failures >= cons.opts.FailureLimit {
+		cons.deadLetter(ctx, d, fmt.Errorf("handler failed %d times, last: %w", failures, err))
+		return
+	}
+	cons.log.ErrorContext(ctx, "handler keeps failing, retrying later", "err", err, "failures", failures,
+		"event_id", d.MessageId, "order_id", d.CorrelationId)
+	consumed.WithLabelValues(cons.queue, d.Type, "requeued").Inc()
+	headers := failureHeaders(d)
+	delete(headers, "x-delivery-count") // the broker's count of the old copy, not of this one
+	headers[HeaderFailures] = int64(failures)
+	headers[HeaderReason] = err.Error()
+	msg := Message{
+		Exchange:      DeadLetterExchange,
+		RoutingKey:    RetryRoutingKey(cons.queue),
+		MessageID:     d.MessageId,
+		Type:          d.Type,
+		ContentType:   d.ContentType,
+		CorrelationID: d.CorrelationId,
+		Timestamp:     d.Timestamp,
+		Headers:       headers,
+		Body:          d.Body,
+	}
+	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if res, perr := cons.dl.Publish(pctx, []Message{msg}); perr != nil || !res[0] {
+		cons.log.WarnContext(ctx, "putting the event back failed, requeueing", "err", perr, "event_id", d.MessageId)
 		if err := d.Nack(false, true); err != nil {
 			cons.log.WarnContext(ctx, "nack failed", "err", err)
 		}
+		return
 	}
+	// A crash before this ack leaves both copies in the queue: the inbox absorbs the second.
+	if err := d.Ack(false); err != nil {
+		cons.log.WarnContext(ctx, "ack failed", "err", err)
+	}
+}
+
+// Failures is how many times consumers' handlers have failed on d so far (HeaderFailures).
+func Failures(d amqp.Delivery) int {
+	switch n := d.Headers[HeaderFailures].(type) {
+	case int64:
+		return int(n)
+	case int32:
+		return int(n)
+	case int:
+		return n
+	}
+	return 0
+}
+
+// failureHeaders returns a copy of d's headers that names where d was first published: a
+// message put back for another try arrives through DeadLetterExchange, but its dead letter
+// must name the exchange and routing key it came by.
+func failureHeaders(d amqp.Delivery) amqp.Table {
+	headers := amqp.Table{}
+	for k, v := range d.Headers {
+		headers[k] = v
+	}
+	if _, ok := headers[HeaderExchange]; !ok {
+		headers[HeaderExchange] = d.Exchange
+		headers[HeaderRoutingKey] = d.RoutingKey
+	}
+	return headers
 }
 
 func (cons *consumer) call(ctx context.Context, batch []amqp.Delivery) error {
@@ -234,11 +311,24 @@ func (cons *consumer) call(ctx context.Context, batch []amqp.Delivery) error {
 	defer cancel()
 	ctx, span := startBatch(ctx, cons.queue, batch)
 	start := time.Now()
-	err := cons.handle(ctx, batch)
+	err := cons.safeHandle(ctx, batch)
 	endSpan(span, err)
 	handlerSeconds.WithLabelValues(cons.queue).Observe(time.Since(start).Seconds())
 	batchSize.WithLabelValues(cons.queue).Observe(float64(len(batch)))
 	return err
+}
+
+// safeHandle calls the handler, turning a panic into an error: a message that panics its
+// handler counts failures like any other, instead of crashing the process, which only the
+// broker's safety net would count.
+func (cons *consumer) safeHandle(ctx context.Context, batch []amqp.Delivery) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			cons.log.ErrorContext(ctx, "handler panicked", "panic", r, "stack", string(debug.Stack()))
+			err = fmt.Errorf("handler panicked: %v", r)
+		}
+	}()
+	return cons.handle(ctx, batch)
 }
 
 // retryTransient retries a batch with backoff until it is handled, stop closes, or the error
@@ -322,14 +412,9 @@ func contiguous(batch []amqp.Delivery) bool {
 func (cons *consumer) deadLetter(ctx context.Context, d amqp.Delivery, reason error) {
 	cons.log.ErrorContext(ctx, "dead-lettering event", "err", reason, "event_id", d.MessageId, "order_id", d.CorrelationId, "type", d.Type)
 	consumed.WithLabelValues(cons.queue, d.Type, "dead_lettered").Inc()
-	headers := amqp.Table{}
-	for k, v := range d.Headers {
-		headers[k] = v
-	}
+	headers := failureHeaders(d)
 	headers[HeaderReason] = reason.Error()
 	headers[HeaderQueue] = cons.queue
-	headers[HeaderExchange] = d.Exchange
-	headers[HeaderRoutingKey] = d.RoutingKey
 	headers[HeaderFailedAt] = time.Now().UTC().Format(time.RFC3339Nano)
 	msg := Message{
 		Exchange:      DeadLetterExchange,
@@ -363,6 +448,8 @@ const (
 	HeaderExchange   = "x-ordersaga-exchange"
 	HeaderRoutingKey = "x-ordersaga-routing-key"
 	HeaderFailedAt   = "x-ordersaga-failed-at"
+	// HeaderFailures counts the handler failures of a message put back for another try.
+	HeaderFailures = "x-ordersaga-failures"
 )
 
 // sleep waits d and reports whether stop closed first.

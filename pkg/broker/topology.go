@@ -11,13 +11,28 @@ import (
 	"github.com/ordersaga/ordersaga/pkg/catalog"
 )
 
-// DeadLetterExchange routes every dead letter to <queue>.dlq by the queue's name.
+// DeadLetterExchange routes every dead letter to <queue>.dlq by the queue's name, and a message
+// a consumer puts back for another try to <queue> by RetryRoutingKey.
 const DeadLetterExchange = "ordersaga.dlx"
 
-// DeliveryLimit is how many times a quorum queue redelivers a message that keeps failing before
-// it dead-letters it: the last guard against a poison loop. It is generous because on this
-// broker a message also counts a delivery when its consumer dies with it in hand.
-const DeliveryLimit = 10
+// FailureLimit is how many times a consumer lets its handler fail on a message (each time
+// after ConsumerOptions.UnknownErrorTries tries in process) before it dead-letters the message
+// itself: the guard against a poison loop. The consumer counts the failures in the
+// HeaderFailures header of the copy it puts back in the queue, so that only the handler's
+// failures count, never a redelivery because a consumer died or lost its channel.
+const FailureLimit = 10
+
+// DeliveryLimit is the quorum queues' own delivery limit, a safety net under FailureLimit. On
+// RabbitMQ 3.10 a message counts a delivery whenever its consumer dies or its channel closes
+// with it unacked, so a service crash-looping with a backlog spends it on every event it holds:
+// the limit is set far above any crash loop left unattended (1000 restarts take days in
+// Kubernetes' back-off), and is reached only by a message that kills the process every time it
+// is handled, before the consumer can count a failure. The broker refuses to change a queue's
+// arguments (README, "Moving queues to new arguments").
+const DeliveryLimit = 1000
+
+// RetryRoutingKey routes a message from DeadLetterExchange back to queue, for another try.
+func RetryRoutingKey(queue string) string { return queue + ".retry" }
 
 // DeclareTopology declares every exchange, queue, dead-letter queue and binding of the catalog.
 // Every service declares all of it, so that no event is published before its queues exist,
@@ -49,6 +64,9 @@ func DeclareTopology(ch *amqp.Channel) error {
 			return fmt.Errorf("declare queue %s: %w", s.Queue(), err)
 		}
 		if err := ch.QueueBind(s.Queue(), s.RoutingKey, s.Exchange(), false, nil); err != nil {
+			return fmt.Errorf("bind queue %s: %w", s.Queue(), err)
+		}
+		if err := ch.QueueBind(s.Queue(), RetryRoutingKey(s.Queue()), DeadLetterExchange, false, nil); err != nil {
 			return fmt.Errorf("bind queue %s: %w", s.Queue(), err)
 		}
 	}

@@ -165,6 +165,7 @@ type Order struct {
 	HTTPAddr Addr `env:"ORDER_HTTP_ADDR" envDefault:":3001"`
 	OpsAddr  Addr `env:"ORDER_OPS_ADDR" envDefault:":9101"`
 	Saga     Saga
+	Inbox    Inbox
 }
 
 // Saga is how long the saga of one order may take.
@@ -182,6 +183,23 @@ func (s Saga) Validate() error {
 	return nil
 }
 
+// Inbox is how long a service remembers the events it has handled.
+type Inbox struct {
+	// Retention is how long an event's id stays in the inbox (idempotency_keys) after it took
+	// effect. A copy of the event arriving later would take effect again, so it must be far
+	// longer than any redelivery: a duplicate publish or a redelivery comes within seconds, a
+	// backlog waits as long as its consumer is down. The default outlasts a week-long outage.
+	Retention time.Duration `env:"INBOX_RETENTION" envDefault:"168h"`
+}
+
+// Validate refuses a retention under a minute, which redeliveries routinely outlast.
+func (i Inbox) Validate() error {
+	if i.Retention < time.Minute {
+		return fmt.Errorf("INBOX_RETENTION: %s is shorter than the minimum of 1m", i.Retention)
+	}
+	return nil
+}
+
 // Payment is payment-service's configuration.
 type Payment struct {
 	Log         Log
@@ -190,6 +208,7 @@ type Payment struct {
 	OpsAddr     Addr   `env:"PAYMENT_OPS_ADDR" envDefault:":9102"`
 	AmountLimit Amount `env:"PAYMENT_AMOUNT_LIMIT" envDefault:"10000.00"`
 	DeclineRate Rate   `env:"PAYMENT_DECLINE_RATE" envDefault:"0"`
+	Inbox       Inbox
 }
 
 // Inventory is inventory-service's configuration.
@@ -200,6 +219,7 @@ type Inventory struct {
 	Security Security
 	GRPCAddr Addr `env:"INVENTORY_GRPC_ADDR" envDefault:":50052"`
 	OpsAddr  Addr `env:"INVENTORY_OPS_ADDR" envDefault:":9103"`
+	Inbox    Inbox
 }
 
 // Shipping is shipping-service's configuration.
@@ -210,6 +230,7 @@ type Shipping struct {
 	OpsAddr     Addr   `env:"SHIPPING_OPS_ADDR" envDefault:":9104"`
 	BaseFreight Amount `env:"SHIPPING_BASE_FREIGHT" envDefault:"10.00"`
 	FailureRate Rate   `env:"SHIPPING_FAILURE_RATE" envDefault:"0"`
+	Inbox       Inbox
 }
 
 // Ordersctl is where the operator tool finds the broker and the four databases (the same

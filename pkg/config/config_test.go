@@ -28,7 +28,8 @@ func TestLoadDefaults(t *testing.T) {
 		Broker:   config.Broker{AMQPURL: "amqp://guest:guest@localhost:5672/"},
 		Database: config.OrderDatabase{URL: "postgres://postgres@localhost:5432/orderdb?sslmode=disable"},
 		GRPCAddr: ":50051", HTTPAddr: ":3001", OpsAddr: ":9101",
-		Saga: config.Saga{Timeout: 10 * time.Minute},
+		Saga:  config.Saga{Timeout: 10 * time.Minute},
+		Inbox: config.Inbox{Retention: 7 * 24 * time.Hour},
 	}
 	if o != want {
 		t.Errorf("order defaults = %+v, want %+v", o, want)
@@ -51,6 +52,18 @@ func TestLoadDefaults(t *testing.T) {
 		if err := b.Check(environ(nil)); err != nil {
 			t.Errorf("%s: defaults do not load: %v", b.Name, err)
 		}
+	}
+}
+
+func TestInboxRetentionHasAFloor(t *testing.T) {
+	t.Parallel()
+	if _, err := config.Load[config.Shipping](environ(map[string]string{"INBOX_RETENTION": "30s"})); err == nil ||
+		!strings.Contains(err.Error(), "INBOX_RETENTION") {
+		t.Errorf("INBOX_RETENTION=30s: %v, want refused naming the variable", err)
+	}
+	s, err := config.Load[config.Shipping](environ(map[string]string{"INBOX_RETENTION": "36h"}))
+	if err != nil || s.Inbox.Retention != 36*time.Hour {
+		t.Errorf("INBOX_RETENTION=36h: %v, %v", s.Inbox.Retention, err)
 	}
 }
 

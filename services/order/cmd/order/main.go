@@ -19,6 +19,7 @@ import (
 	"github.com/ordersaga/ordersaga/pkg/catalog"
 	"github.com/ordersaga/ordersaga/pkg/config"
 	"github.com/ordersaga/ordersaga/pkg/database"
+	"github.com/ordersaga/ordersaga/pkg/inbox"
 	"github.com/ordersaga/ordersaga/pkg/outbox"
 	"github.com/ordersaga/ordersaga/pkg/server"
 	"github.com/ordersaga/ordersaga/pkg/telemetry"
@@ -121,6 +122,7 @@ func run(ctx context.Context, log *slog.Logger, cfg config.Order) error {
 		g.Go(func() error { return conn.Consume(gctx, sub.Queue(), h, broker.ConsumerOptions{}) })
 	}
 	g.Go(func() error { return relay.Run(gctx) })
+	g.Go(func() error { return inbox.Retain(gctx, pool, log, cfg.Inbox.Retention) })
 	g.Go(func() error {
 		return conn.WatchDeadLetters(gctx, catalog.SubscriptionsOf(catalog.Order), 15*time.Second)
 	})

@@ -17,6 +17,7 @@ import (
 	"github.com/ordersaga/ordersaga/pkg/catalog"
 	"github.com/ordersaga/ordersaga/pkg/config"
 	"github.com/ordersaga/ordersaga/pkg/database"
+	"github.com/ordersaga/ordersaga/pkg/inbox"
 	"github.com/ordersaga/ordersaga/pkg/outbox"
 	"github.com/ordersaga/ordersaga/pkg/server"
 	"github.com/ordersaga/ordersaga/pkg/telemetry"
@@ -86,6 +87,7 @@ func run(ctx context.Context, log *slog.Logger, cfg config.Shipping) error {
 		g.Go(func() error { return conn.Consume(ctx, sub.Queue(), h, broker.ConsumerOptions{}) })
 	}
 	g.Go(func() error { return relay.Run(ctx) })
+	g.Go(func() error { return inbox.Retain(ctx, pool, log, cfg.Inbox.Retention) })
 	g.Go(func() error {
 		return conn.WatchDeadLetters(ctx, catalog.SubscriptionsOf(catalog.Shipping), 15*time.Second)
 	})
