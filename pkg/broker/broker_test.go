@@ -410,31 +410,40 @@ func TestAPanickingHandlerCountsAsAFailure(t *testing.T) {
 	}
 }
 
-// TestDeliveriesHeldByDyingConsumersSpendNoFailure: a message that consumers held when they
-// died comes back with the broker's delivery count raised each time, well past the old delivery
-// limit of 10, yet no failure counted: when the handler then fails once, it goes back to the
-// queue with one failure and takes effect on the next try.
-func TestDeliveriesHeldByDyingConsumersSpendNoFailure(t *testing.T) {
-	t.Parallel()
-	h := newHarness(t)
-	h.publish(catalog.OrderCreated, "held", []byte("x"))
-	const deaths = 12
-	for i := range deaths {
+// die takes the next delivery of queue on a channel of its own and closes the channel with it
+// unacked, n times: consumers dying with the message in hand, each raising the broker's
+// delivery count.
+func (h *harness) die(queue string, n int) {
+	h.t.Helper()
+	for i := range n {
 		ch, err := h.conn.Channel(context.Background())
 		if err != nil {
-			t.Fatal(err)
+			h.t.Fatal(err)
 		}
-		ds, err := ch.Consume(sub.Queue(), "", false, false, false, false, nil)
+		ds, err := ch.Consume(queue, "", false, false, false, false, nil)
 		if err != nil {
-			t.Fatal(err)
+			h.t.Fatal(err)
 		}
 		select {
 		case <-ds:
 		case <-time.After(10 * time.Second):
-			t.Fatalf("death %d: no delivery", i)
+			h.t.Fatalf("death %d: no delivery", i)
 		}
-		ch.Close() // unacked: back to the queue, one delivery more on the broker's count
+		ch.Close()
 	}
+}
+
+// TestDeliveriesHeldByDyingConsumersSpendNoFailure: a message that consumers held when they
+// died comes back with the broker's delivery count raised each time; the consumer renews it
+// before the queue's delivery limit could dead-letter it, counting no failure, and when the
+// handler then fails once it goes back to the queue with one failure and takes effect on the
+// next try.
+func TestDeliveriesHeldByDyingConsumersSpendNoFailure(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	h.publish(catalog.OrderCreated, "held", []byte("x"))
+	const deaths = broker.DeliveryLimit - 1 // one more would be dead-lettered by the broker
+	h.die(sub.Queue(), deaths)
 	var mu sync.Mutex
 	var seen []amqp.Delivery
 	h.consume(sub.Queue(), func(_ context.Context, batch []amqp.Delivery) error {
@@ -453,8 +462,14 @@ func TestDeliveriesHeldByDyingConsumersSpendNoFailure(t *testing.T) {
 	})
 	mu.Lock()
 	defer mu.Unlock()
-	if n, _ := seen[0].Headers["x-delivery-count"].(int64); n < deaths {
-		t.Errorf("first handled with x-delivery-count %d, want at least %d: the deaths were not counted", n, deaths)
+	// The handler saw the renewed copy, never the one the broker had counted deaths times.
+	for i, d := range seen {
+		if n, _ := d.Headers["x-delivery-count"].(int64); n != 0 {
+			t.Errorf("try %d carries x-delivery-count %d: a copy put back must start its own count", i, n)
+		}
+		if got := broker.Redeliveries(d); got < deaths {
+			t.Errorf("try %d carries %d redeliveries, want at least %d: the deaths were not carried", i, got, deaths)
+		}
 	}
 	if got := broker.Failures(seen[0]); got != 0 {
 		t.Errorf("first handled with %d failures, want 0", got)
@@ -462,11 +477,38 @@ func TestDeliveriesHeldByDyingConsumersSpendNoFailure(t *testing.T) {
 	if got := broker.Failures(seen[1]); got != 1 {
 		t.Errorf("second try carries %d failures, want 1", got)
 	}
-	if n, _ := seen[1].Headers["x-delivery-count"].(int64); n != 0 {
-		t.Errorf("second try carries x-delivery-count %d: the copy put back must start its own count", n)
-	}
 	if n := h.depth(sub.DeadLetterQueue()); n != 0 {
 		t.Errorf("dead-letter queue holds %d messages", n)
+	}
+}
+
+// TestAMessageThatKillsEveryConsumerEndsInTheDeadLetterQueue: renewals carry the broker's
+// counts, and a message delivered RedeliveryLimit times in all is dead-lettered unhandled.
+func TestAMessageThatKillsEveryConsumerEndsInTheDeadLetterQueue(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	ok, err := h.pub.Publish(ctx, []broker.Message{{
+		Exchange: catalog.Exchange(catalog.OrderCreated), RoutingKey: catalog.OrderCreated, MessageID: "killer",
+		Type: "test.v1.Event", Body: []byte("x"),
+		Headers: amqp.Table{broker.HeaderRedeliveries: int64(broker.RedeliveryLimit - broker.RenewAt)},
+	}})
+	if err != nil || !ok[0] {
+		t.Fatalf("publish: ok=%v err=%v", ok, err)
+	}
+	h.die(sub.Queue(), broker.RenewAt)
+	var calls atomic.Int32
+	h.consume(sub.Queue(), func(context.Context, []amqp.Delivery) error {
+		calls.Add(1)
+		return nil
+	}, broker.ConsumerOptions{})
+	dl := h.get(sub.DeadLetterQueue())
+	if reason, _ := dl.Headers[broker.HeaderReason].(string); !strings.Contains(reason, "without its handler ever finishing") {
+		t.Errorf("reason %q", reason)
+	}
+	if got := calls.Load(); got != 0 {
+		t.Errorf("handled %d times, want never", got)
 	}
 }
 

@@ -148,6 +148,11 @@ func (cons *consumer) session(ctx context.Context) error {
 	go func() {
 		defer close(pumped)
 		for d := range deliveries {
+			// Renewing d before the next delivery is pumped keeps every later tag out of the
+			// batches until d is settled: no multiple-ack can settle it while its copy is on the way.
+			if cons.renew(ctx, d) {
+				continue
+			}
 			pumped <- d
 		}
 	}()
@@ -234,6 +239,32 @@ func (cons *consumer) process(ctx context.Context, stop <-chan struct{}, batch [
 	}
 }
 
+// renew puts d back as a fresh copy and acks it when the broker has counted RenewAt deliveries
+// of it: deliveries held by consumers that died or lost their channel, which are no fault of
+// the message, and which would otherwise reach the queue's DeliveryLimit and dead-letter it.
+// The copy carries the deliveries counted so far in HeaderRedeliveries; at RedeliveryLimit d is
+// dead-lettered instead. It reports whether d was settled; when not, d is to be handled as is.
+func (cons *consumer) renew(ctx context.Context, d amqp.Delivery) bool {
+	count, _ := d.Headers["x-delivery-count"].(int64)
+	if count < RenewAt || ctx.Err() != nil {
+		return false
+	}
+	total := Redeliveries(d) + int(count)
+	if total >= RedeliveryLimit {
+		cons.deadLetter(ctx, d, fmt.Errorf("delivered %d times without its handler ever finishing: handling it kills the consumer", total))
+		return true
+	}
+	cons.log.WarnContext(ctx, "event redelivered often, renewing it", "deliveries", total, "event_id", d.MessageId, "order_id", d.CorrelationId)
+	consumed.WithLabelValues(cons.queue, d.Type, "renewed").Inc()
+	headers := failureHeaders(d)
+	headers[HeaderRedeliveries] = int64(total)
+	return cons.putBack(ctx, d, headers)
+}
+
+// Redeliveries is how many deliveries the broker counted of d's earlier copies
+// (HeaderRedeliveries).
+func Redeliveries(d amqp.Delivery) int { return intHeader(d, HeaderRedeliveries) }
+
 // retryLater counts one more handler failure of d and puts it back at the end of its queue
 // with the count, then acks it; once the count reaches the limit it dead-letters d instead.
 // The broker's own delivery count cannot serve: it also counts the deliveries a consumer held
@@ -249,9 +280,19 @@ func (cons *consumer) retryLater(ctx context.Context, d amqp.Delivery, err error
 		"event_id", d.MessageId, "order_id", d.CorrelationId)
 	consumed.WithLabelValues(cons.queue, d.Type, "requeued").Inc()
 	headers := failureHeaders(d)
-	delete(headers, "x-delivery-count") // the broker's count of the old copy, not of this one
 	headers[HeaderFailures] = int64(failures)
 	headers[HeaderReason] = err.Error()
+	if !cons.putBack(ctx, d, headers) {
+		if err := d.Nack(false, true); err != nil {
+			cons.log.WarnContext(ctx, "nack failed", "err", err)
+		}
+	}
+}
+
+// putBack publishes a copy of d with headers at the end of its queue, then acks d. It reports
+// false, leaving d unsettled, when the copy could not be published.
+func (cons *consumer) putBack(ctx context.Context, d amqp.Delivery, headers amqp.Table) bool {
+	delete(headers, "x-delivery-count") // the broker's count of the old copy, not of this one
 	msg := Message{
 		Exchange:      DeadLetterExchange,
 		RoutingKey:    RetryRoutingKey(cons.queue),
@@ -266,21 +307,22 @@ func (cons *consumer) retryLater(ctx context.Context, d amqp.Delivery, err error
 	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	if res, perr := cons.dl.Publish(pctx, []Message{msg}); perr != nil || !res[0] {
-		cons.log.WarnContext(ctx, "putting the event back failed, requeueing", "err", perr, "event_id", d.MessageId)
-		if err := d.Nack(false, true); err != nil {
-			cons.log.WarnContext(ctx, "nack failed", "err", err)
-		}
-		return
+		cons.log.WarnContext(ctx, "putting the event back failed", "err", perr, "event_id", d.MessageId)
+		return false
 	}
 	// A crash before this ack leaves both copies in the queue: the inbox absorbs the second.
 	if err := d.Ack(false); err != nil {
 		cons.log.WarnContext(ctx, "ack failed", "err", err)
 	}
+	return true
 }
 
 // Failures is how many times consumers' handlers have failed on d so far (HeaderFailures).
-func Failures(d amqp.Delivery) int {
-	switch n := d.Headers[HeaderFailures].(type) {
+func Failures(d amqp.Delivery) int { return intHeader(d, HeaderFailures) }
+
+// intHeader is d's integer header key, 0 when absent.
+func intHeader(d amqp.Delivery, key string) int {
+	switch n := d.Headers[key].(type) {
 	case int64:
 		return int(n)
 	case int32:
@@ -450,6 +492,8 @@ const (
 	HeaderFailedAt   = "x-ordersaga-failed-at"
 	// HeaderFailures counts the handler failures of a message put back for another try.
 	HeaderFailures = "x-ordersaga-failures"
+	// HeaderRedeliveries counts the broker's deliveries of a message's earlier, renewed copies.
+	HeaderRedeliveries = "x-ordersaga-redeliveries"
 )
 
 // sleep waits d and reports whether stop closed first.

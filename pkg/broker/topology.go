@@ -22,14 +22,22 @@ const DeadLetterExchange = "ordersaga.dlx"
 // failures count, never a redelivery because a consumer died or lost its channel.
 const FailureLimit = 10
 
-// DeliveryLimit is the quorum queues' own delivery limit, a safety net under FailureLimit. On
-// RabbitMQ 3.10 a message counts a delivery whenever its consumer dies or its channel closes
-// with it unacked, so a service crash-looping with a backlog spends it on every event it holds:
-// the limit is set far above any crash loop left unattended (1000 restarts take days in
-// Kubernetes' back-off), and is reached only by a message that kills the process every time it
-// is handled, before the consumer can count a failure. The broker refuses to change a queue's
-// arguments (README, "Moving queues to new arguments").
-const DeliveryLimit = 1000
+// DeliveryLimit is the quorum queues' own delivery limit (x-delivery-limit), a safety net under
+// FailureLimit. On RabbitMQ 3.10 a message counts a delivery whenever its consumer dies or its
+// channel closes with it unacked, so a service crash-looping with a backlog would spend it on
+// every event it holds: a consumer renews a delivery the broker has counted RenewAt times (a
+// fresh copy, its count carried in HeaderRedeliveries) long before the limit, and dead-letters
+// it itself at RedeliveryLimit. The value is fixed: the broker refuses to declare an existing
+// queue with other arguments, so changing it would strand every deployed queue.
+const DeliveryLimit = 10
+
+// RenewAt is the broker delivery count at which a consumer renews a delivery (DeliveryLimit).
+const RenewAt = DeliveryLimit / 2
+
+// RedeliveryLimit is how many deliveries in all, over its renewed copies, a message may have
+// before a consumer dead-letters it: reached only by a message whose handling kills the process
+// every time, before a failure can be counted (1000 restarts take days in Kubernetes' back-off).
+const RedeliveryLimit = 1000
 
 // RetryRoutingKey routes a message from DeadLetterExchange back to queue, for another try.
 func RetryRoutingKey(queue string) string { return queue + ".retry" }
