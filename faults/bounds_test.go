@@ -68,13 +68,10 @@ func (e *env) probe(ctx context.Context, timeout, within time.Duration) (string,
 		took := time.Since(began)
 		if err == nil && terminal[resp.GetOrder().GetStatus()] {
 			e.t.Logf("probe order %s %s %s after the fault", id, resp.GetOrder().GetStatus(), took.Round(time.Millisecond))
-			if took > within {
-				e.t.Errorf("probe order took %s after the fault, want at most %s", took.Round(time.Millisecond), within)
-			}
 			return id, took
 		}
-		if took > quiescenceTimeout || ctx.Err() != nil {
-			e.t.Errorf("probe order %s not terminal %s after the fault (%v)", id, took.Round(time.Millisecond), err)
+		if took > within || ctx.Err() != nil {
+			e.t.Errorf("probe order %s not terminal %s after the fault, want at most %s (%v)", id, took.Round(time.Millisecond), within, err)
 			return id, took
 		}
 		time.Sleep(50 * time.Millisecond)
