@@ -17,6 +17,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -79,6 +80,8 @@ type env struct {
 	tx      *txWatch // transactions of the stack's databases open longer than openTxBound
 	missing int      // accepted orders not listed, at the last look for quiescence
 	pending int      // listed orders not terminal, at the last look
+
+	failedCalls atomic.Int64 // CreateOrder calls that failed
 }
 
 // start runs a stack for the test and creates the stream's products.
@@ -294,6 +297,9 @@ func (e *env) place(ctx context.Context, req *orderv1.CreateOrderRequest, i int,
 		if status.Code(err) == codes.InvalidArgument {
 			e.t.Errorf("CreateOrder %d: %v", i, err) // the request is wrong: a bug of this test
 			return "", attempt
+		}
+		if e.failedCalls.Add(1) <= 5 {
+			e.t.Logf("CreateOrder %d attempt %d failed: %v", i, attempt, err) // the first few, to tell why
 		}
 		if time.Now().After(deadline) || ctx.Err() != nil {
 			e.t.Logf("CreateOrder %d given up: %v", i, err)
