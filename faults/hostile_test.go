@@ -46,12 +46,22 @@ func TestFaultBrokerRefusesDeclare(t *testing.T) {
 			t.Errorf("refuse permissions: %v", err)
 			return
 		}
-		n, err := testenv.CloseVHostConnections(ctx, e.stack.AMQPURL)
-		if err != nil {
-			t.Errorf("close connections: %v", err)
-			return
+		// The management API lists a new connection only after a few seconds: close what it
+		// lists until it has listed one per process.
+		closed, want := 0, len(stack.Services)*e.stack.Replicas()
+		for deadline := time.Now().Add(20 * time.Second); closed < want; {
+			n, err := testenv.CloseVHostConnections(ctx, e.stack.AMQPURL)
+			if err != nil {
+				t.Errorf("close connections: %v", err)
+				return
+			}
+			if closed += n; closed < want && time.Now().After(deadline) {
+				t.Errorf("only %d connections listed to close, want %d", closed, want)
+				return
+			}
+			pause(ctx, 200*time.Millisecond)
 		}
-		t.Logf("permissions refused, %d connections closed", n)
+		t.Logf("permissions refused, %d connections closed", closed)
 		began := time.Now()
 		// gRPC health follows readiness once a second: from 3 s on, every look must find every
 		// replica not ready and alive.
