@@ -54,6 +54,10 @@ check-deploy: deploy-tools ## Prometheus config, rules and alert unit tests (pro
 test-faults: build infra ## Crash, restart, duplicate and poison-message tests (restart the local broker and database).
 	ORDERSAGA_BIN_DIR=$(CURDIR)/bin $(GO_TEST) -tags faults -timeout 40m -run 'TestFault' -v ./faults/...
 
+.PHONY: test-hostile
+test-hostile: build infra ## The hostile-world fault tests only (refused permissions, deleted topology, paused replicas, database storm): each touches only its own vhost and databases.
+	ORDERSAGA_BIN_DIR=$(CURDIR)/bin $(GO_TEST) -tags faults -timeout 15m -run 'TestFault(BrokerRefusesDeclare|TopologyDeleted|PausedReplicas|DatabaseStormAndReadOnly)$$' -v ./faults/...
+
 .PHONY: bench
 bench: build infra ## Benchmark scenarios end to end (orders/s, latency, batch sizes, CPU per order) beside PostgreSQL and RabbitMQ baselines; BENCH_FLAGS=-help lists the knobs.
 	ORDERSAGA_BIN_DIR=$(CURDIR)/bin go run ./cmd/bench $(BENCH_FLAGS)
