@@ -58,6 +58,10 @@ test-faults: build infra ## Crash, restart, duplicate and poison-message tests (
 cluster-test: build infra ## A 3-node RabbitMQ cluster losing a node, a PostgreSQL failover to a synchronous standby (scratch servers beside the machine's; root).
 	ORDERSAGA_BIN_DIR=$(CURDIR)/bin $(GO_TEST) -tags cluster -timeout 15m -run 'TestCluster' -v ./faults/...
 
+.PHONY: test-hostile
+test-hostile: build infra ## The hostile-world fault tests only (refused permissions, deleted topology, paused replicas, database storm): each touches only its own vhost and databases.
+	ORDERSAGA_BIN_DIR=$(CURDIR)/bin $(GO_TEST) -tags faults -timeout 15m -run 'TestFault(BrokerRefusesDeclare|TopologyDeleted|PausedReplicas|DatabaseStormAndReadOnly)$$' -v ./faults/...
+
 .PHONY: bench
 bench: build infra ## Benchmark scenarios end to end (orders/s, latency, batch sizes, CPU per order) beside PostgreSQL and RabbitMQ baselines; BENCH_FLAGS=-help lists the knobs.
 	ORDERSAGA_BIN_DIR=$(CURDIR)/bin go run ./cmd/bench $(BENCH_FLAGS)

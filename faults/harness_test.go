@@ -17,6 +17,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -75,6 +76,17 @@ type env struct {
 	connOnce sync.Once
 	conn     *broker.Conn
 	connErr  error
+
+	tx      *txWatch // transactions of the stack's databases open longer than openTxBound
+	missing int      // accepted orders not listed, at the last look for quiescence
+	pending int      // listed orders not terminal, at the last look
+
+	failedCalls atomic.Int64 // CreateOrder calls that failed
+
+	// expired, when set, says which orders may end CANCELLED by their saga deadline instead
+	// of their kind's outcome: those a fault could cost an event (see TestFaultTopologyDeleted).
+	expired  func(*orderv1.Order) bool
+	deadline int // orders checkOutcomes accepted as cancelled by their deadline
 }
 
 // start runs a stack for the test and creates the stream's products.
@@ -94,6 +106,7 @@ func start(t *testing.T, opts stack.Options) *env {
 	e.plenty = e.product(1_000_000)
 	e.other = e.product(1_000_000)
 	e.scarce = e.product(scarceStock)
+	e.tx = e.watchTransactions()
 	t.Cleanup(func() {
 		if e.conn != nil {
 			e.conn.Close()
@@ -175,6 +188,11 @@ type streamOptions struct {
 	Workers  int           // concurrent clients, default 4
 	Duration time.Duration // the orders are spread evenly over it, default 15s
 	FaultAt  time.Duration // when the fault starts, default a quarter of Duration
+	// CallTimeout bounds one CreateOrder call, default callTimeout.
+	CallTimeout time.Duration
+	// RecoverWithin, when set, places a probe order once the fault function returns and fails
+	// the test unless it is terminal within this bound: new orders complete again.
+	RecoverWithin time.Duration
 }
 
 // streamResult is what a stream placed.
@@ -184,6 +202,8 @@ type streamResult struct {
 	Retried  int             // orders placed only after a failed CreateOrder
 	Slowest  time.Duration   // the longest it took to place one order, retries included
 	Elapsed  time.Duration
+	FaultEnd time.Time     // when the fault function returned
+	Recover  time.Duration // from FaultEnd until the probe order was terminal (RecoverWithin)
 }
 
 // stream places orders at a steady pace from a few goroutines and runs fault alongside, from
@@ -203,6 +223,9 @@ func (e *env) stream(opts streamOptions, fault func(ctx context.Context)) stream
 	if opts.FaultAt == 0 {
 		opts.FaultAt = opts.Duration / 4
 	}
+	if opts.CallTimeout == 0 {
+		opts.CallTimeout = callTimeout
+	}
 	ctx := e.t.Context()
 	res := streamResult{Accepted: map[string]bool{}}
 	var mu sync.Mutex
@@ -213,6 +236,19 @@ func (e *env) stream(opts streamOptions, fault func(ctx context.Context)) stream
 			select {
 			case <-time.After(opts.FaultAt):
 				fault(ctx)
+				end := time.Now()
+				mu.Lock()
+				res.FaultEnd = end
+				mu.Unlock()
+				if opts.RecoverWithin > 0 {
+					id, took := e.probe(ctx, opts.CallTimeout, opts.RecoverWithin)
+					mu.Lock()
+					res.Recover = took
+					if id != "" {
+						res.Accepted[id] = true
+					}
+					mu.Unlock()
+				}
 			case <-ctx.Done():
 			}
 		})
@@ -227,7 +263,7 @@ func (e *env) stream(opts streamOptions, fault func(ctx context.Context)) stream
 					return
 				}
 				placed := time.Now()
-				id, attempts := e.place(ctx, i)
+				id, attempts := e.place(ctx, e.request(i), i, opts.CallTimeout)
 				mu.Lock()
 				if id != "" {
 					res.Accepted[id] = true
@@ -252,13 +288,12 @@ func (e *env) stream(opts streamOptions, fault func(ctx context.Context)) stream
 	return res
 }
 
-// place creates the i-th order and returns its id ("" when given up on) and the number of
-// CreateOrder calls it took.
-func (e *env) place(ctx context.Context, i int) (string, int) {
-	req := e.request(i)
+// place creates an order (the i-th of the stream) and returns its id ("" when given up on) and
+// the number of CreateOrder calls it took.
+func (e *env) place(ctx context.Context, req *orderv1.CreateOrderRequest, i int, timeout time.Duration) (string, int) {
 	deadline := time.Now().Add(placeTimeout)
 	for attempt := 1; ; attempt++ {
-		cctx, cancel := context.WithTimeout(ctx, callTimeout)
+		cctx, cancel := context.WithTimeout(ctx, timeout)
 		resp, err := e.orders[(i+attempt)%len(e.orders)].CreateOrder(cctx, req)
 		cancel()
 		if err == nil {
@@ -267,6 +302,9 @@ func (e *env) place(ctx context.Context, i int) (string, int) {
 		if status.Code(err) == codes.InvalidArgument {
 			e.t.Errorf("CreateOrder %d: %v", i, err) // the request is wrong: a bug of this test
 			return "", attempt
+		}
+		if e.failedCalls.Add(1) <= 5 {
+			e.t.Logf("CreateOrder %d attempt %d failed: %v", i, attempt, err) // the first few, to tell why
 		}
 		if time.Now().After(deadline) || ctx.Err() != nil {
 			e.t.Logf("CreateOrder %d given up: %v", i, err)
@@ -362,6 +400,7 @@ func (e *env) busy(ctx context.Context, orders []*orderv1.Order, accepted map[st
 			missing++
 		}
 	}
+	e.missing, e.pending = missing, len(pending)
 	if len(pending) > 0 || missing > 0 {
 		return fmt.Sprintf("%d accepted orders not listed; %d not terminal %v, e.g. %v", missing, len(pending), byStatus, pending[:min(len(pending), 5)])
 	}
@@ -384,6 +423,11 @@ func (e *env) checkOutcomes(orders []*orderv1.Order) {
 	scarce, scarceConfirmed, wrong := 0, 0, 0
 	expect := func(o *orderv1.Order, want ...orderv1.OrderStatus) {
 		if slices.Contains(want, o.GetStatus()) {
+			return
+		}
+		if e.expired != nil && e.expired(o) && o.GetStatus() == orderv1.OrderStatus_ORDER_STATUS_CANCELLED &&
+			strings.Contains(o.GetFailureReason(), "saga deadline passed") {
+			e.deadline++
 			return
 		}
 		if wrong++; wrong <= 10 {
@@ -451,8 +495,9 @@ func (e *env) pools() map[string]*pgxpool.Pool {
 }
 
 // audit runs the operator's audit over the four databases and the dead-letter queues, which
-// must hold exactly deadLetters messages.
-func (e *env) audit(deadLetters int) {
+// must hold exactly deadLetters messages. It returns the dead letters found and the audit's
+// duplicate-effect violations.
+func (e *env) audit(deadLetters int) (dlq, duplicates int) {
 	e.t.Helper()
 	ctx, cancel := context.WithTimeout(e.t.Context(), time.Minute)
 	defer cancel()
@@ -460,6 +505,11 @@ func (e *env) audit(deadLetters int) {
 	vs, err := ops.Audit(ctx, ops.Databases{Order: p["order"], Payment: p["payment"], Inventory: p["inventory"], Shipping: p["shipping"]}, time.Time{})
 	if err != nil {
 		e.t.Fatalf("audit: %v", err)
+	}
+	for _, v := range vs {
+		if strings.HasPrefix(v.Rule, "duplicate-") {
+			duplicates++
+		}
 	}
 	depths, err := ops.DeadLetterQueues(ctx, e.broker())
 	if err != nil {
@@ -480,14 +530,24 @@ func (e *env) audit(deadLetters int) {
 		}
 		e.t.Errorf("audit: %s %s: %s", v.OrderID, v.Rule, v.Detail)
 	}
+	return total, duplicates
 }
 
-// verify waits for quiescence after a stream, then checks outcomes and the audit.
+// verify waits for quiescence after a stream, then checks outcomes, the audit, that every
+// outbox drains to empty and that no transaction stayed open longer than openTxBound. It logs
+// the fault's FAULT line (report) whatever the outcome.
 func (e *env) verify(res streamResult, deadLetters int) []*orderv1.Order {
 	e.t.Helper()
+	r := report{orders: len(res.Accepted), dlq: -1, outbox: -1, recover: res.Recover}
+	defer e.report(&r) // also when a check below ends the test
 	orders := e.waitQuiescent(res.Accepted)
+	if r.recover == 0 && !res.FaultEnd.IsZero() {
+		r.recover = time.Since(res.FaultEnd)
+	}
 	e.checkOutcomes(orders)
-	e.audit(deadLetters)
+	r.dlq, r.duplicates = e.audit(deadLetters)
+	r.outbox = e.drainOutboxes()
+	r.openTx = e.checkTransactions()
 	return orders
 }
 

@@ -96,6 +96,8 @@ func (p *process) stop(timeout time.Duration) error {
 	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		return fmt.Errorf("signal %s: %w", p.name, err)
 	}
+	// A paused process (Pause) acts on SIGTERM only once it runs again.
+	_ = p.cmd.Process.Signal(syscall.SIGCONT)
 	select {
 	case <-p.done:
 	case <-time.After(timeout):

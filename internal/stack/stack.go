@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -43,6 +44,9 @@ type Options struct {
 	// DatabaseParams are added to the query of every service's database URL as the services
 	// see it, e.g. "pool_max_conns=16" (pgxpool settings), for tuning experiments.
 	DatabaseParams string
+	// AMQPParams are added to the query of the AMQP URL the services see, e.g. "heartbeat=2"
+	// (seconds), so that a fault test finds a paused process's connection dead sooner.
+	AMQPParams string
 	// DialOptions are added to those of the stack's own gRPC clients (OrderClient,
 	// InventoryClient), e.g. TLS credentials and a token when Env turns them on. Transport
 	// credentials given here replace the default plaintext.
@@ -233,6 +237,30 @@ func (s *Stack) Kill(svc string, replica int) {
 	s.proc(svc, replica).kill()
 }
 
+// Pause stops a replica with SIGSTOP: it keeps its sockets and its place in every
+// transaction but runs no code, as a process descheduled or swapped out for a long time does.
+func (s *Stack) Pause(svc string, replica int) error {
+	return s.signal(svc, replica, syscall.SIGSTOP)
+}
+
+// Resume lets a paused replica run again with SIGCONT.
+func (s *Stack) Resume(svc string, replica int) error {
+	return s.signal(svc, replica, syscall.SIGCONT)
+}
+
+func (s *Stack) signal(svc string, replica int, sig syscall.Signal) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	p := s.proc(svc, replica)
+	if !p.running() {
+		return fmt.Errorf("%s is not running", p.name)
+	}
+	if err := p.cmd.Process.Signal(sig); err != nil {
+		return fmt.Errorf("signal %s: %w", p.name, err)
+	}
+	return nil
+}
+
 // Stop sends SIGTERM to a replica and waits for it to exit, at most StopTimeout (then it is
 // killed). It returns an error unless the process exited with status 0 in time.
 func (s *Stack) Stop(svc string, replica int) error {
@@ -315,7 +343,7 @@ func (s *Stack) plan(bin string, opts Options) error {
 			}
 			up := strings.ToUpper(svc)
 			env := map[string]string{
-				"AMQP_URL":           amqpURL,
+				"AMQP_URL":           withParams(amqpURL, opts.AMQPParams),
 				"LOG_LEVEL":          "info",
 				up + "_DATABASE_URL": withParams(s.DatabaseURLs[svc], opts.DatabaseParams),
 				up + "_OPS_ADDR":     addrs["ops"],

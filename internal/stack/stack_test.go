@@ -94,6 +94,28 @@ func TestStack(t *testing.T) {
 		}
 		s.Restart("inventory", 1)
 
+		// A paused replica answers nothing until resumed, and one paused when stopped still exits
+		// cleanly.
+		if err := s.Pause("shipping", 1); err != nil {
+			t.Fatalf("Pause shipping-1: %v", err)
+		}
+		if _, err := (&http.Client{Timeout: time.Second}).Get("http://" + s.OpsAddr("shipping", 1) + "/healthz"); err == nil {
+			t.Error("shipping-1 answers while paused")
+		}
+		if err := s.Resume("shipping", 1); err != nil {
+			t.Fatalf("Resume shipping-1: %v", err)
+		}
+		if code, err := get(s.OpsAddr("shipping", 1), "/healthz"); err != nil || code != http.StatusOK {
+			t.Errorf("shipping-1 /healthz after Resume: %d %v", code, err)
+		}
+		if err := s.Pause("shipping", 1); err != nil {
+			t.Fatalf("Pause shipping-1: %v", err)
+		}
+		if err := s.Stop("shipping", 1); err != nil {
+			t.Errorf("Stop of a paused shipping-1: %v", err)
+		}
+		s.Restart("shipping", 1)
+
 		// Replica 0 of order was never touched; replica 1 is a working order-service too.
 		resp, err := s.OrderClient().CreateOrder(ctx, &orderv1.CreateOrderRequest{
 			CustomerId:    uuid.NewString(),

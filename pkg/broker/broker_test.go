@@ -707,3 +707,21 @@ func TestDropWhenBlockedKeepsAnUnblockedConnection(t *testing.T) {
 		t.Fatalf("check: %v", err)
 	}
 }
+
+// A publish to an exchange that does not exist (deleted under the service) makes the broker
+// close the channel, which settles the confirms as nacks: Publish must report it as an error,
+// so that the relay declares the topology again before retrying, and publish on a new channel.
+func TestPublisherReportsAMissingExchange(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	ok, err := h.pub.Publish(ctx, []broker.Message{{Exchange: "no.such.exchange", RoutingKey: catalog.OrderCreated, MessageID: "lost", Body: []byte("x")}})
+	if err == nil || ok[0] {
+		t.Errorf("publish to a missing exchange: ok = %v, err = %v; want not ok and an error", ok, err)
+	}
+	ok, err = h.pub.Publish(ctx, []broker.Message{{Exchange: catalog.Exchange(catalog.OrderCreated), RoutingKey: catalog.OrderCreated, MessageID: "routed", Body: []byte("x")}})
+	if err != nil || !ok[0] {
+		t.Errorf("publish after the channel closed: ok = %v, err = %v; want ok", ok, err)
+	}
+}

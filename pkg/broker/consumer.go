@@ -8,6 +8,7 @@ import (
 	"runtime/debug"
 	"sort"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/cenkalti/backoff/v5"
@@ -55,6 +56,9 @@ type ConsumerOptions struct {
 	// FailureLimit is how many such failures a message may have before it is dead-lettered
 	// (default FailureLimit).
 	FailureLimit int
+	// SubscriptionCheck is how often the consumer checks that its queue still exists and that
+	// its subscription still receives what waits there (default 2s); see consumer.watch.
+	SubscriptionCheck time.Duration
 }
 
 func (o *ConsumerOptions) defaults() {
@@ -69,6 +73,9 @@ func (o *ConsumerOptions) defaults() {
 	}
 	if o.FailureLimit <= 0 {
 		o.FailureLimit = FailureLimit
+	}
+	if o.SubscriptionCheck <= 0 {
+		o.SubscriptionCheck = 2 * time.Second
 	}
 }
 
@@ -145,9 +152,11 @@ func (cons *consumer) session(ctx context.Context) error {
 	// prefetch collects what arrives while a batch is being handled; it never blocks, because
 	// the broker sends no more than the prefetch unsettled.
 	pumped = make(chan amqp.Delivery, prefetch)
+	var sub subscription
 	go func() {
 		defer close(pumped)
 		for d := range deliveries {
+			sub.received.Add(1)
 			// Renewing d before the next delivery is pumped keeps every later tag out of the
 			// batches until d is settled: no multiple-ack can settle it while its copy is on the way.
 			if cons.renew(ctx, d) {
@@ -156,6 +165,10 @@ func (cons *consumer) session(ctx context.Context) error {
 			pumped <- d
 		}
 	}()
+	wctx, stopWatch := context.WithCancel(ctx)
+	defer stopWatch()
+	lost := make(chan error, 1)
+	go cons.watch(wctx, &sub, func() bool { return sub.busy.Load() || len(pumped) > 0 }, lost)
 	batch := make([]amqp.Delivery, 0, cons.opts.BatchSize)
 	for {
 		if ctx.Err() != nil {
@@ -165,6 +178,8 @@ func (cons *consumer) session(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			return nil
+		case err := <-lost:
+			return err
 		case d, ok := <-pumped:
 			if !ok {
 				return errors.New("delivery channel closed")
@@ -184,8 +199,73 @@ func (cons *consumer) session(ctx context.Context) error {
 			}
 		}
 		// The batch in hand is finished even when ctx ends: its effects may be committed already.
+		sub.busy.Store(true)
 		cons.process(context.WithoutCancel(ctx), ctx.Done(), batch)
+		sub.busy.Store(false)
 	}
+}
+
+// subscription is what a session's watch knows of its deliveries.
+type subscription struct {
+	received atomic.Int64 // deliveries received so far
+	busy     atomic.Bool  // a batch is being handled
+}
+
+// watch checks every SubscriptionCheck that the queue still exists and that the subscription
+// still receives what waits in it, and reports on lost when not. A queue deleted under the
+// service should cancel its consumers (basic.cancel, which closes the delivery channel), but
+// RabbitMQ 3.10 does not always send it: a quorum queue deleted while a publish to it was in
+// flight left its consumers subscribed to nothing, and the queue, declared again at once by
+// another service, filling up with no one consuming it (its consumer count even counted the
+// dead subscription for a while). So: messages ready in the queue at two checks in a row,
+// while this consumer had room for them (nothing in hand) and received nothing in between,
+// mean the subscription is dead.
+func (cons *consumer) watch(ctx context.Context, sub *subscription, inHand func() bool, lost chan<- error) {
+	t := time.NewTicker(cons.opts.SubscriptionCheck)
+	defer t.Stop()
+	starved := false // the last check found messages ready and this consumer idle
+	var seen int64
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		ready, err := cons.check(ctx)
+		if err != nil {
+			lost <- err
+			return
+		}
+		received := sub.received.Load()
+		idle := ready > 0 && !inHand() && received == seen
+		if idle && starved {
+			lost <- fmt.Errorf("queue %s holds %d ready messages that reach no consumer: this subscription was lost", cons.queue, ready)
+			return
+		}
+		starved, seen = idle, received
+	}
+}
+
+// check returns how many messages are ready in the queue, and an error when the queue is gone
+// or has no consumer although this one consumes it. Any other failure is left to the session,
+// which ends by itself when the channel or the connection does.
+func (cons *consumer) check(ctx context.Context) (ready int, err error) {
+	ch, err := cons.conn.Channel(ctx)
+	if err != nil {
+		return 0, nil
+	}
+	defer ch.Close()
+	q, err := ch.QueueDeclarePassive(cons.queue, true, false, false, false, nil)
+	var amqpErr *amqp.Error
+	switch {
+	case errors.As(err, &amqpErr) && amqpErr.Code == amqp.NotFound:
+		return 0, fmt.Errorf("queue %s no longer exists", cons.queue)
+	case err != nil:
+		return 0, nil
+	case q.Consumers == 0:
+		return 0, fmt.Errorf("queue %s has no consumer: this subscription was lost", cons.queue)
+	}
+	return q.Messages, nil
 }
 
 // process handles a batch and settles every delivery in it: ack, dead-letter, or (only after

@@ -64,6 +64,8 @@ type Pending struct {
 	spans    []trace.Span                 // the send span of each traced message, nil when none is
 	ch       *amqp.Channel
 	unrouted int
+	nacked   int // confirms that came back negative, or were settled so by a channel close
+	lost     int // messages not confirmed: nacked, unsent, or still waiting when Wait gave up
 	failed   bool
 }
 
@@ -125,9 +127,19 @@ func (pd *Pending) Wait(ctx context.Context) []bool {
 			break
 		}
 		ok[i] = acked
+		if !acked {
+			pd.nacked++
+		}
 	}
 	if len(pd.confirms) < len(pd.msgs) {
 		pd.failed = true
+	}
+	// The library settles the confirms still pending as nacks when the channel closes: the
+	// broker closes it for a publish to an exchange that does not exist (deleted under the
+	// service). Say so, so that the caller declares the topology again before retrying.
+	if pd.nacked > 0 && pd.ch != nil && pd.ch.IsClosed() {
+		pd.failed = true
+		pd.p.resetIf(pd.ch)
 	}
 	// The broker sends basic.return before the confirm of the same message, and the library
 	// queues returns before it processes that confirm: once a confirm is in, its return is too.
@@ -143,6 +155,9 @@ func (pd *Pending) Wait(ctx context.Context) []bool {
 			outcome = "failed"
 		case !ok[i]:
 			outcome = "nacked"
+		}
+		if !ok[i] && !returned[m.MessageID] {
+			pd.lost++
 		}
 		published.WithLabelValues(m.Exchange, m.Type, outcome).Inc()
 		if pd.spans != nil {
@@ -161,9 +176,11 @@ func (pd *Pending) Wait(ctx context.Context) []bool {
 func (pd *Pending) Err() error {
 	switch {
 	case pd.failed:
-		return fmt.Errorf("publish: channel failed with %d of %d messages unconfirmed", len(pd.msgs)-len(pd.confirms), len(pd.msgs))
+		return fmt.Errorf("publish: channel failed with %d of %d messages unconfirmed", pd.lost, len(pd.msgs))
 	case pd.unrouted > 0:
 		return fmt.Errorf("%d message(s) unroutable", pd.unrouted)
+	case pd.nacked > 0:
+		return fmt.Errorf("%d message(s) nacked by the broker", pd.nacked)
 	}
 	return nil
 }

@@ -256,9 +256,12 @@ func (r *Relay) settle(ctx context.Context, f *flight) []int64 {
 	defer cancel()
 	ok := f.pending.Wait(ctx)
 	var done []int64
+	var again []Row
 	for i, row := range f.rows {
 		if ok[i] {
 			done = append(done, row.ID)
+		} else {
+			again = append(again, row)
 		}
 	}
 	if err := f.pending.Err(); err != nil {
@@ -268,6 +271,13 @@ func (r *Relay) settle(ctx context.Context, f *flight) []int64 {
 		if err := r.conn.Redeclare(ctx); err != nil {
 			r.log.Warn("declaring the topology again failed", "err", err)
 		}
+	}
+	if len(again) > 0 {
+		// Due at the next poll, not when their lease (or their commit's grace) ends: a broker
+		// that answered no is answered again within a second.
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		r.release(rctx, again)
 	}
 	return done
 }

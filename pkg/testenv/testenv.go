@@ -299,41 +299,64 @@ func management(ctx context.Context, managementURL, method, path string, body an
 }
 
 // CloseConnections closes every client connection to the vhost of amqpURL, as a broker that
-// drops its clients would.
+// drops its clients would. It waits until the management API lists at least one.
 func CloseConnections(t testing.TB, amqpURL string) {
 	t.Helper()
-	u, err := url.Parse(amqpURL)
-	if err != nil {
-		t.Fatalf("parse amqp url: %v", err)
-	}
-	vhost := strings.TrimPrefix(u.Path, "/")
-	base, _ := url.Parse(ManagementURL())
-	pass, _ := base.User.Password()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, base.Scheme+"://"+base.Host+"/api/vhosts/"+url.PathEscape(vhost)+"/connections", nil)
+	// The management API learns of new connections with a short delay.
+	Eventually(t, 20*time.Second, "connections listed", func() bool {
+		n, err := CloseVHostConnections(ctx, amqpURL)
+		if err != nil {
+			t.Fatalf("close connections: %v", err)
+		}
+		return n > 0
+	})
+}
+
+// CloseVHostConnections closes every client connection the management API lists for the vhost
+// of amqpURL and returns how many it closed. It reports errors instead of failing a test, so
+// that a fault injected from a goroutine of its own can use it.
+func CloseVHostConnections(ctx context.Context, amqpURL string) (int, error) {
+	u, err := url.Parse(amqpURL)
+	if err != nil {
+		return 0, fmt.Errorf("parse amqp url: %w", err)
+	}
+	vhost := strings.TrimPrefix(u.Path, "/")
+	base, err := url.Parse(ManagementURL())
+	if err != nil {
+		return 0, fmt.Errorf("parse management url: %w", err)
+	}
+	pass, _ := base.User.Password()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base.Scheme+"://"+base.Host+"/api/vhosts/"+url.PathEscape(vhost)+"/connections", nil)
+	if err != nil {
+		return 0, err
+	}
 	req.SetBasicAuth(base.User.Username(), pass)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, fmt.Errorf("list connections: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return 0, fmt.Errorf("list connections: %s", resp.Status)
+	}
 	var conns []struct {
 		Name string `json:"name"`
 	}
-	// The management API learns of new connections with a short delay.
-	Eventually(t, 20*time.Second, "connections listed", func() bool {
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatalf("list connections: %v", err)
-		}
-		defer resp.Body.Close()
-		conns = nil
-		if err := json.NewDecoder(resp.Body).Decode(&conns); err != nil {
-			t.Fatalf("list connections: %v", err)
-		}
-		return len(conns) > 0
-	})
-	for _, c := range conns {
-		if err := Management(ctx, http.MethodDelete, "/api/connections/"+url.PathEscape(c.Name), nil); err != nil {
-			t.Fatalf("close connection: %v", err)
-		}
+	if err := json.NewDecoder(resp.Body).Decode(&conns); err != nil {
+		return 0, fmt.Errorf("list connections: %w", err)
 	}
+	closed := 0
+	for _, c := range conns {
+		err := Management(ctx, http.MethodDelete, "/api/connections/"+url.PathEscape(c.Name), nil)
+		// A connection may have gone by itself since it was listed.
+		if err != nil && !strings.Contains(err.Error(), "404") {
+			return closed, fmt.Errorf("close connection: %w", err)
+		}
+		closed++
+	}
+	return closed, nil
 }
 
 // Logger logs to the test's output when run with -v, and discards otherwise.

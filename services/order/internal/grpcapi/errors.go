@@ -8,6 +8,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/ordersaga/ordersaga/pkg/failure"
 	"github.com/ordersaga/ordersaga/services/order/internal/order"
 )
 
@@ -52,6 +53,12 @@ func (s *Server) error(ctx context.Context, err error) error {
 		return status.Error(codes.NotFound, "order not found")
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		return status.FromContextError(err).Err()
+	}
+	if failure.IsTransient(err) {
+		// The database stayed away longer than the repository retries: the client may try
+		// again with the same request_id, which never creates a second order.
+		s.log.WarnContext(ctx, "request failed, database unavailable", "err", err)
+		return status.Error(codes.Unavailable, "temporarily unavailable: retry with the same request_id")
 	}
 	if st, ok := status.FromError(err); ok && st.Code() == codes.PermissionDenied {
 		return err // a refusal made here, already worded for the client

@@ -150,8 +150,15 @@ func (c *creates) take() []*createReq {
 	return batch
 }
 
+// createRetryFor bounds how long insertRetrying keeps trying: a failover takes a few seconds to
+// some tens of them (connections terminated, the database read-only until the standby is
+// promoted), and the statement timeout of a session is 30s, so a client waiting longer than a
+// failover sees none of it.
+const createRetryFor = 30 * time.Second
+
 // insertRetrying inserts a batch, again when the database connection was lost or the database
-// was briefly unavailable (a failover, a pooler restart), so that the client does not see it.
+// was briefly unavailable or read-only (a failover, a pooler restart), so that the client does
+// not see it.
 // Retrying is always safe: the orders' ids are chosen here, so an insert that committed before
 // its answer was lost is found by its primary key (isOrderIDTaken), and a key by its request id.
 func (r *Repository) insertRetrying(ctx context.Context, batch []*createReq) error {
@@ -164,7 +171,7 @@ func (r *Repository) insertRetrying(ctx context.Context, batch []*createReq) err
 			return struct{}{}, backoff.Permanent(err)
 		}
 		return struct{}{}, err
-	}, backoff.WithBackOff(b), backoff.WithMaxElapsedTime(10*time.Second))
+	}, backoff.WithBackOff(b), backoff.WithMaxElapsedTime(createRetryFor))
 	return err
 }
 
