@@ -3,12 +3,8 @@ package main
 import (
 	"context"
 	"fmt"
-	"net/http"
-	"time"
 
 	dto "github.com/prometheus/client_model/go"
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
 
 	"github.com/ordersaga/ordersaga/internal/stack"
 )
@@ -25,10 +21,9 @@ type batchTotals map[string]struct{ sum, count float64 }
 // nothing; one that does not answer is an error, since its deltas would be wrong.
 func scrapeBatches(ctx context.Context, s *stack.Stack) (batchTotals, error) {
 	totals := batchTotals{}
-	client := &http.Client{Timeout: 5 * time.Second}
 	for _, svc := range stack.Services {
 		for r := range s.Replicas() {
-			families, err := scrape(ctx, client, "http://"+s.OpsAddr(svc, r)+"/metrics")
+			families, err := s.Metrics(ctx, svc, r)
 			if err != nil {
 				return nil, fmt.Errorf("metrics of %s-%d: %w", svc, r, err)
 			}
@@ -46,23 +41,6 @@ func scrapeBatches(ctx context.Context, s *stack.Stack) (batchTotals, error) {
 		}
 	}
 	return totals, nil
-}
-
-func scrape(ctx context.Context, client *http.Client, url string) (map[string]*dto.MetricFamily, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		return nil, err
-	}
-	resp, err := client.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("%s", resp.Status)
-	}
-	p := expfmt.NewTextParser(model.UTF8Validation)
-	return p.TextToMetricFamilies(resp.Body)
 }
 
 func label(m *dto.Metric, name string) string {

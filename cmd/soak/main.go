@@ -14,7 +14,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net/http"
 	"os"
 	"os/signal"
 	"syscall"
@@ -132,7 +131,7 @@ func run(ctx context.Context, cfg config, out, progress io.Writer) error {
 		l.products = append(l.products, id)
 	}
 
-	sm := &sampler{stack: s, pools: pools, http: &http.Client{Timeout: 10 * time.Second}}
+	sm := &sampler{stack: s, pools: pools}
 	rep := &report{cfg: cfg, out: out}
 	fmt.Fprintf(progress, "soak: %g orders/s for %s, a row every %s; INBOX_RETENTION=%s\n", cfg.rate, cfg.duration, cfg.interval, cfg.inboxRetention)
 	rep.header()

@@ -4,16 +4,12 @@ import (
 	"bufio"
 	"context"
 	"fmt"
-	"net/http"
 	"os"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
-	dto "github.com/prometheus/client_model/go"
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
 
 	"github.com/ordersaga/ordersaga/internal/stack"
 )
@@ -59,7 +55,6 @@ func (s sample) consumed() float64 {
 type sampler struct {
 	stack *stack.Stack
 	pools map[string]*pgxpool.Pool // by service
-	http  *http.Client
 }
 
 func (sm *sampler) sample(ctx context.Context) (map[string]proc, tables, error) {
@@ -79,7 +74,7 @@ func (sm *sampler) sample(ctx context.Context) (map[string]proc, tables, error) 
 			return nil, tables{}, fmt.Errorf("%s: %w", svc, err)
 		}
 		p.fds = len(fds)
-		families, err := sm.scrape(ctx, "http://"+sm.stack.OpsAddr(svc, 0)+"/metrics")
+		families, err := sm.stack.Metrics(ctx, svc, 0)
 		if err != nil {
 			return nil, tables{}, fmt.Errorf("metrics of %s: %w", svc, err)
 		}
@@ -136,23 +131,6 @@ func (sm *sampler) tables(ctx context.Context) (tables, error) {
 		t.inboxRows += inboxRows
 	}
 	return t, nil
-}
-
-func (sm *sampler) scrape(ctx context.Context, url string) (map[string]*dto.MetricFamily, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		return nil, err
-	}
-	resp, err := sm.http.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("%s", resp.Status)
-	}
-	p := expfmt.NewTextParser(model.UTF8Validation)
-	return p.TextToMetricFamilies(resp.Body)
 }
 
 // rss reads a process's resident set size from /proc/<pid>/status.

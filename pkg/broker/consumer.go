@@ -373,21 +373,8 @@ func (cons *consumer) retryLater(ctx context.Context, d amqp.Delivery, err error
 // false, leaving d unsettled, when the copy could not be published.
 func (cons *consumer) putBack(ctx context.Context, d amqp.Delivery, headers amqp.Table) bool {
 	delete(headers, "x-delivery-count") // the broker's count of the old copy, not of this one
-	msg := Message{
-		Exchange:      DeadLetterExchange,
-		RoutingKey:    RetryRoutingKey(cons.queue),
-		MessageID:     d.MessageId,
-		Type:          d.Type,
-		ContentType:   d.ContentType,
-		CorrelationID: d.CorrelationId,
-		Timestamp:     d.Timestamp,
-		Headers:       headers,
-		Body:          d.Body,
-	}
-	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	if res, perr := cons.dl.Publish(pctx, []Message{msg}); perr != nil || !res[0] {
-		cons.log.WarnContext(ctx, "putting the event back failed", "err", perr, "event_id", d.MessageId)
+	if err := cons.copyTo(ctx, RetryRoutingKey(cons.queue), d, headers); err != nil {
+		cons.log.WarnContext(ctx, "putting the event back failed", "err", err, "event_id", d.MessageId)
 		return false
 	}
 	// A crash before this ack leaves both copies in the queue: the inbox absorbs the second.
@@ -538,20 +525,7 @@ func (cons *consumer) deadLetter(ctx context.Context, d amqp.Delivery, reason er
 	headers[HeaderReason] = reason.Error()
 	headers[HeaderQueue] = cons.queue
 	headers[HeaderFailedAt] = time.Now().UTC().Format(time.RFC3339Nano)
-	msg := Message{
-		Exchange:      DeadLetterExchange,
-		RoutingKey:    cons.queue,
-		MessageID:     d.MessageId,
-		Type:          d.Type,
-		ContentType:   d.ContentType,
-		CorrelationID: d.CorrelationId,
-		Timestamp:     d.Timestamp,
-		Headers:       headers,
-		Body:          d.Body,
-	}
-	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	if res, err := cons.dl.Publish(pctx, []Message{msg}); err != nil || !res[0] {
+	if err := cons.copyTo(ctx, cons.queue, d, headers); err != nil {
 		cons.log.WarnContext(ctx, "dead-letter publish failed, rejecting instead", "err", err, "event_id", d.MessageId)
 		if err := d.Reject(false); err != nil {
 			cons.log.WarnContext(ctx, "reject failed", "err", err)
@@ -561,6 +535,29 @@ func (cons *consumer) deadLetter(ctx context.Context, d amqp.Delivery, reason er
 	if err := d.Ack(false); err != nil {
 		cons.log.WarnContext(ctx, "ack failed", "err", err)
 	}
+}
+
+// copyTo publishes a copy of d with headers through DeadLetterExchange by routingKey (a queue's
+// dead-letter queue, or the queue itself for another try), and waits for its confirm.
+func (cons *consumer) copyTo(ctx context.Context, routingKey string, d amqp.Delivery, headers amqp.Table) error {
+	msg := Message{
+		Exchange:      DeadLetterExchange,
+		RoutingKey:    routingKey,
+		MessageID:     d.MessageId,
+		Type:          d.Type,
+		ContentType:   d.ContentType,
+		CorrelationID: d.CorrelationId,
+		Timestamp:     d.Timestamp,
+		Headers:       headers,
+		Body:          d.Body,
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	res, err := cons.dl.Publish(ctx, []Message{msg})
+	if err == nil && !res[0] {
+		err = errors.New("not confirmed")
+	}
+	return err
 }
 
 // Headers set on dead letters by consumers.
