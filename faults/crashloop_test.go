@@ -4,8 +4,6 @@ package faults
 
 import (
 	"context"
-	"encoding/json"
-	"net/http"
 	"net/url"
 	"strings"
 	"testing"
@@ -124,30 +122,15 @@ func (e *env) waitUnacked(ctx context.Context, queue string) int {
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	base, err := url.Parse(testenv.ManagementURL())
-	if err != nil {
-		e.t.Fatal(err)
-	}
 	path := "/api/queues/" + url.PathEscape(strings.TrimPrefix(u.Path, "/")) + "/" + url.PathEscape(queue)
-	pass, _ := base.User.Password()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, base.Scheme+"://"+base.Host+path, nil)
-		if err != nil {
-			e.t.Fatal(err)
-		}
-		req.SetBasicAuth(base.User.Username(), pass)
 		var q struct {
 			Unacked   int `json:"messages_unacknowledged"`
 			Consumers int `json:"consumers"`
 		}
-		resp, err := http.DefaultClient.Do(req)
-		if err == nil {
-			err = json.NewDecoder(resp.Body).Decode(&q)
-			resp.Body.Close()
-		}
-		if err != nil {
-			e.t.Fatalf("management API %s: %v", path, err)
+		if err := testenv.ManagementGet(ctx, path, &q); err != nil {
+			e.t.Fatalf("management API: %v", err)
 		}
 		if q.Unacked > 0 && q.Consumers > 0 {
 			return q.Unacked

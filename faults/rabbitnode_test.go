@@ -5,7 +5,6 @@ package faults
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
@@ -21,6 +20,7 @@ import (
 	"time"
 
 	"github.com/ordersaga/ordersaga/internal/stack"
+	"github.com/ordersaga/ordersaga/pkg/testenv"
 )
 
 // The RabbitMQ installation the scratch nodes run from. The server script is started
@@ -302,34 +302,7 @@ func (n *rabbitNode) ctl(args ...string) (string, error) {
 func (n *rabbitNode) api(ctx context.Context, method, path string, body, out any) error {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	var r *bytes.Reader
-	if body != nil {
-		b, err := json.Marshal(body)
-		if err != nil {
-			return err
-		}
-		r = bytes.NewReader(b)
-	} else {
-		r = bytes.NewReader(nil)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, fmt.Sprintf("http://127.0.0.1:%d%s", n.mgmtPort, path), r)
-	if err != nil {
-		return err
-	}
-	req.SetBasicAuth("guest", "guest")
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode >= 300 {
-		return fmt.Errorf("%s %s: %s", method, path, resp.Status)
-	}
-	if out == nil {
-		return nil
-	}
-	return json.NewDecoder(resp.Body).Decode(out)
+	return testenv.ManagementOn(ctx, n.managementURL(), method, path, body, out)
 }
 
 // runningNodes lists the cluster's nodes that this node sees running.

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	orderv1 "github.com/ordersaga/ordersaga/gen/order/v1"
+	"github.com/ordersaga/ordersaga/internal/loadgen"
 )
 
 // report is everything one run measured.
@@ -200,7 +201,7 @@ func ms(sorted []time.Duration, p float64) string {
 	if len(sorted) == 0 {
 		return "-"
 	}
-	return fmt.Sprintf("%.1fms", float64(percentile(sorted, p))/float64(time.Millisecond))
+	return fmt.Sprintf("%.1fms", float64(loadgen.Percentile(sorted, p))/float64(time.Millisecond))
 }
 
 func outcomes(m map[orderv1.OrderStatus]int) string {

@@ -10,6 +10,7 @@ import (
 
 	inventoryv1 "github.com/ordersaga/ordersaga/gen/inventory/v1"
 	orderv1 "github.com/ordersaga/ordersaga/gen/order/v1"
+	"github.com/ordersaga/ordersaga/internal/loadgen"
 	"github.com/ordersaga/ordersaga/internal/stack"
 )
 
@@ -110,7 +111,7 @@ func (rn *runner) run(ctx context.Context, sc scenario, hotStock int64) (*result
 			return nil, fmt.Errorf("seed product: %w", err)
 		}
 	}
-	l := &load{clients: rn.clients, products: products, drain: rn.cfg.drain}
+	l := &load{gen: &loadgen.Generator{Clients: rn.clients, Products: products}, drain: rn.cfg.drain}
 
 	batchesBefore, scrapeErr := scrapeBatches(ctx, rn.stack)
 	cpuBefore := sampleCPU(rn.stack)
@@ -152,8 +153,8 @@ func (rn *runner) checkHot(ctx context.Context, product string, samples []sample
 	defer cancel()
 	client := rn.stack.OrderClient()
 	for _, s := range samples {
-		status := s.status
-		if !s.final() {
+		status := s.Status
+		if !s.Final() {
 			status = rn.resolve(ctx, client, product, s)
 		}
 		switch status {
@@ -178,7 +179,7 @@ func (rn *runner) checkHot(ctx context.Context, product string, samples []sample
 // resolve waits until the order of s is final and returns its status, or UNSPECIFIED when ctx
 // ends first.
 func (rn *runner) resolve(ctx context.Context, client orderv1.OrderServiceClient, product string, s sample) orderv1.OrderStatus {
-	id := s.orderID
+	id := s.OrderID
 	for ctx.Err() == nil {
 		if id == "" {
 			// The same request as before: order-service returns the order it stored, or
@@ -188,7 +189,7 @@ func (rn *runner) resolve(ctx context.Context, client orderv1.OrderServiceClient
 				PaymentMethod:   "credit_card",
 				Items:           []*orderv1.LineItem{{ProductId: product, Quantity: 1, UnitPrice: "9.90"}},
 				ShippingAddress: &orderv1.ShippingAddress{CountryCode: "BR"},
-				RequestId:       s.requestID,
+				RequestId:       s.RequestID,
 			})
 			if err == nil {
 				id = resp.GetOrder().GetOrderId()
@@ -196,7 +197,7 @@ func (rn *runner) resolve(ctx context.Context, client orderv1.OrderServiceClient
 		}
 		if id != "" {
 			resp, err := client.GetOrder(ctx, &orderv1.GetOrderRequest{OrderId: id})
-			if err == nil && final(resp.GetOrder().GetStatus()) {
+			if err == nil && loadgen.Final(resp.GetOrder().GetStatus()) {
 				return resp.GetOrder().GetStatus()
 			}
 		}
@@ -212,27 +213,27 @@ func summarize(sc scenario, start time.Time, samples []sample) *result {
 	r := &result{scenario: sc, outcomes: map[orderv1.OrderStatus]int{}}
 	last := start
 	for _, s := range samples {
-		if s.placed {
+		if s.Placed {
 			r.placed++
 		}
 		switch {
-		case s.unfinished:
+		case s.Unfinished:
 			r.unfinished++
 			continue
-		case s.err != nil:
+		case s.Err != nil:
 			r.errors++
 			if r.firstErr == nil {
-				r.firstErr = s.err
+				r.firstErr = s.Err
 			}
 			continue
 		}
 		r.completed++
-		r.outcomes[s.status]++
-		if !sc.confirmedOnly || s.status == orderv1.OrderStatus_ORDER_STATUS_CONFIRMED {
-			r.latencies = append(r.latencies, s.latency)
+		r.outcomes[s.Status]++
+		if !sc.confirmedOnly || s.Status == orderv1.OrderStatus_ORDER_STATUS_CONFIRMED {
+			r.latencies = append(r.latencies, s.Latency)
 		}
-		if s.end.After(last) {
-			last = s.end
+		if s.End.After(last) {
+			last = s.End
 		}
 	}
 	r.elapsed = last.Sub(start)

@@ -9,6 +9,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/ordersaga/ordersaga/internal/loadgen"
 	"github.com/ordersaga/ordersaga/internal/ops"
 	"github.com/ordersaga/ordersaga/internal/stack"
 	"github.com/ordersaga/ordersaga/pkg/broker"
@@ -141,8 +142,8 @@ func (r *report) summary(t totals, st settlement, violations []ops.Violation, dl
 		fmt.Fprintf(w, "  %s %s\n", mark, fmt.Sprintf(format, args...))
 	}
 	fmt.Fprintf(w, "\nsummary: %d placed, %d final %v; create→final p50 %s, p99 %s, max %s\n",
-		t.placed, t.completed, t.byStatus, percentile(t.latencies, 0.5).Round(time.Millisecond),
-		percentile(t.latencies, 0.99).Round(time.Millisecond), percentile(t.latencies, 1).Round(time.Millisecond))
+		t.placed, t.completed, t.byStatus, loadgen.Percentile(t.latencies, 0.5).Round(time.Millisecond),
+		loadgen.Percentile(t.latencies, 0.99).Round(time.Millisecond), loadgen.Percentile(t.latencies, 1).Round(time.Millisecond))
 	if len(r.samples) > 1 {
 		loadTime := r.samples[len(r.samples)-1].at
 		fmt.Fprintf(w, "  %.1f orders/s over %s (rate asked %g/s)\n", float64(t.completed)/loadTime.Seconds(), loadTime.Round(time.Second), r.cfg.rate)

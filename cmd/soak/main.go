@@ -121,14 +121,14 @@ func run(ctx context.Context, cfg config, out, progress io.Writer) error {
 			return err
 		}
 		defer cc.Close()
-		l.clients = append(l.clients, orderv1.NewOrderServiceClient(cc))
+		l.gen.Clients = append(l.gen.Clients, orderv1.NewOrderServiceClient(cc))
 	}
 	for range cfg.products {
 		id := uuid.NewString()
 		if _, err := s.InventoryClient().SetStock(ctx, &inventoryv1.SetStockRequest{ProductId: id, Quantity: 1_000_000_000}); err != nil {
 			return fmt.Errorf("SetStock: %w", err)
 		}
-		l.products = append(l.products, id)
+		l.gen.Products = append(l.gen.Products, id)
 	}
 
 	sm := &sampler{stack: s, pools: pools}

@@ -225,13 +225,19 @@ func (cons *consumer) watch(ctx context.Context, sub *subscription, inHand func(
 	defer t.Stop()
 	starved := false // the last check found messages ready and this consumer idle
 	var seen int64
+	var ch *amqp.Channel // the checks' channel, kept from one check to the next
+	defer func() {
+		if ch != nil {
+			ch.Close()
+		}
+	}()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 		}
-		ready, err := cons.check(ctx)
+		ready, err := cons.check(ctx, &ch)
 		if err != nil {
 			lost <- err
 			return
@@ -248,14 +254,17 @@ func (cons *consumer) watch(ctx context.Context, sub *subscription, inHand func(
 
 // check returns how many messages are ready in the queue, and an error when the queue is gone
 // or has no consumer although this one consumes it. Any other failure is left to the session,
-// which ends by itself when the channel or the connection does.
-func (cons *consumer) check(ctx context.Context) (ready int, err error) {
-	ch, err := cons.conn.Channel(ctx)
-	if err != nil {
-		return 0, nil
+// which ends by itself when the channel or the connection does. It opens *ch when it is not
+// open, the broker having closed it after a failed check or with the connection.
+func (cons *consumer) check(ctx context.Context, ch **amqp.Channel) (ready int, err error) {
+	if *ch == nil || (*ch).IsClosed() {
+		c, err := cons.conn.Channel(ctx)
+		if err != nil {
+			return 0, nil
+		}
+		*ch = c
 	}
-	defer ch.Close()
-	q, err := ch.QueueDeclarePassive(cons.queue, true, false, false, false, nil)
+	q, err := (*ch).QueueDeclarePassive(cons.queue, true, false, false, false, nil)
 	var amqpErr *amqp.Error
 	switch {
 	case errors.As(err, &amqpErr) && amqpErr.Code == amqp.NotFound:
@@ -325,11 +334,11 @@ func (cons *consumer) process(ctx context.Context, stop <-chan struct{}, batch [
 // The copy carries the deliveries counted so far in HeaderRedeliveries; at RedeliveryLimit d is
 // dead-lettered instead. It reports whether d was settled; when not, d is to be handled as is.
 func (cons *consumer) renew(ctx context.Context, d amqp.Delivery) bool {
-	count, _ := d.Headers["x-delivery-count"].(int64)
+	count := intHeader(d, headerDeliveryCount)
 	if count < RenewAt || ctx.Err() != nil {
 		return false
 	}
-	total := Redeliveries(d) + int(count)
+	total := Redeliveries(d) + count
 	if total >= RedeliveryLimit {
 		cons.deadLetter(ctx, d, fmt.Errorf("delivered %d times without its handler ever finishing: handling it kills the consumer", total))
 		return true
@@ -372,7 +381,7 @@ func (cons *consumer) retryLater(ctx context.Context, d amqp.Delivery, err error
 // putBack publishes a copy of d with headers at the end of its queue, then acks d. It reports
 // false, leaving d unsettled, when the copy could not be published.
 func (cons *consumer) putBack(ctx context.Context, d amqp.Delivery, headers amqp.Table) bool {
-	delete(headers, "x-delivery-count") // the broker's count of the old copy, not of this one
+	delete(headers, headerDeliveryCount) // the broker's count of the old copy, not of this one
 	if err := cons.copyTo(ctx, RetryRoutingKey(cons.queue), d, headers); err != nil {
 		cons.log.WarnContext(ctx, "putting the event back failed", "err", err, "event_id", d.MessageId)
 		return false
@@ -572,6 +581,10 @@ const (
 	// HeaderRedeliveries counts the broker's deliveries of a message's earlier, renewed copies.
 	HeaderRedeliveries = "x-ordersaga-redeliveries"
 )
+
+// headerDeliveryCount is the header in which a quorum queue counts a message's deliveries
+// before this one; the first delivery has none.
+const headerDeliveryCount = "x-delivery-count"
 
 // sleep waits d and reports whether stop closed first.
 func sleep(stop <-chan struct{}, d time.Duration) bool {

@@ -165,7 +165,7 @@ func NewVHostOn(ctx context.Context, managementURL, brokerURL, prefix string) (a
 		return "", nil, err
 	}
 	defer unlock()
-	if err := management(ctx, managementURL, http.MethodPut, "/api/vhosts/"+name, nil); err != nil {
+	if err := ManagementOn(ctx, managementURL, http.MethodPut, "/api/vhosts/"+name, nil, nil); err != nil {
 		return "", nil, err
 	}
 	drop = func() error {
@@ -176,10 +176,10 @@ func NewVHostOn(ctx context.Context, managementURL, brokerURL, prefix string) (a
 		defer unlock()
 		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 		defer cancel()
-		return management(ctx, managementURL, http.MethodDelete, "/api/vhosts/"+name, nil)
+		return ManagementOn(ctx, managementURL, http.MethodDelete, "/api/vhosts/"+name, nil, nil)
 	}
 	perm := map[string]string{"configure": ".*", "write": ".*", "read": ".*"}
-	if err := management(ctx, managementURL, http.MethodPut, "/api/permissions/"+name+"/"+url.PathEscape(u.User.Username()), perm); err != nil {
+	if err := ManagementOn(ctx, managementURL, http.MethodPut, "/api/permissions/"+name+"/"+url.PathEscape(u.User.Username()), perm, nil); err != nil {
 		drop()
 		return "", nil, err
 	}
@@ -263,10 +263,17 @@ func Listen(t testing.TB, amqpURL, exchange string) <-chan amqp.Delivery {
 
 // Management calls the RabbitMQ management API with a JSON body (or none).
 func Management(ctx context.Context, method, path string, body any) error {
-	return management(ctx, ManagementURL(), method, path, body)
+	return ManagementOn(ctx, ManagementURL(), method, path, body, nil)
 }
 
-func management(ctx context.Context, managementURL, method, path string, body any) error {
+// ManagementGet reads path of the RabbitMQ management API, its JSON answer decoded into out.
+func ManagementGet(ctx context.Context, path string, out any) error {
+	return ManagementOn(ctx, ManagementURL(), http.MethodGet, path, nil, out)
+}
+
+// ManagementOn calls the management API of managementURL (http://user:password@host:port)
+// with a JSON body (or none) and decodes its JSON answer into out (unless nil).
+func ManagementOn(ctx context.Context, managementURL, method, path string, body, out any) error {
 	base, err := url.Parse(managementURL)
 	if err != nil {
 		return fmt.Errorf("parse management url: %w", err)
@@ -295,6 +302,12 @@ func management(ctx context.Context, managementURL, method, path string, body an
 		msg, _ := io.ReadAll(resp.Body)
 		return fmt.Errorf("rabbitmq management %s %s: %s: %s", method, path, resp.Status, msg)
 	}
+	if out == nil {
+		return nil
+	}
+	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+		return fmt.Errorf("rabbitmq management %s %s: %w", method, path, err)
+	}
 	return nil
 }
 
@@ -322,29 +335,10 @@ func CloseVHostConnections(ctx context.Context, amqpURL string) (int, error) {
 	if err != nil {
 		return 0, fmt.Errorf("parse amqp url: %w", err)
 	}
-	vhost := strings.TrimPrefix(u.Path, "/")
-	base, err := url.Parse(ManagementURL())
-	if err != nil {
-		return 0, fmt.Errorf("parse management url: %w", err)
-	}
-	pass, _ := base.User.Password()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base.Scheme+"://"+base.Host+"/api/vhosts/"+url.PathEscape(vhost)+"/connections", nil)
-	if err != nil {
-		return 0, err
-	}
-	req.SetBasicAuth(base.User.Username(), pass)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return 0, fmt.Errorf("list connections: %w", err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return 0, fmt.Errorf("list connections: %s", resp.Status)
-	}
 	var conns []struct {
 		Name string `json:"name"`
 	}
-	if err := json.NewDecoder(resp.Body).Decode(&conns); err != nil {
+	if err := ManagementGet(ctx, "/api/vhosts/"+url.PathEscape(strings.TrimPrefix(u.Path, "/"))+"/connections", &conns); err != nil {
 		return 0, fmt.Errorf("list connections: %w", err)
 	}
 	closed := 0
