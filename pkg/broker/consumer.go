@@ -59,6 +59,10 @@ type ConsumerOptions struct {
 	// SubscriptionCheck is how often the consumer checks that its queue still exists and that
 	// its subscription still receives what waits there (default 2s); see consumer.watch.
 	SubscriptionCheck time.Duration
+	// Publish is the connection dead letters and copies put back for another try are published
+	// on (default: the consuming one). Apart from it, a broker alarm that blocks publishing
+	// never stops the acks that drain the queue.
+	Publish *Conn
 }
 
 func (o *ConsumerOptions) defaults() {
@@ -93,17 +97,38 @@ func (o *ConsumerOptions) defaults() {
 // When ctx ends, Consume stops taking deliveries, finishes the batch in hand and returns nil;
 // deliveries prefetched but not handled go back to the queue when the channel closes.
 func (c *Conn) Consume(ctx context.Context, queue string, h Handler, opts ConsumerOptions) error {
+	return c.Consumer(queue, h, opts).Run(ctx)
+}
+
+// Consumer is a consumer of one queue, made to run (Run) and to be asked whether it consumes
+// (Check): a service whose consumer the broker refuses is not ready.
+type Consumer struct{ cons *consumer }
+
+// Consumer returns a consumer of queue on c with handler h: see Consume.
+func (c *Conn) Consumer(queue string, h Handler, opts ConsumerOptions) *Consumer {
 	opts.defaults()
-	cons := &consumer{conn: c, queue: queue, handle: h, opts: opts, log: c.log.With("queue", queue), dl: NewPublisher(c)}
+	publish := opts.Publish
+	if publish == nil {
+		publish = c
+	}
+	cons := &consumer{conn: c, queue: queue, handle: h, opts: opts, log: c.log.With("queue", queue), dl: NewPublisher(publish)}
+	cons.state.Store(&consumerState{err: errors.New("not subscribed yet")})
+	return &Consumer{cons: cons}
+}
+
+// Run consumes until ctx ends, as Consume.
+func (c *Consumer) Run(ctx context.Context) error {
+	cons := c.cons
 	defer cons.dl.Close()
 	for ctx.Err() == nil {
 		err := cons.session(ctx)
 		if ctx.Err() != nil {
 			return nil
 		}
+		cons.state.Store(&consumerState{err: err})
 		cons.log.WarnContext(ctx, "consumer interrupted, resuming", "err", err)
 		// The queue may have been deleted (the broker cancels its consumers): declare it again.
-		if err := c.Redeclare(ctx); err != nil && ctx.Err() == nil {
+		if err := cons.conn.Redeclare(ctx); err != nil && ctx.Err() == nil {
 			cons.log.WarnContext(ctx, "declaring the topology again failed", "err", err)
 		}
 		select {
@@ -114,13 +139,28 @@ func (c *Conn) Consume(ctx context.Context, queue string, h Handler, opts Consum
 	return nil
 }
 
+// Check reports, as a readiness check, whether the consumer is subscribed to its queue. A
+// session that failed counts until the next one subscribes, so that a consumer refused again
+// and again (read rights revoked, the queue declared with other arguments) stays not ready
+// while it retries.
+func (c *Consumer) Check(context.Context) error {
+	if st := c.cons.state.Load(); st.err != nil {
+		return fmt.Errorf("queue %s: %w", c.cons.queue, st.err)
+	}
+	return nil
+}
+
+// consumerState is a consumer's subscription as Check reports it: nil error while subscribed.
+type consumerState struct{ err error }
+
 type consumer struct {
 	conn   *Conn
 	queue  string
 	handle Handler
 	opts   ConsumerOptions
 	log    *slog.Logger
-	dl     *Publisher // publishes dead letters with their reason
+	dl     *Publisher // publishes dead letters and copies put back, on the publishing connection
+	state  atomic.Pointer[consumerState]
 }
 
 // session consumes on one channel until it closes or ctx ends.
@@ -147,6 +187,7 @@ func (cons *consumer) session(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("consume: %w", err)
 	}
+	cons.state.Store(&consumerState{})
 	// The library hands deliveries over one at a time on an unbuffered channel, so a batch
 	// taken straight from it almost never holds more than one. A pump with room for the whole
 	// prefetch collects what arrives while a batch is being handled; it never blocks, because

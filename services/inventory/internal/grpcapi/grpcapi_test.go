@@ -15,7 +15,10 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
 
+	grpcprom "github.com/grpc-ecosystem/go-grpc-middleware/providers/prometheus"
+
 	inventoryv1 "github.com/ordersaga/ordersaga/gen/inventory/v1"
+	"github.com/ordersaga/ordersaga/pkg/server"
 	"github.com/ordersaga/ordersaga/pkg/testenv"
 	"github.com/ordersaga/ordersaga/services/inventory/internal/grpcapi"
 	"github.com/ordersaga/ordersaga/services/inventory/internal/postgres"
@@ -30,7 +33,8 @@ type env struct {
 func newEnv(t *testing.T) *env {
 	t.Helper()
 	pool := testenv.Postgres(t, "inventory", postgres.Migrations...)
-	srv := grpcapi.NewGRPCServer(postgres.NewRepository(pool), testenv.Logger(t), health.NewServer())
+	srv := server.NewGRPC(testenv.Logger(t), grpcprom.NewServerMetrics(), health.NewServer(), grpc.MaxRecvMsgSize(grpcapi.MaxRequestBytes))
+	inventoryv1.RegisterInventoryServiceServer(srv, grpcapi.New(postgres.NewRepository(pool), testenv.Logger(t)))
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatalf("listen: %v", err)
