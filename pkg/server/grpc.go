@@ -28,8 +28,9 @@ const (
 // NewGRPC returns the gRPC server every service that serves gRPC uses: one interceptor chain,
 // panic recovery first (a panic is INTERNAL, never a dead process), then request metrics on
 // metrics (so that refused calls are counted too), then what opts add (token checks); the size
-// limits; tracing; health on hs and reflection. The caller registers its APIs on it.
-func NewGRPC(log *slog.Logger, metrics *grpcprom.ServerMetrics, hs *health.Server, opts ...grpc.ServerOption) *grpc.Server {
+// limits; tracing; health on hs and reflection. register adds the service's APIs, each SERVING
+// on hs until FollowReadiness says otherwise.
+func NewGRPC(log *slog.Logger, metrics *grpcprom.ServerMetrics, hs *health.Server, register func(*grpc.Server), opts ...grpc.ServerOption) *grpc.Server {
 	onPanic := recovery.WithRecoveryHandlerContext(func(ctx context.Context, p any) error {
 		log.ErrorContext(ctx, "panic in handler", "panic", fmt.Sprint(p))
 		return status.Error(codes.Internal, "internal error")
@@ -42,8 +43,22 @@ func NewGRPC(log *slog.Logger, metrics *grpcprom.ServerMetrics, hs *health.Serve
 		grpc.ChainStreamInterceptor(recovery.StreamServerInterceptor(onPanic), streamMetrics),
 	}
 	srv := grpc.NewServer(append(append(base, telemetry.GRPCServerOptions()...), opts...)...)
-	hs.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+	register(srv)
+	for _, name := range ServiceNames(srv) {
+		hs.SetServingStatus(name, healthpb.HealthCheckResponse_SERVING)
+	}
 	healthpb.RegisterHealthServer(srv, hs)
 	reflection.Register(srv)
+	metrics.InitializeMetrics(srv)
 	return srv
+}
+
+// ServiceNames are the names srv's health reports on: "" (the server as a whole) and every API
+// registered on it.
+func ServiceNames(srv *grpc.Server) []string {
+	names := []string{""}
+	for name := range srv.GetServiceInfo() {
+		names = append(names, name)
+	}
+	return names
 }

@@ -25,7 +25,6 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/health"
-	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/ordersaga/ordersaga/pkg/broker"
 	"github.com/ordersaga/ordersaga/pkg/catalog"
@@ -185,14 +184,8 @@ func (s *Service) ServeGRPC(addr config.Addr, scope string, register func(*grpc.
 	if err != nil {
 		return err
 	}
-	srv := server.NewGRPC(s.Log, m, s.health, append(opts, s.security.GRPCOptions(scope)...)...)
-	register(srv)
-	m.InitializeMetrics(srv)
-	names := []string{""}
-	for name := range srv.GetServiceInfo() {
-		names = append(names, name)
-		s.health.SetServingStatus(name, healthpb.HealthCheckResponse_SERVING)
-	}
+	srv := server.NewGRPC(s.Log, m, s.health, register, append(opts, s.security.GRPCOptions(scope)...)...)
+	names := server.ServiceNames(srv)
 	s.Go(func(ctx context.Context) error {
 		return server.FollowReadiness(ctx, s.Log, s.health, s.checks, time.Second, names...)
 	})

@@ -32,8 +32,10 @@ type env struct {
 func newEnv(t *testing.T) *env {
 	t.Helper()
 	pool := testenv.Postgres(t, "inventory", postgres.Migrations...)
-	srv := server.NewGRPC(testenv.Logger(t), grpcprom.NewServerMetrics(), health.NewServer(), grpc.MaxRecvMsgSize(grpcapi.MaxRequestBytes))
-	inventoryv1.RegisterInventoryServiceServer(srv, grpcapi.New(postgres.NewRepository(pool), testenv.Logger(t)))
+	api := grpcapi.New(postgres.NewRepository(pool), testenv.Logger(t))
+	srv := server.NewGRPC(testenv.Logger(t), grpcprom.NewServerMetrics(), health.NewServer(), func(srv *grpc.Server) {
+		inventoryv1.RegisterInventoryServiceServer(srv, api)
+	}, grpc.MaxRecvMsgSize(grpcapi.MaxRequestBytes))
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatalf("listen: %v", err)

@@ -71,8 +71,9 @@ func start(t *testing.T, feed grpcapi.Feed, poll time.Duration) *env {
 	if poll > 0 {
 		svc.PollInterval = poll
 	}
-	srv := server.NewGRPC(log, grpcprom.NewServerMetrics(), health.NewServer())
-	orderv1.RegisterOrderServiceServer(srv, svc)
+	srv := server.NewGRPC(log, grpcprom.NewServerMetrics(), health.NewServer(), func(srv *grpc.Server) {
+		orderv1.RegisterOrderServiceServer(srv, svc)
+	})
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
