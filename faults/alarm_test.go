@@ -154,3 +154,76 @@ func rss(pid int) (int64, error) {
 	}
 	return 0, fmt.Errorf("no VmRSS in /proc/%d/status", pid)
 }
+
+// TestFaultAlarmDrainsBacklog lets 1,500 orders wait for a stopped payment-service on a scratch
+// node, raises a memory alarm, then starts payment-service: it must drain its queue while the
+// alarm lasts, its consuming connection never blocked by the alarm that blocks its publishing
+// one, and what it produces waiting in its outbox. A service that acked on the connection it
+// publishes on would stop at its prefetch, and a disk alarm that only consumption can clear
+// would never clear. Once the alarm clears, every order completes.
+func TestFaultAlarmDrainsBacklog(t *testing.T) {
+	keepMachineBroker(t)
+	node := newRabbitNode(t, "ordersaga-alarm", 4)
+	node.start(t)
+	e := start(t, stack.Options{Broker: brokerOf(node)})
+	ctx := t.Context()
+	if err := e.stack.Stop("payment", 0); err != nil {
+		t.Fatal(err)
+	}
+	res := e.stream(streamOptions{Orders: 1500, Workers: 8, Duration: 15 * time.Second}, nil)
+	backlog := func() int {
+		depths, err := e.queueDepths(ctx)
+		if err != nil {
+			t.Fatalf("queue depths: %v", err)
+		}
+		return depths["payment.order-created"]
+	}
+	waiting := backlog()
+	t.Logf("%d events wait for payment-service", waiting)
+	if waiting < len(res.Accepted)*9/10 {
+		t.Fatalf("only %d of %d orders wait for payment-service", waiting, len(res.Accepted))
+	}
+	if _, err := node.ctl("set_vm_memory_high_watermark", "0.0000001"); err != nil {
+		t.Fatal(err)
+	}
+	raised := time.Now()
+	defer func() { _, _ = node.ctl("set_vm_memory_high_watermark", "0.4") }()
+	memAlarm := func() bool {
+		var nodes []struct {
+			MemAlarm bool `json:"mem_alarm"`
+		}
+		if err := node.api(ctx, http.MethodGet, "/api/nodes", nil, &nodes); err != nil {
+			t.Fatalf("node status: %v", err)
+		}
+		return len(nodes) > 0 && nodes[0].MemAlarm
+	}
+	for !memAlarm() {
+		if time.Since(raised) > 15*time.Second {
+			t.Fatal("no memory alarm 15s after lowering the watermark")
+		}
+		pause(ctx, 250*time.Millisecond)
+	}
+	if err := e.stack.RestartContext(ctx, "payment", 0); err != nil {
+		t.Fatalf("start payment-service: %v", err)
+	}
+	started := time.Now()
+	for left := backlog(); left > 0; left = backlog() {
+		if time.Since(started) > alarmDrainBound {
+			t.Fatalf("payment-service drained %d of %d events in %s under the alarm", waiting-left, waiting, alarmDrainBound)
+		}
+		pause(ctx, 500*time.Millisecond)
+	}
+	t.Logf("payment-service drained %d events in %s under the alarm", waiting, time.Since(started).Round(time.Millisecond))
+	if !memAlarm() {
+		t.Fatal("the alarm ended before payment-service drained its queue: the test proved nothing")
+	}
+	if _, err := node.ctl("set_vm_memory_high_watermark", "0.4"); err != nil {
+		t.Fatal(err)
+	}
+	res.FaultEnd = time.Now()
+	e.verify(res, 0)
+}
+
+// alarmDrainBound is how long payment-service may take to drain its backlog under the alarm: a
+// few seconds of work at its usual rate, with room for a slow machine.
+const alarmDrainBound = 60 * time.Second

@@ -59,6 +59,10 @@ type ConsumerOptions struct {
 	// SubscriptionCheck is how often the consumer checks that its queue still exists and that
 	// its subscription still receives what waits there (default 2s); see consumer.watch.
 	SubscriptionCheck time.Duration
+	// Publish is the connection dead letters and copies put back for another try are published
+	// on (default: the consuming one). Apart from it, a broker alarm that blocks publishing
+	// never stops the acks that drain the queue.
+	Publish *Conn
 }
 
 func (o *ConsumerOptions) defaults() {
@@ -93,17 +97,38 @@ func (o *ConsumerOptions) defaults() {
 // When ctx ends, Consume stops taking deliveries, finishes the batch in hand and returns nil;
 // deliveries prefetched but not handled go back to the queue when the channel closes.
 func (c *Conn) Consume(ctx context.Context, queue string, h Handler, opts ConsumerOptions) error {
+	return c.Consumer(queue, h, opts).Run(ctx)
+}
+
+// Consumer is a consumer of one queue, made to run (Run) and to be asked whether it consumes
+// (Check): a service whose consumer the broker refuses is not ready.
+type Consumer struct{ cons *consumer }
+
+// Consumer returns a consumer of queue on c with handler h: see Consume.
+func (c *Conn) Consumer(queue string, h Handler, opts ConsumerOptions) *Consumer {
 	opts.defaults()
-	cons := &consumer{conn: c, queue: queue, handle: h, opts: opts, log: c.log.With("queue", queue), dl: NewPublisher(c)}
+	publish := opts.Publish
+	if publish == nil {
+		publish = c
+	}
+	cons := &consumer{conn: c, queue: queue, handle: h, opts: opts, log: c.log.With("queue", queue), dl: NewPublisher(publish)}
+	cons.state.Store(&consumerState{err: errors.New("not subscribed yet")})
+	return &Consumer{cons: cons}
+}
+
+// Run consumes until ctx ends, as Consume.
+func (c *Consumer) Run(ctx context.Context) error {
+	cons := c.cons
 	defer cons.dl.Close()
 	for ctx.Err() == nil {
 		err := cons.session(ctx)
 		if ctx.Err() != nil {
 			return nil
 		}
+		cons.state.Store(&consumerState{err: err})
 		cons.log.WarnContext(ctx, "consumer interrupted, resuming", "err", err)
 		// The queue may have been deleted (the broker cancels its consumers): declare it again.
-		if err := c.Redeclare(ctx); err != nil && ctx.Err() == nil {
+		if err := cons.conn.Redeclare(ctx); err != nil && ctx.Err() == nil {
 			cons.log.WarnContext(ctx, "declaring the topology again failed", "err", err)
 		}
 		select {
@@ -114,13 +139,28 @@ func (c *Conn) Consume(ctx context.Context, queue string, h Handler, opts Consum
 	return nil
 }
 
+// Check reports, as a readiness check, whether the consumer is subscribed to its queue. A
+// session that failed counts until the next one subscribes, so that a consumer refused again
+// and again (read rights revoked, the queue declared with other arguments) stays not ready
+// while it retries.
+func (c *Consumer) Check(context.Context) error {
+	if st := c.cons.state.Load(); st.err != nil {
+		return fmt.Errorf("queue %s: %w", c.cons.queue, st.err)
+	}
+	return nil
+}
+
+// consumerState is a consumer's subscription as Check reports it: nil error while subscribed.
+type consumerState struct{ err error }
+
 type consumer struct {
 	conn   *Conn
 	queue  string
 	handle Handler
 	opts   ConsumerOptions
 	log    *slog.Logger
-	dl     *Publisher // publishes dead letters with their reason
+	dl     *Publisher // publishes dead letters and copies put back, on the publishing connection
+	state  atomic.Pointer[consumerState]
 }
 
 // session consumes on one channel until it closes or ctx ends.
@@ -147,6 +187,7 @@ func (cons *consumer) session(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("consume: %w", err)
 	}
+	cons.state.Store(&consumerState{})
 	// The library hands deliveries over one at a time on an unbuffered channel, so a batch
 	// taken straight from it almost never holds more than one. A pump with room for the whole
 	// prefetch collects what arrives while a batch is being handled; it never blocks, because
@@ -277,54 +318,122 @@ func (cons *consumer) check(ctx context.Context, ch **amqp.Channel) (ready int, 
 	return q.Messages, nil
 }
 
-// process handles a batch and settles every delivery in it: ack, dead-letter, or (only after
-// repeated unknown errors) requeue. Deliveries left unsettled because stop closed are returned
-// to the queue with the channel.
-func (cons *consumer) process(ctx context.Context, stop <-chan struct{}, batch []amqp.Delivery) {
-	err := cons.call(ctx, batch)
+// verdict is what becomes of a batch, or of one delivery, once its handler returned.
+type verdict int
+
+const (
+	ack        verdict = iota // it took effect: ack
+	settle                    // the handler rejected some: dead-letter those, ack the rest
+	wait                      // a dependency is away: the same batch again after a backoff, nothing counted
+	split                     // one delivery spoils the batch: handle each on its own
+	retry                     // an unknown error: try again in process, after a short pause
+	putBack                   // the tries in process are spent: to the end of the queue, one failure counted
+	deadLetter                // it can never take effect: to the dead-letter queue with the reason
+	exhausted                 // it failed FailureLimit times: to the dead-letter queue
+)
+
+// decide is the consumer's policy, the one place that says what becomes of a delivery: from
+// the error the handler returned for a batch of n deliveries, the calls made in process so far
+// (tries, this one included) and, for one delivery, how often it failed before (Failures).
+func decide(err error, n, tries, failures int, opts ConsumerOptions) verdict {
 	var rejected Rejected
 	switch {
 	case err == nil:
-		cons.ack(batch)
-		return
+		return ack
 	case errors.As(err, &rejected):
-		cons.settle(ctx, batch, rejected)
-		return
-	}
-	if len(batch) > 1 && failure.IsTransient(err) {
-		// The database or broker is away: retry the whole batch once it is back.
-		cons.retryTransient(ctx, stop, batch, err)
-		return
-	}
-	if len(batch) > 1 {
-		// One delivery spoils the batch: find it by handling each on its own.
-		for _, d := range batch {
-			select {
-			case <-stop:
-				return // the rest goes back to the queue with the channel
-			default:
-			}
-			cons.process(ctx, stop, []amqp.Delivery{d})
-		}
-		return
-	}
-	d := batch[0]
-	switch {
-	case failure.IsPermanent(err):
-		cons.deadLetter(ctx, d, err)
+		return settle
 	case failure.IsTransient(err):
-		cons.retryTransient(ctx, stop, batch, err)
-	default:
-		for try := 1; try < cons.opts.UnknownErrorTries; try++ {
-			if sleep(stop, time.Duration(try)*200*time.Millisecond) {
-				return
-			}
-			if err = cons.call(ctx, batch); err == nil || errors.As(err, &rejected) || failure.IsPermanent(err) {
-				cons.process(ctx, stop, batch)
-				return
-			}
+		return wait
+	case n > 1:
+		return split
+	case failure.IsPermanent(err):
+		return deadLetter
+	case tries < opts.UnknownErrorTries:
+		return retry
+	case failures+1 >= opts.FailureLimit:
+		return exhausted
+	}
+	return putBack
+}
+
+// arrival is what becomes of a delivery before it is handled: handled, renewed (put back as a
+// fresh copy, the broker having counted RenewAt deliveries of it held by consumers that died),
+// or dead-lettered (RedeliveryLimit deliveries in all: handling it kills the consumer).
+type arrival int
+
+const (
+	handle arrival = iota
+	renew
+	tooOften
+)
+
+// arrive is the policy for a delivery the broker has delivered count times before (its
+// x-delivery-count) after redeliveries of its earlier copies (HeaderRedeliveries).
+func arrive(count, redeliveries int) arrival {
+	switch {
+	case count < RenewAt:
+		return handle
+	case redeliveries+count >= RedeliveryLimit:
+		return tooOften
+	}
+	return renew
+}
+
+// process handles a batch and settles every delivery in it as decide says. Deliveries left
+// unsettled because stop closed are returned to the queue with the channel.
+func (cons *consumer) process(ctx context.Context, stop <-chan struct{}, batch []amqp.Delivery) {
+	var b *backoff.ExponentialBackOff
+	for tries := 1; ; tries++ {
+		err := cons.call(ctx, batch)
+		failures := 0
+		if len(batch) == 1 {
+			failures = Failures(batch[0])
 		}
-		cons.retryLater(ctx, d, err)
+		switch decide(err, len(batch), tries, failures, cons.opts) {
+		case ack:
+			cons.ack(batch)
+			return
+		case settle:
+			var rejected Rejected
+			errors.As(err, &rejected)
+			cons.settle(ctx, batch, rejected)
+			return
+		case wait:
+			if b == nil {
+				b = backoff.NewExponentialBackOff()
+				b.InitialInterval = 100 * time.Millisecond
+				b.MaxInterval = 5 * time.Second
+			}
+			tries-- // waiting for a dependency spends none of the tries
+			cons.log.WarnContext(ctx, "transient failure, retrying batch", "err", err, "size", len(batch))
+			consumed.WithLabelValues(cons.queue, batch[0].Type, "retried").Add(float64(len(batch)))
+			if sleep(stop, b.NextBackOff()) {
+				return
+			}
+		case split:
+			for _, d := range batch {
+				select {
+				case <-stop:
+					return // the rest goes back to the queue with the channel
+				default:
+				}
+				cons.process(ctx, stop, []amqp.Delivery{d})
+			}
+			return
+		case retry:
+			if sleep(stop, time.Duration(tries)*200*time.Millisecond) {
+				return
+			}
+		case putBack:
+			cons.retryLater(ctx, batch[0], err, failures+1)
+			return
+		case deadLetter:
+			cons.deadLetter(ctx, batch[0], err)
+			return
+		case exhausted:
+			cons.deadLetter(ctx, batch[0], fmt.Errorf("handler failed %d times, last: %w", failures+1, err))
+			return
+		}
 	}
 }
 
@@ -334,12 +443,15 @@ func (cons *consumer) process(ctx context.Context, stop <-chan struct{}, batch [
 // The copy carries the deliveries counted so far in HeaderRedeliveries; at RedeliveryLimit d is
 // dead-lettered instead. It reports whether d was settled; when not, d is to be handled as is.
 func (cons *consumer) renew(ctx context.Context, d amqp.Delivery) bool {
-	count := intHeader(d, headerDeliveryCount)
-	if count < RenewAt || ctx.Err() != nil {
-		return false
+	if ctx.Err() != nil {
+		return false // stopping: it is handled as it is, or goes back with the channel
 	}
+	count := intHeader(d, headerDeliveryCount)
 	total := Redeliveries(d) + count
-	if total >= RedeliveryLimit {
+	switch arrive(count, Redeliveries(d)) {
+	case handle:
+		return false
+	case tooOften:
 		cons.deadLetter(ctx, d, fmt.Errorf("delivered %d times without its handler ever finishing: handling it kills the consumer", total))
 		return true
 	}
@@ -354,17 +466,11 @@ func (cons *consumer) renew(ctx context.Context, d amqp.Delivery) bool {
 // (HeaderRedeliveries).
 func Redeliveries(d amqp.Delivery) int { return intHeader(d, HeaderRedeliveries) }
 
-// retryLater counts one more handler failure of d and puts it back at the end of its queue
-// with the count, then acks it; once the count reaches the limit it dead-letters d instead.
-// The broker's own delivery count cannot serve: it also counts the deliveries a consumer held
-// when it died. When the copy cannot be published, d is requeued, spending one of the broker's
-// deliveries instead (DeliveryLimit, the safety net).
-func (cons *consumer) retryLater(ctx context.Context, d amqp.Delivery, err error) {
-	failures := Failures(d) + 1
-	if failures >= cons.opts.FailureLimit {
-		cons.deadLetter(ctx, d, fmt.Errorf("handler failed %d times, last: %w", failures, err))
-		return
-	}
+// retryLater puts d back at the end of its queue with its failures counted (HeaderFailures),
+// then acks it. The broker's own delivery count cannot serve: it also counts the deliveries a
+// consumer held when it died. When the copy cannot be published, d is requeued, spending one
+// of the broker's deliveries instead (DeliveryLimit, the safety net).
+func (cons *consumer) retryLater(ctx context.Context, d amqp.Delivery, err error, failures int) {
 	cons.log.ErrorContext(ctx, "handler keeps failing, retrying later", "err", err, "failures", failures,
 		"event_id", d.MessageId, "order_id", d.CorrelationId)
 	consumed.WithLabelValues(cons.queue, d.Type, "requeued").Inc()
@@ -447,34 +553,6 @@ func (cons *consumer) safeHandle(ctx context.Context, batch []amqp.Delivery) (er
 		}
 	}()
 	return cons.handle(ctx, batch)
-}
-
-// retryTransient retries a batch with backoff until it is handled, stop closes, or the error
-// turns out not to be transient after all (the batch is then processed again).
-func (cons *consumer) retryTransient(ctx context.Context, stop <-chan struct{}, batch []amqp.Delivery, err error) {
-	b := backoff.NewExponentialBackOff()
-	b.InitialInterval = 100 * time.Millisecond
-	b.MaxInterval = 5 * time.Second
-	for {
-		cons.log.WarnContext(ctx, "transient failure, retrying batch", "err", err, "size", len(batch))
-		consumed.WithLabelValues(cons.queue, batch[0].Type, "retried").Add(float64(len(batch)))
-		if sleep(stop, b.NextBackOff()) {
-			return
-		}
-		err = cons.call(ctx, batch)
-		var rejected Rejected
-		switch {
-		case err == nil:
-			cons.ack(batch)
-			return
-		case errors.As(err, &rejected):
-			cons.settle(ctx, batch, rejected)
-			return
-		case !failure.IsTransient(err):
-			cons.process(ctx, stop, batch)
-			return
-		}
-	}
 }
 
 // settle dead-letters the rejected deliveries of a batch that took effect, then acks the rest.

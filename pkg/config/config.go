@@ -384,3 +384,30 @@ func byVariable(cfg any, err error) error {
 	}
 	return errors.Join(errs...)
 }
+
+// Runtime is what the service runner (pkg/service) reads of a service's configuration: the
+// parts every service has.
+type Runtime struct {
+	Log         Log
+	Broker      Broker
+	DatabaseURL string
+	OpsAddr     Addr
+	Inbox       Inbox
+	Security    Security // off for the services without an API port
+}
+
+func (c Order) Runtime() Runtime {
+	return Runtime{Log: c.Log, Broker: c.Broker, DatabaseURL: c.Database.URL, OpsAddr: c.OpsAddr, Inbox: c.Inbox, Security: c.Security}
+}
+
+func (c Payment) Runtime() Runtime {
+	return Runtime{Log: c.Log, Broker: c.Broker, DatabaseURL: c.Database.URL, OpsAddr: c.OpsAddr, Inbox: c.Inbox}
+}
+
+func (c Inventory) Runtime() Runtime {
+	return Runtime{Log: c.Log, Broker: c.Broker, DatabaseURL: c.Database.URL, OpsAddr: c.OpsAddr, Inbox: c.Inbox, Security: c.Security}
+}
+
+func (c Shipping) Runtime() Runtime {
+	return Runtime{Log: c.Log, Broker: c.Broker, DatabaseURL: c.Database.URL, OpsAddr: c.OpsAddr, Inbox: c.Inbox}
+}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"sync/atomic"
 	"time"
 
 	"github.com/cenkalti/backoff/v5"
@@ -49,6 +50,7 @@ type Relay struct {
 
 	handoff  chan []Row
 	inFlight chan *flight
+	failed   atomic.Pointer[error] // why the last round of publishes failed; nil once one succeeds
 
 	BatchSize    int           // most messages in one publish round (default 512)
 	PollInterval time.Duration // safety-net poll (default 1s)
@@ -132,6 +134,7 @@ func (r *Relay) Run(ctx context.Context) error {
 		if ctx.Err() != nil {
 			continue
 		}
+		r.failed.Store(&err)
 		r.log.WarnContext(ctx, "outbox relay failed, retrying", "err", err)
 		select {
 		case <-time.After(b.NextBackOff()):
@@ -265,6 +268,7 @@ func (r *Relay) settle(ctx context.Context, f *flight) []int64 {
 		}
 	}
 	if err := f.pending.Err(); err != nil {
+		r.failed.Store(&err)
 		r.log.Warn("outbox events not confirmed, left for the poll", "err", err, "confirmed", len(done), "sent", len(f.rows))
 		// An exchange or queue deleted under the service makes events unroutable or closes
 		// the channel: declare the topology again before the poll retries them.
@@ -272,7 +276,9 @@ func (r *Relay) settle(ctx context.Context, f *flight) []int64 {
 			r.log.Warn("declaring the topology again failed", "err", err)
 		}
 	}
-	if len(again) > 0 {
+	if len(again) == 0 {
+		r.failed.Store(nil)
+	} else {
 		// Due at the next poll, not when their lease (or their commit's grace) ends: a broker
 		// that answered no is answered again within a second.
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
@@ -320,6 +326,17 @@ func (r *Relay) flushHandoffs() {
 			return
 		}
 	}
+}
+
+// Check reports, as a readiness check, whether the relay can publish: an error while its last
+// round of publishes failed (refused rights, a missing exchange, a channel the broker closed),
+// until a round is confirmed whole. A relay that cannot publish leaves the saga stuck in the
+// outbox however healthy the connections look.
+func (r *Relay) Check(context.Context) error {
+	if err := r.failed.Load(); err != nil {
+		return fmt.Errorf("publishing fails: %w", *err)
+	}
+	return nil
 }
 
 func (r *Relay) measure(ctx context.Context) {

@@ -6,15 +6,10 @@ import (
 	"errors"
 	"log/slog"
 
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/health"
-	healthpb "google.golang.org/grpc/health/grpc_health_v1"
-	"google.golang.org/grpc/reflection"
 	"google.golang.org/grpc/status"
 
 	inventoryv1 "github.com/ordersaga/ordersaga/gen/inventory/v1"
-	"github.com/ordersaga/ordersaga/pkg/telemetry"
 	"github.com/ordersaga/ordersaga/services/inventory/internal/inventory"
 )
 
@@ -39,21 +34,6 @@ func New(store Store, log *slog.Logger) *Server {
 // MaxRequestBytes bounds a request message; a larger one is refused (RESOURCE_EXHAUSTED)
 // before it is read whole. The API's requests are a product id and a number.
 const MaxRequestBytes = 16 << 10
-
-// NewGRPCServer returns a gRPC server with the service, health checking on hs and reflection
-// registered and the request size limited. opts add to those, e.g. TLS credentials and the
-// token check of package auth.
-func NewGRPCServer(store Store, log *slog.Logger, hs *health.Server, opts ...grpc.ServerOption) *grpc.Server {
-	srv := grpc.NewServer(append(append([]grpc.ServerOption{
-		grpc.MaxRecvMsgSize(MaxRequestBytes),
-		grpc.MaxHeaderListSize(64 << 10),
-	}, telemetry.GRPCServerOptions()...), opts...)...)
-	inventoryv1.RegisterInventoryServiceServer(srv, New(store, log))
-	hs.SetServingStatus(inventoryv1.InventoryService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
-	healthpb.RegisterHealthServer(srv, hs)
-	reflection.Register(srv)
-	return srv
-}
 
 // SetStock sets a product's total stock, creating the product when missing.
 func (s *Server) SetStock(ctx context.Context, req *inventoryv1.SetStockRequest) (*inventoryv1.SetStockResponse, error) {

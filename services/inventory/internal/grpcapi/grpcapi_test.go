@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/google/uuid"
+	grpcprom "github.com/grpc-ecosystem/go-grpc-middleware/providers/prometheus"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -16,6 +17,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	inventoryv1 "github.com/ordersaga/ordersaga/gen/inventory/v1"
+	"github.com/ordersaga/ordersaga/pkg/server"
 	"github.com/ordersaga/ordersaga/pkg/testenv"
 	"github.com/ordersaga/ordersaga/services/inventory/internal/grpcapi"
 	"github.com/ordersaga/ordersaga/services/inventory/internal/postgres"
@@ -30,7 +32,10 @@ type env struct {
 func newEnv(t *testing.T) *env {
 	t.Helper()
 	pool := testenv.Postgres(t, "inventory", postgres.Migrations...)
-	srv := grpcapi.NewGRPCServer(postgres.NewRepository(pool), testenv.Logger(t), health.NewServer())
+	api := grpcapi.New(postgres.NewRepository(pool), testenv.Logger(t))
+	srv := server.NewGRPC(testenv.Logger(t), grpcprom.NewServerMetrics(), health.NewServer(), func(srv *grpc.Server) {
+		inventoryv1.RegisterInventoryServiceServer(srv, api)
+	}, grpc.MaxRecvMsgSize(grpcapi.MaxRequestBytes))
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatalf("listen: %v", err)

@@ -32,6 +32,7 @@ import (
 	"github.com/ordersaga/ordersaga/pkg/catalog"
 	"github.com/ordersaga/ordersaga/pkg/database"
 	"github.com/ordersaga/ordersaga/pkg/outbox"
+	"github.com/ordersaga/ordersaga/pkg/server"
 	"github.com/ordersaga/ordersaga/pkg/testenv"
 	"github.com/ordersaga/ordersaga/pkg/unitofwork"
 	"github.com/ordersaga/ordersaga/services/order/internal/eventhandler"
@@ -70,7 +71,9 @@ func start(t *testing.T, feed grpcapi.Feed, poll time.Duration) *env {
 	if poll > 0 {
 		svc.PollInterval = poll
 	}
-	srv := grpcapi.NewGRPCServer(svc, grpcprom.NewServerMetrics(), log, health.NewServer())
+	srv := server.NewGRPC(log, grpcprom.NewServerMetrics(), health.NewServer(), func(srv *grpc.Server) {
+		orderv1.RegisterOrderServiceServer(srv, svc)
+	})
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -5,61 +5,27 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"time"
 
-	grpcprom "github.com/grpc-ecosystem/go-grpc-middleware/providers/prometheus"
-	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/recovery"
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
-	"google.golang.org/grpc/health"
-	healthpb "google.golang.org/grpc/health/grpc_health_v1"
-	"google.golang.org/grpc/reflection"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/ordersaga/ordersaga/gen/openapi"
 	orderv1 "github.com/ordersaga/ordersaga/gen/order/v1"
+	"github.com/ordersaga/ordersaga/pkg/server"
 	"github.com/ordersaga/ordersaga/pkg/telemetry"
 )
 
-// Size limits of a request, enforced before it is read whole: gRPC refuses a larger message
-// with RESOURCE_EXHAUSTED, REST a larger body with 413. The largest valid CreateOrderRequest
-// (100 items, every text at its maximum) is about 25 KiB as JSON.
-const (
-	MaxRequestBytes = 64 << 10
-	MaxHeaderBytes  = 64 << 10 // gRPC metadata, a bearer token included
-)
-
-// NewGRPCServer returns a gRPC server with svc, health on hs (SERVING until server.FollowReadiness says otherwise), reflection, request metrics
-// recorded in metrics, panics turned into INTERNAL errors and the size limits. opts add to
-// those, e.g. TLS credentials and the token check of package auth, whose interceptors run
-// after the metrics and the panic guard.
-func NewGRPCServer(svc orderv1.OrderServiceServer, metrics *grpcprom.ServerMetrics, log *slog.Logger, hs *health.Server, opts ...grpc.ServerOption) *grpc.Server {
-	onPanic := recovery.WithRecoveryHandlerContext(func(ctx context.Context, p any) error {
-		log.ErrorContext(ctx, "panic in handler", "panic", fmt.Sprint(p))
-		return status.Error(codes.Internal, "internal error")
-	})
-	unaryMetrics, streamMetrics := telemetry.GRPCMetricsInterceptors(metrics)
-	srv := grpc.NewServer(append(append([]grpc.ServerOption{
-		grpc.MaxRecvMsgSize(MaxRequestBytes),
-		grpc.MaxHeaderListSize(MaxHeaderBytes),
-		grpc.ChainUnaryInterceptor(unaryMetrics, recovery.UnaryServerInterceptor(onPanic)),
-		grpc.ChainStreamInterceptor(streamMetrics, recovery.StreamServerInterceptor(onPanic)),
-	}, telemetry.GRPCServerOptions()...), opts...)...)
-	orderv1.RegisterOrderServiceServer(srv, svc)
-	hs.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
-	hs.SetServingStatus(orderv1.OrderService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
-	healthpb.RegisterHealthServer(srv, hs)
-	reflection.Register(srv)
-	metrics.InitializeMetrics(srv)
-	return srv
-}
+// MaxRequestBytes bounds a REST body as the gRPC server bounds a message: a larger one is
+// refused with 413 before it is read whole.
+const MaxRequestBytes = server.MaxRequestBytes
 
 // GatewayOptions tune the REST facade; the zero value is the default.
 type GatewayOptions struct {

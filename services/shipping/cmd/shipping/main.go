@@ -4,23 +4,11 @@ package main
 
 import (
 	"context"
-	"fmt"
-	"log/slog"
-	"os"
-	"os/signal"
-	"syscall"
-	"time"
 
-	"golang.org/x/sync/errgroup"
-
-	"github.com/ordersaga/ordersaga/pkg/broker"
 	"github.com/ordersaga/ordersaga/pkg/catalog"
 	"github.com/ordersaga/ordersaga/pkg/config"
 	"github.com/ordersaga/ordersaga/pkg/database"
-	"github.com/ordersaga/ordersaga/pkg/inbox"
-	"github.com/ordersaga/ordersaga/pkg/outbox"
-	"github.com/ordersaga/ordersaga/pkg/server"
-	"github.com/ordersaga/ordersaga/pkg/telemetry"
+	"github.com/ordersaga/ordersaga/pkg/service"
 	"github.com/ordersaga/ordersaga/pkg/unitofwork"
 	"github.com/ordersaga/ordersaga/services/shipping/internal/eventhandler"
 	"github.com/ordersaga/ordersaga/services/shipping/internal/postgres"
@@ -28,76 +16,13 @@ import (
 )
 
 func main() {
-	cfg, err := config.Load[config.Shipping](os.Getenv)
-	log := server.Logger("shipping", cfg.Log)
-	if err == nil {
-		log.Info("configuration", "config", cfg)
-		err = run(context.Background(), log, cfg)
-	}
-	if err != nil {
-		log.Error("shipping-service failed", "err", err)
-		os.Exit(1)
-	}
-}
-
-func run(ctx context.Context, log *slog.Logger, cfg config.Shipping) error {
-	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
-	stopTracing, err := telemetry.Setup(ctx, "shipping", os.Getenv, log)
-	if err != nil {
-		return err
-	}
-	defer stopTracing()
-
-	carrier, err := shipping.NewCarrier(cfg.BaseFreight.Minor(), float64(cfg.FailureRate), shipping.Env{})
-	if err != nil {
-		return err
-	}
-	dbURL := cfg.Database.URL
-	amqpURL := cfg.Broker.AMQPURL
-	opsAddr := cfg.OpsAddr.String()
-
-	pool, err := database.Open(ctx, dbURL, log, postgres.Migrations...)
-	if err != nil {
-		if ctx.Err() != nil {
-			return nil // stopped before it started
+	service.Main(catalog.Shipping, postgres.Migrations, func(_ context.Context, s *service.Service, cfg config.Shipping) error {
+		carrier, err := shipping.NewCarrier(cfg.BaseFreight.Minor(), float64(cfg.FailureRate), shipping.Env{})
+		if err != nil {
+			return err
 		}
-		return fmt.Errorf("open database: %w", err)
-	}
-	defer pool.Close()
-	conn, err := broker.Dial(ctx, amqpURL, log)
-	if err != nil {
-		if ctx.Err() != nil {
-			return nil // stopped before it started
-		}
-		return fmt.Errorf("connect to broker: %w", err)
-	}
-	defer conn.Close()
-	conn.DropWhenBlocked(ctx) // a stop under a broker alarm must not wait for the alarm to end
-
-	relay := outbox.NewRelay(pool, conn, log)
-	work := unitofwork.New(catalog.Shipping, pool, relay, log, func(tx database.Querier) eventhandler.Store { return postgres.Bind(tx) })
-	eventhandler.Register(work, carrier, log)
-	handlers, err := work.Handlers()
-	if err != nil {
-		return err
-	}
-	g, ctx := errgroup.WithContext(ctx)
-	for sub, h := range handlers {
-		g.Go(func() error { return conn.Consume(ctx, sub.Queue(), h, broker.ConsumerOptions{}) })
-	}
-	g.Go(func() error { return relay.Run(ctx) })
-	g.Go(func() error { return inbox.Retain(ctx, pool, log, cfg.Inbox.Retention) })
-	g.Go(func() error {
-		return conn.WatchDeadLetters(ctx, catalog.SubscriptionsOf(catalog.Shipping), 15*time.Second)
+		rules := unitofwork.New(s.Name, s.Pool, s.Relay, s.Log, func(tx database.Querier) eventhandler.Store { return postgres.Bind(tx) })
+		eventhandler.Register(rules, carrier, s.Log)
+		return s.Consume(rules)
 	})
-	ops := server.Ops(map[string]server.Check{
-		"database": pool.Ping,
-		"broker":   conn.Check,
-	})
-	g.Go(func() error { return server.ServeHTTP(ctx, log, "ops", opsAddr, ops) })
-	log.InfoContext(ctx, "shipping-service started")
-	err = g.Wait()
-	log.Info("shipping-service stopped")
-	return err
 }
