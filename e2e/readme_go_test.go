@@ -11,22 +11,22 @@ import (
 	"time"
 )
 
-// TestReadmeGoClient builds the README's Go client example in a scratch module that has only
-// gen/ (through a replace directive), and runs it against the stack.
-func TestReadmeGoClient(t *testing.T) {
+// TestDocsGoClient builds the Go client example of docs/go-client.md in a scratch module that
+// has only gen/ (through a replace directive), and runs it against the stack.
+func TestDocsGoClient(t *testing.T) {
 	t.Parallel()
 	root, err := filepath.Abs("..")
 	if err != nil {
 		t.Fatal(err)
 	}
-	readme, err := os.ReadFile(filepath.Join(root, "README.md"))
+	doc, err := os.ReadFile(filepath.Join(root, "docs", "go-client.md"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	section := string(readme[strings.Index(string(readme), "## The Go client"):])
-	block := regexp.MustCompile("(?s)```go\n(.*?)```").FindStringSubmatch(section)
+	// The first go block is the complete program.
+	block := regexp.MustCompile("(?s)```go\n(.*?)```").FindStringSubmatch(string(doc))
 	if block == nil {
-		t.Fatal("no go block under ## The Go client")
+		t.Fatal("no go block in docs/go-client.md")
 	}
 	dir := t.TempDir()
 	gomod := "module example.com/readmeclient\n\ngo 1.26\n\n" +

@@ -87,7 +87,7 @@ func TestFaultBrokerRefusesDeclare(t *testing.T) {
 // consumer's cancel notification or its subscription watch, a publish channel closed by the
 // missing exchange, events returned as unroutable) and declare the topology again; new orders
 // complete within seconds, and no event published while the queue or the exchange was missing
-// is lost. What was in the queue when it was deleted is lost with it (README, "Fault tests"):
+// is lost. What was in the queue when it was deleted is lost with it (docs/faults.md):
 // an order.created confirmed a moment before; such an order is cancelled by its saga deadline,
 // 30 s here, and only an order created around the deletion may end so.
 func TestFaultTopologyDeleted(t *testing.T) {

@@ -11,23 +11,26 @@ import (
 	"github.com/ordersaga/ordersaga/pkg/config"
 )
 
-// readmeRow is a row of the README's configuration table.
-type readmeRow struct {
+// docPath is the page whose configuration table lists every variable.
+const docPath = "../../docs/operations.md"
+
+// docRow is a row of the configuration table of docs/operations.md.
+type docRow struct {
 	def    string   // the first `quoted` word of the default column, "" for none
 	usedBy []string // "all" stands for the four services
 }
 
 var backticked = regexp.MustCompile("`([^`]*)`")
 
-// readmeTable parses the table under "## Configuration" in the README.
-func readmeTable(t *testing.T) map[string]readmeRow {
+// docTable parses the table under "## Configuration" in docs/operations.md.
+func docTable(t *testing.T) map[string]docRow {
 	t.Helper()
-	f, err := os.Open("../../README.md")
+	f, err := os.Open(docPath)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	rows := map[string]readmeRow{}
+	rows := map[string]docRow{}
 	section, header := false, false
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
@@ -63,7 +66,7 @@ func readmeTable(t *testing.T) map[string]readmeRow {
 		if name == nil {
 			t.Fatalf("configuration row %q: the variable is not `quoted`", line)
 		}
-		var row readmeRow
+		var row docRow
 		if d := backticked.FindStringSubmatch(cells[1]); d != nil && strings.Index(cells[1], "`") == 0 {
 			row.def = d[1]
 		}
@@ -76,7 +79,7 @@ func readmeTable(t *testing.T) map[string]readmeRow {
 			row.usedBy = append(row.usedBy, b)
 		}
 		if _, dup := rows[name[1]]; dup {
-			t.Errorf("README lists %s twice", name[1])
+			t.Errorf("docs/operations.md lists %s twice", name[1])
 		}
 		rows[name[1]] = row
 	}
@@ -84,32 +87,33 @@ func readmeTable(t *testing.T) map[string]readmeRow {
 		t.Fatal(err)
 	}
 	if len(rows) == 0 {
-		t.Fatal("README has no configuration table")
+		t.Fatal("docs/operations.md has no configuration table")
 	}
 	return rows
 }
 
-// TestREADMEConfigurationTable holds the README's configuration table to the configuration
-// structs: the same variables both ways, each with the same default and the same readers.
-func TestREADMEConfigurationTable(t *testing.T) {
+// TestConfigurationDocTable holds the configuration table of docs/operations.md to the
+// configuration structs: the same variables both ways, each with the same default and the same
+// readers.
+func TestConfigurationDocTable(t *testing.T) {
 	t.Parallel()
-	rows := readmeTable(t)
+	rows := docTable(t)
 	for _, v := range config.Vars() {
 		row, ok := rows[v.Name]
 		if !ok {
-			t.Errorf("README's configuration table lacks %s (default %q, read by %s)", v.Name, v.Default, strings.Join(v.Binaries, ", "))
+			t.Errorf("docs/operations.md's configuration table lacks %s (default %q, read by %s)", v.Name, v.Default, strings.Join(v.Binaries, ", "))
 			continue
 		}
 		delete(rows, v.Name)
 		if row.def != v.Default {
-			t.Errorf("README: %s defaults to %q, the struct to %q", v.Name, row.def, v.Default)
+			t.Errorf("docs/operations.md: %s defaults to %q, the struct to %q", v.Name, row.def, v.Default)
 		}
 		got, want := slices.Sorted(slices.Values(row.usedBy)), slices.Sorted(slices.Values(v.Binaries))
 		if !slices.Equal(got, want) {
-			t.Errorf("README: %s is used by %v, the structs say %v", v.Name, got, want)
+			t.Errorf("docs/operations.md: %s is used by %v, the structs say %v", v.Name, got, want)
 		}
 	}
 	for name := range rows {
-		t.Errorf("README lists %s, which no configuration struct reads", name)
+		t.Errorf("docs/operations.md lists %s, which no configuration struct reads", name)
 	}
 }
