@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"sync"
 	"time"
 
@@ -32,16 +33,19 @@ const ContentTypeProtobuf = "application/x-protobuf"
 type Publisher struct {
 	conn *Conn
 
-	mu      sync.Mutex // guards ch and returns while publishing
+	mu      sync.Mutex // guards ch, returns and seq while publishing
 	ch      *amqp.Channel
-	returns chan amqp.Return
-
-	retMu    sync.Mutex
-	returned map[string]bool // message ids the broker returned as unroutable, not yet claimed by a Wait
+	returns *returns // what the broker returned on ch
+	seq     int64    // the number of the last publish, in HeaderPublish
 }
 
+// HeaderPublish numbers each publish of a Publisher. A returned message carries it back, which
+// ties the return to the one publish it came from: the message id cannot, as the same event may
+// be in flight more than once.
+const HeaderPublish = "x-ordersaga-publish"
+
 // NewPublisher returns a publisher on conn. Its channel is opened on first use.
-func NewPublisher(conn *Conn) *Publisher { return &Publisher{conn: conn, returned: map[string]bool{}} }
+func NewPublisher(conn *Conn) *Publisher { return &Publisher{conn: conn} }
 
 // Publish sends msgs with many confirms in flight and waits for all of them. ok[i] reports
 // whether the broker confirmed msgs[i] and routed it to at least one queue: a message that was
@@ -61,6 +65,8 @@ type Pending struct {
 	p        *Publisher
 	msgs     []Message
 	confirms []*amqp.DeferredConfirmation // one per message sent; fewer when sending failed
+	seqs     []int64                      // the HeaderPublish of each message sent or tried
+	returns  *returns                     // of ch
 	spans    []trace.Span                 // the send span of each traced message, nil when none is
 	ch       *amqp.Channel
 	unrouted int
@@ -71,7 +77,7 @@ type Pending struct {
 
 // Send publishes msgs without waiting for their confirms, so that the next batch can be sent
 // while these are in flight. An error means the channel failed part way: the messages not
-// sent are reported not ok by Wait.
+// sent are reported not ok by Wait, which must be called.
 func (p *Publisher) Send(ctx context.Context, msgs []Message) (*Pending, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -80,7 +86,7 @@ func (p *Publisher) Send(ctx context.Context, msgs []Message) (*Pending, error) 
 	if err != nil {
 		return pending, err
 	}
-	pending.ch = ch
+	pending.ch, pending.returns = ch, p.returns
 	for i, m := range msgs {
 		// A message that carries trace context gets a send span, lasting until its confirm,
 		// and carries the span's context on.
@@ -95,8 +101,14 @@ func (p *Publisher) Send(ctx context.Context, msgs []Message) (*Pending, error) 
 		if ct == "" {
 			ct = ContentTypeProtobuf
 		}
+		p.seq++
+		headers := make(amqp.Table, len(m.Headers)+1)
+		maps.Copy(headers, m.Headers) // the caller's map stays as it was
+		headers[HeaderPublish] = p.seq
+		pending.seqs = append(pending.seqs, p.seq)
+		p.returns.expect(p.seq)
 		dc, err := ch.PublishWithDeferredConfirmWithContext(ctx, m.Exchange, m.RoutingKey, true, false, amqp.Publishing{
-			Headers:       m.Headers,
+			Headers:       headers,
 			ContentType:   ct,
 			DeliveryMode:  amqp.Persistent,
 			CorrelationId: m.CorrelationID,
@@ -141,13 +153,17 @@ func (pd *Pending) Wait(ctx context.Context) []bool {
 		pd.failed = true
 		pd.p.resetIf(pd.ch)
 	}
-	// The broker sends basic.return before the confirm of the same message, and the library
-	// queues returns before it processes that confirm: once a confirm is in, its return is too.
-	returned := pd.p.claimReturns(pd.msgs)
+	// The broker sends a message's basic.return before its confirm, and the library hands the
+	// return over before it processes that confirm: once a confirm is in, its return is too.
+	var returned []bool
+	if pd.returns != nil {
+		returned = pd.returns.settle(pd.seqs)
+	}
 	for i, m := range pd.msgs {
 		outcome := "confirmed"
+		isReturned := i < len(returned) && returned[i]
 		switch {
-		case returned[m.MessageID]:
+		case isReturned:
 			ok[i] = false
 			pd.unrouted++
 			outcome = "returned"
@@ -156,7 +172,7 @@ func (pd *Pending) Wait(ctx context.Context) []bool {
 		case !ok[i]:
 			outcome = "nacked"
 		}
-		if !ok[i] && !returned[m.MessageID] {
+		if !ok[i] && !isReturned {
 			pd.lost++
 		}
 		published.WithLabelValues(m.Exchange, m.Type, outcome).Inc()
@@ -185,35 +201,6 @@ func (pd *Pending) Err() error {
 	return nil
 }
 
-// claimReturns moves every return received so far into the shared set and takes out those of msgs.
-func (p *Publisher) claimReturns(msgs []Message) map[string]bool {
-	p.mu.Lock()
-	returns := p.returns
-	p.mu.Unlock()
-	p.retMu.Lock()
-	defer p.retMu.Unlock()
-drain:
-	for returns != nil {
-		select {
-		case r, open := <-returns:
-			if !open {
-				break drain
-			}
-			p.returned[r.MessageId] = true
-		default:
-			break drain
-		}
-	}
-	mine := map[string]bool{}
-	for _, m := range msgs {
-		if p.returned[m.MessageID] {
-			mine[m.MessageID] = true
-			delete(p.returned, m.MessageID)
-		}
-	}
-	return mine
-}
-
 func (p *Publisher) channel(ctx context.Context) (*amqp.Channel, error) {
 	if p.ch != nil && !p.ch.IsClosed() {
 		return p.ch, nil
@@ -226,7 +213,7 @@ func (p *Publisher) channel(ctx context.Context) (*amqp.Channel, error) {
 		ch.Close()
 		return nil, fmt.Errorf("confirm mode: %w", err)
 	}
-	p.returns = ch.NotifyReturn(make(chan amqp.Return, 4096))
+	p.returns = watchReturns(ch)
 	p.ch = ch
 	return ch, nil
 }
@@ -252,4 +239,101 @@ func (p *Publisher) Close() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.reset()
+}
+
+// returns collects what the broker returns as unroutable on one channel. It takes each return
+// off the library at once, into a map that grows as it needs: the library waits at most five
+// seconds for a listener with room and then drops the return, and a dropped return would make
+// an unroutable message count as routed.
+type returns struct {
+	in    chan amqp.Return
+	flush chan chan struct{}
+	done  chan struct{} // closed once the channel closed and every return was taken in
+
+	mu       sync.Mutex
+	returned map[int64]bool // by publish number: sent and not yet settled, and whether returned
+}
+
+func watchReturns(ch *amqp.Channel) *returns {
+	r := &returns{
+		in:       ch.NotifyReturn(make(chan amqp.Return, 256)),
+		flush:    make(chan chan struct{}),
+		done:     make(chan struct{}),
+		returned: map[int64]bool{},
+	}
+	go r.run()
+	return r
+}
+
+func (r *returns) run() {
+	defer close(r.done)
+	for {
+		select {
+		case ret, open := <-r.in:
+			if !open {
+				return
+			}
+			r.add(ret)
+		case reply := <-r.flush:
+			open := r.drain()
+			close(reply)
+			if !open {
+				return
+			}
+		}
+	}
+}
+
+// drain takes in every return the library has handed over, and reports whether more may come.
+func (r *returns) drain() bool {
+	for {
+		select {
+		case ret, open := <-r.in:
+			if !open {
+				return false
+			}
+			r.add(ret)
+		default:
+			return true
+		}
+	}
+}
+
+func (r *returns) add(ret amqp.Return) {
+	n, ok := ret.Headers[HeaderPublish].(int64)
+	if !ok {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	// A return for a publish already settled (its Wait gave up) is of no use to anyone.
+	if _, sent := r.returned[n]; sent {
+		r.returned[n] = true
+	}
+}
+
+// expect records publish n as sent, before it is.
+func (r *returns) expect(n int64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.returned[n] = false
+}
+
+// settle reports whether each of the publishes was returned, and forgets them. It takes in
+// first every return the library handed over before the call.
+func (r *returns) settle(ns []int64) []bool {
+	reply := make(chan struct{})
+	select {
+	case r.flush <- reply:
+		<-reply
+	case <-r.done:
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make([]bool, len(ns))
+	for i, n := range ns {
+		out[i] = r.returned[n]
+		delete(r.returned, n)
+	}
+	return out
 }

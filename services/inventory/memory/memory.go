@@ -147,16 +147,6 @@ func (t *tx) LockProducts(_ context.Context, ids []string) (map[string]*inventor
 	return out, nil
 }
 
-func (t *tx) Reserved(_ context.Context, orderIDs []string) (map[string]bool, error) {
-	out := map[string]bool{}
-	for _, id := range orderIDs {
-		if _, ok := t.reservation(id); ok {
-			out[id] = true
-		}
-	}
-	return out, nil
-}
-
 func (t *tx) SaveStock(_ context.Context, products []*inventory.Product) error {
 	for _, p := range products {
 		t.products[p.ID()] = inventory.Load(p.ID(), p.Name(), p.Total(), p.Reserved())
@@ -164,17 +154,30 @@ func (t *tx) SaveStock(_ context.Context, products []*inventory.Product) error {
 	return nil
 }
 
-func (t *tx) InsertReservations(_ context.Context, rs []inventory.Reservation) (map[string]bool, error) {
-	stored := map[string]bool{}
-	for _, r := range rs {
-		if _, ok := t.reservation(r.OrderID); ok {
+func (t *tx) ClaimReservations(_ context.Context, orderIDs []string) (map[string]string, error) {
+	claimed := map[string]string{}
+	for _, id := range orderIDs {
+		if _, ok := t.reservation(id); ok {
 			continue
 		}
+		r := inventory.Reservation{ID: uuid.NewString(), OrderID: id}
+		t.reservations[id] = reservation{Reservation: r}
+		claimed[id] = r.ID
+	}
+	return claimed, nil
+}
+
+func (t *tx) SaveReservations(_ context.Context, held []inventory.Reservation, unused []string) error {
+	for _, r := range held {
 		r.Items = slices.Clone(r.Items)
 		t.reservations[r.OrderID] = reservation{Reservation: r}
-		stored[r.ID] = true
 	}
-	return stored, nil
+	for orderID, r := range t.reservations {
+		if slices.Contains(unused, r.ID) {
+			delete(t.reservations, orderID)
+		}
+	}
+	return nil
 }
 
 func (t *tx) InsertTombstones(_ context.Context, orderIDs []string) (map[string]bool, error) {

@@ -2,12 +2,21 @@
 // payment.approved reserves an order's items, all or nothing; shipping.failed gives them back;
 // order.cancelled gives them back too, or makes sure they are never taken.
 // The unit of work around them (decoding, inbox, outbox, transaction) is pkg/unitofwork's.
+//
+// Every rule takes its locks in one order: first the reservation of each order of the batch
+// (an order's one reservation row, or the unique key a new one takes), by order id, in one
+// statement; then the products, by id, in one statement; its writes at the commit touch only
+// rows it holds. Batches therefore wait for each other in one direction and never deadlock,
+// and a reservation decides with its orders settled: a cancellation cannot slip in between
+// the stock read and the reservation's insert.
 package eventhandler
 
 import (
 	"context"
 	"fmt"
 	"log/slog"
+	"maps"
+	"slices"
 
 	"github.com/google/uuid"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -25,19 +34,24 @@ import (
 
 // Store is what the rules need from storage, within the batch's transaction.
 type Store interface {
+	// ClaimReservations takes a new reservation, holding nothing yet, for each of the orders
+	// that has none, in order id order, and returns its id by order. An order that has one
+	// (reserved before, or a cancellation's tombstone) is left out; one being inserted by
+	// another transaction is waited for.
+	ClaimReservations(ctx context.Context, orderIDs []string) (map[string]string, error)
+	// SaveReservations stores the items of claimed reservations that hold stock and removes
+	// the claimed reservations, by id, that hold nothing.
+	SaveReservations(ctx context.Context, held []inventory.Reservation, unused []string) error
 	// LockProducts locks the products with the given ids in id order and returns those that exist.
 	LockProducts(ctx context.Context, ids []string) (map[string]*inventory.Product, error)
-	// Reserved reports which of the orders have a reservation, whatever its status.
-	Reserved(ctx context.Context, orderIDs []string) (map[string]bool, error)
 	// SaveStock writes the reserved quantity of products.
 	SaveStock(ctx context.Context, products []*inventory.Product) error
-	// InsertReservations stores new reservations, except for orders that have one (a
-	// cancellation's tombstone), and returns the ids stored.
-	InsertReservations(ctx context.Context, rs []inventory.Reservation) (map[string]bool, error)
 	// InsertTombstones stores a CANCELLED reservation, holding nothing, for each of the orders
-	// that has none, and returns those orders.
+	// that has none and locks the reservation of each of the others, in order id order, and
+	// returns the orders tombstoned.
 	InsertTombstones(ctx context.Context, orderIDs []string) (map[string]bool, error)
-	// LockReserved loads and locks the reservations of orders that are still held.
+	// LockReserved loads and locks, in order id order, the reservations of orders that are
+	// still held.
 	LockReserved(ctx context.Context, orderIDs []string) ([]inventory.Reservation, error)
 	// MarkReleased records reservations as given back.
 	MarkReleased(ctx context.Context, ids []string) error
@@ -59,78 +73,64 @@ type rules struct {
 
 // reserve reserves the items of paid orders, all or nothing per order, in batch order so that a
 // later order sees what an earlier one took, and announces inventory.reserved or
-// inventory.failed. Every product of the batch is locked up front, in id order, so concurrent
-// batches never deadlock and never oversell. An order reserved before is left alone.
+// inventory.failed. An order reserved or cancelled before is left alone.
 func (r *rules) reserve(ctx context.Context, s Store, evs []unitofwork.Event[*paymentv1.PaymentApproved]) ([]outbox.Event, error) {
-	var all []inventory.Item
 	orders := make([]string, len(evs))
-	items := make([][]inventory.Item, len(evs))
 	for i, ev := range evs {
-		items[i] = toItems(ev.Msg)
-		all = append(all, items[i]...)
 		orders[i] = ev.OrderID
 	}
-	products, err := s.LockProducts(ctx, inventory.ProductIDs(all))
+	// The orders first, then their products (see the package doc): a cancellation committing
+	// meanwhile has left its tombstone, or waits for this batch and then releases what it took.
+	claimed, err := s.ClaimReservations(ctx, orders)
 	if err != nil {
 		return nil, err
 	}
-	// Read after the locks: a concurrent batch reserving the same order has committed by now.
-	reserved, err := s.Reserved(ctx, orders)
-	if err != nil {
-		return nil, err
+	var all []inventory.Item
+	items := make([][]inventory.Item, len(evs))
+	for i, ev := range evs {
+		if _, ok := claimed[ev.OrderID]; ok {
+			items[i] = toItems(ev.Msg)
+			all = append(all, items[i]...)
+		}
+	}
+	var products map[string]*inventory.Product
+	if len(all) > 0 {
+		if products, err = s.LockProducts(ctx, inventory.ProductIDs(all)); err != nil {
+			return nil, err
+		}
 	}
 	var (
-		announce = make([]*outbox.Event, len(evs)) // in batch order
-		created  []inventory.Reservation
-		from     []int // the event of each created reservation
-		changed  = map[string]*inventory.Product{}
+		out     []outbox.Event // in batch order
+		held    []inventory.Reservation
+		changed = map[string]*inventory.Product{}
 	)
 	for i, ev := range evs {
 		log := r.log.With("order_id", ev.OrderID, "event_id", ev.ID)
-		if reserved[ev.OrderID] {
+		id, ok := claimed[ev.OrderID]
+		if !ok {
 			log.DebugContext(ctx, "order already reserved or cancelled, event ignored")
 			continue
 		}
 		if err := inventory.Reserve(products, items[i]); err != nil {
 			log.DebugContext(ctx, "inventory reservation failed", "reason", err.Error())
-			failed := announceFailure(ev.OrderID, err)
-			announce[i] = &failed
+			out = append(out, announceFailure(ev.OrderID, err))
 			continue
 		}
-		reserved[ev.OrderID] = true
-		res := inventory.Reservation{ID: newID(), OrderID: ev.OrderID, Items: inventory.Merge(items[i])}
+		delete(claimed, ev.OrderID) // taken: a later event of the same order is ignored
+		res := inventory.Reservation{ID: id, OrderID: ev.OrderID, Items: inventory.Merge(items[i])}
 		for _, it := range res.Items {
 			changed[it.ProductID] = products[it.ProductID]
 		}
-		created = append(created, res)
-		from = append(from, i)
+		held = append(held, res)
+		log.DebugContext(ctx, "inventory reserved", "reservation_id", res.ID)
+		out = append(out, announceReservation(ev.Msg, res))
 	}
-	// An order's cancellation committing since Reserved read left a tombstone in the way: its
-	// stock goes back before it is saved, and nothing is announced.
-	stored, err := s.InsertReservations(ctx, created)
-	if err != nil {
+	// What is left claimed are the orders that failed: they keep no reservation.
+	if err := s.SaveReservations(ctx, held, slices.Collect(maps.Values(claimed))); err != nil {
 		return nil, err
-	}
-	for i, res := range created {
-		if !stored[res.ID] {
-			if err := inventory.Release(products, res.Items); err != nil {
-				return nil, fmt.Errorf("undo reservation %s: %w", res.ID, err)
-			}
-			r.log.DebugContext(ctx, "order cancelled meanwhile, nothing reserved", "order_id", res.OrderID)
-			continue
-		}
-		r.log.DebugContext(ctx, "inventory reserved", "order_id", res.OrderID, "reservation_id", res.ID)
-		ok := announceReservation(evs[from[i]].Msg, res)
-		announce[from[i]] = &ok
 	}
 	if err := s.SaveStock(ctx, values(changed)); err != nil {
 		return nil, err
-	}
-	var out []outbox.Event
-	for _, a := range announce {
-		if a != nil {
-			out = append(out, *a)
-		}
 	}
 	return out, nil
 }
@@ -140,9 +140,9 @@ func (r *rules) reserve(ctx context.Context, s Store, evs []unitofwork.Event[*pa
 // arriving later reserves nothing; a held reservation is released and inventory.released
 // announced; a released one stays so.
 //
-// The tombstones are inserted first, under the unique order id: a reservation of the same order
-// committing at the same time either waits for this batch and then finds the tombstone, or this
-// batch waits for it and then releases it.
+// The tombstones are inserted, and the other orders' reservations locked, before any product:
+// a reservation of the same order committing at the same time either waits for this batch and
+// then finds the tombstone, or this batch waits for it and then releases it.
 func (r *rules) cancel(ctx context.Context, s Store, evs []unitofwork.Event[*orderv1.OrderCancelled]) ([]outbox.Event, error) {
 	orders := make([]string, len(evs))
 	for i, ev := range evs {

@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strings"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
@@ -101,15 +100,67 @@ type Store struct {
 // Bind returns the store of tx.
 func Bind(tx database.Querier) *Store { return &Store{tx: tx} }
 
-// LockProducts locks the products with the given ids in id order, so that concurrent batches
-// never deadlock, and returns those that exist.
+// LockProducts locks the products with the given ids in id order and returns those that exist.
+// Every rule takes them after its orders' reservations, so that concurrent batches wait for each
+// other in one direction and never deadlock.
 func (s *Store) LockProducts(ctx context.Context, ids []string) (map[string]*inventory.Product, error) {
 	return lockProducts(ctx, s.tx, ids)
 }
 
-// Reserved returns which of the orders have a reservation, whatever its status.
-func (s *Store) Reserved(ctx context.Context, orderIDs []string) (map[string]bool, error) {
-	return reservedOrders(ctx, s.tx, orderIDs)
+// ClaimReservations inserts a RESERVED reservation without items for each of the orders that
+// has none, in order id order, and returns its id by order. The unique order id makes a
+// concurrent insert of the same order wait for this transaction, and this one for it.
+func (s *Store) ClaimReservations(ctx context.Context, orderIDs []string) (map[string]string, error) {
+	if len(orderIDs) == 0 {
+		return nil, nil
+	}
+	orderIDs = slices.Compact(slices.Sorted(slices.Values(orderIDs)))
+	rows, err := s.tx.Query(ctx, `
+		INSERT INTO reservations (id, order_id, status)
+		SELECT id, order_id, $3 FROM unnest($1::text[]::uuid[], $2::text[]::uuid[]) AS r(id, order_id)
+		ORDER BY order_id
+		ON CONFLICT (order_id) DO NOTHING
+		RETURNING order_id::text, id::text`, newIDs(len(orderIDs)), orderIDs, StatusReserved)
+	if err != nil {
+		return nil, fmt.Errorf("claim reservations: %w", err)
+	}
+	claimed := map[string]string{}
+	var orderID, id string
+	if _, err := pgx.ForEachRow(rows, []any{&orderID, &id}, func() error {
+		claimed[orderID] = id
+		return nil
+	}); err != nil {
+		return nil, fmt.Errorf("claim reservations: %w", err)
+	}
+	return claimed, nil
+}
+
+// SaveReservations stores the items of claimed reservations and deletes the claimed
+// reservations that hold nothing, in statements that may wait for the commit.
+func (s *Store) SaveReservations(ctx context.Context, held []inventory.Reservation, unused []string) error {
+	b := &pgx.Batch{}
+	if len(held) > 0 {
+		var res, products []string
+		var quantities []int64
+		for _, r := range held {
+			for _, it := range r.Items {
+				res, products, quantities = append(res, r.ID), append(products, it.ProductID), append(quantities, it.Quantity)
+			}
+		}
+		b.Queue(`
+			INSERT INTO reservation_items (reservation_id, product_id, quantity)
+			SELECT * FROM unnest($1::text[]::uuid[], $2::text[]::uuid[], $3::int[])`, res, products, quantities)
+	}
+	if len(unused) > 0 {
+		b.Queue(`DELETE FROM reservations WHERE id = ANY($1::text[]::uuid[])`, unused)
+	}
+	if b.Len() == 0 {
+		return nil
+	}
+	if err := database.Write(ctx, s.tx, b); err != nil {
+		return fmt.Errorf("save reservations: %w", err)
+	}
+	return nil
 }
 
 // SaveStock writes the reserved quantity of products, in one statement that may wait for the commit.
@@ -133,67 +184,21 @@ func (s *Store) SaveStock(ctx context.Context, products []*inventory.Product) er
 	return nil
 }
 
-// InsertReservations stores new RESERVED reservations with their items, except for orders that
-// have a reservation already (a cancellation's tombstone), and returns the ids it stored.
-// Inserting in order id order makes concurrent batches wait on each other's unique keys in one
-// direction only, never in a cycle.
-func (s *Store) InsertReservations(ctx context.Context, rs []inventory.Reservation) (map[string]bool, error) {
-	if len(rs) == 0 {
-		return nil, nil
-	}
-	rs = slices.SortedFunc(slices.Values(rs), func(a, b inventory.Reservation) int { return strings.Compare(a.OrderID, b.OrderID) })
-	var resIDs, resOrders, itemRes, itemProducts []string
-	var itemQuantities []int64
-	for _, r := range rs {
-		resIDs, resOrders = append(resIDs, r.ID), append(resOrders, r.OrderID)
-		for _, it := range r.Items {
-			itemRes, itemProducts, itemQuantities = append(itemRes, r.ID), append(itemProducts, it.ProductID), append(itemQuantities, it.Quantity)
-		}
-	}
-	rows, err := s.tx.Query(ctx, `
-		WITH r AS (
-			INSERT INTO reservations (id, order_id, status)
-			SELECT id, order_id, $3 FROM unnest($1::text[]::uuid[], $2::text[]::uuid[]) AS r(id, order_id)
-			ON CONFLICT (order_id) DO NOTHING
-			RETURNING id
-		), items AS (
-			INSERT INTO reservation_items (reservation_id, product_id, quantity)
-			SELECT i.reservation_id, i.product_id, i.quantity
-			FROM unnest($4::text[]::uuid[], $5::text[]::uuid[], $6::int[]) AS i(reservation_id, product_id, quantity)
-			JOIN r ON r.id = i.reservation_id
-		)
-		SELECT id::text FROM r`,
-		resIDs, resOrders, StatusReserved, itemRes, itemProducts, itemQuantities)
-	if err != nil {
-		return nil, fmt.Errorf("insert reservations: %w", err)
-	}
-	inserted, err := pgx.CollectRows(rows, pgx.RowTo[string])
-	if err != nil {
-		return nil, fmt.Errorf("insert reservations: %w", err)
-	}
-	stored := make(map[string]bool, len(inserted))
-	for _, id := range inserted {
-		stored[id] = true
-	}
-	return stored, nil
-}
-
 // InsertTombstones stores a CANCELLED reservation without items for each of the orders that has
-// no reservation, in order id order, and returns those orders.
+// no reservation and locks the reservation of each of the others, all in order id order in one
+// statement, and returns the orders tombstoned.
 func (s *Store) InsertTombstones(ctx context.Context, orderIDs []string) (map[string]bool, error) {
 	if len(orderIDs) == 0 {
 		return nil, nil
 	}
 	orderIDs = slices.Compact(slices.Sorted(slices.Values(orderIDs)))
-	ids := make([]string, len(orderIDs))
-	for i := range ids {
-		ids[i] = uuid.Must(uuid.NewV7()).String()
-	}
+	// DO UPDATE with a condition that never holds updates nothing but locks the row it meets.
 	rows, err := s.tx.Query(ctx, `
 		INSERT INTO reservations (id, order_id, status)
 		SELECT id, order_id, $3 FROM unnest($1::text[]::uuid[], $2::text[]::uuid[]) AS r(id, order_id)
-		ON CONFLICT (order_id) DO NOTHING
-		RETURNING order_id::text`, ids, orderIDs, StatusCancelled)
+		ORDER BY order_id
+		ON CONFLICT (order_id) DO UPDATE SET status = reservations.status WHERE false
+		RETURNING order_id::text`, newIDs(len(orderIDs)), orderIDs, StatusCancelled)
 	if err != nil {
 		return nil, fmt.Errorf("insert tombstones: %w", err)
 	}
@@ -208,14 +213,14 @@ func (s *Store) InsertTombstones(ctx context.Context, orderIDs []string) (map[st
 	return out, nil
 }
 
-// LockReserved loads and locks the RESERVED reservations of orders. A concurrent release of
-// the same order waits here and then finds it RELEASED.
+// LockReserved loads and locks the RESERVED reservations of orders, in order id order. A
+// concurrent release of the same order waits here and then finds it RELEASED.
 func (s *Store) LockReserved(ctx context.Context, orderIDs []string) ([]inventory.Reservation, error) {
 	rows, err := s.tx.Query(ctx, `
 		SELECT r.id::text, r.order_id::text, i.product_id::text, i.quantity
 		FROM reservations r JOIN reservation_items i ON i.reservation_id = r.id
 		WHERE r.order_id = ANY($1::text[]::uuid[]) AND r.status = $2
-		ORDER BY r.id, i.product_id
+		ORDER BY r.order_id, i.product_id
 		FOR UPDATE OF r`, orderIDs, StatusReserved)
 	if err != nil {
 		return nil, fmt.Errorf("lock reservations: %w", err)
@@ -274,21 +279,13 @@ func lockProducts(ctx context.Context, tx database.Querier, ids []string) (map[s
 	return products, nil
 }
 
-// reservedOrders returns which of the orders have a reservation, whatever its status.
-func reservedOrders(ctx context.Context, tx database.Querier, orderIDs []string) (map[string]bool, error) {
-	rows, err := tx.Query(ctx, `SELECT order_id::text FROM reservations WHERE order_id = ANY($1::text[]::uuid[])`, orderIDs)
-	if err != nil {
-		return nil, fmt.Errorf("select reservations: %w", err)
+// newIDs returns n time-ordered reservation ids, which keep index inserts local.
+func newIDs(n int) []string {
+	ids := make([]string, n)
+	for i := range ids {
+		ids[i] = uuid.Must(uuid.NewV7()).String()
 	}
-	ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
-	if err != nil {
-		return nil, fmt.Errorf("select reservations: %w", err)
-	}
-	reserved := make(map[string]bool, len(ids))
-	for _, id := range ids {
-		reserved[id] = true
-	}
-	return reserved, nil
+	return ids
 }
 
 func scanProduct(row pgx.Row) (*inventory.Product, error) {
