@@ -725,3 +725,48 @@ func TestPublisherReportsAMissingExchange(t *testing.T) {
 		t.Errorf("publish after the channel closed: ok = %v, err = %v; want ok", ok, err)
 	}
 }
+
+// A consumer the broker refuses (read rights revoked) is not ready while it retries, and ready
+// again by itself once the rights are back.
+func TestConsumerCheckFailsWhileTheBrokerRefusesIt(t *testing.T) {
+	t.Parallel()
+	amqpURL := testenv.VHost(t)
+	u, _ := url.Parse(amqpURL)
+	vhost, user := strings.TrimPrefix(u.Path, "/"), u.User.Username()
+	setRead := func(read string) {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := testenv.Management(ctx, http.MethodPut, "/api/permissions/"+vhost+"/"+url.PathEscape(user),
+			map[string]string{"configure": ".*", "write": ".*", "read": read}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	conn, err := broker.Dial(ctx, amqpURL, testenv.Logger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	queue := catalog.Subscriptions()[0].Queue()
+	cons := conn.Consumer(queue, func(context.Context, []amqp.Delivery) error { return nil }, broker.ConsumerOptions{})
+	if cons.Check(ctx) == nil {
+		t.Error("ready before it ever subscribed")
+	}
+	setRead("^$") // nothing may be consumed
+	done := make(chan error, 1)
+	go func() { done <- cons.Run(ctx) }()
+	time.Sleep(3 * time.Second)
+	if err := cons.Check(ctx); err == nil {
+		t.Error("ready while the broker refuses the subscription")
+	} else {
+		t.Logf("not ready: %v", err)
+	}
+	setRead(".*")
+	testenv.Eventually(t, 30*time.Second, "consumer ready once the rights are back", func() bool { return cons.Check(ctx) == nil })
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("Run: %v", err)
+	}
+}

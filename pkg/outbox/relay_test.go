@@ -161,6 +161,32 @@ func TestUnroutableEventStaysInTheOutbox(t *testing.T) {
 	}
 }
 
+// A relay that cannot publish what it holds is not ready, and ready again once a round of
+// publishes is confirmed whole.
+func TestRelayCheckFailsWhileItCannotPublish(t *testing.T) {
+	t.Parallel()
+	pool, conn, _ := setup(t)
+	r := outbox.NewRelay(pool, conn, testenv.Logger(t))
+	r.PollInterval = 50 * time.Millisecond
+	if err := r.Check(context.Background()); err != nil {
+		t.Fatalf("not ready before anything failed: %v", err)
+	}
+	add(t, pool, "order.nobody-listens", 1)
+	due(t, pool)
+	run(t, r)
+	testenv.Eventually(t, 10*time.Second, "relay not ready while an event is unroutable", func() bool {
+		return r.Check(context.Background()) != nil
+	})
+	if _, err := pool.Exec(context.Background(), "DELETE FROM outbox"); err != nil {
+		t.Fatal(err)
+	}
+	add(t, pool, catalog.OrderCreated, 1)
+	due(t, pool)
+	testenv.Eventually(t, 10*time.Second, "relay ready once a publish is confirmed", func() bool {
+		return r.Check(context.Background()) == nil
+	})
+}
+
 func TestHandedOverRowsArePublishedAtOnceAndDeleted(t *testing.T) {
 	t.Parallel()
 	pool, conn, _ := setup(t)
