@@ -167,6 +167,11 @@ func run(ctx context.Context, cfg config, progress io.Writer) (*report, error) {
 		return nil, fmt.Errorf("broker baseline: %w", err)
 	}
 
+	fmt.Fprintf(progress, "floors: one commit and one broker hop at a time (%d each)...\n", floorSamples)
+	if rep.floor, err = measureFloors(ctx); err != nil {
+		return nil, fmt.Errorf("floors: %w", err)
+	}
+
 	logDir, err := os.MkdirTemp("", "ordersaga-bench-")
 	if err != nil {
 		return nil, err

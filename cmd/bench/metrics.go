@@ -9,17 +9,20 @@ import (
 	"github.com/ordersaga/ordersaga/internal/stack"
 )
 
-// batchMetric is the histogram of events per handled batch, labelled by queue. Only its name
-// is relied on: it may move between packages.
-const batchMetric = "ordersaga_handler_batch_size"
+// The histograms the report reads, labelled by queue. Only their names are relied on: they may
+// move between packages.
+const (
+	batchMetric = "ordersaga_handler_batch_size"    // events per handled batch
+	stageMetric = "ordersaga_stage_latency_seconds" // event occurred → its effect committed
+)
 
-// batchTotals is, per queue, the sum of batch sizes and the number of batches, over every
-// replica of every service.
+// batchTotals is, per queue, the sum and count of a histogram's samples, over every replica of
+// every service.
 type batchTotals map[string]struct{ sum, count float64 }
 
-// scrapeBatches reads /metrics of every replica. A replica whose page lacks the metric adds
-// nothing; one that does not answer is an error, since its deltas would be wrong.
-func scrapeBatches(ctx context.Context, s *stack.Stack) (batchTotals, error) {
+// scrapeBatches reads the histogram name from /metrics of every replica. A replica whose page
+// lacks it adds nothing; one that does not answer is an error, since its deltas would be wrong.
+func scrapeBatches(ctx context.Context, s *stack.Stack, name string) (batchTotals, error) {
 	totals := batchTotals{}
 	for _, svc := range stack.Services {
 		for r := range s.Replicas() {
@@ -27,7 +30,7 @@ func scrapeBatches(ctx context.Context, s *stack.Stack) (batchTotals, error) {
 			if err != nil {
 				return nil, fmt.Errorf("metrics of %s-%d: %w", svc, r, err)
 			}
-			for _, m := range families[batchMetric].GetMetric() {
+			for _, m := range families[name].GetMetric() {
 				h := m.GetHistogram()
 				if h == nil {
 					continue
@@ -52,8 +55,8 @@ func label(m *dto.Metric, name string) string {
 	return ""
 }
 
-// meanBatches is, per queue, the mean batch size between two scrapes; a queue that handled
-// no batch in between is absent.
+// meanBatches is, per queue, the mean sample between two scrapes; a queue that handled no
+// batch in between is absent.
 func meanBatches(before, after batchTotals) map[string]float64 {
 	means := map[string]float64{}
 	for q, a := range after {

@@ -24,6 +24,7 @@ type report struct {
 	drain      time.Duration
 	pgCommits  float64 // PostgreSQL single-row commits/s
 	brokerMsgs float64 // persistent messages/s through one quorum queue
+	floor      floors
 	results    []*result
 }
 
@@ -92,8 +93,21 @@ func (rep *report) write(w io.Writer, markdown bool) {
 		"for the open-loop rows, of CONFIRMED orders only (create → CONFIRMED).")
 	endNotes()
 
+	heading("Latency against the machine's floor")
+	rep.floorTable().write(w, markdown)
+	note("Floors, measured with nothing else in flight before the stack started (%d samples each): a PostgreSQL commit "+
+		"from one client p50 %s, p99 %s; one broker hop (persistent publish to a quorum queue until its confirm and its "+
+		"delivery on another connection) p50 %s, p99 %s. An order's critical path is CreateOrder's commit and four hops, "+
+		"each a commit and a broker hop: floor %s. Ratios are the open-loop latency (create → CONFIRMED) over that floor.",
+		floorSamples, dur(rep.floor.commitP50), dur(rep.floor.commitP99), dur(rep.floor.hopP50), dur(rep.floor.hopP99),
+		dur(rep.floor.criticalPath()))
+	endNotes()
+
 	heading("Mean batch size per queue (events per handled batch, all replicas)")
-	rep.batchTable().write(w, markdown)
+	rep.queueTable(func(r *result) map[string]float64 { return r.batches }, "%.1f").write(w, markdown)
+
+	heading("Mean time per stage, ms (an event occurring → its effect committed, by the queue that carried it)")
+	rep.queueTable(func(r *result) map[string]float64 { return r.stages }, "%.1f", 1000).write(w, markdown)
 
 	heading("CPU ms per completed order")
 	rep.cpuTable().write(w, markdown)
@@ -145,23 +159,44 @@ func (rep *report) scenarioTable() table {
 	return t
 }
 
-func (rep *report) batchTable() table {
+// floorTable sets each open-loop scenario's latency beside the critical path's floor.
+func (rep *report) floorTable() table {
+	t := table{header: []string{"scenario", "p50", "p99", "p50 / floor", "p99 / floor"}}
+	floor := rep.floor.criticalPath()
+	for _, r := range rep.results {
+		if !r.confirmedOnly || len(r.latencies) == 0 || floor <= 0 {
+			continue
+		}
+		p50, p99 := loadgen.Percentile(r.latencies, 0.50), loadgen.Percentile(r.latencies, 0.99)
+		t.rows = append(t.rows, []string{r.name, dur(p50), dur(p99),
+			fmt.Sprintf("%.1f×", float64(p50)/float64(floor)), fmt.Sprintf("%.1f×", float64(p99)/float64(floor))})
+	}
+	return t
+}
+
+// queueTable is a per-queue figure (of) of every scenario, formatted with format after scaling
+// by scale (if given).
+func (rep *report) queueTable(of func(*result) map[string]float64, format string, scale ...float64) table {
 	t := table{header: []string{"queue"}}
 	queues := map[string]bool{}
 	for _, r := range rep.results {
 		t.header = append(t.header, r.name)
-		for q := range r.batches {
+		for q := range of(r) {
 			queues[q] = true
 		}
 	}
 	if len(queues) == 0 {
-		queues[batchMetric+" (absent)"] = true
+		queues["(no figures)"] = true
+	}
+	factor := 1.0
+	for _, f := range scale {
+		factor *= f
 	}
 	for _, q := range slices.Sorted(maps.Keys(queues)) {
 		row := []string{q}
 		for _, r := range rep.results {
-			if m, ok := r.batches[q]; ok {
-				row = append(row, fmt.Sprintf("%.1f", m))
+			if m, ok := of(r)[q]; ok {
+				row = append(row, fmt.Sprintf(format, m*factor))
 			} else {
 				row = append(row, "-")
 			}
@@ -203,6 +238,9 @@ func ms(sorted []time.Duration, p float64) string {
 	}
 	return fmt.Sprintf("%.1fms", float64(loadgen.Percentile(sorted, p))/float64(time.Millisecond))
 }
+
+// dur formats d in milliseconds.
+func dur(d time.Duration) string { return fmt.Sprintf("%.2fms", float64(d)/float64(time.Millisecond)) }
 
 func outcomes(m map[orderv1.OrderStatus]int) string {
 	var parts []string

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -44,6 +45,7 @@ type result struct {
 	elapsed    time.Duration   // first create → last final status
 	firstErr   error
 	batches    map[string]float64 // queue → mean batch size; nil when /metrics could not be read
+	stages     map[string]float64 // queue → mean seconds from an event occurring to its effect committed
 	cpu        cpuUse
 	hot        *hotCheck // the hot-product scenario only
 }
@@ -113,7 +115,9 @@ func (rn *runner) run(ctx context.Context, sc scenario, hotStock int64) (*result
 	}
 	l := &load{gen: &loadgen.Generator{Clients: rn.clients, Products: products}, drain: rn.cfg.drain}
 
-	batchesBefore, scrapeErr := scrapeBatches(ctx, rn.stack)
+	batchesBefore, scrapeErr := scrapeBatches(ctx, rn.stack, batchMetric)
+	stagesBefore, stageErr := scrapeBatches(ctx, rn.stack, stageMetric)
+	scrapeErr = errors.Join(scrapeErr, stageErr)
 	cpuBefore := sampleCPU(rn.stack)
 	var start time.Time
 	var samples []sample
@@ -129,9 +133,11 @@ func (rn *runner) run(ctx context.Context, sc scenario, hotStock int64) (*result
 	r := summarize(sc, start, samples)
 	r.cpu = cpuDelta(cpuBefore, cpuAfter, rn.hz)
 	if scrapeErr == nil {
-		var batchesAfter batchTotals
-		if batchesAfter, scrapeErr = scrapeBatches(ctx, rn.stack); scrapeErr == nil {
+		batchesAfter, batchErr := scrapeBatches(ctx, rn.stack, batchMetric)
+		stagesAfter, stageErr := scrapeBatches(ctx, rn.stack, stageMetric)
+		if scrapeErr = errors.Join(batchErr, stageErr); scrapeErr == nil {
 			r.batches = meanBatches(batchesBefore, batchesAfter)
+			r.stages = meanBatches(stagesBefore, stagesAfter)
 		}
 	}
 	if scrapeErr != nil && r.firstErr == nil {

@@ -296,6 +296,18 @@ func (s *Stack) RestartContext(ctx context.Context, svc string, replica int) err
 	return p.waitReady(ctx, ReadyTimeout)
 }
 
+// Launch starts a stopped or killed replica again without waiting for it to be ready: for a
+// replica that cannot be ready yet (a broker alarm blocks its publishing) but must work.
+func (s *Stack) Launch(svc string, replica int) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	p := s.proc(svc, replica)
+	if p.running() {
+		return fmt.Errorf("%s is running", p.name)
+	}
+	return p.start()
+}
+
 // LogTails returns the last n lines of every process log, headed by the process name.
 func (s *Stack) LogTails(n int) string {
 	var b strings.Builder
