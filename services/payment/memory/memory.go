@@ -5,9 +5,7 @@ package memory
 import (
 	"context"
 	"log/slog"
-	"maps"
 	"math/rand/v2"
-	"sync"
 
 	"github.com/ordersaga/ordersaga/pkg/catalog"
 	"github.com/ordersaga/ordersaga/pkg/config"
@@ -17,27 +15,32 @@ import (
 	"github.com/ordersaga/ordersaga/services/payment/internal/payment"
 )
 
-// Service is payment-service in memory: its real rules and gateway, its payments in maps.
+// Service is payment-service in memory: its real rules and gateway, its payments in a table.
 type Service struct {
-	work *unitofwork.Memory[eventhandler.Store]
-
-	mu       sync.Mutex
-	payments map[string]*payment.Payment // by order id
+	work     *unitofwork.Memory[eventhandler.Store]
+	payments *unitofwork.Table[*payment.Payment] // by order id
 }
 
 // New returns payment-service with cfg's gateway settings; a random decline rate draws from a
 // fixed seed.
 func New(cfg config.Payment) (*Service, error) {
-	random := rand.New(rand.NewPCG(1, 2)).Float64 // only called with the store locked
+	random := rand.New(rand.NewPCG(1, 2)).Float64 // only called by one unit of work at a time
 	gateway, err := payment.NewGateway(cfg.AmountLimit.Minor(), float64(cfg.DeclineRate), random)
 	if err != nil {
 		return nil, err
 	}
-	s := &Service{payments: map[string]*payment.Payment{}}
+	s := &Service{payments: unitofwork.NewTable(clone)}
 	log := slog.New(slog.DiscardHandler)
 	svc := unitofwork.New[eventhandler.Store](catalog.Payment, nil, nil, log, nil)
 	eventhandler.Register(svc, gateway, log)
-	s.work, err = unitofwork.NewMemory(svc, s.begin)
+	s.work, err = unitofwork.NewMemory(svc, func() (eventhandler.Store, func(bool)) {
+		tx := &tx{payments: s.payments.Begin()}
+		return tx, func(commit bool) {
+			if commit {
+				tx.payments.Commit()
+			}
+		}
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -58,46 +61,25 @@ type Payment struct {
 
 // Payment returns the payment of an order, if it has one.
 func (s *Service) Payment(orderID string) (Payment, bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	p, ok := s.payments[orderID]
+	p, ok := s.payments.Get(orderID)
 	if !ok {
 		return Payment{}, false
 	}
 	return Payment{Status: string(p.Status()), AmountMinor: p.AmountMinor(), Reason: p.Reason()}, true
 }
 
-func (s *Service) begin() (eventhandler.Store, func(bool)) {
-	s.mu.Lock()
-	tx := &tx{s: s, written: map[string]*payment.Payment{}}
-	return tx, func(commit bool) {
-		if commit {
-			maps.Copy(s.payments, tx.written)
-		}
-		s.mu.Unlock()
-	}
-}
-
-// tx is the store of one unit of work: it reads what is stored and keeps its writes until commit.
+// tx is the store of one unit of work.
 type tx struct {
-	s       *Service
-	written map[string]*payment.Payment // by order id
-}
-
-func (t *tx) get(orderID string) *payment.Payment {
-	if p, ok := t.written[orderID]; ok {
-		return p
-	}
-	return t.s.payments[orderID]
+	payments *unitofwork.TableTx[*payment.Payment]
 }
 
 func (t *tx) Insert(_ context.Context, payments []*payment.Payment) (map[string]bool, error) {
 	stored := map[string]bool{}
 	for _, p := range payments {
-		if t.get(p.OrderID()) != nil {
+		if _, ok := t.payments.Get(p.OrderID()); ok {
 			continue
 		}
-		t.written[p.OrderID()] = clone(p)
+		t.payments.Put(p.OrderID(), p)
 		stored[p.ID()] = true
 	}
 	return stored, nil
@@ -106,8 +88,8 @@ func (t *tx) Insert(_ context.Context, payments []*payment.Payment) (map[string]
 func (t *tx) Lock(_ context.Context, orderIDs []string) (map[string]*payment.Payment, error) {
 	out := map[string]*payment.Payment{}
 	for _, id := range orderIDs {
-		if p := t.get(id); p != nil {
-			out[id] = clone(p)
+		if p, ok := t.payments.Get(id); ok {
+			out[id] = p
 		}
 	}
 	return out, nil
@@ -115,7 +97,7 @@ func (t *tx) Lock(_ context.Context, orderIDs []string) (map[string]*payment.Pay
 
 func (t *tx) Save(_ context.Context, payments []*payment.Payment) error {
 	for _, p := range payments {
-		t.written[p.OrderID()] = clone(p)
+		t.payments.Put(p.OrderID(), p)
 	}
 	return nil
 }

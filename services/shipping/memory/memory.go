@@ -5,9 +5,7 @@ package memory
 import (
 	"context"
 	"log/slog"
-	"maps"
 	"math/rand/v2"
-	"sync"
 	"time"
 
 	"github.com/ordersaga/ordersaga/pkg/catalog"
@@ -18,18 +16,16 @@ import (
 	"github.com/ordersaga/ordersaga/services/shipping/internal/shipping"
 )
 
-// Service is shipping-service in memory: its real rule and carrier, its shipments in a map.
+// Service is shipping-service in memory: its real rule and carrier, its shipments in a table.
 type Service struct {
-	work *unitofwork.Memory[eventhandler.Store]
-
-	mu        sync.Mutex
-	shipments map[string]*shipping.Shipment // by order id
+	work      *unitofwork.Memory[eventhandler.Store]
+	shipments *unitofwork.Table[*shipping.Shipment] // by order id
 }
 
 // New returns shipping-service with cfg's carrier settings. The carrier's clock stands still
 // and its randomness comes from a fixed seed, so tracking codes and estimates repeat run to run.
 func New(cfg config.Shipping) (*Service, error) {
-	// Only drawn from with the store locked.
+	// Only drawn from by one unit of work at a time.
 	carrier, err := shipping.NewCarrier(cfg.BaseFreight.Minor(), float64(cfg.FailureRate), shipping.Env{
 		Now:     func() time.Time { return time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC) },
 		Random:  rand.New(rand.NewPCG(1, 2)).Float64,
@@ -38,11 +34,18 @@ func New(cfg config.Shipping) (*Service, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Service{shipments: map[string]*shipping.Shipment{}}
+	s := &Service{shipments: unitofwork.NewTable(clone)}
 	log := slog.New(slog.DiscardHandler)
 	svc := unitofwork.New[eventhandler.Store](catalog.Shipping, nil, nil, log, nil)
 	eventhandler.Register(svc, carrier, log)
-	s.work, err = unitofwork.NewMemory(svc, s.begin)
+	s.work, err = unitofwork.NewMemory(svc, func() (eventhandler.Store, func(bool)) {
+		tx := &tx{shipments: s.shipments.Begin()}
+		return tx, func(commit bool) {
+			if commit {
+				tx.shipments.Commit()
+			}
+		}
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -64,41 +67,25 @@ type Shipment struct {
 
 // Shipment returns the shipment of an order, if it has one.
 func (s *Service) Shipment(orderID string) (Shipment, bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	sh, ok := s.shipments[orderID]
+	sh, ok := s.shipments.Get(orderID)
 	if !ok {
 		return Shipment{}, false
 	}
 	return Shipment{Status: string(sh.Status()), TrackingCode: sh.TrackingCode(), FreightMinor: sh.FreightMinor(), Reason: sh.Reason()}, true
 }
 
-func (s *Service) begin() (eventhandler.Store, func(bool)) {
-	s.mu.Lock()
-	tx := &tx{s: s, written: map[string]*shipping.Shipment{}}
-	return tx, func(commit bool) {
-		if commit {
-			maps.Copy(s.shipments, tx.written)
-		}
-		s.mu.Unlock()
-	}
-}
-
-// tx is the store of one unit of work: it reads what is stored and keeps its writes until
-// commit. Lock hands out copies, so a shipment changes only when it is saved.
+// tx is the store of one unit of work.
 type tx struct {
-	s       *Service
-	written map[string]*shipping.Shipment // by order id
+	shipments *unitofwork.TableTx[*shipping.Shipment]
 }
 
 func (t *tx) Insert(_ context.Context, shipments []*shipping.Shipment) (map[string]bool, error) {
 	stored := map[string]bool{}
 	for _, sh := range shipments {
-		_, had := t.s.shipments[sh.OrderID()]
-		if _, wrote := t.written[sh.OrderID()]; had || wrote {
+		if _, ok := t.shipments.Get(sh.OrderID()); ok {
 			continue
 		}
-		t.written[sh.OrderID()] = sh
+		t.shipments.Put(sh.OrderID(), sh)
 		stored[sh.ID()] = true
 	}
 	return stored, nil
@@ -107,12 +94,8 @@ func (t *tx) Insert(_ context.Context, shipments []*shipping.Shipment) (map[stri
 func (t *tx) Lock(_ context.Context, orderIDs []string) (map[string]*shipping.Shipment, error) {
 	out := map[string]*shipping.Shipment{}
 	for _, id := range orderIDs {
-		sh, ok := t.written[id]
-		if !ok {
-			sh, ok = t.s.shipments[id]
-		}
-		if ok {
-			out[id] = clone(sh)
+		if sh, ok := t.shipments.Get(id); ok {
+			out[id] = sh
 		}
 	}
 	return out, nil
@@ -120,7 +103,7 @@ func (t *tx) Lock(_ context.Context, orderIDs []string) (map[string]*shipping.Sh
 
 func (t *tx) Save(_ context.Context, shipments []*shipping.Shipment) error {
 	for _, sh := range shipments {
-		t.written[sh.OrderID()] = clone(sh)
+		t.shipments.Put(sh.OrderID(), sh)
 	}
 	return nil
 }
