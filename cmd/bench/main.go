@@ -23,6 +23,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/google/uuid"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
@@ -48,6 +49,11 @@ type config struct {
 	dbParams  string
 	keep      bool
 	markdown  bool
+	// seedOrders, when positive, fills order-service's database with that many orders of the
+	// past year before the scenarios, heavyOrders of them one customer's; postgresURL is the
+	// server the stack's databases go on (a scratch one with production settings).
+	seedOrders, heavyOrders int
+	postgresURL             string
 	// tracing: each setting runs the scenarios on a stack of its own; none, the default, runs
 	// them once with tracing off and no receiver.
 	tracing []tracing
@@ -65,6 +71,8 @@ func defaultConfig() config {
 		conns:     4,
 		replicas:  1,
 		logLevel:  "info",
+
+		heavyOrders: 20_000,
 	}
 }
 
@@ -102,6 +110,9 @@ func main() {
 	flag.StringVar(&cfg.logLevel, "log-level", cfg.logLevel, "LOG_LEVEL of the services")
 	flag.StringVar(&cfg.dbParams, "db-params", "", `query parameters added to the services' database URLs, e.g. "pool_max_conns=16"`)
 	flag.BoolVar(&cfg.keep, "keep", false, "keep the services' logs")
+	flag.IntVar(&cfg.seedOrders, "seed-orders", 0, "orders of the past year to fill order-service's database with before the scenarios (0: none)")
+	flag.IntVar(&cfg.heavyOrders, "heavy-customer-orders", cfg.heavyOrders, "of the seeded orders, how many belong to one customer, whose pages ListOrders is timed on")
+	flag.StringVar(&cfg.postgresURL, "postgres-url", "", "PostgreSQL server for the stack's databases (default: the machine's); a scratch server with production settings for -seed-orders")
 	flag.BoolVar(&cfg.markdown, "markdown", false, "print the report as Markdown tables")
 	flag.Func("tracing", "run the scenarios once per tracing setting, comma-separated: off, or a sampling ratio "+
 		"(parentbased_traceidratio), exporting to a receiver the benchmark serves and discards; e.g. off,1,0.01", func(v string) (err error) {
@@ -226,11 +237,25 @@ func (rep *report) runStack(ctx context.Context, cfg config, tr tracing, logDir 
 		Replicas:       rep.replicas,
 		Env:            env,
 		DatabaseParams: cfg.dbParams,
+		PostgresURL:    cfg.postgresURL,
 	}, logDir)
 	if err != nil {
 		return err
 	}
 	defer teardown()
+	if cfg.seedOrders > 0 {
+		heavy := uuid.NewString()
+		fmt.Fprintf(progress, "seeding %d orders (%d of one customer)...\n", cfg.seedOrders, cfg.heavyOrders)
+		began := time.Now()
+		if err := seed(ctx, s.DatabaseURLs["order"], cfg.seedOrders, heavy, cfg.heavyOrders); err != nil {
+			return fmt.Errorf("seed: %w", err)
+		}
+		fmt.Fprintf(progress, "seeded in %s\n", time.Since(began).Round(time.Second))
+		if rep.reads, err = probeReads(ctx, s.OrderClient(), heavy, 1000); err != nil {
+			return err
+		}
+		rep.seeded, rep.heavy = cfg.seedOrders, cfg.heavyOrders
+	}
 
 	rn := &runner{stack: s, cfg: cfg, hz: rep.clock.hz}
 	for i := range max(cfg.conns, s.Replicas()) {

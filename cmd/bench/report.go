@@ -25,6 +25,9 @@ type report struct {
 	pgCommits  float64 // PostgreSQL single-row commits/s
 	brokerMsgs float64 // persistent messages/s through one quorum queue
 	floor      floors
+	seeded     int           // orders the database held before the scenarios (-seed-orders)
+	heavy      int           // of them, the orders of the customer ListOrders is timed on
+	reads      readLatencies // GetOrder and ListOrders on that database
 	results    []*result
 }
 
@@ -142,6 +145,10 @@ func (rep *report) write(w io.Writer, markdown bool) {
 		"(publisher confirms, %d in flight; consumer prefetch %d, acks %d at a time). Services: %s each; "+
 		"PostgreSQL, RabbitMQ and the load generator on the same machine.",
 		rep.cores, rep.baseline, rep.pgCommits, baselineConns, rep.brokerMsgs, pipeWindow, pipePrefetch, pipeAckEvery, plural(rep.replicas, "replica"))
+	if rep.seeded > 0 {
+		note("Database: %d orders of the past year seeded before the scenarios, with their items, history and inbox entries; "+
+			"reads before the load: %s (ListOrders for a customer with %d orders).", rep.seeded, rep.reads, rep.heavy)
+	}
 	if markdown {
 		note("Command: `%s`", rep.command)
 	} else {
