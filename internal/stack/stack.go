@@ -111,6 +111,7 @@ type Stack struct {
 // databases and the virtual host. On failure it logs the tail of every process log.
 func Start(t testing.TB, opts Options) *Stack {
 	t.Helper()
+	testenv.Needs(t, "the running services, PostgreSQL and RabbitMQ")
 	logDir := t.TempDir()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()

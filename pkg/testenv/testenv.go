@@ -50,9 +50,20 @@ func Name(prefix string) string {
 	return prefix + "_" + hex.EncodeToString(b)
 }
 
+// Needs skips t under -short, which runs only what needs no server: t needs what (PostgreSQL,
+// RabbitMQ, the running services), and make test runs it. Every helper here that reaches a
+// server calls it, so a test that uses them needs no check of its own.
+func Needs(t testing.TB, what string) {
+	t.Helper()
+	if testing.Short() {
+		t.Skipf("needs %s: not under -short (make test runs it)", what)
+	}
+}
+
 // DatabaseURL creates an empty database and returns its URL; it is dropped at cleanup.
 func DatabaseURL(t testing.TB, prefix string) string {
 	t.Helper()
+	Needs(t, "PostgreSQL")
 	name := Name("test_" + prefix)
 	u, err := url.Parse(PostgresURL())
 	if err != nil {
@@ -122,6 +133,7 @@ func Postgres(t testing.TB, prefix string, migrations ...database.Migrations) *p
 // everything in it are deleted at cleanup.
 func VHost(t testing.TB) string {
 	t.Helper()
+	Needs(t, "RabbitMQ")
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	amqpURL, drop, err := NewVHost(ctx, "test")
