@@ -373,8 +373,8 @@ func TestFaultNetworkResetsAndCuts(t *testing.T) {
 			pools := e.pools()
 			sessions := sessionsOf(ctx, t, pools)
 			lost := e.logCounts(brokerLost)
-			if _, err := n.postgres.AddToxic("cut", "limit_data", "downstream", 1, toxiproxy.Attributes{"bytes": 20_000}); err != nil {
-				t.Errorf("limit_data: %v", err)
+			if err := n.toxic(n.postgres, "cut", "limit_data", toxiproxy.Attributes{"bytes": 20_000}); err != nil {
+				t.Error(err)
 				return
 			}
 			t.Log("database connections cut after 20 kB; broker connections reset every 1.5 s")
@@ -389,13 +389,14 @@ func TestFaultNetworkResetsAndCuts(t *testing.T) {
 				resets++
 				pause(ctx, 1500*time.Millisecond-time.Since(tick))
 			}
-			if err := n.postgres.RemoveToxic("cut"); err != nil {
-				t.Errorf("heal postgres: %v", err)
+			if err := n.heal(n.postgres, "cut"); err != nil {
+				t.Error(err)
 			}
 			t.Logf("%d broker resets; healed after %s", resets, time.Since(began).Round(time.Millisecond))
 			e.waitAllReady(ctx, "the resets and cuts ended")
-			// The faults reached every service: each lost its broker connection again and
-			// again, and reopened database sessions.
+			// The faults reached the services: each lost its broker connection again and again,
+			// and the busy database connections were cut (one that carries less than 20 kB in
+			// the 15 s is not: a quiet service may keep its own).
 			after := e.logCounts(brokerLost)
 			for _, svc := range stack.Services {
 				if d := after[svc] - lost[svc]; d < resets/2 {
@@ -403,12 +404,13 @@ func TestFaultNetworkResetsAndCuts(t *testing.T) {
 				}
 			}
 			pause(ctx, time.Second) // sessions are counted when a backend's statistics are flushed
+			reopened := map[string]int64{}
 			for svc, n := range sessionsOf(ctx, t, pools) {
-				if d := n - sessions[svc]; d < 2 {
-					t.Errorf("%s opened %d database sessions while connections were cut after 20 kB, want several", svc, d)
-				} else {
-					t.Logf("%s: %d database sessions opened while connections were cut", svc, d)
-				}
+				reopened[svc] = n - sessions[svc]
+			}
+			t.Logf("database sessions opened while connections were cut after 20 kB: %v", reopened)
+			if reopened["order"] < 2 {
+				t.Errorf("order-service opened %d database sessions while its connections were cut after 20 kB, want several", reopened["order"])
 			}
 		})
 	e.verify(res, 0)
