@@ -165,22 +165,26 @@ func fileExists(p string) bool {
 
 // readiness samples every replica's /readyz while a fault lasts.
 type readiness struct {
+	began    time.Time
 	mu       sync.Mutex
-	notReady map[string]bool // replicas seen not ready at least once
+	notReady map[string]time.Duration // replicas seen not ready, with when it was first seen
 	stop     chan struct{}
 	done     chan struct{}
 }
 
 func (e *env) watchReadiness(ctx context.Context) *readiness {
-	r := &readiness{notReady: map[string]bool{}, stop: make(chan struct{}), done: make(chan struct{})}
+	r := &readiness{began: time.Now(), notReady: map[string]time.Duration{}, stop: make(chan struct{}), done: make(chan struct{})}
 	go func() {
 		defer close(r.done)
 		for {
 			for _, svc := range stack.Services {
 				for i := range e.stack.Replicas() {
 					if e.ops(ctx, svc, i, "/readyz") != 200 {
+						name := fmt.Sprintf("%s-%d", svc, i)
 						r.mu.Lock()
-						r.notReady[fmt.Sprintf("%s-%d", svc, i)] = true
+						if _, seen := r.notReady[name]; !seen {
+							r.notReady[name] = time.Since(r.began)
+						}
 						r.mu.Unlock()
 					}
 				}
@@ -197,8 +201,9 @@ func (e *env) watchReadiness(ctx context.Context) *readiness {
 	return r
 }
 
-// end stops sampling and returns the replicas seen not ready, sorted.
-func (r *readiness) end() []string {
+// end stops sampling, logs when each replica was first seen not ready and returns those
+// replicas, sorted.
+func (r *readiness) end(t *testing.T) []string {
 	close(r.stop)
 	<-r.done
 	r.mu.Lock()
@@ -208,6 +213,9 @@ func (r *readiness) end() []string {
 		out = append(out, k)
 	}
 	slices.Sort(out)
+	for _, k := range out {
+		t.Logf("%s first seen not ready %s into the fault", k, r.notReady[k].Round(100*time.Millisecond))
+	}
 	return out
 }
 
@@ -289,7 +297,7 @@ func TestFaultNetworkBrokerHalfOpen(t *testing.T) {
 			if err := n.heal(n.broker, "half-open"); err != nil {
 				t.Error(err)
 			}
-			if seen, all := ready.end(), e.everyService(); !slices.Equal(seen, all) {
+			if seen, all := ready.end(t), e.everyService(); !slices.Equal(seen, all) {
 				t.Errorf("seen not ready during the 40 s half-open broker link: %v, want every replica %v (the heartbeat did not notice)", seen, all)
 			}
 			e.waitAllReady(ctx, "the broker link healed")
@@ -327,7 +335,7 @@ func TestFaultNetworkDatabaseHalfOpen(t *testing.T) {
 			if err := n.heal(n.postgres, "half-open"); err != nil {
 				t.Error(err)
 			}
-			if seen, all := ready.end(), e.everyService(); !slices.Equal(seen, all) {
+			if seen, all := ready.end(t), e.everyService(); !slices.Equal(seen, all) {
 				t.Errorf("seen not ready during the 30 s half-open database link: %v, want every replica %v", seen, all)
 			}
 			e.waitAllReady(ctx, "the database link healed")
