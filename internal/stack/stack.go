@@ -59,6 +59,11 @@ type Options struct {
 	// standby, target_session_attrs=read-write): the services get their database URLs in the
 	// same form.
 	PostgresURL string
+	// BrokerVia and PostgresVia, when set, are the host:port the services reach the broker and
+	// their databases through (a TCP fault proxy in front of a single-node broker and server).
+	// The stack's own connections and the URLs it exposes stay direct, so that a test's checks
+	// do not suffer the faults it injects.
+	BrokerVia, PostgresVia string
 }
 
 // Broker is a RabbitMQ broker of one node or a cluster's several.
@@ -356,9 +361,9 @@ func (s *Stack) plan(bin string, opts Options) error {
 			}
 			up := strings.ToUpper(svc)
 			env := map[string]string{
-				"AMQP_URL":           withParams(amqpURL, opts.AMQPParams),
+				"AMQP_URL":           withParams(via(amqpURL, opts.BrokerVia), opts.AMQPParams),
 				"LOG_LEVEL":          "info",
-				up + "_DATABASE_URL": withParams(s.DatabaseURLs[svc], opts.DatabaseParams),
+				up + "_DATABASE_URL": withParams(via(s.DatabaseURLs[svc], opts.PostgresVia), opts.DatabaseParams),
 				up + "_OPS_ADDR":     addrs["ops"],
 				"GOTRACEBACK":        "all",
 			}
@@ -470,6 +475,22 @@ func (s *Stack) createDatabase(ctx context.Context, server, svc string) (string,
 	}
 	s.teardown = append(s.teardown, func() error { return testenv.DropDatabaseOn(server, name) })
 	return u.String(), nil
+}
+
+// via returns the URLs in u (comma-separated) with their host:port replaced by addr, or u when
+// addr is empty.
+func via(u, addr string) string {
+	if addr == "" {
+		return u
+	}
+	parts := strings.Split(u, ",")
+	for i, p := range parts {
+		if pu, err := url.Parse(p); err == nil {
+			pu.Host = addr
+			parts[i] = pu.String()
+		}
+	}
+	return strings.Join(parts, ",")
 }
 
 // withParams adds the query parameters params ("a=1&b=2") to the URL u.

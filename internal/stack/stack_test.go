@@ -204,3 +204,34 @@ func TestPlanSpreadsOverBrokerNodes(t *testing.T) {
 		}
 	}
 }
+
+// TestPlanViaProxy checks that BrokerVia and PostgresVia change only the host:port the
+// services are given, and that the stack's own URLs stay direct.
+func TestPlanViaProxy(t *testing.T) {
+	s := &Stack{
+		AMQPURL:      "amqp://u:p@127.0.0.1:5672/stack_x",
+		nodeURLs:     []string{"amqp://u:p@127.0.0.1:5672/stack_x"},
+		DatabaseURLs: map[string]string{},
+		procs:        map[string][]*process{},
+		logDir:       t.TempDir(),
+	}
+	for _, svc := range Services {
+		s.DatabaseURLs[svc] = "postgres://postgres@127.0.0.1:5432/test_" + svc + "?sslmode=disable"
+	}
+	if err := s.plan("/nonexistent", Options{Replicas: 1, BrokerVia: "127.0.0.1:7001", PostgresVia: "127.0.0.1:7002", AMQPParams: "heartbeat=3"}); err != nil {
+		t.Fatal(err)
+	}
+	for _, svc := range Services {
+		env := s.procs[svc][0].env
+		if got, want := env["AMQP_URL"], "amqp://u:p@127.0.0.1:7001/stack_x?heartbeat=3"; got != want {
+			t.Errorf("%s AMQP_URL %q, want %q", svc, got, want)
+		}
+		db := env[strings.ToUpper(svc)+"_DATABASE_URL"]
+		if want := "postgres://postgres@127.0.0.1:7002/test_" + svc + "?sslmode=disable"; db != want {
+			t.Errorf("%s database URL %q, want %q", svc, db, want)
+		}
+		if !strings.Contains(s.DatabaseURLs[svc], ":5432/") {
+			t.Errorf("the stack's own %s URL changed: %s", svc, s.DatabaseURLs[svc])
+		}
+	}
+}

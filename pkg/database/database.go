@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"net"
 	"strings"
 	"time"
 
@@ -72,6 +73,29 @@ var SessionLimits = map[string]string{
 	"plan_cache_mode": "force_custom_plan",
 }
 
+// Bounds on a connection that goes silent without closing (a peer that vanished, a half-open
+// link): without them a statement waits for TCP to give up, about 15 minutes.
+const (
+	// ConnectTimeout bounds opening a connection, TLS and authentication included, unless the
+	// URL sets connect_timeout.
+	ConnectTimeout = 5 * time.Second
+	// PingTimeout bounds the liveness ping the pool sends on a connection that sat idle before
+	// handing it out; a connection that does not answer is closed and another one is used.
+	PingTimeout = 5 * time.Second
+	// TCPUserTimeout is how long data sent may go unacknowledged before the kernel drops the
+	// connection (TCP_USER_TIMEOUT, Linux), and keepAlive* probe a connection that waits for
+	// an answer with nothing in flight: a vanished server is noticed within about 20 s.
+	TCPUserTimeout    = 20 * time.Second
+	keepAliveIdle     = 5 * time.Second
+	keepAliveInterval = 5 * time.Second
+	keepAliveCount    = 3
+	// roundTripSlack is added to the session's statement_timeout to bound every round trip the
+	// caller did not bound itself: PostgreSQL ends a statement before that, so only a link
+	// that lost its bytes on the way (which TCP cannot see when a proxy or a middlebox acks
+	// them) reaches the bound.
+	roundTripSlack = 5 * time.Second
+)
+
 // Open connects to url (creating the database when it does not exist), retrying until ctx ends,
 // and applies every set of migrations in order.
 func Open(ctx context.Context, url string, log *slog.Logger, migrations ...Migrations) (*pgxpool.Pool, error) {
@@ -92,8 +116,16 @@ func Open(ctx context.Context, url string, log *slog.Logger, migrations ...Migra
 			cfg.ConnConfig.RuntimeParams[name] = value
 		}
 	}
+	if !strings.Contains(url, "connect_timeout") {
+		cfg.ConnConfig.ConnectTimeout = ConnectTimeout
+	}
+	cfg.ConnConfig.DialFunc = dialer().DialContext
+	cfg.PingTimeout = PingTimeout
 	if cfg.ConnConfig.Tracer == nil {
 		cfg.ConnConfig.Tracer = queryTracer{database: cfg.ConnConfig.Database}
+	}
+	if bound := roundTripBound(cfg.ConnConfig.RuntimeParams["statement_timeout"]); bound > 0 {
+		cfg.ConnConfig.Tracer = boundedTracer{next: cfg.ConnConfig.Tracer, bound: bound}
 	}
 	b := backoff.NewExponentialBackOff()
 	b.MaxInterval = 5 * time.Second
@@ -176,4 +208,136 @@ func Migrate(ctx context.Context, pool *pgxpool.Pool, migrations ...Migrations) 
 		}
 	}
 	return nil
+}
+
+// dialer opens the TCP connections of a pool with keepalive probes and, on Linux, a TCP user
+// timeout, so that a server that vanished mid-statement is noticed by the kernel.
+func dialer() *net.Dialer {
+	return &net.Dialer{
+		KeepAliveConfig: net.KeepAliveConfig{Enable: true, Idle: keepAliveIdle, Interval: keepAliveInterval, Count: keepAliveCount},
+		Control:         setUserTimeout,
+	}
+}
+
+// roundTripBound is how long a round trip may take when its caller set no deadline: the
+// session's statement_timeout (a PostgreSQL duration, "30s") and roundTripSlack; 0 (no bound)
+// when statements may run unbounded or the setting is not understood.
+func roundTripBound(statementTimeout string) time.Duration {
+	v := strings.ReplaceAll(strings.TrimSpace(statementTimeout), " ", "")
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		if ms, err2 := time.ParseDuration(v + "ms"); err2 == nil { // a bare number is milliseconds
+			d, err = ms, nil
+		}
+	}
+	if err != nil || d <= 0 {
+		return 0
+	}
+	return d + roundTripSlack
+}
+
+// boundedTracer gives every query, batch, prepare and copy whose context has no deadline one of
+// bound, so that no round trip on a silent connection waits forever: pgx runs the rest of the
+// call under the context a tracer's Start returns. The cancel is kept in the context and
+// called at End. It wraps next, the tracer that records spans.
+type boundedTracer struct {
+	next  pgx.QueryTracer
+	bound time.Duration
+}
+
+var (
+	_ pgx.QueryTracer    = boundedTracer{}
+	_ pgx.BatchTracer    = boundedTracer{}
+	_ pgx.PrepareTracer  = boundedTracer{}
+	_ pgx.CopyFromTracer = boundedTracer{}
+)
+
+type cancelKey struct{}
+
+func (t boundedTracer) bounded(ctx context.Context) context.Context {
+	if _, ok := ctx.Deadline(); ok {
+		if ctx.Value(cancelKey{}) != nil {
+			// A call inside a bounded one (the prepare of a query): its End must not end the
+			// outer call's bound.
+			return context.WithValue(ctx, cancelKey{}, context.CancelFunc(nil))
+		}
+		return ctx
+	}
+	ctx, cancel := context.WithTimeout(ctx, t.bound)
+	return context.WithValue(ctx, cancelKey{}, cancel)
+}
+
+func release(ctx context.Context) {
+	if cancel, ok := ctx.Value(cancelKey{}).(context.CancelFunc); ok && cancel != nil {
+		cancel()
+	}
+}
+
+// TraceQueryStart implements pgx.QueryTracer.
+func (t boundedTracer) TraceQueryStart(ctx context.Context, conn *pgx.Conn, data pgx.TraceQueryStartData) context.Context {
+	return t.next.TraceQueryStart(t.bounded(ctx), conn, data)
+}
+
+// TraceQueryEnd implements pgx.QueryTracer.
+func (t boundedTracer) TraceQueryEnd(ctx context.Context, conn *pgx.Conn, data pgx.TraceQueryEndData) {
+	t.next.TraceQueryEnd(ctx, conn, data)
+	release(ctx)
+}
+
+// TraceBatchStart implements pgx.BatchTracer.
+func (t boundedTracer) TraceBatchStart(ctx context.Context, conn *pgx.Conn, data pgx.TraceBatchStartData) context.Context {
+	ctx = t.bounded(ctx)
+	if bt, ok := t.next.(pgx.BatchTracer); ok {
+		return bt.TraceBatchStart(ctx, conn, data)
+	}
+	return ctx
+}
+
+// TraceBatchQuery implements pgx.BatchTracer.
+func (t boundedTracer) TraceBatchQuery(ctx context.Context, conn *pgx.Conn, data pgx.TraceBatchQueryData) {
+	if bt, ok := t.next.(pgx.BatchTracer); ok {
+		bt.TraceBatchQuery(ctx, conn, data)
+	}
+}
+
+// TraceBatchEnd implements pgx.BatchTracer.
+func (t boundedTracer) TraceBatchEnd(ctx context.Context, conn *pgx.Conn, data pgx.TraceBatchEndData) {
+	if bt, ok := t.next.(pgx.BatchTracer); ok {
+		bt.TraceBatchEnd(ctx, conn, data)
+	}
+	release(ctx)
+}
+
+// TracePrepareStart implements pgx.PrepareTracer.
+func (t boundedTracer) TracePrepareStart(ctx context.Context, conn *pgx.Conn, data pgx.TracePrepareStartData) context.Context {
+	ctx = t.bounded(ctx)
+	if pt, ok := t.next.(pgx.PrepareTracer); ok {
+		return pt.TracePrepareStart(ctx, conn, data)
+	}
+	return ctx
+}
+
+// TracePrepareEnd implements pgx.PrepareTracer.
+func (t boundedTracer) TracePrepareEnd(ctx context.Context, conn *pgx.Conn, data pgx.TracePrepareEndData) {
+	if pt, ok := t.next.(pgx.PrepareTracer); ok {
+		pt.TracePrepareEnd(ctx, conn, data)
+	}
+	release(ctx)
+}
+
+// TraceCopyFromStart implements pgx.CopyFromTracer.
+func (t boundedTracer) TraceCopyFromStart(ctx context.Context, conn *pgx.Conn, data pgx.TraceCopyFromStartData) context.Context {
+	ctx = t.bounded(ctx)
+	if ct, ok := t.next.(pgx.CopyFromTracer); ok {
+		return ct.TraceCopyFromStart(ctx, conn, data)
+	}
+	return ctx
+}
+
+// TraceCopyFromEnd implements pgx.CopyFromTracer.
+func (t boundedTracer) TraceCopyFromEnd(ctx context.Context, conn *pgx.Conn, data pgx.TraceCopyFromEndData) {
+	if ct, ok := t.next.(pgx.CopyFromTracer); ok {
+		ct.TraceCopyFromEnd(ctx, conn, data)
+	}
+	release(ctx)
 }
