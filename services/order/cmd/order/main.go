@@ -107,7 +107,7 @@ func run(ctx context.Context, log *slog.Logger, cfg config.Order) error {
 	if err != nil {
 		return err
 	}
-	gateway, err := grpcapi.Gateway(gwCtx, grpcAddr, grpcapi.GatewayOptions{Creds: selfCreds})
+	gateway, err := grpcapi.Gateway(gwCtx, grpcAddr, grpcapi.GatewayOptions{Creds: selfCreds, AllowedOrigins: cfg.CORS.AllowedOrigins})
 	if err != nil {
 		return err
 	}

@@ -67,6 +67,8 @@ type GatewayOptions struct {
 	Heartbeat time.Duration
 	// Creds secure the hop to the gRPC server (nil: plaintext).
 	Creds credentials.TransportCredentials
+	// AllowedOrigins are the browser origins granted by CORS (none: no CORS headers).
+	AllowedOrigins []string
 }
 
 // Gateway returns the REST facade: grpc-gateway forwarding to the gRPC server listening on
@@ -77,7 +79,8 @@ type GatewayOptions struct {
 // JSON uses the proto field names (snake_case) and carries every field, zero values included;
 // a message field is left out when unset (shipping_address), never null. The Authorization
 // header travels with each call as gRPC metadata. A body over MaxRequestBytes is refused with
-// 413 before it is read whole. The client connection closes when ctx ends.
+// 413 before it is read whole. Browser pages of opts.AllowedOrigins are granted every route
+// (CORS). The client connection closes when ctx ends.
 func Gateway(ctx context.Context, grpcAddr string, opts GatewayOptions) (http.Handler, error) {
 	if opts.Heartbeat <= 0 {
 		opts.Heartbeat = DefaultHeartbeat
@@ -116,7 +119,7 @@ func Gateway(ctx context.Context, grpcAddr string, opts GatewayOptions) (http.Ha
 		client:    orderv1.NewOrderServiceClient(conn),
 		heartbeat: opts.Heartbeat,
 	}))
-	return telemetry.HTTPHandler(mux, "rest"), nil
+	return telemetry.HTTPHandler(CORS(opts.AllowedOrigins, mux), "rest"), nil
 }
 
 // limitBody refuses a body longer than MaxRequestBytes: at once when its length is declared,
