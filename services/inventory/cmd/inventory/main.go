@@ -36,7 +36,7 @@ func main() {
 	cfg, err := config.Load[config.Inventory](os.Getenv)
 	log := server.Logger("inventory", cfg.Log)
 	if err == nil {
-		log.Info("configuration", "config", cfg)
+		server.LogConfig(log, cfg.Log.Format, cfg)
 		err = run(context.Background(), log, cfg)
 	}
 	if err != nil {

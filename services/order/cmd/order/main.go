@@ -34,7 +34,7 @@ func main() {
 	cfg, err := config.Load[config.Order](os.Getenv)
 	log := server.Logger("order", cfg.Log)
 	if err == nil {
-		log.Info("configuration", "config", cfg)
+		server.LogConfig(log, cfg.Log.Format, cfg)
 		err = run(context.Background(), log, cfg)
 	}
 	if err != nil {

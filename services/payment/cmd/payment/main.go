@@ -32,7 +32,7 @@ func main() {
 	cfg, err := config.Load[config.Payment](os.Getenv)
 	log := server.Logger("payment", cfg.Log)
 	if err == nil {
-		log.Info("configuration", "config", cfg)
+		server.LogConfig(log, cfg.Log.Format, cfg)
 		err = run(context.Background(), log, cfg)
 	}
 	if err != nil {

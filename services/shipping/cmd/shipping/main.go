@@ -31,7 +31,7 @@ func main() {
 	cfg, err := config.Load[config.Shipping](os.Getenv)
 	log := server.Logger("shipping", cfg.Log)
 	if err == nil {
-		log.Info("configuration", "config", cfg)
+		server.LogConfig(log, cfg.Log.Format, cfg)
 		err = run(context.Background(), log, cfg)
 	}
 	if err != nil {
