@@ -88,12 +88,12 @@ func Gateway(ctx context.Context, grpcAddr string, opts GatewayOptions) (http.Ha
 	if opts.Creds == nil {
 		opts.Creds = insecure.NewCredentials()
 	}
-	marshaler := &runtime.HTTPBodyMarshaler{
+	marshaler := ndjsonStreams{&runtime.HTTPBodyMarshaler{
 		Marshaler: &runtime.JSONPb{
 			MarshalOptions:   protojson.MarshalOptions{EmitDefaultValues: true, UseProtoNames: true},
 			UnmarshalOptions: protojson.UnmarshalOptions{DiscardUnknown: false},
 		},
-	}
+	}}
 	gw := runtime.NewServeMux(runtime.WithMarshalerOption(runtime.MIMEWildcard, marshaler), runtime.WithErrorHandler(httpError))
 	conn, err := grpc.NewClient(dialTarget(grpcAddr), append(telemetry.GRPCDialOptions(), grpc.WithTransportCredentials(opts.Creds))...)
 	if err != nil {
@@ -121,6 +121,14 @@ func Gateway(ctx context.Context, grpcAddr string, opts GatewayOptions) (http.Ha
 	}))
 	return telemetry.HTTPHandler(CORS(opts.AllowedOrigins, mux), "rest"), nil
 }
+
+// ndjsonStreams labels a server stream as what it is, one JSON object per line
+// (application/x-ndjson): as application/json, which the whole body is not, a client or
+// validating proxy that parses by media type fails on the second line.
+type ndjsonStreams struct{ *runtime.HTTPBodyMarshaler }
+
+// StreamContentType implements runtime.StreamContentType.
+func (ndjsonStreams) StreamContentType(any) string { return "application/x-ndjson" }
 
 // limitBody refuses a body longer than MaxRequestBytes: at once when its length is declared,
 // otherwise as soon as reading passes the limit (then httpError answers 413).
