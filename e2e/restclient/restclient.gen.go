@@ -245,6 +245,17 @@ type StatusChange struct {
 	Status OrderStatus `json:"status"`
 }
 
+// WatchOrderResponse defines model for WatchOrderResponse.
+type WatchOrderResponse struct {
+	Order Order `json:"order"`
+}
+
+// WatchOrderStreamItem One line of the newline-delimited JSON stream: the result, or the error that ended the stream.
+type WatchOrderStreamItem struct {
+	Error  *Status             `json:"error,omitempty"`
+	Result *WatchOrderResponse `json:"result,omitempty"`
+}
+
 // ListOrdersParams defines parameters for ListOrders.
 type ListOrdersParams struct {
 	// CustomerId Only this customer's orders, when set (a canonical UUID). With token checks on, a customer
