@@ -29,7 +29,7 @@ func Logger(service string, cfg config.Log) *slog.Logger {
 // LogConfig logs cfg, the service's configuration, at start: at info level for a collector,
 // which keeps it beside the service's other lines; at debug level in text, where a screenful
 // of variables would bury what a person wants to read first.
-func LogConfig(log *slog.Logger, format config.LogFormat, cfg slog.LogValuer) {
+func LogConfig(log *slog.Logger, format config.LogFormat, cfg any) {
 	level := slog.LevelInfo
 	if textOnStdout(format) {
 		level = slog.LevelDebug
