@@ -32,7 +32,7 @@ infra: ## Start the local PostgreSQL and RabbitMQ when they are installed but st
 	@scripts/infra.sh
 
 .PHONY: test
-test: build infra deploy-tools ## Unit, integration and end-to-end tests against the real PostgreSQL and RabbitMQ.
+test: build infra deploy-tools web-tools ## Unit, integration and end-to-end tests against the real PostgreSQL and RabbitMQ.
 	ORDERSAGA_BIN_DIR=$(CURDIR)/bin $(GO_TEST) -timeout 20m ./...
 	cd gen && $(GO_TEST) ./...
 	cd deploy/k8s && $(GO_TEST) ./...
@@ -45,6 +45,15 @@ k8s: ## Render every Kubernetes overlay (kubectl kustomize) into bin/k8s/<overla
 .PHONY: deploy-tools
 deploy-tools: ## Install promtool and docker-compose when missing (apt-get), for the deploy/ checks.
 	@scripts/deploy-tools.sh
+
+.PHONY: web-tools
+web-tools: ## Install what the browser, Prism and TypeScript e2e tests drive: npm packages pinned by their lock files, Chromium (apt-get).
+	@scripts/web-tools.sh
+
+TS_EXAMPLE := examples/typescript
+
+$(TS_EXAMPLE)/node_modules/.package-lock.json: $(TS_EXAMPLE)/package-lock.json
+	npm ci --prefix $(TS_EXAMPLE) --no-audit --no-fund --loglevel=error >/dev/null
 
 .PHONY: check-deploy
 check-deploy: deploy-tools ## Prometheus config, rules and alert unit tests (promtool), the Grafana dashboard, docker-compose.yml.
@@ -82,13 +91,14 @@ soak-short: ## The soak CI runs: 2m at 50 orders/s, a row every 15s, INBOX_RETEN
 	$(MAKE) soak SOAK_DURATION=2m SOAK_RATE=50 SOAK_FLAGS='-interval 15s -inbox-retention 1m'
 
 .PHONY: generate
-generate: ## Regenerate gen/ (Go, gRPC, gateway, OpenAPI 2 and 3) from proto/, and the e2e REST client.
+generate: $(TS_EXAMPLE)/node_modules/.package-lock.json ## Regenerate gen/ (Go, gRPC, gateway, OpenAPI 2 and 3) from proto/, the e2e REST client and the TypeScript example's types.
 	$(BUF) generate
 	cd tools && go run ./openapidoc ../gen/openapi/ordersaga.swagger.json ../gen/openapi/ordersaga.openapi3.json
 	go tool -modfile=tools/go.mod oapi-codegen -config e2e/restclient/oapi-codegen.yaml gen/openapi/ordersaga.openapi3.json
+	npm run --prefix $(TS_EXAMPLE) --silent generate
 	cd gen && go mod tidy
 
-GENERATED := gen/ e2e/restclient/
+GENERATED := gen/ e2e/restclient/ $(TS_EXAMPLE)/src/ordersaga.d.ts
 
 .PHONY: check-generate
 check-generate: generate ## Fail when gen/ or the e2e REST client is stale.
@@ -109,13 +119,23 @@ lint: k8s ## buf lint and format, go vet, staticcheck and gofmt; the Kubernetes 
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed" >&2; exit 1; }
 
 .PHONY: breaking
-breaking: ## Fail on a wire or JSON breaking change against the released contract (contract/released.binpb).
+breaking: breaking-rest ## Fail on a wire or JSON breaking change against the released contract (contract/released.binpb), and on a REST one (breaking-rest).
 	$(BUF) breaking --against contract/released.binpb
 
+# buf does not compare the REST routes (the http rules live in YAML): oasdiff compares the
+# OpenAPI 3 documents. contract/rest-breaking-accepted.txt lists the changes reviewed and let through.
+.PHONY: breaking-rest
+breaking-rest: ## Fail on a breaking change of the REST facade against the released OpenAPI document (contract/released.openapi3.json).
+	go tool -modfile=tools/go.mod oasdiff breaking --fail-on ERR --format singleline \
+	  --err-ignore contract/rest-breaking-accepted.txt --warn-ignore contract/rest-breaking-accepted.txt \
+	  contract/released.openapi3.json gen/openapi/ordersaga.openapi3.json
+
 .PHONY: release-contract
-release-contract: ## Move the breaking-change baseline to the current protos (a deliberate, reviewed step).
+release-contract: ## Move the breaking-change baselines to the current protos and OpenAPI document (a deliberate, reviewed step).
 	$(BUF) build -o contract/released.binpb
-	@echo "contract/released.binpb now holds the current contract: commit it on its own"
+	cp gen/openapi/ordersaga.openapi3.json contract/released.openapi3.json
+	: > contract/rest-breaking-accepted.txt
+	@echo "contract/released.binpb and contract/released.openapi3.json now hold the current contract: commit them on their own"
 
 .PHONY: clean
 clean: ## Remove bin/.

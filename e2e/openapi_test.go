@@ -54,7 +54,7 @@ var servesDocuments = []string{"/openapi.json", "/openapi3.json"}
 
 // validateREST checks one response of the REST facade against the published document with
 // kin-openapi: status, content type, and body. The newline-delimited JSON of WatchOrder is
-// checked line by line against the schema of one stream item.
+// checked line by line against the schema of one stream item (WatchOrderStreamItem).
 func validateREST(t *testing.T, req *http.Request, status int, header http.Header, body []byte) {
 	t.Helper()
 	if slices.Contains(servesDocuments, req.URL.Path) {
@@ -72,7 +72,10 @@ func validateREST(t *testing.T, req *http.Request, status int, header http.Heade
 	in := &openapi3filter.RequestValidationInput{Request: req, PathParams: params, Route: route}
 	opts := &openapi3filter.Options{IncludeResponseStatus: true, MultiError: true}
 	if route.Operation.OperationID == "WatchOrder" && status == http.StatusOK {
-		schema := route.Operation.Responses.Status(http.StatusOK).Value.Content.Get("application/json").Schema.Value
+		if ct := header.Get("Content-Type"); route.Operation.Responses.Status(http.StatusOK).Value.Content.Get(ct) == nil {
+			t.Errorf("%s %s: stream of media type %q, which the document does not declare", req.Method, req.URL.Path, ct)
+		}
+		schema := doc.Components.Schemas["WatchOrderStreamItem"].Value
 		for line := range bytes.Lines(body) {
 			if line = bytes.TrimSpace(line); len(line) == 0 {
 				continue

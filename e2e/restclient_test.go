@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"net/http"
@@ -194,15 +195,19 @@ func TestThirdPartyRESTClient(t *testing.T) {
 	}
 	checkSameFields(t, "Status", missing.Body)
 
-	// Watch, once terminal: one line, which the client reads.
+	// Watch, once terminal: one line of newline-delimited JSON, a WatchOrderStreamItem.
 	waitTerminal(t, o.OrderId)
 	watched, err := c.WatchOrderWithResponse(ctx, o.OrderId)
-	if err != nil || watched.JSON200 == nil || watched.JSON200.Result == nil ||
-		watched.JSON200.Result.Order.Status != restclient.OrderStatus(orderv1.OrderStatus_ORDER_STATUS_CONFIRMED.String()) {
-		t.Fatalf("watch: %v %d %s", err, watched.StatusCode(), watched.Body)
+	if err != nil || watched.StatusCode() != http.StatusOK || watched.HTTPResponse.Header.Get("Content-Type") != "application/x-ndjson" {
+		t.Fatalf("watch: %v %d %v %s", err, watched.StatusCode(), watched.HTTPResponse.Header, watched.Body)
 	}
-	if !strings.HasPrefix(watched.JSON200.Result.Order.TrackingCode, "TRK-") {
-		t.Errorf("tracking code %q", watched.JSON200.Result.Order.TrackingCode)
+	var item restclient.WatchOrderStreamItem
+	if err := json.Unmarshal(bytes.TrimSpace(watched.Body), &item); err != nil || item.Result == nil ||
+		item.Result.Order.Status != restclient.OrderStatus(orderv1.OrderStatus_ORDER_STATUS_CONFIRMED.String()) {
+		t.Fatalf("watch: %v %s", err, watched.Body)
+	}
+	if !strings.HasPrefix(item.Result.Order.TrackingCode, "TRK-") {
+		t.Errorf("tracking code %q", item.Result.Order.TrackingCode)
 	}
 }
 

@@ -250,6 +250,12 @@ type WatchOrderResponse struct {
 	Order Order `json:"order"`
 }
 
+// WatchOrderStreamItem One line of the newline-delimited JSON stream: the result, or the error that ended the stream.
+type WatchOrderStreamItem struct {
+	Error  *Status             `json:"error,omitempty"`
+	Result *WatchOrderResponse `json:"result,omitempty"`
+}
+
 // ListOrdersParams defines parameters for ListOrders.
 type ListOrdersParams struct {
 	// CustomerId Only this customer's orders, when set (a canonical UUID). With token checks on, a customer
@@ -1161,6 +1167,8 @@ type CreateOrderUnversionedHTTPResponse struct {
 	JSON409 *Status
 	// JSON413 the response for an HTTP 413 `application/json` response
 	JSON413 *Status
+	// JSON503 the response for an HTTP 503 `application/json` response
+	JSON503 *Status
 	// JSONDefault the response for an HTTP default `application/json` response
 	JSONDefault *Status
 }
@@ -1193,6 +1201,11 @@ func (r CreateOrderUnversionedHTTPResponse) GetJSON409() *Status {
 // GetJSON413 returns the response for an HTTP 413 `application/json` response
 func (r CreateOrderUnversionedHTTPResponse) GetJSON413() *Status {
 	return r.JSON413
+}
+
+// GetJSON503 returns the response for an HTTP 503 `application/json` response
+func (r CreateOrderUnversionedHTTPResponse) GetJSON503() *Status {
+	return r.JSON503
 }
 
 // GetJSONDefault returns the response for an HTTP default `application/json` response
@@ -1242,6 +1255,8 @@ type GetOrderUnversionedHTTPResponse struct {
 	JSON403 *Status
 	// JSON404 the response for an HTTP 404 `application/json` response
 	JSON404 *Status
+	// JSON503 the response for an HTTP 503 `application/json` response
+	JSON503 *Status
 	// JSONDefault the response for an HTTP default `application/json` response
 	JSONDefault *Status
 }
@@ -1269,6 +1284,11 @@ func (r GetOrderUnversionedHTTPResponse) GetJSON403() *Status {
 // GetJSON404 returns the response for an HTTP 404 `application/json` response
 func (r GetOrderUnversionedHTTPResponse) GetJSON404() *Status {
 	return r.JSON404
+}
+
+// GetJSON503 returns the response for an HTTP 503 `application/json` response
+func (r GetOrderUnversionedHTTPResponse) GetJSON503() *Status {
+	return r.JSON503
 }
 
 // GetJSONDefault returns the response for an HTTP default `application/json` response
@@ -1316,6 +1336,8 @@ type ListOrdersHTTPResponse struct {
 	JSON401 *Status
 	// JSON403 the response for an HTTP 403 `application/json` response
 	JSON403 *Status
+	// JSON503 the response for an HTTP 503 `application/json` response
+	JSON503 *Status
 	// JSONDefault the response for an HTTP default `application/json` response
 	JSONDefault *Status
 }
@@ -1338,6 +1360,11 @@ func (r ListOrdersHTTPResponse) GetJSON401() *Status {
 // GetJSON403 returns the response for an HTTP 403 `application/json` response
 func (r ListOrdersHTTPResponse) GetJSON403() *Status {
 	return r.JSON403
+}
+
+// GetJSON503 returns the response for an HTTP 503 `application/json` response
+func (r ListOrdersHTTPResponse) GetJSON503() *Status {
+	return r.JSON503
 }
 
 // GetJSONDefault returns the response for an HTTP default `application/json` response
@@ -1389,6 +1416,8 @@ type CreateOrderHTTPResponse struct {
 	JSON409 *Status
 	// JSON413 the response for an HTTP 413 `application/json` response
 	JSON413 *Status
+	// JSON503 the response for an HTTP 503 `application/json` response
+	JSON503 *Status
 	// JSONDefault the response for an HTTP default `application/json` response
 	JSONDefault *Status
 }
@@ -1421,6 +1450,11 @@ func (r CreateOrderHTTPResponse) GetJSON409() *Status {
 // GetJSON413 returns the response for an HTTP 413 `application/json` response
 func (r CreateOrderHTTPResponse) GetJSON413() *Status {
 	return r.JSON413
+}
+
+// GetJSON503 returns the response for an HTTP 503 `application/json` response
+func (r CreateOrderHTTPResponse) GetJSON503() *Status {
+	return r.JSON503
 }
 
 // GetJSONDefault returns the response for an HTTP default `application/json` response
@@ -1470,6 +1504,8 @@ type GetOrderHTTPResponse struct {
 	JSON403 *Status
 	// JSON404 the response for an HTTP 404 `application/json` response
 	JSON404 *Status
+	// JSON503 the response for an HTTP 503 `application/json` response
+	JSON503 *Status
 	// JSONDefault the response for an HTTP default `application/json` response
 	JSONDefault *Status
 }
@@ -1497,6 +1533,11 @@ func (r GetOrderHTTPResponse) GetJSON403() *Status {
 // GetJSON404 returns the response for an HTTP 404 `application/json` response
 func (r GetOrderHTTPResponse) GetJSON404() *Status {
 	return r.JSON404
+}
+
+// GetJSON503 returns the response for an HTTP 503 `application/json` response
+func (r GetOrderHTTPResponse) GetJSON503() *Status {
+	return r.JSON503
 }
 
 // GetJSONDefault returns the response for an HTTP default `application/json` response
@@ -1536,11 +1577,6 @@ func (r GetOrderHTTPResponse) ContentType() string {
 type WatchOrderHTTPResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
-	// JSON200 the response for an HTTP 200 `application/json` response
-	JSON200 *struct {
-		Error  *Status             `json:"error,omitempty"`
-		Result *WatchOrderResponse `json:"result,omitempty"`
-	}
 	// JSON400 the response for an HTTP 400 `application/json` response
 	JSON400 *Status
 	// JSON401 the response for an HTTP 401 `application/json` response
@@ -1549,16 +1585,10 @@ type WatchOrderHTTPResponse struct {
 	JSON403 *Status
 	// JSON404 the response for an HTTP 404 `application/json` response
 	JSON404 *Status
+	// JSON503 the response for an HTTP 503 `application/json` response
+	JSON503 *Status
 	// JSONDefault the response for an HTTP default `application/json` response
 	JSONDefault *Status
-}
-
-// GetJSON200 returns the response for an HTTP 200 `application/json` response
-func (r WatchOrderHTTPResponse) GetJSON200() *struct {
-	Error  *Status             `json:"error,omitempty"`
-	Result *WatchOrderResponse `json:"result,omitempty"`
-} {
-	return r.JSON200
 }
 
 // GetJSON400 returns the response for an HTTP 400 `application/json` response
@@ -1579,6 +1609,11 @@ func (r WatchOrderHTTPResponse) GetJSON403() *Status {
 // GetJSON404 returns the response for an HTTP 404 `application/json` response
 func (r WatchOrderHTTPResponse) GetJSON404() *Status {
 	return r.JSON404
+}
+
+// GetJSON503 returns the response for an HTTP 503 `application/json` response
+func (r WatchOrderHTTPResponse) GetJSON503() *Status {
+	return r.JSON503
 }
 
 // GetJSONDefault returns the response for an HTTP default `application/json` response
@@ -1832,6 +1867,13 @@ func ParseCreateOrderUnversionedHTTPResponse(rsp *http.Response) (*CreateOrderUn
 		}
 		response.JSON413 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest Status
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON503 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && true:
 		var dest Status
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -1893,6 +1935,13 @@ func ParseGetOrderUnversionedHTTPResponse(rsp *http.Response) (*GetOrderUnversio
 		}
 		response.JSON404 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest Status
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON503 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && true:
 		var dest Status
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -1946,6 +1995,13 @@ func ParseListOrdersHTTPResponse(rsp *http.Response) (*ListOrdersHTTPResponse, e
 			return nil, err
 		}
 		response.JSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest Status
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON503 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && true:
 		var dest Status
@@ -2015,6 +2071,13 @@ func ParseCreateOrderHTTPResponse(rsp *http.Response) (*CreateOrderHTTPResponse,
 		}
 		response.JSON413 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest Status
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON503 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && true:
 		var dest Status
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -2076,6 +2139,13 @@ func ParseGetOrderHTTPResponse(rsp *http.Response) (*GetOrderHTTPResponse, error
 		}
 		response.JSON404 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest Status
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON503 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && true:
 		var dest Status
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -2102,16 +2172,6 @@ func ParseWatchOrderHTTPResponse(rsp *http.Response) (*WatchOrderHTTPResponse, e
 	}
 
 	switch {
-	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
-		var dest struct {
-			Error  *Status             `json:"error,omitempty"`
-			Result *WatchOrderResponse `json:"result,omitempty"`
-		}
-		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
-			return nil, err
-		}
-		response.JSON200 = &dest
-
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
 		var dest Status
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -2139,6 +2199,13 @@ func ParseWatchOrderHTTPResponse(rsp *http.Response) (*WatchOrderHTTPResponse, e
 			return nil, err
 		}
 		response.JSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest Status
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON503 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && true:
 		var dest Status

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -21,9 +22,32 @@ import (
 	"github.com/ordersaga/ordersaga/pkg/money"
 )
 
-// Log is how much a service logs.
+// Log is how much a service logs, and how.
 type Log struct {
 	Level slog.Level `env:"LOG_LEVEL" envDefault:"info"`
+	// Format is json, text or auto: text when stdout is a terminal (a person reads it), JSON
+	// elsewhere (a collector reads it).
+	Format LogFormat `env:"LOG_FORMAT" envDefault:"auto"`
+}
+
+// LogFormat is how log lines are written: LogJSON, LogText or LogAuto.
+type LogFormat string
+
+// The values of LOG_FORMAT.
+const (
+	LogJSON LogFormat = "json"
+	LogText LogFormat = "text"
+	LogAuto LogFormat = "auto"
+)
+
+// UnmarshalText accepts json, text and auto.
+func (f *LogFormat) UnmarshalText(text []byte) error {
+	switch v := LogFormat(strings.ToLower(string(text))); v {
+	case LogJSON, LogText, LogAuto:
+		*f = v
+		return nil
+	}
+	return fmt.Errorf("%q is not json, text or auto", text)
 }
 
 // Broker is where RabbitMQ is.
@@ -166,6 +190,74 @@ type Order struct {
 	OpsAddr  Addr `env:"ORDER_OPS_ADDR" envDefault:":9101"`
 	Saga     Saga
 	Inbox    Inbox
+	CORS     CORS
+}
+
+// CORS is which browser pages, by origin, may call the REST facade.
+type CORS struct {
+	// AllowedOrigins are the origins granted (preflights, the REST routes, the watch stream, the
+	// OpenAPI documents); none: the facade sends no CORS headers and browsers keep other
+	// origins out.
+	AllowedOrigins Origins `env:"ORDER_CORS_ALLOWED_ORIGINS"`
+}
+
+// Origins is a comma-separated list of browser origins, scheme://host[:port], each as a browser
+// writes it in an Origin header (lower case, no default port), so that comparing is exact.
+type Origins []string
+
+// UnmarshalText parses the list. A wildcard is refused: granting every origin is what leaving
+// the variable unset and putting a proxy in front is for, and it must never meet credentials.
+func (o *Origins) UnmarshalText(text []byte) error {
+	var list Origins
+	for s := range strings.SplitSeq(string(text), ",") {
+		s = strings.TrimSpace(s)
+		if s == "" {
+			continue
+		}
+		origin, err := parseOrigin(s)
+		if err != nil {
+			return err
+		}
+		if !slices.Contains(list, origin) {
+			list = append(list, origin)
+		}
+	}
+	*o = list
+	return nil
+}
+
+// String lists the origins as the variable does.
+func (o Origins) String() string { return strings.Join(o, ",") }
+
+// parseOrigin returns s serialized as a browser sends it, or an error saying why s is no origin.
+func parseOrigin(s string) (string, error) {
+	u, err := url.Parse(s)
+	if err != nil || u.Host == "" || u.Opaque != "" {
+		return "", fmt.Errorf("%q is not an origin: want scheme://host[:port], e.g. https://shop.example.com", s)
+	}
+	scheme := strings.ToLower(u.Scheme)
+	if scheme != "http" && scheme != "https" {
+		return "", fmt.Errorf("%q is not an http:// or https:// origin", s)
+	}
+	if u.User != nil || (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" || u.ForceQuery {
+		return "", fmt.Errorf("%q is not an origin: only scheme://host[:port], no user, path, query or fragment", s)
+	}
+	host, port := strings.ToLower(u.Hostname()), u.Port()
+	if strings.Contains(host, "*") {
+		return "", fmt.Errorf("%q: wildcards are not allowed, list each origin", s)
+	}
+	if strings.Contains(host, ":") {
+		host = "[" + host + "]" // IPv6
+	}
+	if port != "" {
+		if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+			return "", fmt.Errorf("%q: port %q is not a port number", s, port)
+		}
+		if !(scheme == "http" && port == "80" || scheme == "https" && port == "443") {
+			host += ":" + port
+		}
+	}
+	return scheme + "://" + host, nil
 }
 
 // Saga is how long the saga of one order may take.

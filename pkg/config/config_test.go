@@ -3,6 +3,7 @@ package config_test
 import (
 	"bytes"
 	"log/slog"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -24,14 +25,14 @@ func TestLoadDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := config.Order{
-		Log:      config.Log{Level: slog.LevelInfo},
+		Log:      config.Log{Level: slog.LevelInfo, Format: config.LogAuto},
 		Broker:   config.Broker{AMQPURL: "amqp://guest:guest@localhost:5672/"},
 		Database: config.OrderDatabase{URL: "postgres://postgres@localhost:5432/orderdb?sslmode=disable"},
 		GRPCAddr: ":50051", HTTPAddr: ":3001", OpsAddr: ":9101",
 		Saga:  config.Saga{Timeout: 10 * time.Minute},
 		Inbox: config.Inbox{Retention: 7 * 24 * time.Hour},
 	}
-	if o != want {
+	if !reflect.DeepEqual(o, want) {
 		t.Errorf("order defaults = %+v, want %+v", o, want)
 	}
 	p, err := config.Load[config.Payment](environ(nil))
@@ -296,5 +297,44 @@ func TestSagaTimeout(t *testing.T) {
 		if o.Saga.Timeout != tt.want {
 			t.Errorf("ORDER_SAGA_TIMEOUT=%q: timeout %s, want %s", tt.value, o.Saga.Timeout, tt.want)
 		}
+	}
+}
+
+func TestCORSAllowedOrigins(t *testing.T) {
+	t.Parallel()
+	for value, want := range map[string]string{
+		"":                      "",
+		"http://127.0.0.1:8099": "http://127.0.0.1:8099",
+		" https://Shop.Example.com:443/ , http://localhost:80,http://[::1]:3000": "https://shop.example.com,http://localhost,http://[::1]:3000",
+		"https://a.example,https://a.example":                                    "https://a.example",
+	} {
+		cfg, err := config.Load[config.Order](environ(map[string]string{"ORDER_CORS_ALLOWED_ORIGINS": value}))
+		if err != nil {
+			t.Errorf("%q: %v", value, err)
+			continue
+		}
+		if got := cfg.CORS.AllowedOrigins.String(); got != want {
+			t.Errorf("%q: origins %q, want %q", value, got, want)
+		}
+	}
+	for _, bad := range []string{"*", "null", "shop.example.com", "ftp://shop.example.com", "https://*.example.com",
+		"https://shop.example.com/path", "https://u:p@shop.example.com", "https://shop.example.com?x=1", "https://shop.example.com:99999"} {
+		_, err := config.Load[config.Order](environ(map[string]string{"ORDER_CORS_ALLOWED_ORIGINS": "https://ok.example," + bad}))
+		if err == nil || !strings.Contains(err.Error(), "ORDER_CORS_ALLOWED_ORIGINS: ") {
+			t.Errorf("%q: error %v, want one naming ORDER_CORS_ALLOWED_ORIGINS", bad, err)
+		}
+	}
+}
+
+func TestLogFormat(t *testing.T) {
+	t.Parallel()
+	for value, want := range map[string]config.LogFormat{"": config.LogAuto, "json": config.LogJSON, "TEXT": config.LogText, "auto": config.LogAuto} {
+		cfg, err := config.Load[config.Shipping](environ(map[string]string{"LOG_FORMAT": value}))
+		if err != nil || cfg.Log.Format != want {
+			t.Errorf("LOG_FORMAT=%q: %q, %v; want %q", value, cfg.Log.Format, err, want)
+		}
+	}
+	if _, err := config.Load[config.Shipping](environ(map[string]string{"LOG_FORMAT": "pretty"})); err == nil || !strings.Contains(err.Error(), "LOG_FORMAT: ") {
+		t.Errorf("LOG_FORMAT=pretty: error %v, want one naming LOG_FORMAT", err)
 	}
 }

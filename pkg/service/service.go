@@ -69,7 +69,7 @@ func Main[C Config](name string, migrations []database.Migrations, wire func(ctx
 	cfg, err := config.Load[C](os.Getenv)
 	log := server.Logger(name, cfg.Runtime().Log)
 	if err == nil {
-		log.Info("configuration", "config", cfg)
+		server.LogConfig(log, cfg.Runtime().Log.Format, cfg)
 		err = run(context.Background(), name, log, cfg, migrations, wire)
 	}
 	if err != nil {

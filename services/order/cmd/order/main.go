@@ -1,5 +1,4 @@
-// Command order runs order-service: the public OrderService API (gRPC and REST) and the saga's
-// order side, which follows each order's progress from the other services' events.
+// Command order runs order-service: the OrderService API (gRPC and REST) and the saga's order side.
 package main
 
 import (
@@ -41,7 +40,7 @@ func main() {
 		if err := s.ServeGRPC(cfg.GRPCAddr, "", func(srv *grpc.Server) { orderv1.RegisterOrderServiceServer(srv, api) }); err != nil {
 			return err
 		}
-		gateway, err := grpcapi.Gateway(s.Detached(), cfg.GRPCAddr.String(), grpcapi.GatewayOptions{Creds: s.SelfCredentials()})
+		gateway, err := grpcapi.Gateway(s.Detached(), cfg.GRPCAddr.String(), grpcapi.GatewayOptions{Creds: s.SelfCredentials(), AllowedOrigins: cfg.CORS.AllowedOrigins})
 		if err != nil {
 			return err
 		}

@@ -33,6 +33,8 @@ type GatewayOptions struct {
 	Heartbeat time.Duration
 	// Creds secure the hop to the gRPC server (nil: plaintext).
 	Creds credentials.TransportCredentials
+	// AllowedOrigins are the browser origins granted by CORS (none: no CORS headers).
+	AllowedOrigins []string
 }
 
 // Gateway returns the REST facade: grpc-gateway forwarding to the gRPC server listening on
@@ -43,7 +45,8 @@ type GatewayOptions struct {
 // JSON uses the proto field names (snake_case) and carries every field, zero values included;
 // a message field is left out when unset (shipping_address), never null. The Authorization
 // header travels with each call as gRPC metadata. A body over MaxRequestBytes is refused with
-// 413 before it is read whole. The client connection closes when ctx ends.
+// 413 before it is read whole. Browser pages of opts.AllowedOrigins are granted every route
+// (CORS). The client connection closes when ctx ends.
 func Gateway(ctx context.Context, grpcAddr string, opts GatewayOptions) (http.Handler, error) {
 	if opts.Heartbeat <= 0 {
 		opts.Heartbeat = DefaultHeartbeat
@@ -51,12 +54,12 @@ func Gateway(ctx context.Context, grpcAddr string, opts GatewayOptions) (http.Ha
 	if opts.Creds == nil {
 		opts.Creds = insecure.NewCredentials()
 	}
-	marshaler := &runtime.HTTPBodyMarshaler{
+	marshaler := ndjsonStreams{&runtime.HTTPBodyMarshaler{
 		Marshaler: &runtime.JSONPb{
 			MarshalOptions:   protojson.MarshalOptions{EmitDefaultValues: true, UseProtoNames: true},
 			UnmarshalOptions: protojson.UnmarshalOptions{DiscardUnknown: false},
 		},
-	}
+	}}
 	gw := runtime.NewServeMux(runtime.WithMarshalerOption(runtime.MIMEWildcard, marshaler), runtime.WithErrorHandler(httpError))
 	conn, err := grpc.NewClient(dialTarget(grpcAddr), append(telemetry.GRPCDialOptions(), grpc.WithTransportCredentials(opts.Creds))...)
 	if err != nil {
@@ -82,8 +85,16 @@ func Gateway(ctx context.Context, grpcAddr string, opts GatewayOptions) (http.Ha
 		client:    orderv1.NewOrderServiceClient(conn),
 		heartbeat: opts.Heartbeat,
 	}))
-	return telemetry.HTTPHandler(mux, "rest"), nil
+	return telemetry.HTTPHandler(CORS(opts.AllowedOrigins, mux), "rest"), nil
 }
+
+// ndjsonStreams labels a server stream as what it is, one JSON object per line
+// (application/x-ndjson): as application/json, which the whole body is not, a client or
+// validating proxy that parses by media type fails on the second line.
+type ndjsonStreams struct{ *runtime.HTTPBodyMarshaler }
+
+// StreamContentType implements runtime.StreamContentType.
+func (ndjsonStreams) StreamContentType(any) string { return "application/x-ndjson" }
 
 // limitBody refuses a body longer than MaxRequestBytes: at once when its length is declared,
 // otherwise as soon as reading passes the limit (then httpError answers 413).
