@@ -647,17 +647,7 @@ func TestConsumerRedeclaresADeletedQueue(t *testing.T) {
 func TestDialRetriesARefusedTopologyDeclaration(t *testing.T) {
 	t.Parallel()
 	amqpURL := testenv.VHost(t)
-	u, _ := url.Parse(amqpURL)
-	vhost, user := strings.TrimPrefix(u.Path, "/"), u.User.Username()
-	setPerms := func(configure string) {
-		t.Helper()
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := testenv.Management(ctx, http.MethodPut, "/api/permissions/"+vhost+"/"+url.PathEscape(user),
-			map[string]string{"configure": configure, "write": ".*", "read": ".*"}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	setPerms := func(configure string) { setPermissions(t, amqpURL, configure, ".*") }
 	setPerms("^$") // nothing may be declared
 	dialed := make(chan error, 1)
 	var conn atomic.Pointer[broker.Conn]
@@ -731,17 +721,7 @@ func TestPublisherReportsAMissingExchange(t *testing.T) {
 func TestConsumerCheckFailsWhileTheBrokerRefusesIt(t *testing.T) {
 	t.Parallel()
 	amqpURL := testenv.VHost(t)
-	u, _ := url.Parse(amqpURL)
-	vhost, user := strings.TrimPrefix(u.Path, "/"), u.User.Username()
-	setRead := func(read string) {
-		t.Helper()
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := testenv.Management(ctx, http.MethodPut, "/api/permissions/"+vhost+"/"+url.PathEscape(user),
-			map[string]string{"configure": ".*", "write": ".*", "read": read}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	setRead := func(read string) { setPermissions(t, amqpURL, ".*", read) }
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	conn, err := broker.Dial(ctx, amqpURL, testenv.Logger(t))
@@ -768,5 +748,19 @@ func TestConsumerCheckFailsWhileTheBrokerRefusesIt(t *testing.T) {
 	cancel()
 	if err := <-done; err != nil {
 		t.Errorf("Run: %v", err)
+	}
+}
+
+// setPermissions sets the rights of amqpURL's user on its virtual host: configure and read as
+// given, write always.
+func setPermissions(t *testing.T, amqpURL, configure, read string) {
+	t.Helper()
+	u, _ := url.Parse(amqpURL)
+	vhost, user := strings.TrimPrefix(u.Path, "/"), u.User.Username()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := testenv.Management(ctx, http.MethodPut, "/api/permissions/"+vhost+"/"+url.PathEscape(user),
+		map[string]string{"configure": configure, "write": ".*", "read": read}); err != nil {
+		t.Fatal(err)
 	}
 }
