@@ -9,23 +9,9 @@ command -v promtool >/dev/null || missing+=(prometheus)
 command -v docker-compose >/dev/null || missing+=(docker-compose)
 [ ${#missing[@]} -eq 0 ] && exit 0
 
+"$(dirname "$0")/apt-install.sh" deploy-tools "${missing[@]}"
 sudo=()
-if [ "$(id -u)" -ne 0 ]; then
-  if command -v sudo >/dev/null && sudo -n true 2>/dev/null; then
-    sudo=(sudo -n)
-  else
-    echo "deploy-tools: ${missing[*]} missing and not root (nor passwordless sudo): install ${missing[*]} with apt-get" >&2
-    exit 1
-  fi
-fi
-if ! command -v apt-get >/dev/null; then
-  echo "deploy-tools: ${missing[*]} missing and no apt-get here: install promtool and docker-compose by hand" >&2
-  exit 1
-fi
-echo "deploy-tools: installing ${missing[*]}"
-export DEBIAN_FRONTEND=noninteractive
-"${sudo[@]}" apt-get update -qq || true
-"${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+[ "$(id -u)" -ne 0 ] && sudo=(sudo -n)
 # Only promtool is wanted from the prometheus package: where systemd started the server, stop it.
 if [[ " ${missing[*]} " == *" prometheus "* ]] && command -v systemctl >/dev/null &&
   systemctl is-active --quiet prometheus 2>/dev/null; then

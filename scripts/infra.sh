@@ -37,20 +37,9 @@ sudo=()
 if [ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null; then
   sudo=(sudo)
 fi
-# apt_install installs Debian packages, as root or through sudo (which may ask for a password:
-# make run is interactive).
+# apt_install installs Debian packages, or says what to install by hand.
 apt_install() { # package...
-  if ! command -v apt-get >/dev/null; then
-    what_to_install "$* missing and this is not a Debian or Ubuntu machine (no apt-get)"
-  fi
-  if [ "$(id -u)" -ne 0 ] && [ ${#sudo[@]} -eq 0 ]; then
-    what_to_install "$* missing, not root and no sudo to install with"
-  fi
-  echo "infra: installing $* with apt-get"
-  export DEBIAN_FRONTEND=noninteractive
-  "${sudo[@]}" apt-get update -qq || true
-  "${sudo[@]}" apt-get install -y -qq --no-install-recommends "$@" >/dev/null ||
-    what_to_install "apt-get install $* failed"
+  "$(dirname "$0")/apt-install.sh" infra "$@" || what_to_install "could not install $* here"
 }
 
 # trust_local_postgres lets user postgres connect over TCP from this machine without a password,

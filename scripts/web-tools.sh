@@ -24,22 +24,6 @@ for dir in tools/prism examples/typescript; do
 done
 
 if ! command -v chromium >/dev/null; then
-  sudo=()
-  if [ "$(id -u)" -ne 0 ]; then
-    if command -v sudo >/dev/null && sudo -n true 2>/dev/null; then
-      sudo=(sudo -n)
-    else
-      echo "web-tools: chromium missing and not root (nor passwordless sudo): apt-get install chromium" >&2
-      exit 1
-    fi
-  fi
-  if ! command -v apt-get >/dev/null; then
-    echo "web-tools: chromium missing and no apt-get here: install Chromium as the command chromium" >&2
-    exit 1
-  fi
-  echo "web-tools: installing chromium"
-  export DEBIAN_FRONTEND=noninteractive
-  "${sudo[@]}" apt-get update -qq || true
-  "${sudo[@]}" apt-get install -y -qq --no-install-recommends chromium >/dev/null
+  scripts/apt-install.sh web-tools chromium
   command -v chromium >/dev/null || { echo "web-tools: chromium still missing after apt-get install" >&2; exit 1; }
 fi
