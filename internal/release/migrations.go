@@ -30,6 +30,9 @@ var (
 	addNotCol   = regexp.MustCompile(`^ADD\s+(CONSTRAINT|PRIMARY|UNIQUE|CHECK|FOREIGN|EXCLUDE)\b`)
 	notNull     = regexp.MustCompile(`\bNOT\s+NULL\b`)
 	withDefault = regexp.MustCompile(`\bDEFAULT\b`)
+	// PostgreSQL names a unique or primary key <table>_<columns>_key or <table>_pkey: the
+	// previous release's INSERT … ON CONFLICT (columns) fails once it is gone.
+	dropKey = regexp.MustCompile(`^DROP\s+CONSTRAINT\s+(IF\s+EXISTS\s+)?"?\w+_(P)?KEY"?\s*$`)
 )
 
 // contractRE marks a contract step: "-- contract: release N" says that release N and every later
@@ -76,6 +79,8 @@ func destructive(stmt string) string {
 		switch {
 		case dropAction.MatchString(action) && !notColumn.MatchString(action):
 			return "DROP COLUMN"
+		case dropKey.MatchString(action):
+			return "DROP CONSTRAINT of a unique key"
 		case columnType.MatchString(action):
 			return "ALTER COLUMN ... TYPE"
 		case setNotNull.MatchString(action):

@@ -88,6 +88,9 @@ func TestCheckMigration(t *testing.T) {
 		{"enum type", up("ALTER TYPE status ADD VALUE 'X';"), true},
 		{"set not null", up("ALTER TABLE t ALTER COLUMN c SET NOT NULL;"), true},
 		{"add required column", up("ALTER TABLE t ADD COLUMN c int NOT NULL;"), true},
+		{"drop a unique key", up("ALTER TABLE t ADD CONSTRAINT t_a_b_key UNIQUE (a, b), DROP CONSTRAINT t_b_key;"), true},
+		{"drop a primary key", up("ALTER TABLE t DROP CONSTRAINT IF EXISTS t_pkey;"), true},
+		{"drop a foreign key", up("ALTER TABLE t DROP CONSTRAINT t_a_fkey;"), false},
 		{"contract step of the previous release", "-- contract: release 1 no longer reads c\n" + up("ALTER TABLE t DROP COLUMN c;"), false},
 		{"contract step too early", "-- contract: release 2 no longer reads c\n" + up("ALTER TABLE t DROP COLUMN c;"), true},
 	}
