@@ -71,6 +71,10 @@ cluster-test: build infra ## A 3-node RabbitMQ cluster losing a node, a PostgreS
 test-hostile: build infra ## The hostile-world fault tests only (refused permissions, deleted topology, paused replicas, database storm): each touches only its own vhost and databases.
 	ORDERSAGA_BIN_DIR=$(CURDIR)/bin $(GO_TEST) -tags faults -timeout 15m -run 'TestFault(BrokerRefusesDeclare|TopologyDeleted|PausedReplicas|DatabaseStormAndReadOnly)$$' -v ./faults/...
 
+.PHONY: test-upgrade
+test-upgrade: build infra ## The rolling upgrade from the previous release (RELEASES, built once from its commit) and concurrent migrations: each touches only its own vhost and databases.
+	ORDERSAGA_BIN_DIR=$(CURDIR)/bin $(GO_TEST) -tags faults -timeout 20m -run 'TestFaultRollingUpgrade' -v ./faults/...
+
 .PHONY: bench
 bench: build infra ## Benchmark scenarios end to end (orders/s, latency, batch sizes, CPU per order) beside PostgreSQL and RabbitMQ baselines; BENCH_FLAGS=-help lists the knobs.
 	ORDERSAGA_BIN_DIR=$(CURDIR)/bin go run ./cmd/bench $(BENCH_FLAGS)

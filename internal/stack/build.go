@@ -24,15 +24,23 @@ func binDir() (string, error) {
 		if err != nil {
 			return "", err
 		}
-		for _, svc := range Services {
-			if _, err := os.Stat(filepath.Join(d, svc)); err != nil {
-				return "", fmt.Errorf("ORDERSAGA_BIN_DIR: %w", err)
-			}
+		if err := checkBinaries(d); err != nil {
+			return "", fmt.Errorf("ORDERSAGA_BIN_DIR: %w", err)
 		}
 		return d, nil
 	}
 	buildOnce.Do(func() { buildDir, buildErr = build() })
 	return buildDir, buildErr
+}
+
+// checkBinaries reports a service binary missing from dir.
+func checkBinaries(dir string) error {
+	for _, svc := range Services {
+		if _, err := os.Stat(filepath.Join(dir, svc)); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func build() (string, error) {

@@ -64,6 +64,9 @@ type Options struct {
 	// The stack's own connections and the URLs it exposes stay direct, so that a test's checks
 	// do not suffer the faults it injects.
 	BrokerVia, PostgresVia string
+	// BinDir, when set, holds the service binaries the stack runs instead of those binDir finds,
+	// e.g. a previous release's built by internal/release for an upgrade test.
+	BinDir string
 }
 
 // Broker is a RabbitMQ broker of one node or a cluster's several.
@@ -101,6 +104,10 @@ type Stack struct {
 	InventoryGRPC string
 
 	nodeURLs []string // AMQPURL per broker node; one entry without Options.Broker
+	opts     Options
+	taken    map[string]bool // every address handed out, so that a replica started later gets its own
+	placed   int             // processes planned so far, to spread them over the broker's nodes
+	dial     []grpc.DialOption
 	logDir   string
 	procs    map[string][]*process
 	orderCC  *grpc.ClientConn
@@ -141,8 +148,13 @@ func StartWith(ctx context.Context, opts Options, logDir string) (*Stack, func()
 	if opts.Replicas <= 0 {
 		opts.Replicas = 1
 	}
-	bin, err := binDir()
-	if err != nil {
+	bin := opts.BinDir
+	if bin == "" {
+		var err error
+		if bin, err = binDir(); err != nil {
+			return nil, nil, err
+		}
+	} else if err := checkBinaries(bin); err != nil {
 		return nil, nil, err
 	}
 	for attempt := 1; ; attempt++ {
@@ -190,31 +202,79 @@ func (s *Stack) start(ctx context.Context, bin string, opts Options) error {
 	if err := s.startAll(ctx); err != nil {
 		return err
 	}
-	dial := append([]grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}, opts.DialOptions...)
-	if s.orderCC, err = grpc.NewClient(s.OrderGRPC, dial...); err != nil {
-		return fmt.Errorf("order client: %w", err)
+	s.dial = append([]grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}, opts.DialOptions...)
+	s.teardown = append(s.teardown, s.closeClients)
+	if err := s.UseReplica("order", 0); err != nil {
+		return err
 	}
-	s.teardown = append(s.teardown, s.orderCC.Close)
-	if s.invCC, err = grpc.NewClient(s.InventoryGRPC, dial...); err != nil {
-		return fmt.Errorf("inventory client: %w", err)
+	return s.UseReplica("inventory", 0)
+}
+
+// UseReplica points the stack's own client of svc (OrderClient, InventoryClient) and its
+// address field at replica, e.g. before the replica it used is stopped for good.
+func (s *Stack) UseReplica(svc string, replica int) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	addr := s.proc(svc, replica).addrs["grpc"]
+	cc, err := grpc.NewClient(addr, s.dial...)
+	if err != nil {
+		return fmt.Errorf("%s client: %w", svc, err)
 	}
-	s.teardown = append(s.teardown, s.invCC.Close)
-	s.order = orderv1.NewOrderServiceClient(s.orderCC)
-	s.inv = inventoryv1.NewInventoryServiceClient(s.invCC)
+	var old *grpc.ClientConn
+	switch svc {
+	case "order":
+		old, s.orderCC, s.OrderGRPC = s.orderCC, cc, addr
+		s.OrderHTTP = s.proc(svc, replica).addrs["http"]
+		s.order = orderv1.NewOrderServiceClient(cc)
+	case "inventory":
+		old, s.invCC, s.InventoryGRPC = s.invCC, cc, addr
+		s.inv = inventoryv1.NewInventoryServiceClient(cc)
+	default:
+		cc.Close()
+		return fmt.Errorf("%s serves no gRPC", svc)
+	}
+	if old != nil {
+		old.Close()
+	}
 	return nil
 }
 
-// OrderClient is a client of order-service replica 0.
-func (s *Stack) OrderClient() orderv1.OrderServiceClient { return s.order }
+func (s *Stack) closeClients() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, cc := range []*grpc.ClientConn{s.orderCC, s.invCC} {
+		if cc != nil {
+			cc.Close()
+		}
+	}
+	return nil
+}
 
-// InventoryClient is a client of inventory-service replica 0.
-func (s *Stack) InventoryClient() inventoryv1.InventoryServiceClient { return s.inv }
+// OrderClient is a client of order-service replica 0, or of the replica UseReplica named.
+func (s *Stack) OrderClient() orderv1.OrderServiceClient {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.order
+}
+
+// InventoryClient is a client of inventory-service replica 0, or of the replica UseReplica named.
+func (s *Stack) InventoryClient() inventoryv1.InventoryServiceClient {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.inv
+}
 
 // OpsAddr is the host:port of a replica's ops server (/healthz, /readyz, /metrics).
-func (s *Stack) OpsAddr(svc string, replica int) string { return s.proc(svc, replica).opsAddr }
+func (s *Stack) OpsAddr(svc string, replica int) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.proc(svc, replica).opsAddr
+}
 
 // Addr is the host:port a replica serves name on: "grpc" (order, inventory), "http" (order) or "ops".
 func (s *Stack) Addr(svc string, replica int, name string) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	return s.proc(svc, replica).addrs[name]
 }
 
@@ -233,8 +293,47 @@ func (s *Stack) PID(svc string, replica int) int {
 // Replicas is the number of processes each service runs.
 func (s *Stack) Replicas() int { return len(s.procs[Services[0]]) }
 
+// StartReplica starts one more replica of svc beside the others, on the same database and
+// virtual host, from the binary in the directory bin ("" for the code under test, as binDir
+// finds it, whatever Options.BinDir says), and waits until it is ready: the new replica of a
+// rolling update. It returns the replica's number.
+func (s *Stack) StartReplica(ctx context.Context, svc, bin string) (int, error) {
+	if bin == "" {
+		var err error
+		if bin, err = binDir(); err != nil {
+			return 0, err
+		}
+	}
+	if err := checkBinaries(bin); err != nil {
+		return 0, err
+	}
+	s.mu.Lock()
+	r := len(s.procs[svc])
+	p, err := s.planProcess(svc, r, bin)
+	if err != nil {
+		s.mu.Unlock()
+		return 0, err
+	}
+	s.procs[svc] = append(s.procs[svc], p)
+	err = p.start()
+	s.mu.Unlock()
+	if err != nil {
+		return 0, err
+	}
+	// Not under s.mu: a replica migrating its database can take a while, and the test may stop
+	// or signal others meanwhile.
+	if err := p.waitReady(ctx, ReadyTimeout); err != nil {
+		return 0, err
+	}
+	return r, nil
+}
+
 // LogPath is the file a replica's stdout and stderr go to.
-func (s *Stack) LogPath(svc string, replica int) string { return s.proc(svc, replica).logPath }
+func (s *Stack) LogPath(svc string, replica int) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.proc(svc, replica).logPath
+}
 
 // Kill sends SIGKILL to a replica and waits until it is gone.
 func (s *Stack) Kill(svc string, replica int) {
@@ -316,6 +415,8 @@ func (s *Stack) Launch(svc string, replica int) error {
 
 // LogTails returns the last n lines of every process log, headed by the process name.
 func (s *Stack) LogTails(n int) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	var b strings.Builder
 	for _, svc := range Services {
 		for _, p := range s.procs[svc] {
@@ -325,6 +426,7 @@ func (s *Stack) LogTails(n int) string {
 	return b.String()
 }
 
+// proc returns a replica; the caller holds s.mu, which guards s.procs against StartReplica.
 func (s *Stack) proc(svc string, replica int) *process {
 	ps, ok := s.procs[svc]
 	if !ok || replica < 0 || replica >= len(ps) {
@@ -335,62 +437,71 @@ func (s *Stack) proc(svc string, replica int) *process {
 
 // plan picks every port and builds each process's environment.
 func (s *Stack) plan(bin string, opts Options) error {
-	taken := map[string]bool{}
-	k := 0 // the processes are spread over the broker's nodes in turn
+	s.opts, s.taken = opts, map[string]bool{}
 	for _, svc := range Services {
 		for r := range opts.Replicas {
-			// Each process lists every node, starting from a node of its own, so that the
-			// connections spread over the cluster and each fails over to the next node.
-			first := k % len(s.nodeURLs)
-			k++
-			amqpURL := strings.Join(append(slices.Clone(s.nodeURLs[first:]), s.nodeURLs[:first]...), ",")
-			names := []string{"ops"}
-			switch svc {
-			case "order":
-				names = append(names, "grpc", "http")
-			case "inventory":
-				names = append(names, "grpc")
+			p, err := s.planProcess(svc, r, bin)
+			if err != nil {
+				return err
 			}
-			addrs := map[string]string{}
-			for _, n := range names {
-				a, err := freeAddr(taken)
-				if err != nil {
-					return err
-				}
-				addrs[n] = a
-			}
-			up := strings.ToUpper(svc)
-			env := map[string]string{
-				"AMQP_URL":           withParams(via(amqpURL, opts.BrokerVia), opts.AMQPParams),
-				"LOG_LEVEL":          "info",
-				up + "_DATABASE_URL": withParams(via(s.DatabaseURLs[svc], opts.PostgresVia), opts.DatabaseParams),
-				up + "_OPS_ADDR":     addrs["ops"],
-				"GOTRACEBACK":        "all",
-			}
-			if a, ok := addrs["grpc"]; ok {
-				env[up+"_GRPC_ADDR"] = a
-			}
-			if a, ok := addrs["http"]; ok {
-				env[up+"_HTTP_ADDR"] = a
-			}
-			for k, v := range opts.Env {
-				env[k] = v
-			}
-			name := fmt.Sprintf("%s-%d", svc, r)
-			s.procs[svc] = append(s.procs[svc], &process{
-				name:    name,
-				bin:     filepath.Join(bin, svc),
-				env:     env,
-				opsAddr: addrs["ops"],
-				addrs:   addrs,
-				logPath: filepath.Join(s.logDir, name+".log"),
-			})
+			s.procs[svc] = append(s.procs[svc], p)
 		}
 	}
 	s.OrderGRPC = s.procs["order"][0].addrs["grpc"]
 	s.OrderHTTP = s.procs["order"][0].addrs["http"]
 	s.InventoryGRPC = s.procs["inventory"][0].addrs["grpc"]
 	return nil
+}
+
+// planProcess picks the ports of replica r of svc and builds its environment.
+func (s *Stack) planProcess(svc string, r int, bin string) (*process, error) {
+	opts := s.opts
+	// Each process lists every node, starting from a node of its own, so that the
+	// connections spread over the cluster and each fails over to the next node.
+	first := s.placed % len(s.nodeURLs)
+	s.placed++
+	amqpURL := strings.Join(append(slices.Clone(s.nodeURLs[first:]), s.nodeURLs[:first]...), ",")
+	names := []string{"ops"}
+	switch svc {
+	case "order":
+		names = append(names, "grpc", "http")
+	case "inventory":
+		names = append(names, "grpc")
+	}
+	addrs := map[string]string{}
+	for _, n := range names {
+		a, err := freeAddr(s.taken)
+		if err != nil {
+			return nil, err
+		}
+		addrs[n] = a
+	}
+	up := strings.ToUpper(svc)
+	env := map[string]string{
+		"AMQP_URL":           withParams(via(amqpURL, opts.BrokerVia), opts.AMQPParams),
+		"LOG_LEVEL":          "info",
+		up + "_DATABASE_URL": withParams(via(s.DatabaseURLs[svc], opts.PostgresVia), opts.DatabaseParams),
+		up + "_OPS_ADDR":     addrs["ops"],
+		"GOTRACEBACK":        "all",
+	}
+	if a, ok := addrs["grpc"]; ok {
+		env[up+"_GRPC_ADDR"] = a
+	}
+	if a, ok := addrs["http"]; ok {
+		env[up+"_HTTP_ADDR"] = a
+	}
+	for k, v := range opts.Env {
+		env[k] = v
+	}
+	name := fmt.Sprintf("%s-%d", svc, r)
+	return &process{
+		name:    name,
+		bin:     filepath.Join(bin, svc),
+		env:     env,
+		opsAddr: addrs["ops"],
+		addrs:   addrs,
+		logPath: filepath.Join(s.logDir, name+".log"),
+	}, nil
 }
 
 // startAll starts every process at once (each migrates its own database, so they do not

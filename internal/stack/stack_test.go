@@ -235,3 +235,44 @@ func TestPlanViaProxy(t *testing.T) {
 		}
 	}
 }
+
+// A replica started later runs beside the others on the same database, and the stack's client
+// follows UseReplica off a replica that is then stopped: a rolling update's steps.
+func TestStackStartReplica(t *testing.T) {
+	s := Start(t, Options{})
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	if _, err := s.StartReplica(ctx, "inventory", t.TempDir()); err == nil {
+		t.Error("StartReplica from a directory without binaries succeeded")
+	}
+	r, err := s.StartReplica(ctx, "inventory", "")
+	if err != nil {
+		t.Fatalf("StartReplica: %v", err)
+	}
+	if r != 1 {
+		t.Errorf("StartReplica: replica %d, want 1", r)
+	}
+	if s.Addr("inventory", 1, "grpc") == s.Addr("inventory", 0, "grpc") {
+		t.Errorf("both inventory replicas serve on %s", s.Addr("inventory", 0, "grpc"))
+	}
+	if code, err := get(s.OpsAddr("inventory", 1), "/readyz"); err != nil || code != http.StatusOK {
+		t.Errorf("inventory-1 /readyz: %d %v", code, err)
+	}
+	product := uuid.NewString()
+	if _, err := s.InventoryClient().SetStock(ctx, &inventoryv1.SetStockRequest{ProductId: product, Quantity: 3}); err != nil {
+		t.Fatalf("SetStock on inventory-0: %v", err)
+	}
+	if err := s.UseReplica("inventory", 1); err != nil {
+		t.Fatalf("UseReplica: %v", err)
+	}
+	if err := s.Stop("inventory", 0); err != nil {
+		t.Errorf("Stop inventory-0: %v", err)
+	}
+	if s.InventoryGRPC != s.Addr("inventory", 1, "grpc") {
+		t.Errorf("InventoryGRPC %s, want inventory-1's %s", s.InventoryGRPC, s.Addr("inventory", 1, "grpc"))
+	}
+	st, err := s.InventoryClient().GetStock(ctx, &inventoryv1.GetStockRequest{ProductId: product})
+	if err != nil || st.GetStock().GetAvailable() != 3 {
+		t.Errorf("GetStock on inventory-1, same database: %v %v", st, err)
+	}
+}

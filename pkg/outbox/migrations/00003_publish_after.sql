@@ -1,4 +1,6 @@
 -- +goose Up
+-- contract: release 1 never reads or writes outbox.attempts (it names every column it selects
+-- and inserts): dropping it breaks nothing that runs beside this release (docs/upgrades.md).
 -- The relay of the process that committed an event publishes it at once, from memory. The poll,
 -- a safety net for crashed replicas and failed publishes, takes only rows whose publish_after
 -- has passed, and leases them by moving it forward: no transaction is held while publishing.
