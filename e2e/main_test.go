@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"net/http"
@@ -41,6 +42,11 @@ func TestMain(m *testing.M) {
 }
 
 func run(m *testing.M) int {
+	flag.Parse()
+	if testing.Short() {
+		fmt.Println("e2e: every test drives the running services: none under -short (make test runs them)")
+		return 0
+	}
 	logDir, err := os.MkdirTemp("", "ordersaga-e2e-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)

@@ -34,6 +34,7 @@ func get(addr, path string) (int, error) {
 }
 
 func TestStack(t *testing.T) {
+	testenv.Needs(t, "PostgreSQL and RabbitMQ")
 	var dbURLs map[string]string
 	var amqpURL string
 

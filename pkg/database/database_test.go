@@ -13,6 +13,7 @@ import (
 
 func TestOpenCreatesAMissingDatabaseAndMigratesIt(t *testing.T) {
 	t.Parallel()
+	testenv.Needs(t, "PostgreSQL")
 	name := testenv.Name("test_open")
 	u, err := url.Parse(testenv.PostgresURL())
 	if err != nil {
