@@ -17,10 +17,12 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/ordersaga/ordersaga/pkg/outbox"
 	"github.com/ordersaga/ordersaga/services/order/internal/order"
-	"github.com/ordersaga/ordersaga/services/order/internal/postgres"
+	"github.com/ordersaga/ordersaga/services/order/internal/outgoing"
 )
 
 // Slack bounds how long after its created_at an order becomes visible: the time from
@@ -33,15 +35,21 @@ const batch = 256
 
 // Store is what a sweep needs from storage.
 type Store interface {
-	// CancelOverdue cancels at most limit orders created in [since, before) that are not
-	// terminal, in one transaction, and returns them.
-	CancelOverdue(ctx context.Context, since, before time.Time, limit int, reason string) ([]postgres.Cancellation, error)
+	// UpdateOverdue locks at most limit orders created in [since, before) that are not
+	// terminal, oldest first, skipping those locked elsewhere, and in the same transaction
+	// stores the changes and the events that update makes of them. It returns how many
+	// orders it locked.
+	UpdateOverdue(ctx context.Context, since, before time.Time, limit int, update Update) (int, error)
 	// OldestPending returns the creation time of the oldest order created at or after since
 	// that is not terminal, and false when there is none.
 	OldestPending(ctx context.Context, since time.Time) (time.Time, bool, error)
 	// CountPending counts the orders created at or after since in each non-terminal status.
 	CountPending(ctx context.Context, since time.Time) (map[order.Status]int64, error)
 }
+
+// Update decides what becomes of overdue orders: the changes to store and the events to
+// publish with them. An alias, so that a store implements Store without importing this package.
+type Update = func(overdue []*order.Order) ([]order.Change, []outbox.Event, error)
 
 // Sweeper cancels overdue orders. One per process; replicas share the work through row locks.
 type Sweeper struct {
@@ -127,16 +135,25 @@ func (s *Sweeper) Sweep(ctx context.Context) (int, error) {
 	reason := Reason(s.timeout)
 	total := 0
 	for {
-		cancelled, err := s.store.CancelOverdue(ctx, s.watermark, cutoff, batch, reason)
+		var cancelled []cancellation
+		n, err := s.store.UpdateOverdue(ctx, s.watermark, cutoff, batch, func(overdue []*order.Order) ([]order.Change, []outbox.Event, error) {
+			var (
+				changes []order.Change
+				events  []outbox.Event
+				err     error
+			)
+			changes, events, cancelled, err = cancel(overdue, reason, s.now())
+			return changes, events, err
+		})
 		if err != nil {
 			return total, err
 		}
 		for _, c := range cancelled {
-			s.cancelled.WithLabelValues(string(c.Stuck)).Inc()
-			s.log.InfoContext(ctx, "order cancelled by its saga deadline", "order_id", c.OrderID, "stuck_status", string(c.Stuck))
+			s.cancelled.WithLabelValues(string(c.stuck)).Inc()
+			s.log.InfoContext(ctx, "order cancelled by its saga deadline", "order_id", c.orderID, "stuck_status", string(c.stuck))
 		}
 		total += len(cancelled)
-		if len(cancelled) < batch {
+		if n < batch {
 			break
 		}
 	}
@@ -167,4 +184,36 @@ func (s *Sweeper) Sweep(ctx context.Context) (int, error) {
 		}
 	}
 	return total, nil
+}
+
+// cancellation is an order the sweep cancelled, and the status it was stuck in.
+type cancellation struct {
+	orderID string
+	stuck   order.Status
+}
+
+// cancel moves each overdue order to CANCELLED by the order domain's DeadlinePassed, with the
+// order.cancelled event that tells the other services to undo their part. An order the domain
+// does not move (terminal meanwhile) is left as it is.
+func cancel(overdue []*order.Order, reason string, now time.Time) ([]order.Change, []outbox.Event, []cancellation, error) {
+	var (
+		changes   []order.Change
+		events    []outbox.Event
+		cancelled []cancellation
+	)
+	for _, o := range overdue {
+		stuck := o.Status()
+		e := order.Event{ID: uuid.Must(uuid.NewV7()).String(), OrderID: o.ID(), Kind: order.DeadlinePassed, Reason: reason}
+		change, changed, err := o.Apply(e, now)
+		if err != nil {
+			return nil, nil, nil, fmt.Errorf("order %s: %w", o.ID(), err)
+		}
+		if !changed {
+			continue
+		}
+		changes = append(changes, order.Change{Event: e, StatusChange: change, Update: o.Update(change)})
+		events = append(events, outgoing.Cancelled(e, stuck, now))
+		cancelled = append(cancelled, cancellation{orderID: o.ID(), stuck: stuck})
+	}
+	return changes, events, cancelled, nil
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/ordersaga/ordersaga/pkg/testenv"
 	"github.com/ordersaga/ordersaga/services/order/internal/deadline"
 	"github.com/ordersaga/ordersaga/services/order/internal/order"
+	"github.com/ordersaga/ordersaga/services/order/internal/outgoing"
 	"github.com/ordersaga/ordersaga/services/order/internal/postgres"
 )
 
@@ -53,7 +54,7 @@ func (e *env) place(t *testing.T, age time.Duration, status order.Status) string
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := e.repo.Create(context.Background(), o); err != nil {
+	if _, _, err := e.repo.Create(context.Background(), o, outgoing.Created(o)); err != nil {
 		t.Fatal(err)
 	}
 	if status != order.StatusPending {

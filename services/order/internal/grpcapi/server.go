@@ -13,7 +13,9 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	orderv1 "github.com/ordersaga/ordersaga/gen/order/v1"
+	"github.com/ordersaga/ordersaga/pkg/outbox"
 	"github.com/ordersaga/ordersaga/services/order/internal/order"
+	"github.com/ordersaga/ordersaga/services/order/internal/outgoing"
 )
 
 // Page sizes of ListOrders.
@@ -24,7 +26,8 @@ const (
 
 // Repository stores orders.
 type Repository interface {
-	Create(ctx context.Context, o *order.Order) (stored *order.Order, created bool, err error)
+	// Create stores a new order with event, its order.created, in one transaction.
+	Create(ctx context.Context, o *order.Order, event outbox.Event) (stored *order.Order, created bool, err error)
 	Get(ctx context.Context, id string) (*order.Order, error)
 	List(ctx context.Context, q order.ListQuery) (orders []*order.Order, nextPageToken string, err error)
 }
@@ -97,7 +100,7 @@ func (s *Server) CreateOrder(ctx context.Context, req *orderv1.CreateOrderReques
 	if err := mayCreate(ctx, o.CustomerID()); err != nil {
 		return nil, err
 	}
-	stored, created, err := s.repo.Create(ctx, o)
+	stored, created, err := s.repo.Create(ctx, o, outgoing.Created(o))
 	if err != nil {
 		return nil, s.error(ctx, err)
 	}

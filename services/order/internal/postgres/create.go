@@ -15,7 +15,6 @@ import (
 	"github.com/ordersaga/ordersaga/pkg/broker"
 	"github.com/ordersaga/ordersaga/pkg/failure"
 	"github.com/ordersaga/ordersaga/pkg/outbox"
-	"github.com/ordersaga/ordersaga/services/order/internal/eventhandler"
 	"github.com/ordersaga/ordersaga/services/order/internal/order"
 )
 
@@ -42,15 +41,15 @@ type createReq struct {
 	err      error
 }
 
-// Create stores a new order, its first history entry and its order.created event, and reports
+// Create stores a new order, its first history entry and created, its order.created event, and reports
 // created = true; the relay gets the event once committed. When the customer already placed an
 // order with the same request id, it stores nothing and returns that order with created =
 // false, or order.ErrRequestIDReused when that order came from a different request; a
 // concurrent request with the same key waits for the first to commit and gets the same answer.
-func (r *Repository) Create(ctx context.Context, o *order.Order) (*order.Order, bool, error) {
+func (r *Repository) Create(ctx context.Context, o *order.Order, created outbox.Event) (*order.Order, bool, error) {
 	// The event continues the caller's trace (CreateOrder's span), so that the order's saga is
 	// one trace.
-	ev := eventhandler.Created(o)
+	ev := created
 	ev.Trace = trace.SpanContextFromContext(ctx)
 	msgs, err := outbox.Encode(ev)
 	if err != nil {

@@ -8,7 +8,6 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/ordersaga/ordersaga/pkg/outbox"
-	"github.com/ordersaga/ordersaga/services/order/internal/eventhandler"
 	"github.com/ordersaga/ordersaga/services/order/internal/order"
 )
 
@@ -24,25 +23,21 @@ func terminal() []string {
 	return out
 }
 
-// Cancellation is an order that CancelOverdue cancelled, and the status it was stuck in.
-type Cancellation struct {
-	OrderID string
-	Stuck   order.Status
-}
-
-// CancelOverdue cancels, in one short transaction, at most limit orders created in [since,
-// before) that are not terminal, oldest first, for reason: each moves to CANCELLED by the
-// order domain's DeadlinePassed, with its history entry and an order.cancelled event in the
-// outbox. Once committed, the relay gets the events and the status feed the changes.
+// UpdateOverdue locks, in one short transaction, at most limit orders created in [since,
+// before) that are not terminal, oldest first, and passes them to update; the changes and
+// events it returns are stored in the same transaction, with their history entries. Once
+// committed, the relay gets the events and the status feed the changes. It returns how many
+// orders it locked.
 //
 // The rows are locked FOR UPDATE SKIP LOCKED: an order another replica is cancelling, or an
 // event handler is moving, is left to the next sweep, and the lock re-checks the status, so an
-// order that turned terminal meanwhile is never cancelled. since bounds the walk of the
+// order that turned terminal meanwhile is never passed on. since bounds the walk of the
 // created_at index; no index covers the status (its updates stay HOT).
-func (r *Repository) CancelOverdue(ctx context.Context, since, before time.Time, limit int, reason string) ([]Cancellation, error) {
+func (r *Repository) UpdateOverdue(ctx context.Context, since, before time.Time, limit int,
+	update func([]*order.Order) ([]order.Change, []outbox.Event, error)) (int, error) {
 	tx, err := r.pool.Begin(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("begin: %w", err)
+		return 0, fmt.Errorf("begin: %w", err)
 	}
 	defer tx.Rollback(ctx)
 	rows, err := tx.Query(ctx, `
@@ -52,7 +47,7 @@ func (r *Repository) CancelOverdue(ctx context.Context, since, before time.Time,
 		ORDER BY created_at LIMIT $4
 		FOR UPDATE SKIP LOCKED`, since, before, terminal(), limit)
 	if err != nil {
-		return nil, fmt.Errorf("select overdue orders: %w", err)
+		return 0, fmt.Errorf("select overdue orders: %w", err)
 	}
 	var overdue []*order.Order
 	var snap order.Snapshot
@@ -63,47 +58,36 @@ func (r *Repository) CancelOverdue(ctx context.Context, since, before time.Time,
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("select overdue orders: %w", err)
+		return 0, fmt.Errorf("select overdue orders: %w", err)
 	}
 	if len(overdue) == 0 {
-		return nil, nil
+		return 0, nil
 	}
-	now := time.Now()
+	changes, events, err := update(overdue)
+	if err != nil {
+		return 0, err
+	}
+	if len(changes) == 0 && len(events) == 0 {
+		return len(overdue), nil
+	}
 	orders := make(map[string]*order.Order, len(overdue))
-	var (
-		changes   []order.Change
-		events    []outbox.Event
-		cancelled []Cancellation
-	)
 	for _, o := range overdue {
-		stuck := o.Status()
-		e := order.Event{ID: newID(), OrderID: o.ID(), Kind: order.DeadlinePassed, Reason: reason}
-		change, changed, err := o.Apply(e, now)
-		if err != nil {
-			return nil, fmt.Errorf("order %s: %w", o.ID(), err)
-		}
-		if !changed {
-			continue
-		}
 		orders[o.ID()] = o
-		changes = append(changes, order.Change{Event: e, StatusChange: change, Update: o.Update(change)})
-		events = append(events, eventhandler.Cancelled(e, stuck, now))
-		cancelled = append(cancelled, Cancellation{OrderID: o.ID(), Stuck: stuck})
 	}
 	store := r.Bind(tx)
 	if err := store.Save(ctx, orders, changes); err != nil {
-		return nil, err
+		return 0, err
 	}
 	added, err := outbox.Add(ctx, tx, events...)
 	if err != nil {
-		return nil, err
+		return 0, err
 	}
 	if err := tx.Commit(ctx); err != nil {
-		return nil, fmt.Errorf("commit: %w", err)
+		return 0, fmt.Errorf("commit: %w", err)
 	}
 	r.afterOutbox(added)
 	store.Committed()
-	return cancelled, nil
+	return len(overdue), nil
 }
 
 // OldestPending returns when the oldest order created at or after since that is not terminal

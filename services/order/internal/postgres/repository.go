@@ -394,8 +394,3 @@ func (r *Repository) CountPending(ctx context.Context, since time.Time) (map[ord
 	}
 	return counts, nil
 }
-
-// newID returns a time-ordered UUID, which keeps index inserts local.
-func newID() string {
-	return uuid.Must(uuid.NewV7()).String()
-}
