@@ -371,26 +371,3 @@ func (s *Store) Save(ctx context.Context, orders map[string]*order.Order, change
 	}
 	return nil
 }
-
-// CountPending returns how many orders created at or after since are in each status that is
-// not terminal. The deadline sweep counts from its watermark, so the scan covers the orders
-// that may still be in flight, not the whole table.
-func (r *Repository) CountPending(ctx context.Context, since time.Time) (map[order.Status]int64, error) {
-	rows, err := r.pool.Query(ctx, `
-		SELECT status, count(*) FROM orders WHERE created_at >= $1 AND status <> ALL($2::text[])
-		GROUP BY status`, since, terminal())
-	if err != nil {
-		return nil, fmt.Errorf("count pending orders: %w", err)
-	}
-	counts := map[order.Status]int64{}
-	var status string
-	var n int64
-	_, err = pgx.ForEachRow(rows, []any{&status, &n}, func() error {
-		counts[order.Status(status)] = n
-		return nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("count pending orders: %w", err)
-	}
-	return counts, nil
-}
