@@ -47,7 +47,9 @@ type Repository struct {
 
 // NewRepository returns a repository on pool.
 func NewRepository(pool *pgxpool.Pool) *Repository {
-	return &Repository{pool: pool, afterOutbox: func([]outbox.Row) {}, afterStatus: func([]order.Update) {}}
+	r := &Repository{pool: pool, afterOutbox: func([]outbox.Row) {}, afterStatus: func([]order.Update) {}}
+	r.creates.insert = r.insertRetrying
+	return r
 }
 
 // AfterStatusCommit sets f to be called with the status changes each commit made: the status
