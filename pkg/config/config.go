@@ -191,6 +191,7 @@ type Order struct {
 	Saga     Saga
 	Inbox    Inbox
 	CORS     CORS
+	API      API
 }
 
 // CORS is which browser pages, by origin, may call the REST facade.
@@ -258,6 +259,22 @@ func parseOrigin(s string) (string, error) {
 		}
 	}
 	return scheme + "://" + host, nil
+}
+
+// API bounds order-service's API calls.
+type API struct {
+	// CreateTimeout bounds a CreateOrder call whatever its caller's deadline: past it the call
+	// answers UNAVAILABLE (retry with the same request_id) instead of waiting on a database
+	// that does not answer.
+	CreateTimeout time.Duration `env:"ORDER_CREATE_TIMEOUT" envDefault:"5s"`
+}
+
+// Validate checks that the bound is positive.
+func (a API) Validate() error {
+	if a.CreateTimeout <= 0 {
+		return fmt.Errorf("ORDER_CREATE_TIMEOUT: %s is not a positive duration", a.CreateTimeout)
+	}
+	return nil
 }
 
 // Saga is how long the saga of one order may take.

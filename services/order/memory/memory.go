@@ -16,6 +16,7 @@ import (
 	"github.com/ordersaga/ordersaga/pkg/unitofwork"
 	"github.com/ordersaga/ordersaga/services/order/internal/eventhandler"
 	"github.com/ordersaga/ordersaga/services/order/internal/order"
+	"github.com/ordersaga/ordersaga/services/order/internal/outgoing"
 )
 
 // Service is order-service in memory: the order domain and its real saga rules, its orders in
@@ -82,7 +83,7 @@ func (s *Service) Place(r Request) (string, outbox.Event, error) {
 	s.mu.Lock()
 	s.orders[o.ID()] = o
 	s.mu.Unlock()
-	return o.ID(), eventhandler.Created(o), nil
+	return o.ID(), outgoing.Created(o), nil
 }
 
 // Order is an order's saga state as GetOrder shows it.

@@ -36,6 +36,7 @@ func main() {
 		}
 		s.Go(sweeper.Run)
 		api := grpcapi.NewServer(repo, grpcapi.FeedOf(feed), s.Log)
+		api.CreateTimeout = cfg.API.CreateTimeout
 		// Any valid token may call: a customer's rights over an order are checked per order.
 		if err := s.ServeGRPC(cfg.GRPCAddr, "", func(srv *grpc.Server) { orderv1.RegisterOrderServiceServer(srv, api) }); err != nil {
 			return err

@@ -2,13 +2,11 @@
 // every order not terminal that long after its creation (order.cancelled tells the other
 // services to undo their part), and measures the age of the oldest order still under way.
 //
-// Candidates are found on the created_at index from a watermark, never by status: status
-// updates are HOT and must stay so (no index on status). The watermark is a created_at below
-// which every order is terminal. It starts at the beginning of time (so a deadline that passed
-// while order-service was down is acted on at the first sweep, which walks the index once) and
-// each sweep moves it up to the oldest order still under way, but never closer to now than
-// Slack: an order's created_at is taken before its insert commits, so an order may appear a
-// little behind orders committed before it.
+// Candidates come from the set of open orders the store keeps (every order not terminal, by
+// creation time), not from a created_at watermark: an order's created_at is taken before its
+// insert commits, and a commit retried through a failover can become visible long after orders
+// stamped later, behind any watermark a sweep could have moved past. A deadline that passed
+// while order-service was down is acted on at the first sweep.
 package deadline
 
 import (
@@ -17,31 +15,35 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/ordersaga/ordersaga/pkg/outbox"
 	"github.com/ordersaga/ordersaga/services/order/internal/order"
-	"github.com/ordersaga/ordersaga/services/order/internal/postgres"
+	"github.com/ordersaga/ordersaga/services/order/internal/outgoing"
 )
-
-// Slack bounds how long after its created_at an order becomes visible: the time from
-// order.New to the commit of its insert (CreateOrder's group commit), and the clock skew
-// between replicas. The watermark stays this far behind the sweep's clock.
-const Slack = time.Minute
 
 // batch is how many orders one cancelling transaction takes.
 const batch = 256
 
 // Store is what a sweep needs from storage.
 type Store interface {
-	// CancelOverdue cancels at most limit orders created in [since, before) that are not
-	// terminal, in one transaction, and returns them.
-	CancelOverdue(ctx context.Context, since, before time.Time, limit int, reason string) ([]postgres.Cancellation, error)
-	// OldestPending returns the creation time of the oldest order created at or after since
-	// that is not terminal, and false when there is none.
-	OldestPending(ctx context.Context, since time.Time) (time.Time, bool, error)
-	// CountPending counts the orders created at or after since in each non-terminal status.
-	CountPending(ctx context.Context, since time.Time) (map[order.Status]int64, error)
+	// UpdateOverdue locks at most limit orders created before before that are not terminal,
+	// oldest first, skipping those locked elsewhere, and in the same transaction stores the
+	// changes and the events that update makes of them. It returns how many orders it
+	// locked. An order is a candidate as soon as its insert is visible, whatever its
+	// created_at, and the cost follows the orders not terminal, not the whole table.
+	UpdateOverdue(ctx context.Context, before time.Time, limit int, update Update) (int, error)
+	// OldestPending returns the creation time of the oldest order that is not terminal, and
+	// false when there is none.
+	OldestPending(ctx context.Context) (time.Time, bool, error)
+	// CountPending counts the orders in each non-terminal status.
+	CountPending(ctx context.Context) (map[order.Status]int64, error)
 }
+
+// Update decides what becomes of overdue orders: the changes to store and the events to
+// publish with them. An alias, so that a store implements Store without importing this package.
+type Update = func(overdue []*order.Order) ([]order.Change, []outbox.Event, error)
 
 // Sweeper cancels overdue orders. One per process; replicas share the work through row locks.
 type Sweeper struct {
@@ -50,8 +52,6 @@ type Sweeper struct {
 	interval time.Duration
 	log      *slog.Logger
 	now      func() time.Time
-
-	watermark time.Time
 
 	cancelled *prometheus.CounterVec
 	oldest    prometheus.Gauge
@@ -119,45 +119,41 @@ func (s *Sweeper) Run(ctx context.Context) error {
 	}
 }
 
-// Sweep cancels every order past its deadline, in batches, then measures the oldest order
-// still under way and moves the watermark up to it. It returns how many orders it cancelled.
+// Sweep cancels every order past its deadline, in batches, then measures the orders still
+// under way. It returns how many orders it cancelled.
 func (s *Sweeper) Sweep(ctx context.Context) (int, error) {
 	start := s.now()
 	cutoff := start.Add(-s.timeout)
 	reason := Reason(s.timeout)
 	total := 0
 	for {
-		cancelled, err := s.store.CancelOverdue(ctx, s.watermark, cutoff, batch, reason)
+		var cancelled []cancellation
+		n, err := s.store.UpdateOverdue(ctx, cutoff, batch, func(overdue []*order.Order) (changes []order.Change, events []outbox.Event, err error) {
+			changes, events, cancelled, err = cancel(overdue, reason, s.now())
+			return changes, events, err
+		})
 		if err != nil {
 			return total, err
 		}
 		for _, c := range cancelled {
-			s.cancelled.WithLabelValues(string(c.Stuck)).Inc()
-			s.log.InfoContext(ctx, "order cancelled by its saga deadline", "order_id", c.OrderID, "stuck_status", string(c.Stuck))
+			s.cancelled.WithLabelValues(string(c.stuck)).Inc()
+			s.log.InfoContext(ctx, "order cancelled by its saga deadline", "order_id", c.orderID, "stuck_status", string(c.stuck))
 		}
 		total += len(cancelled)
-		if len(cancelled) < batch {
-			break
+		if n < batch || len(cancelled) == 0 {
+			break // the rest is locked elsewhere, or ended meanwhile: the next sweep sees
 		}
 	}
-	oldest, ok, err := s.store.OldestPending(ctx, s.watermark)
+	oldest, ok, err := s.store.OldestPending(ctx)
 	if err != nil {
 		return total, err
 	}
-	mark := start.Add(-Slack)
 	if ok {
 		s.oldest.Set(max(0, start.Sub(oldest).Seconds()))
-		if oldest.Before(mark) {
-			mark = oldest
-		}
 	} else {
 		s.oldest.Set(0)
 	}
-	if mark.After(s.watermark) {
-		s.watermark = mark
-	}
-	// Counted from the watermark: every order older than it is terminal.
-	counts, err := s.store.CountPending(ctx, s.watermark)
+	counts, err := s.store.CountPending(ctx)
 	if err != nil {
 		return total, err
 	}
@@ -167,4 +163,36 @@ func (s *Sweeper) Sweep(ctx context.Context) (int, error) {
 		}
 	}
 	return total, nil
+}
+
+// cancellation is an order the sweep cancelled, and the status it was stuck in.
+type cancellation struct {
+	orderID string
+	stuck   order.Status
+}
+
+// cancel moves each overdue order to CANCELLED by the order domain's DeadlinePassed, with the
+// order.cancelled event that tells the other services to undo their part. An order the domain
+// does not move (terminal meanwhile) is left as it is.
+func cancel(overdue []*order.Order, reason string, now time.Time) ([]order.Change, []outbox.Event, []cancellation, error) {
+	var (
+		changes   []order.Change
+		events    []outbox.Event
+		cancelled []cancellation
+	)
+	for _, o := range overdue {
+		stuck := o.Status()
+		e := order.Event{ID: uuid.Must(uuid.NewV7()).String(), OrderID: o.ID(), Kind: order.DeadlinePassed, Reason: reason}
+		change, changed, err := o.Apply(e, now)
+		if err != nil {
+			return nil, nil, nil, fmt.Errorf("order %s: %w", o.ID(), err)
+		}
+		if !changed {
+			continue
+		}
+		changes = append(changes, order.Change{Event: e, StatusChange: change, Update: o.Update(change)})
+		events = append(events, outgoing.Cancelled(e, stuck, now))
+		cancelled = append(cancelled, cancellation{orderID: o.ID(), stuck: stuck})
+	}
+	return changes, events, cancelled, nil
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/ordersaga/ordersaga/pkg/testenv"
 	"github.com/ordersaga/ordersaga/services/order/internal/deadline"
 	"github.com/ordersaga/ordersaga/services/order/internal/order"
+	"github.com/ordersaga/ordersaga/services/order/internal/outgoing"
 	"github.com/ordersaga/ordersaga/services/order/internal/postgres"
 )
 
@@ -53,7 +54,7 @@ func (e *env) place(t *testing.T, age time.Duration, status order.Status) string
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := e.repo.Create(context.Background(), o); err != nil {
+	if _, _, err := e.repo.Create(context.Background(), o, outgoing.Created(o)); err != nil {
 		t.Fatal(err)
 	}
 	if status != order.StatusPending {
@@ -161,7 +162,7 @@ func TestSweepCancelsOverdueOrders(t *testing.T) {
 	}
 }
 
-// An order that commits after a sweep with a created_at before it (within Slack) is still
+// An order that commits after a sweep with a created_at before it is still
 // found once its deadline passes.
 func TestSweepFindsLateCommits(t *testing.T) {
 	t.Parallel()
@@ -181,6 +182,50 @@ func TestSweepFindsLateCommits(t *testing.T) {
 	}
 	if st, _ := e.status(t, late); st != order.StatusCancelled {
 		t.Errorf("late order is %s", st)
+	}
+}
+
+// An order whose insert becomes visible long after its created_at (CreateOrder retried through
+// a failover) is counted among the pending orders as soon as it is visible, and cancelled once
+// its deadline passes, however many sweeps ran before it appeared.
+func TestSweepFindsOrdersVisibleLate(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	const timeout = 10 * time.Minute
+	reg := prometheus.NewRegistry()
+	s, err := deadline.New(e.repo, timeout, testenv.Logger(t), reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	clock := time.Now()
+	deadline.SetClock(s, func() time.Time { return clock })
+	e.place(t, time.Hour, order.StatusConfirmed)
+	for range 3 {
+		if _, err := s.Sweep(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		clock = clock.Add(5 * time.Second)
+	}
+	// Stamped 3 minutes ago, visible only now.
+	late := e.place(t, 3*time.Minute, order.StatusPending)
+	if n, err := s.Sweep(context.Background()); err != nil || n != 0 {
+		t.Fatalf("Sweep = %d, %v; want nothing cancelled yet", n, err)
+	}
+	if got := value(t, reg, "ordersaga_orders", string(order.StatusPending)); got != 1 {
+		t.Errorf("orders{status=PENDING} = %v, want the late order counted", got)
+	}
+	if age := value(t, reg, "ordersaga_oldest_pending_order_age_seconds", ""); age < 180 {
+		t.Errorf("oldest pending age = %vs, want the late order's (over 180s)", age)
+	}
+	clock = clock.Add(timeout)
+	if n, err := s.Sweep(context.Background()); err != nil || n != 1 {
+		t.Fatalf("Sweep = %d, %v; want the late order cancelled", n, err)
+	}
+	if st, reason := e.status(t, late); st != order.StatusCancelled || reason != deadline.Reason(timeout) {
+		t.Errorf("late order is %s %q, want CANCELLED by the deadline", st, reason)
+	}
+	if got := value(t, reg, "ordersaga_orders", string(order.StatusPending)); got != 0 {
+		t.Errorf("orders{status=PENDING} = %v after the cancel, want 0", got)
 	}
 }
 

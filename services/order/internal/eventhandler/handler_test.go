@@ -24,6 +24,7 @@ import (
 	"github.com/ordersaga/ordersaga/pkg/unitofwork"
 	"github.com/ordersaga/ordersaga/services/order/internal/eventhandler"
 	"github.com/ordersaga/ordersaga/services/order/internal/order"
+	"github.com/ordersaga/ordersaga/services/order/internal/outgoing"
 	"github.com/ordersaga/ordersaga/services/order/internal/postgres"
 )
 
@@ -68,7 +69,7 @@ func placeOrder(t *testing.T, repo *postgres.Repository) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := repo.Create(context.Background(), o); err != nil {
+	if _, _, err := repo.Create(context.Background(), o, outgoing.Created(o)); err != nil {
 		t.Fatal(err)
 	}
 	return o.ID()

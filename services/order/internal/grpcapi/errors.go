@@ -51,6 +51,10 @@ func (s *Server) error(ctx context.Context, err error) error {
 		return st.Err()
 	case errors.Is(err, order.ErrNotFound):
 		return status.Error(codes.NotFound, "order not found")
+	case errors.Is(err, errCreateTimeout), errors.Is(context.Cause(ctx), errCreateTimeout):
+		// The server's own bound, not the caller's: the database is too slow to answer now.
+		s.log.WarnContext(ctx, "request failed, database too slow", "err", err)
+		return status.Error(codes.Unavailable, "temporarily unavailable: retry with the same request_id")
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		return status.FromContextError(err).Err()
 	}

@@ -3,6 +3,7 @@ package grpcapi
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -13,8 +14,18 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	orderv1 "github.com/ordersaga/ordersaga/gen/order/v1"
+	"github.com/ordersaga/ordersaga/pkg/outbox"
 	"github.com/ordersaga/ordersaga/services/order/internal/order"
+	"github.com/ordersaga/ordersaga/services/order/internal/outgoing"
 )
+
+// DefaultCreateTimeout is how long CreateOrder may take unless told otherwise: far longer than
+// it takes (milliseconds), far shorter than a client would wait on a database that does not
+// answer.
+const DefaultCreateTimeout = 5 * time.Second
+
+// errCreateTimeout ends a CreateOrder call that outlived the server's own bound.
+var errCreateTimeout = errors.New("order not stored within the server's bound")
 
 // Page sizes of ListOrders.
 const (
@@ -24,7 +35,8 @@ const (
 
 // Repository stores orders.
 type Repository interface {
-	Create(ctx context.Context, o *order.Order) (stored *order.Order, created bool, err error)
+	// Create stores a new order with event, its order.created, in one transaction.
+	Create(ctx context.Context, o *order.Order, event outbox.Event) (stored *order.Order, created bool, err error)
 	Get(ctx context.Context, id string) (*order.Order, error)
 	List(ctx context.Context, q order.ListQuery) (orders []*order.Order, nextPageToken string, err error)
 }
@@ -76,16 +88,23 @@ type Server struct {
 	// PollInterval is how often a watched order is re-read even without a signal: a safety net
 	// for a lost notification (default 10s; the feed also wakes every watcher after it reconnects).
 	PollInterval time.Duration
+	// CreateTimeout bounds a CreateOrder call whatever its caller's deadline (default
+	// DefaultCreateTimeout): past it the call answers UNAVAILABLE, to be retried with the same
+	// request_id, instead of queueing behind a database that does not answer.
+	CreateTimeout time.Duration
 }
 
 // NewServer returns the service on repo; feed drives WatchOrder.
 func NewServer(repo Repository, feed Feed, log *slog.Logger) *Server {
-	return &Server{repo: repo, feed: feed, log: log, PollInterval: 10 * time.Second}
+	return &Server{repo: repo, feed: feed, log: log, PollInterval: 10 * time.Second, CreateTimeout: DefaultCreateTimeout}
 }
 
 // CreateOrder validates and stores an order, which starts its saga. A repeated request_id
-// returns the order that key created.
+// returns the order that key created. It answers within the caller's deadline and within
+// CreateTimeout.
 func (s *Server) CreateOrder(ctx context.Context, req *orderv1.CreateOrderRequest) (*orderv1.CreateOrderResponse, error) {
+	ctx, cancel := context.WithTimeoutCause(ctx, s.CreateTimeout, errCreateTimeout)
+	defer cancel()
 	p, err := params(req)
 	if err != nil {
 		return nil, s.error(ctx, err)
@@ -97,7 +116,7 @@ func (s *Server) CreateOrder(ctx context.Context, req *orderv1.CreateOrderReques
 	if err := mayCreate(ctx, o.CustomerID()); err != nil {
 		return nil, err
 	}
-	stored, created, err := s.repo.Create(ctx, o)
+	stored, created, err := s.repo.Create(ctx, o, outgoing.Created(o))
 	if err != nil {
 		return nil, s.error(ctx, err)
 	}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/google/uuid"
 	grpcprom "github.com/grpc-ecosystem/go-grpc-middleware/providers/prometheus"
+	"github.com/jackc/pgx/v5/pgxpool"
 	amqp "github.com/rabbitmq/amqp091-go"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
@@ -42,6 +43,8 @@ import (
 )
 
 type env struct {
+	pool   *pgxpool.Pool
+	svc    *grpcapi.Server
 	repo   *postgres.Repository
 	saga   map[catalog.Subscription]broker.Handler // order-service's event handlers
 	client orderv1.OrderServiceClient
@@ -52,6 +55,12 @@ type env struct {
 // start serves the real service on 127.0.0.1:0 over a fresh database. A nil feed means the real
 // one; poll overrides the safety-net poll when set.
 func start(t *testing.T, feed grpcapi.Feed, poll time.Duration) *env {
+	t.Helper()
+	return startWith(t, feed, poll, nil)
+}
+
+// startWith is start with the server changed by configure before it serves.
+func startWith(t *testing.T, feed grpcapi.Feed, poll time.Duration, configure func(*grpcapi.Server)) *env {
 	t.Helper()
 	pool := testenv.Postgres(t, "order_api", postgres.Migrations...)
 	log := testenv.Logger(t)
@@ -70,6 +79,9 @@ func start(t *testing.T, feed grpcapi.Feed, poll time.Duration) *env {
 	svc := grpcapi.NewServer(repo, feed, log)
 	if poll > 0 {
 		svc.PollInterval = poll
+	}
+	if configure != nil {
+		configure(svc)
 	}
 	srv := server.NewGRPC(log, grpcprom.NewServerMetrics(), health.NewServer(), func(srv *grpc.Server) {
 		orderv1.RegisterOrderServiceServer(srv, svc)
@@ -94,7 +106,7 @@ func start(t *testing.T, feed grpcapi.Feed, poll time.Duration) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &env{repo: repo, saga: saga, client: orderv1.NewOrderServiceClient(conn), conn: conn, addr: lis.Addr().String()}
+	return &env{pool: pool, svc: svc, repo: repo, saga: saga, client: orderv1.NewOrderServiceClient(conn), conn: conn, addr: lis.Addr().String()}
 }
 
 func validRequest() *orderv1.CreateOrderRequest {
@@ -193,6 +205,95 @@ func TestCreateOrderIdempotent(t *testing.T) {
 	}
 	if field != "request_id" || reason != grpcapi.RequestIDReused {
 		t.Errorf("details: field %q, reason %q", field, reason)
+	}
+}
+
+// With the database stalled (another connection holds a lock every insert into orders needs),
+// CreateOrder returns within its caller's deadline (DEADLINE_EXCEEDED), and without one within
+// the server's own bound (UNAVAILABLE), instead of waiting for the database. Once the database
+// answers, no order is left half-stored, and a retry with the same request_id gets its order,
+// whole, with its order.created on the way and open for the deadline sweep.
+func TestCreateOrderBoundedWhenTheDatabaseStalls(t *testing.T) {
+	t.Parallel()
+	const bound = 3 * time.Second
+	e := startWith(t, nil, 0, func(s *grpcapi.Server) { s.CreateTimeout = bound })
+	ctx := context.Background()
+	lock, err := e.pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lock.Rollback(ctx)
+	if _, err := lock.Exec(ctx, `LOCK TABLE orders IN SHARE MODE`); err != nil {
+		t.Fatal(err)
+	}
+	withDeadline, withoutDeadline := validRequest(), validRequest()
+	withDeadline.RequestId, withoutDeadline.RequestId = "stalled-1", "stalled-2"
+	type result struct {
+		code    codes.Code
+		elapsed time.Duration
+	}
+	call := func(ctx context.Context, req *orderv1.CreateOrderRequest) chan result {
+		out := make(chan result, 1)
+		go func() {
+			start := time.Now()
+			// The handler itself, not a client: a client gives up at its deadline whether or
+			// not the server still waits.
+			_, err := e.svc.CreateOrder(ctx, req)
+			out <- result{status.Code(err), time.Since(start)}
+		}()
+		return out
+	}
+	ctx2s, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	first, second := call(ctx2s, withDeadline), call(ctx, withoutDeadline)
+	// Held until well past both bounds: a call still waiting for the database would answer
+	// only after the lock is gone.
+	released := time.AfterFunc(bound+3*time.Second, func() { lock.Rollback(ctx) })
+	defer released.Stop()
+	for _, tc := range []struct {
+		name  string
+		ch    chan result
+		code  codes.Code
+		limit time.Duration
+	}{
+		{"a 2s deadline", first, codes.DeadlineExceeded, 2 * time.Second},
+		{"no deadline", second, codes.Unavailable, bound},
+	} {
+		r := <-tc.ch
+		if r.code != tc.code || r.elapsed > tc.limit+time.Second {
+			t.Errorf("with %s: %s after %s, want %s within %s", tc.name, r.code, r.elapsed.Round(time.Millisecond), tc.code, tc.limit)
+		}
+	}
+	released.Stop()
+	if err := lock.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(200 * time.Millisecond) // a batch that outlived its callers would commit by now
+	// Every order stored is whole: items, first history entry, order.created, open.
+	for _, q := range []string{
+		`SELECT count(*) FROM orders o WHERE NOT EXISTS (SELECT FROM order_items i WHERE i.order_id = o.id)`,
+		`SELECT count(*) FROM orders o WHERE NOT EXISTS (SELECT FROM order_status_history h WHERE h.order_id = o.id)`,
+		`SELECT count(*) FROM orders o WHERE NOT EXISTS (SELECT FROM outbox b WHERE b.correlation_id = o.id::text)`,
+		`SELECT count(*) FROM orders o WHERE NOT EXISTS (SELECT FROM open_orders p WHERE p.order_id = o.id)`,
+	} {
+		var n int
+		if err := e.pool.QueryRow(ctx, q).Scan(&n); err != nil || n != 0 {
+			t.Errorf("%s: %d, %v", q, n, err)
+		}
+	}
+	for _, req := range []*orderv1.CreateOrderRequest{withDeadline, withoutDeadline} {
+		resp, err := e.client.CreateOrder(ctx, req)
+		if err != nil {
+			t.Fatalf("retry of %s: %v", req.GetRequestId(), err)
+		}
+		var orders, events int
+		if err := e.pool.QueryRow(ctx, `SELECT count(*), (SELECT count(*) FROM outbox WHERE correlation_id = $2 AND routing_key = $3)
+			FROM orders WHERE customer_id = $1`, req.GetCustomerId(), resp.GetOrder().GetOrderId(), catalog.OrderCreated).Scan(&orders, &events); err != nil {
+			t.Fatal(err)
+		}
+		if orders != 1 || events != 1 {
+			t.Errorf("%s: %d orders, %d order.created for the one answered", req.GetRequestId(), orders, events)
+		}
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -15,7 +16,6 @@ import (
 	"github.com/ordersaga/ordersaga/pkg/broker"
 	"github.com/ordersaga/ordersaga/pkg/failure"
 	"github.com/ordersaga/ordersaga/pkg/outbox"
-	"github.com/ordersaga/ordersaga/services/order/internal/eventhandler"
 	"github.com/ordersaga/ordersaga/services/order/internal/order"
 )
 
@@ -25,39 +25,53 @@ const maxCreateBatch = 64
 // creates group-commits new orders: the CreateOrder calls that arrive while an insert is under
 // way are stored together by the next one, in one statement and one commit. A call arriving
 // when none is under way is stored at once, so an idle service adds no wait.
+//
+// The batches are stored by a goroutine of their own, not by a caller: every caller waits only
+// as long as its context allows, and a batch's round trips are bounded by the latest deadline
+// of the callers in it, so nothing waits on a database that does not answer for longer than
+// someone is there for the answer.
 type creates struct {
+	insert func(context.Context, []*createReq) error // stores a batch, setting each outcome
+
 	mu      sync.Mutex
 	pending []*createReq
-	busy    bool // a caller is storing a batch
+	busy    bool // the goroutine storing batches runs
 }
 
 // createReq is one order to store and, once stored, its outcome.
 type createReq struct {
-	o    *order.Order
-	msg  broker.Message // its order.created event
-	done chan struct{}  // closed when stored, err set; or signalled to lead the next batch
-	lead bool           // set before done is closed: store the next batch, then look again
+	o        *order.Order
+	msg      broker.Message    // its order.created event
+	deadline time.Time         // its caller's, zero without one
+	span     trace.SpanContext // its caller's, which the batch's round trips continue
+	done     chan struct{}     // closed once its batch is done and the outcome set
 	// Outcome.
 	outboxID int64 // 0 when the order was not inserted: its (customer, request id) exists
 	err      error
 }
 
-// Create stores a new order, its first history entry and its order.created event, and reports
-// created = true; the relay gets the event once committed. When the customer already placed an
-// order with the same request id, it stores nothing and returns that order with created =
-// false, or order.ErrRequestIDReused when that order came from a different request; a
-// concurrent request with the same key waits for the first to commit and gets the same answer.
-func (r *Repository) Create(ctx context.Context, o *order.Order) (*order.Order, bool, error) {
+// Create stores a new order, its first history entry and created, its order.created event, and
+// reports created = true; the relay gets the event once committed. When the customer already
+// placed an order with the same request id, it stores nothing and returns that order with
+// created = false, or order.ErrRequestIDReused when that order came from a different request;
+// a concurrent request with the same key waits for the first to commit and gets the same
+// answer.
+//
+// It returns context.Cause(ctx) once ctx ends first. The order is then either not stored at
+// all (withdrawn before its batch began) or stored whole with its event, by a batch that
+// outlived the call: its saga runs, and a retry with the same request id returns it.
+func (r *Repository) Create(ctx context.Context, o *order.Order, created outbox.Event) (*order.Order, bool, error) {
 	// The event continues the caller's trace (CreateOrder's span), so that the order's saga is
 	// one trace.
-	ev := eventhandler.Created(o)
+	ev := created
 	ev.Trace = trace.SpanContextFromContext(ctx)
 	msgs, err := outbox.Encode(ev)
 	if err != nil {
 		return nil, false, err
 	}
-	req := &createReq{o: o, msg: msgs[0], done: make(chan struct{})}
-	if err := r.creates.store(ctx, req, r.insertRetrying); err != nil {
+	req := &createReq{o: o, msg: msgs[0], span: ev.Trace, done: make(chan struct{})}
+	req.deadline, _ = ctx.Deadline()
+	if err := r.creates.store(ctx, req); err != nil {
 		return nil, false, err
 	}
 	if isOrderIDTaken(req.err) {
@@ -66,6 +80,14 @@ func (r *Repository) Create(ctx context.Context, o *order.Order) (*order.Order, 
 		return o, true, nil
 	}
 	if req.err != nil {
+		// A batch ends at the latest deadline of its callers: an error at this caller's own
+		// deadline is that deadline, whichever of the two timers fired first.
+		if d, ok := ctx.Deadline(); ok && !time.Now().Before(d) {
+			<-ctx.Done()
+		}
+		if ctx.Err() != nil {
+			return nil, false, context.Cause(ctx)
+		}
 		return nil, false, req.err
 	}
 	if req.outboxID == 0 {
@@ -75,61 +97,82 @@ func (r *Repository) Create(ctx context.Context, o *order.Order) (*order.Order, 
 		}
 		return existing, false, nil
 	}
-	r.afterOutbox([]outbox.Row{{ID: req.outboxID, Msg: req.msg}})
 	return o, true, nil
 }
 
-// store queues req and waits until it is stored, storing batches itself while it leads.
-func (c *creates) store(ctx context.Context, req *createReq, insert func(context.Context, []*createReq) error) error {
+// store queues req and waits until its batch is done or ctx ends. A request still queued
+// when ctx ends is withdrawn, so that it is never stored after its caller gave up.
+func (c *creates) store(ctx context.Context, req *createReq) error {
 	c.mu.Lock()
 	c.pending = append(c.pending, req)
-	if c.busy {
-		c.mu.Unlock()
-		<-req.done
-		if !req.lead {
-			return nil
-		}
-		c.mu.Lock()
+	if !c.busy {
+		c.busy = true
+		go c.run()
 	}
-	c.busy = true
-	for {
+	c.mu.Unlock()
+	select {
+	case <-req.done:
+		return nil
+	case <-ctx.Done():
+	}
+	c.mu.Lock()
+	if i := slices.Index(c.pending, req); i >= 0 {
+		c.pending = slices.Delete(c.pending, i, i+1)
+	}
+	c.mu.Unlock()
+	select {
+	case <-req.done: // its batch finished meanwhile: the answer is there
+		return nil
+	default:
+		return context.Cause(ctx)
+	}
+}
+
+// run stores batches until none is pending.
+func (c *creates) run() {
+	c.mu.Lock()
+	for len(c.pending) > 0 {
 		batch := c.take()
 		c.mu.Unlock()
-		// Not the caller's context: the batch holds other callers' orders.
-		err := insert(context.WithoutCancel(ctx), batch)
-		if err != nil && len(batch) > 1 && !failure.IsTransient(err) {
+		ctx, cancel := batchContext(batch)
+		err := c.insert(ctx, batch)
+		if err != nil && len(batch) > 1 && !failure.IsTransient(err) && ctx.Err() == nil {
 			// One order spoils the batch: store each on its own so that only it fails.
 			for _, one := range batch {
-				one.err = insert(context.WithoutCancel(ctx), []*createReq{one})
+				one.err = c.insert(ctx, []*createReq{one})
 			}
 		} else if err != nil {
 			for _, one := range batch {
 				one.err = err
 			}
 		}
-		mine := false
+		cancel()
 		for _, one := range batch {
-			if one == req {
-				mine = true
-			} else {
-				close(one.done)
-			}
+			close(one.done)
 		}
 		c.mu.Lock()
-		if len(c.pending) == 0 {
-			c.busy = false
-			c.mu.Unlock()
-			return nil
+	}
+	c.busy = false
+	c.mu.Unlock()
+}
+
+// batchContext bounds the round trips of a batch by the latest deadline of its callers (those
+// who gave up earlier no longer wait), and by createRetryFor, and continues the first
+// caller's trace. It is not any caller's context: the batch holds other callers' orders.
+func batchContext(batch []*createReq) (context.Context, context.CancelFunc) {
+	limit := time.Now().Add(createRetryFor)
+	var latest time.Time
+	for _, req := range batch {
+		if req.deadline.IsZero() || req.deadline.After(limit) {
+			latest = limit
+			break
 		}
-		if mine {
-			// Hand the lead to the oldest waiter, so that this caller answers its client now.
-			next := c.pending[0]
-			next.lead = true
-			c.mu.Unlock()
-			close(next.done)
-			return nil
+		if req.deadline.After(latest) {
+			latest = req.deadline
 		}
 	}
+	ctx := trace.ContextWithSpanContext(context.Background(), batch[0].span)
+	return context.WithDeadline(ctx, latest)
 }
 
 // take removes the next batch from pending: at most one order per (customer, request id), so
@@ -150,15 +193,17 @@ func (c *creates) take() []*createReq {
 	return batch
 }
 
-// createRetryFor bounds how long insertRetrying keeps trying: a failover takes a few seconds to
-// some tens of them (connections terminated, the database read-only until the standby is
-// promoted), and the statement timeout of a session is 30s, so a client waiting longer than a
-// failover sees none of it.
+// createRetryFor bounds how long a batch keeps trying when its callers set no earlier deadline:
+// a failover takes a few seconds to some tens of them (connections terminated, the database
+// read-only until the standby is promoted), and the statement timeout of a session is 30s, so a
+// client willing to wait longer than a failover sees none of it. CreateOrder's own bound
+// (grpcapi) is far shorter: its callers get UNAVAILABLE instead, and retry with their key.
 const createRetryFor = 30 * time.Second
 
 // insertRetrying inserts a batch, again when the database connection was lost or the database
 // was briefly unavailable or read-only (a failover, a pooler restart), so that the client does
-// not see it.
+// not see it, until ctx ends. Once committed, the relay gets the events, whether or not their
+// callers still wait.
 // Retrying is always safe: the orders' ids are chosen here, so an insert that committed before
 // its answer was lost is found by its primary key (isOrderIDTaken), and a key by its request id.
 func (r *Repository) insertRetrying(ctx context.Context, batch []*createReq) error {
@@ -172,7 +217,19 @@ func (r *Repository) insertRetrying(ctx context.Context, batch []*createReq) err
 		}
 		return struct{}{}, err
 	}, backoff.WithBackOff(b), backoff.WithMaxElapsedTime(createRetryFor))
-	return err
+	if err != nil {
+		return err
+	}
+	var rows []outbox.Row
+	for _, req := range batch {
+		if req.outboxID != 0 {
+			rows = append(rows, outbox.Row{ID: req.outboxID, Msg: req.msg})
+		}
+	}
+	if len(rows) > 0 {
+		r.afterOutbox(rows)
+	}
+	return nil
 }
 
 // isOrderIDTaken reports whether err says the order's row exists already.

@@ -2,57 +2,45 @@ package postgres
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 
 	"github.com/ordersaga/ordersaga/pkg/outbox"
-	"github.com/ordersaga/ordersaga/services/order/internal/eventhandler"
 	"github.com/ordersaga/ordersaga/services/order/internal/order"
 )
 
-// terminal lists the terminal statuses, for the queries that look for the others. The status
-// has no index (migration 00004): these queries walk the created_at index and filter.
-func terminal() []string {
-	var out []string
-	for _, s := range order.Statuses {
-		if s.Terminal() {
-			out = append(out, string(s))
-		}
-	}
-	return out
-}
-
-// Cancellation is an order that CancelOverdue cancelled, and the status it was stuck in.
-type Cancellation struct {
-	OrderID string
-	Stuck   order.Status
-}
-
-// CancelOverdue cancels, in one short transaction, at most limit orders created in [since,
-// before) that are not terminal, oldest first, for reason: each moves to CANCELLED by the
-// order domain's DeadlinePassed, with its history entry and an order.cancelled event in the
-// outbox. Once committed, the relay gets the events and the status feed the changes.
+// UpdateOverdue locks, in one short transaction, at most limit orders created before before
+// that are not terminal, oldest first, and passes them to update; the changes and
+// events it returns are stored in the same transaction, with their history entries. Once
+// committed, the relay gets the events and the status feed the changes. It returns how many
+// orders it locked.
 //
 // The rows are locked FOR UPDATE SKIP LOCKED: an order another replica is cancelling, or an
 // event handler is moving, is left to the next sweep, and the lock re-checks the status, so an
-// order that turned terminal meanwhile is never cancelled. since bounds the walk of the
-// created_at index; no index covers the status (its updates stay HOT).
-func (r *Repository) CancelOverdue(ctx context.Context, since, before time.Time, limit int, reason string) ([]Cancellation, error) {
+// order that turned terminal meanwhile reaches update with its terminal status (the
+// domain leaves it be). The status is not filtered here: the planner cannot know that
+// open_orders holds no terminal order, and would misjudge the join. The candidates come from
+// open_orders (migration 00006), which holds every order not terminal however late its insert
+// became visible, on its created_at index.
+func (r *Repository) UpdateOverdue(ctx context.Context, before time.Time, limit int,
+	update func([]*order.Order) ([]order.Change, []outbox.Event, error)) (int, error) {
 	tx, err := r.pool.Begin(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("begin: %w", err)
+		return 0, fmt.Errorf("begin: %w", err)
 	}
 	defer tx.Rollback(ctx)
 	rows, err := tx.Query(ctx, `
-		SELECT id::text, status, COALESCE(failure_reason, ''), COALESCE(tracking_code, ''), created_at, updated_at, version
-		FROM orders
-		WHERE created_at >= $1 AND created_at < $2 AND status <> ALL($3::text[])
-		ORDER BY created_at LIMIT $4
-		FOR UPDATE SKIP LOCKED`, since, before, terminal(), limit)
+		SELECT o.id::text, o.status, COALESCE(o.failure_reason, ''), COALESCE(o.tracking_code, ''), o.created_at,
+			o.updated_at, o.version
+		FROM open_orders p JOIN orders o ON o.id = p.order_id
+		WHERE p.created_at < $1
+		ORDER BY p.created_at, p.order_id LIMIT $2
+		FOR UPDATE OF o SKIP LOCKED`, before, limit)
 	if err != nil {
-		return nil, fmt.Errorf("select overdue orders: %w", err)
+		return 0, fmt.Errorf("select overdue orders: %w", err)
 	}
 	var overdue []*order.Order
 	var snap order.Snapshot
@@ -63,62 +51,71 @@ func (r *Repository) CancelOverdue(ctx context.Context, since, before time.Time,
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("select overdue orders: %w", err)
+		return 0, fmt.Errorf("select overdue orders: %w", err)
 	}
 	if len(overdue) == 0 {
-		return nil, nil
+		return 0, nil
 	}
-	now := time.Now()
+	changes, events, err := update(overdue)
+	if err != nil {
+		return 0, err
+	}
+	if len(changes) == 0 && len(events) == 0 {
+		return len(overdue), nil
+	}
 	orders := make(map[string]*order.Order, len(overdue))
-	var (
-		changes   []order.Change
-		events    []outbox.Event
-		cancelled []Cancellation
-	)
 	for _, o := range overdue {
-		stuck := o.Status()
-		e := order.Event{ID: newID(), OrderID: o.ID(), Kind: order.DeadlinePassed, Reason: reason}
-		change, changed, err := o.Apply(e, now)
-		if err != nil {
-			return nil, fmt.Errorf("order %s: %w", o.ID(), err)
-		}
-		if !changed {
-			continue
-		}
 		orders[o.ID()] = o
-		changes = append(changes, order.Change{Event: e, StatusChange: change, Update: o.Update(change)})
-		events = append(events, eventhandler.Cancelled(e, stuck, now))
-		cancelled = append(cancelled, Cancellation{OrderID: o.ID(), Stuck: stuck})
 	}
 	store := r.Bind(tx)
 	if err := store.Save(ctx, orders, changes); err != nil {
-		return nil, err
+		return 0, err
 	}
 	added, err := outbox.Add(ctx, tx, events...)
 	if err != nil {
-		return nil, err
+		return 0, err
 	}
 	if err := tx.Commit(ctx); err != nil {
-		return nil, fmt.Errorf("commit: %w", err)
+		return 0, fmt.Errorf("commit: %w", err)
 	}
 	r.afterOutbox(added)
 	store.Committed()
-	return cancelled, nil
+	return len(overdue), nil
 }
 
-// OldestPending returns when the oldest order created at or after since that is not terminal
-// was created, and false when there is none. It walks the created_at index from since and
-// stops at the first such order.
-func (r *Repository) OldestPending(ctx context.Context, since time.Time) (time.Time, bool, error) {
+// OldestPending returns when the oldest order that is not terminal was created, and false
+// when there is none: the first entry of open_orders' created_at index.
+func (r *Repository) OldestPending(ctx context.Context) (time.Time, bool, error) {
 	var at time.Time
-	err := r.pool.QueryRow(ctx, `
-		SELECT created_at FROM orders WHERE created_at >= $1 AND status <> ALL($2::text[])
-		ORDER BY created_at LIMIT 1`, since, terminal()).Scan(&at)
-	if err == pgx.ErrNoRows {
+	err := r.pool.QueryRow(ctx, `SELECT created_at FROM open_orders ORDER BY created_at LIMIT 1`).Scan(&at)
+	if errors.Is(err, pgx.ErrNoRows) {
 		return time.Time{}, false, nil
 	}
 	if err != nil {
 		return time.Time{}, false, fmt.Errorf("oldest pending order: %w", err)
 	}
 	return at.UTC(), true, nil
+}
+
+// CountPending returns how many orders are in each status that is not terminal: a scan of
+// open_orders, as large as the orders in flight, not of the whole table.
+func (r *Repository) CountPending(ctx context.Context) (map[order.Status]int64, error) {
+	rows, err := r.pool.Query(ctx, `
+		SELECT o.status, count(*) FROM open_orders p JOIN orders o ON o.id = p.order_id GROUP BY o.status`)
+	if err != nil {
+		return nil, fmt.Errorf("count pending orders: %w", err)
+	}
+	counts := map[order.Status]int64{}
+	var status string
+	var n int64
+	_, err = pgx.ForEachRow(rows, []any{&status, &n}, func() error {
+		if st := order.Status(status); !st.Terminal() {
+			counts[st] = n
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("count pending orders: %w", err)
+	}
+	return counts, nil
 }

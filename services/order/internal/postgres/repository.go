@@ -47,7 +47,9 @@ type Repository struct {
 
 // NewRepository returns a repository on pool.
 func NewRepository(pool *pgxpool.Pool) *Repository {
-	return &Repository{pool: pool, afterOutbox: func([]outbox.Row) {}, afterStatus: func([]order.Update) {}}
+	r := &Repository{pool: pool, afterOutbox: func([]outbox.Row) {}, afterStatus: func([]order.Update) {}}
+	r.creates.insert = r.insertRetrying
+	return r
 }
 
 // AfterStatusCommit sets f to be called with the status changes each commit made: the status
@@ -370,32 +372,4 @@ func (s *Store) Save(ctx context.Context, orders map[string]*order.Order, change
 		s.updates = append(s.updates, c.Update)
 	}
 	return nil
-}
-
-// CountPending returns how many orders created at or after since are in each status that is
-// not terminal. The deadline sweep counts from its watermark, so the scan covers the orders
-// that may still be in flight, not the whole table.
-func (r *Repository) CountPending(ctx context.Context, since time.Time) (map[order.Status]int64, error) {
-	rows, err := r.pool.Query(ctx, `
-		SELECT status, count(*) FROM orders WHERE created_at >= $1 AND status <> ALL($2::text[])
-		GROUP BY status`, since, terminal())
-	if err != nil {
-		return nil, fmt.Errorf("count pending orders: %w", err)
-	}
-	counts := map[order.Status]int64{}
-	var status string
-	var n int64
-	_, err = pgx.ForEachRow(rows, []any{&status, &n}, func() error {
-		counts[order.Status(status)] = n
-		return nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("count pending orders: %w", err)
-	}
-	return counts, nil
-}
-
-// newID returns a time-ordered UUID, which keeps index inserts local.
-func newID() string {
-	return uuid.Must(uuid.NewV7()).String()
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/ordersaga/ordersaga/pkg/database"
 	"github.com/ordersaga/ordersaga/pkg/testenv"
 	"github.com/ordersaga/ordersaga/services/order/internal/order"
+	"github.com/ordersaga/ordersaga/services/order/internal/outgoing"
 	"github.com/ordersaga/ordersaga/services/order/internal/postgres"
 )
 
@@ -52,9 +53,14 @@ func newOrder(t *testing.T, customer, requestID string) *order.Order {
 	return o
 }
 
+// store creates o with its order.created event, as CreateOrder does.
+func store(ctx context.Context, repo *postgres.Repository, o *order.Order) (*order.Order, bool, error) {
+	return repo.Create(ctx, o, outgoing.Created(o))
+}
+
 func create(t *testing.T, repo *postgres.Repository, customer, requestID string) *order.Order {
 	t.Helper()
-	o, created, err := repo.Create(context.Background(), newOrder(t, customer, requestID))
+	o, created, err := store(context.Background(), repo, newOrder(t, customer, requestID))
 	if err != nil || !created {
 		t.Fatalf("create: created=%v err=%v", created, err)
 	}
@@ -123,7 +129,7 @@ func TestCreateIdempotent(t *testing.T) {
 	customer := uuid.NewString()
 	first := create(t, repo, customer, "req-42")
 
-	again, created, err := repo.Create(ctx, newOrder(t, customer, "req-42"))
+	again, created, err := store(ctx, repo, newOrder(t, customer, "req-42"))
 	if err != nil || created {
 		t.Fatalf("repeat: created=%v err=%v", created, err)
 	}
@@ -152,7 +158,7 @@ func TestCreateConcurrentDuplicates(t *testing.T) {
 	var wg sync.WaitGroup
 	for i := range n {
 		wg.Go(func() {
-			o, created, err := repo.Create(context.Background(), newOrder(t, customer, "same-key"))
+			o, created, err := store(context.Background(), repo, newOrder(t, customer, "same-key"))
 			if err != nil {
 				t.Error(err)
 				return
@@ -217,7 +223,7 @@ func TestCreateKeyReusedForAnotherRequest(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		got, created, err := repo.Create(ctx, o)
+		got, created, err := store(ctx, repo, o)
 		if !errors.Is(err, order.ErrRequestIDReused) || created || got != nil {
 			t.Errorf("%s: created=%v order=%v err=%v, want ErrRequestIDReused", name, created, got, err)
 		}
@@ -228,7 +234,7 @@ func TestCreateKeyReusedForAnotherRequest(t *testing.T) {
 	if n := count(t, pool, `SELECT count(*) FROM outbox`); n != 1 {
 		t.Errorf("%d events", n)
 	}
-	if again, created, err := repo.Create(ctx, newOrder(t, customer, "req-7")); err != nil || created || again.ID() != first.ID() {
+	if again, created, err := store(ctx, repo, newOrder(t, customer, "req-7")); err != nil || created || again.ID() != first.ID() {
 		t.Errorf("same request again: created=%v err=%v", created, err)
 	}
 }
@@ -259,7 +265,7 @@ func TestCreateConcurrentConflicts(t *testing.T) {
 				t.Error(err)
 				return
 			}
-			got, created, err := repo.Create(context.Background(), o)
+			got, created, err := store(context.Background(), repo, o)
 			mu.Lock()
 			defer mu.Unlock()
 			switch {
@@ -354,7 +360,7 @@ func TestMigrationFingerprintsExistingOrders(t *testing.T) {
 		}
 	}
 	repo := postgres.NewRepository(pool)
-	again, created, err := repo.Create(ctx, newOrder(t, legacy[0].CustomerID(), "old-1"))
+	again, created, err := store(ctx, repo, newOrder(t, legacy[0].CustomerID(), "old-1"))
 	if err != nil || created || again.ID() != legacy[0].ID() {
 		t.Errorf("legacy key: created=%v err=%v", created, err)
 	}
@@ -585,7 +591,7 @@ func TestCountPending(t *testing.T) {
 	c := create(t, repo, uuid.NewString(), "")
 	apply(t, repo, pool, event(a.ID(), order.PaymentFailed))
 	apply(t, repo, pool, event(c.ID(), order.PaymentApproved))
-	counts, err := repo.CountPending(ctx, time.Time{})
+	counts, err := repo.CountPending(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -593,8 +599,65 @@ func TestCountPending(t *testing.T) {
 	if counts[order.StatusPending] != 1 || counts[order.StatusPaymentApproved] != 1 || len(counts) != 2 {
 		t.Errorf("counts %v", counts)
 	}
-	if counts, err = repo.CountPending(ctx, time.Now().Add(time.Hour)); err != nil || len(counts) != 0 {
-		t.Errorf("counts since later: %v, %v", counts, err)
+}
+
+// open_orders holds exactly the orders not terminal, by the domain's list of terminal statuses,
+// whoever writes them (triggers, so also a previous release), and the migration that creates it
+// fills it from the orders already stored.
+func TestOpenOrders(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool := testenv.Postgres(t, "order_open")
+	db := stdlib.OpenDBFromPool(pool)
+	defer db.Close()
+	p, err := goose.NewProvider(goose.DialectPostgres, db, postgres.Migrations[0].FS,
+		goose.WithTableName(postgres.Migrations[0].Table), goose.WithDisableGlobalRegistry(true))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.UpTo(ctx, 5); err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range postgres.Migrations[1:] {
+		if err := database.Migrate(ctx, pool, m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	repo := postgres.NewRepository(pool)
+	// One order in each status before the migration, one after it; each moved straight from
+	// PENDING by SQL, as any writer may.
+	before, after := map[string]order.Status{}, map[string]order.Status{}
+	place := func(into map[string]order.Status) {
+		for _, st := range order.Statuses {
+			o := create(t, repo, uuid.NewString(), "")
+			if st != order.StatusPending {
+				if _, err := pool.Exec(ctx, `UPDATE orders SET status = $2 WHERE id = $1`, o.ID(), string(st)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			into[o.ID()] = st
+		}
+	}
+	place(before)
+	if _, err := p.Up(ctx); err != nil {
+		t.Fatal(err)
+	}
+	place(after)
+	for name, orders := range map[string]map[string]order.Status{"before the migration": before, "after it": after} {
+		for id, st := range orders {
+			if open := count(t, pool, `SELECT count(*) FROM open_orders WHERE order_id = $1`, id) == 1; open == st.Terminal() {
+				t.Errorf("order %s %s: in open_orders = %v", st, name, open)
+			}
+		}
+	}
+	counts, err := repo.CountPending(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, st := range order.Statuses {
+		if want := map[bool]int64{false: 2}[st.Terminal()]; counts[st] != want {
+			t.Errorf("CountPending[%s] = %d, want %d", st, counts[st], want)
+		}
 	}
 }
 
@@ -722,7 +785,7 @@ func TestCreateSurvivesTerminatedConnections(t *testing.T) {
 			if i%2 == 0 {
 				key = fmt.Sprintf("storm-%d", i) // with and without an idempotency key
 			}
-			if _, created, err := repo.Create(ctx, newOrder(t, uuid.NewString(), key)); err != nil || !created {
+			if _, created, err := store(ctx, repo, newOrder(t, uuid.NewString(), key)); err != nil || !created {
 				errs <- fmt.Errorf("order %d: created=%v err=%v", i, created, err)
 			}
 		})
