@@ -35,9 +35,8 @@ func main() {
 			return err
 		}
 		s.Go(sweeper.Run)
-		api := grpcapi.NewServer(repo, grpcapi.FeedOf(feed), s.Log)
+		api := grpcapi.NewServer(repo, grpcapi.FeedOf(feed), s.Log) // checks each customer's rights per order
 		api.CreateTimeout = cfg.API.CreateTimeout
-		// Any valid token may call: a customer's rights over an order are checked per order.
 		if err := s.ServeGRPC(cfg.GRPCAddr, "", func(srv *grpc.Server) { orderv1.RegisterOrderServiceServer(srv, api) }); err != nil {
 			return err
 		}
