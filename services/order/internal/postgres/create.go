@@ -43,7 +43,7 @@ type createReq struct {
 	o        *order.Order
 	msg      broker.Message    // its order.created event
 	deadline time.Time         // its caller's, zero without one
-	span     trace.SpanContext // its caller's, which the batch's round trips continue
+	span     trace.Span        // its caller's, which the batch's round trips continue while it records
 	done     chan struct{}     // closed once its batch is done and the outcome set
 	// Outcome.
 	outboxID int64 // 0 when the order was not inserted: its (customer, request id) exists
@@ -69,7 +69,7 @@ func (r *Repository) Create(ctx context.Context, o *order.Order, created outbox.
 	if err != nil {
 		return nil, false, err
 	}
-	req := &createReq{o: o, msg: msgs[0], span: ev.Trace, done: make(chan struct{})}
+	req := &createReq{o: o, msg: msgs[0], span: trace.SpanFromContext(ctx), done: make(chan struct{})}
 	req.deadline, _ = ctx.Deadline()
 	if err := r.creates.store(ctx, req); err != nil {
 		return nil, false, err
@@ -171,7 +171,8 @@ func batchContext(batch []*createReq) (context.Context, context.CancelFunc) {
 			latest = req.deadline
 		}
 	}
-	ctx := trace.ContextWithSpanContext(context.Background(), batch[0].span)
+	// The span itself, not only its ids: the database's spans start under a recording one.
+	ctx := trace.ContextWithSpan(context.Background(), batch[0].span)
 	return context.WithDeadline(ctx, latest)
 }
 
