@@ -41,10 +41,10 @@ type creates struct {
 // createReq is one order to store and, once stored, its outcome.
 type createReq struct {
 	o        *order.Order
-	msg      broker.Message    // its order.created event
-	deadline time.Time         // its caller's, zero without one
-	span     trace.Span        // its caller's, which the batch's round trips continue while it records
-	done     chan struct{}     // closed once its batch is done and the outcome set
+	msg      broker.Message // its order.created event
+	deadline time.Time      // its caller's, zero without one
+	span     trace.Span     // its caller's, which the batch's round trips continue while it records
+	done     chan struct{}  // closed once its batch is done and the outcome set
 	// Outcome.
 	outboxID int64 // 0 when the order was not inserted: its (customer, request id) exists
 	err      error
