@@ -266,7 +266,7 @@ type API struct {
 	// CreateTimeout bounds a CreateOrder call whatever its caller's deadline: past it the call
 	// answers UNAVAILABLE (retry with the same request_id) instead of waiting on a database
 	// that does not answer.
-	CreateTimeout time.Duration `env:"ORDER_CREATE_TIMEOUT" envDefault:"5s"`
+	CreateTimeout time.Duration `env:"ORDER_CREATE_TIMEOUT" envDefault:"30s"`
 }
 
 // Validate checks that the bound is positive.

@@ -31,7 +31,7 @@ func TestLoadDefaults(t *testing.T) {
 		GRPCAddr: ":50051", HTTPAddr: ":3001", OpsAddr: ":9101",
 		Saga:  config.Saga{Timeout: 10 * time.Minute},
 		Inbox: config.Inbox{Retention: 7 * 24 * time.Hour},
-		API:   config.API{CreateTimeout: 5 * time.Second},
+		API:   config.API{CreateTimeout: 30 * time.Second},
 	}
 	if !reflect.DeepEqual(o, want) {
 		t.Errorf("order defaults = %+v, want %+v", o, want)

@@ -19,10 +19,10 @@ import (
 	"github.com/ordersaga/ordersaga/services/order/internal/outgoing"
 )
 
-// DefaultCreateTimeout is how long CreateOrder may take unless told otherwise: far longer than
-// it takes (milliseconds), far shorter than a client would wait on a database that does not
-// answer.
-const DefaultCreateTimeout = 5 * time.Second
+// DefaultCreateTimeout is how long CreateOrder may take unless told otherwise: a failover's
+// length, which CreateOrder rides out by retrying (a client with a shorter deadline is answered
+// at its deadline), and far shorter than TCP would wait on a database that does not answer.
+const DefaultCreateTimeout = 30 * time.Second
 
 // errCreateTimeout ends a CreateOrder call that outlived the server's own bound.
 var errCreateTimeout = errors.New("order not stored within the server's bound")
