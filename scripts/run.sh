@@ -55,7 +55,7 @@ ordersaga is ready:
              REST      $scheme://localhost:$rest/v1/orders  (OpenAPI: $scheme://localhost:$rest/openapi3.json)
   inventory  admin     localhost:$admin
   ops        /healthz /readyz /metrics on :${ops[0]} (order) :${ops[1]} (payment) :${ops[2]} (inventory) :${ops[3]} (shipping)
-Try, in another terminal (README: "Using the API" for more):
+Try, in another terminal (README: "A first order" for more):
   curl -s -X POST $scheme://localhost:$rest/v1/orders -H 'Content-Type: application/json' -d '{"customer_id": "123e4567-e89b-12d3-a456-426614174000", "payment_method": "credit_card", "items": [{"product_id": "00000000-0000-0000-0000-000000000001", "quantity": 2, "unit_price": "49.90"}]}'
 Ctrl-C stops all four.
 
