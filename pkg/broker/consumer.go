@@ -111,7 +111,10 @@ func (c *Conn) Consumer(queue string, h Handler, opts ConsumerOptions) *Consumer
 	if publish == nil {
 		publish = c
 	}
-	cons := &consumer{conn: c, queue: queue, handle: h, opts: opts, log: c.log.With("queue", queue), dl: NewPublisher(publish)}
+	log := c.log.With("queue", queue)
+	// Outermost first: every call is bounded, traced and measured, and a panic is an error.
+	h = Chain(h, Timeout(opts.HandlerTimeout), instrument(queue), Recoverer(log))
+	cons := &consumer{conn: c, queue: queue, handle: h, opts: opts, log: log, dl: NewPublisher(publish)}
 	cons.state.Store(&consumerState{err: errors.New("not subscribed yet")})
 	return &Consumer{cons: cons}
 }
@@ -384,7 +387,7 @@ func arrive(count, redeliveries int) arrival {
 func (cons *consumer) process(ctx context.Context, stop <-chan struct{}, batch []amqp.Delivery) {
 	var b *backoff.ExponentialBackOff
 	for tries := 1; ; tries++ {
-		err := cons.call(ctx, batch)
+		err := cons.handle(ctx, batch)
 		failures := 0
 		if len(batch) == 1 {
 			failures = Failures(batch[0])
@@ -530,29 +533,62 @@ func failureHeaders(d amqp.Delivery) amqp.Table {
 	return headers
 }
 
-func (cons *consumer) call(ctx context.Context, batch []amqp.Delivery) error {
-	ctx, cancel := context.WithTimeout(ctx, cons.opts.HandlerTimeout)
-	defer cancel()
-	ctx, span := startBatch(ctx, cons.queue, batch)
-	start := time.Now()
-	err := cons.safeHandle(ctx, batch)
-	endSpan(span, err)
-	handlerSeconds.WithLabelValues(cons.queue).Observe(time.Since(start).Seconds())
-	batchSize.WithLabelValues(cons.queue).Observe(float64(len(batch)))
-	return err
+// Middleware wraps a Handler in behaviour of its own. Every consumer's handler is wrapped in
+// Timeout, instrumentation (a span and metrics per call) and Recoverer; what then becomes of the
+// batch, from the error the chain returns, is decide's.
+type Middleware func(Handler) Handler
+
+// Chain wraps h in ms, the first outermost.
+func Chain(h Handler, ms ...Middleware) Handler {
+	for i := len(ms) - 1; i >= 0; i-- {
+		h = ms[i](h)
+	}
+	return h
 }
 
-// safeHandle calls the handler, turning a panic into an error: a message that panics its
-// handler counts failures like any other, instead of crashing the process, which only the
-// broker's safety net would count.
-func (cons *consumer) safeHandle(ctx context.Context, batch []amqp.Delivery) (err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			cons.log.ErrorContext(ctx, "handler panicked", "panic", r, "stack", string(debug.Stack()))
-			err = fmt.Errorf("handler panicked: %v", r)
+// Timeout bounds each call of the handler to d. A consumer that is stopped finishes the batch
+// in hand, so it also bounds how long a stop waits.
+func Timeout(d time.Duration) Middleware {
+	return func(h Handler) Handler {
+		return func(ctx context.Context, batch []amqp.Delivery) error {
+			ctx, cancel := context.WithTimeout(ctx, d)
+			defer cancel()
+			return h(ctx, batch)
 		}
-	}()
-	return cons.handle(ctx, batch)
+	}
+}
+
+// Recoverer turns a panic in the handler into an error: a message that panics its handler
+// counts failures like any other, instead of crashing the process, which only the broker's
+// safety net would count.
+func Recoverer(log *slog.Logger) Middleware {
+	return func(h Handler) Handler {
+		return func(ctx context.Context, batch []amqp.Delivery) (err error) {
+			defer func() {
+				if r := recover(); r != nil {
+					log.ErrorContext(ctx, "handler panicked", "panic", r, "stack", string(debug.Stack()))
+					err = fmt.Errorf("handler panicked: %v", r)
+				}
+			}()
+			return h(ctx, batch)
+		}
+	}
+}
+
+// instrument makes each call a span linked to the deliveries' traces and measures its time and
+// batch size, by queue.
+func instrument(queue string) Middleware {
+	return func(h Handler) Handler {
+		return func(ctx context.Context, batch []amqp.Delivery) error {
+			ctx, span := startBatch(ctx, queue, batch)
+			start := time.Now()
+			err := h(ctx, batch)
+			endSpan(span, err)
+			handlerSeconds.WithLabelValues(queue).Observe(time.Since(start).Seconds())
+			batchSize.WithLabelValues(queue).Observe(float64(len(batch)))
+			return err
+		}
+	}
 }
 
 // settle dead-letters the rejected deliveries of a batch that took effect, then acks the rest.

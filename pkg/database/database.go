@@ -37,24 +37,6 @@ type Querier interface {
 	SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults
 }
 
-// Deferrer is a Querier that can hold writes until its transaction commits and send them in the
-// COMMIT's round trip: a unit of work's transaction. Only writes whose outcome nothing in the
-// transaction reads may wait; an error in one fails the commit.
-type Deferrer interface {
-	Querier
-	Defer(b *pgx.Batch)
-}
-
-// Write sends the writes queued in b through q: with q's commit when q is a Deferrer, at once
-// otherwise.
-func Write(ctx context.Context, q Querier, b *pgx.Batch) error {
-	if d, ok := q.(Deferrer); ok {
-		d.Defer(b)
-		return nil
-	}
-	return q.SendBatch(ctx, b).Close()
-}
-
 // DefaultMaxConns is the size of a service's pool unless its URL sets pool_max_conns: what a
 // database must allow per replica of the service.
 const DefaultMaxConns = 16

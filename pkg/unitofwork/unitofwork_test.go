@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
@@ -23,32 +24,45 @@ import (
 	"github.com/ordersaga/ordersaga/pkg/failure"
 	"github.com/ordersaga/ordersaga/pkg/inbox"
 	"github.com/ordersaga/ordersaga/pkg/outbox"
+	"github.com/ordersaga/ordersaga/pkg/rules"
 	"github.com/ordersaga/ordersaga/pkg/testenv"
 	"github.com/ordersaga/ordersaga/pkg/unitofwork"
 )
 
-// store is a service's store for the tests: it records each event it applies in a table.
+// store is a service's store for the tests: the rule records each event it applies, written
+// to a table with the commit.
 type store struct {
 	tx  database.Querier
 	rec *recorder
 	// Read ahead by Prepare: the orders it was given, and how many of them were applied before.
 	ahead        []string
 	appliedAhead int
+	seen         []rules.Event[*orderv1.OrderCreated] // what the rule was given
+	applied      [][2]*string                         // event id, order id: written by Flush
 }
 
-func (s *store) Committed() { s.rec.committed() }
-
-func (s *store) Prepare(b *pgx.Batch, orderIDs []string) {
-	s.ahead = orderIDs
-	b.Queue(`SELECT count(*) FROM applied WHERE order_id = ANY($1::text[]::uuid[])`, orderIDs).QueryRow(func(row pgx.Row) error {
+func (s *store) Prepare(b *pgx.Batch, batch unitofwork.Batch) {
+	s.ahead = batch.OrderIDs
+	b.Queue(`SELECT count(*) FROM applied WHERE order_id = ANY($1::text[]::uuid[])`, batch.OrderIDs).QueryRow(func(row pgx.Row) error {
 		return row.Scan(&s.appliedAhead)
 	})
 }
 
-// recorder sees what the rules were given and how often a store was told of a commit.
+func (s *store) Flush(b *pgx.Batch) error {
+	s.rec.saw(s)
+	for _, row := range s.applied {
+		b.Queue(`INSERT INTO applied (event_id, order_id) VALUES ($1, $2)`, row[0], row[1])
+	}
+	return nil
+}
+
+func (s *store) Committed() { s.rec.committed() }
+
+// recorder sees what the rules were given, per attempt that reached the commit, and how often
+// a store was told of a commit.
 type recorder struct {
 	mu      sync.Mutex
-	batches [][]unitofwork.Event[*orderv1.OrderCreated]
+	batches [][]rules.Event[*orderv1.OrderCreated]
 	ahead   []readAhead // what the store had read ahead, per batch the rule saw
 	commits int
 }
@@ -58,10 +72,10 @@ type readAhead struct {
 	applied int
 }
 
-func (r *recorder) saw(s *store, evs []unitofwork.Event[*orderv1.OrderCreated]) {
+func (r *recorder) saw(s *store) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.batches = append(r.batches, evs)
+	r.batches = append(r.batches, s.seen)
 	r.ahead = append(r.ahead, readAhead{s.ahead, s.appliedAhead})
 }
 
@@ -83,47 +97,33 @@ var errRefused = errors.New("refused by the rule")
 const (
 	methodReject = "reject" // the rule refuses the event for good
 	methodFail   = "fail"   // the rule fails the whole batch
-	// The rule records the event with a write deferred to the commit, one that fails there
-	// for methodDeferFail.
-	methodDefer     = "defer"
-	methodDeferFail = "defer-fail"
+	methodQuery  = "query"  // the rule writes at once rather than with the commit
+	// The rule records the event with a write that fails at the commit.
+	methodFlushFail = "flush-fail"
 )
 
-// applyOrderCreated stores each event and announces a payment.failed for it. It refuses an
-// event whose payment method is methodReject, and fails the batch on methodFail.
-func applyOrderCreated(rec *recorder) unitofwork.Rule[*store, *orderv1.OrderCreated] {
-	return func(ctx context.Context, s *store, evs []unitofwork.Event[*orderv1.OrderCreated]) ([]outbox.Event, error) {
-		rec.saw(s, evs)
-		var out []outbox.Event
-		for _, ev := range evs {
-			switch method := ev.Msg.GetPaymentMethod(); method {
-			case methodDefer, methodDeferFail:
-				orderID := &ev.OrderID
-				if method == methodDeferFail {
-					orderID = nil // NOT NULL: fails when the commit sends it
-				}
-				b := &pgx.Batch{}
-				b.Queue(`INSERT INTO applied (event_id, order_id) VALUES ($1, $2)`, ev.ID, orderID)
-				if err := database.Write(ctx, s.tx, b); err != nil {
-					return nil, err
-				}
-			default:
-				if _, err := s.tx.Exec(ctx, `INSERT INTO applied (event_id, order_id) VALUES ($1, $2)`, ev.ID, ev.OrderID); err != nil {
-					return nil, err
-				}
-			}
-			switch ev.Msg.GetPaymentMethod() {
-			case methodReject:
-				return nil, unitofwork.Reject(ev.ID, errRefused)
-			case methodFail:
-				return nil, errors.New("the database went away")
-			}
-			id := uuid.NewString()
-			out = append(out, outbox.Event{ID: id, OrderID: ev.OrderID, RoutingKey: catalog.PaymentFailed,
-				Payload: &paymentv1.PaymentFailed{EventId: id, OrderId: ev.OrderID, Reason: "test"}})
+// applyOrderCreated records the event, to be written with the commit, and announces a
+// payment.failed for it. It refuses an event whose payment method is methodReject, and fails the
+// batch on methodFail.
+func applyOrderCreated(ctx context.Context, s *store, ev rules.Event[*orderv1.OrderCreated]) ([]outbox.Event, error) {
+	s.seen = append(s.seen, ev)
+	switch ev.Msg.GetPaymentMethod() {
+	case methodReject:
+		return nil, failure.Permanent(errRefused)
+	case methodFail:
+		return nil, errors.New("the database went away")
+	case methodQuery:
+		if _, err := s.tx.Exec(ctx, `INSERT INTO applied (event_id, order_id) VALUES ($1, $2)`, ev.ID, ev.OrderID); err != nil {
+			return nil, err
 		}
-		return out, nil
+	case methodFlushFail:
+		s.applied = append(s.applied, [2]*string{&ev.ID, nil}) // NOT NULL: fails when the commit sends it
+	default:
+		s.applied = append(s.applied, [2]*string{&ev.ID, &ev.OrderID})
 	}
+	id := uuid.NewString()
+	return []outbox.Event{{ID: id, OrderID: ev.OrderID, RoutingKey: catalog.PaymentFailed,
+		Payload: &paymentv1.PaymentFailed{EventId: id, OrderId: ev.OrderID, Reason: "test"}}}, nil
 }
 
 func validateOrderCreated(ev *orderv1.OrderCreated) error {
@@ -133,22 +133,30 @@ func validateOrderCreated(ev *orderv1.OrderCreated) error {
 	return nil
 }
 
-func nothing[T unitofwork.Message](context.Context, *store, []unitofwork.Event[T]) ([]outbox.Event, error) {
+func nothing[T rules.Message](context.Context, *store, rules.Event[T]) ([]outbox.Event, error) {
 	return nil, nil
 }
 
-// newService returns payment's units of work on pool with the test rule for order.created and
-// rules that do nothing for its other events. The relay is not running: rows stay in the outbox.
-func newService(t *testing.T, pool *pgxpool.Pool, rec *recorder) *unitofwork.Service[*store] {
+// newRules returns payment's rules with the test rule for order.created and rules that do
+// nothing for its other events.
+func newRules() *rules.Registry[*store] {
+	reg := rules.New[*store](catalog.Payment)
+	rules.On(reg, catalog.OrderCreated, validateOrderCreated, applyOrderCreated)
+	rules.On(reg, catalog.InventoryFailed, nil, nothing[*inventoryv1.InventoryFailed])
+	rules.On(reg, catalog.InventoryReleased, nil, nothing[*inventoryv1.InventoryReleased])
+	rules.On(reg, catalog.OrderCancelled, nil, nothing[*orderv1.OrderCancelled])
+	return reg
+}
+
+// newRunner returns the runner of newRules on pool. The relay is not running: rows stay in the
+// outbox.
+func newRunner(t *testing.T, pool *pgxpool.Pool, rec *recorder) *unitofwork.Runner[*store] {
 	t.Helper()
 	log := testenv.Logger(t)
-	svc := unitofwork.New(catalog.Payment, pool, outbox.NewRelay(pool, nil, log), log,
-		func(tx database.Querier) *store { return &store{tx: tx, rec: rec} })
-	unitofwork.On(svc, catalog.OrderCreated, validateOrderCreated, applyOrderCreated(rec))
-	unitofwork.On(svc, catalog.InventoryFailed, nil, nothing[*inventoryv1.InventoryFailed])
-	unitofwork.On(svc, catalog.InventoryReleased, nil, nothing[*inventoryv1.InventoryReleased])
-	unitofwork.On(svc, catalog.OrderCancelled, nil, nothing[*orderv1.OrderCancelled])
-	return svc
+	return unitofwork.New(newRules(), pool, outbox.NewRelay(pool, nil, log), log, func(tx database.Querier) (*store, unitofwork.Tx) {
+		s := &store{tx: tx, rec: rec}
+		return s, s
+	})
 }
 
 func setup(t *testing.T) (broker.Handler, *pgxpool.Pool, *recorder) {
@@ -158,10 +166,10 @@ func setup(t *testing.T) (broker.Handler, *pgxpool.Pool, *recorder) {
 		t.Fatal(err)
 	}
 	rec := &recorder{}
-	return orderCreatedHandler(t, newService(t, pool, rec)), pool, rec
+	return orderCreatedHandler(t, newRunner(t, pool, rec)), pool, rec
 }
 
-func orderCreatedHandler(t *testing.T, svc *unitofwork.Service[*store]) broker.Handler {
+func orderCreatedHandler(t *testing.T, svc *unitofwork.Runner[*store]) broker.Handler {
 	t.Helper()
 	handlers, err := svc.Handlers()
 	if err != nil {
@@ -324,11 +332,11 @@ func TestAFailedRuleUndoesTheBatch(t *testing.T) {
 	}
 }
 
-func TestDeferredWritesGoWithTheCommit(t *testing.T) {
+func TestWritesAtOnceAndAtTheCommitCommitTogether(t *testing.T) {
 	t.Parallel()
 	h, pool, rec := setup(t)
 	ctx := context.Background()
-	a, b := orderCreated(methodDefer), orderCreated("card")
+	a, b := orderCreated(methodQuery), orderCreated("card")
 	if err := h(ctx, deliveries(t, a, b)); err != nil {
 		t.Fatal(err)
 	}
@@ -345,11 +353,11 @@ func TestDeferredWritesGoWithTheCommit(t *testing.T) {
 	}
 }
 
-func TestAFailedDeferredWriteUndoesTheBatch(t *testing.T) {
+func TestAFailedWriteAtTheCommitUndoesTheBatch(t *testing.T) {
 	t.Parallel()
 	h, pool, rec := setup(t)
 	ctx := context.Background()
-	err := h(ctx, deliveries(t, orderCreated("card"), orderCreated(methodDeferFail)))
+	err := h(ctx, deliveries(t, orderCreated("card"), orderCreated(methodFlushFail)))
 	var rej broker.Rejected
 	if err == nil || errors.As(err, &rej) {
 		t.Fatalf("error = %v, want the failed write's error, not a rejection", err)
@@ -387,8 +395,9 @@ func TestAPreparerReadsAheadForEveryEventOfTheBatch(t *testing.T) {
 	if len(rec.ahead) != 2 {
 		t.Fatalf("the rule saw %d batches, want 2", len(rec.ahead))
 	}
-	if got := rec.ahead[1]; !slices.Equal(got.orders, []string{a.OrderId, b.OrderId}) || got.applied != 1 {
-		t.Errorf("second batch read ahead %v with %d applied, want [%s %s] with 1", got.orders, got.applied, a.OrderId, b.OrderId)
+	want := slices.Sorted(slices.Values([]string{a.OrderId, b.OrderId}))
+	if got := rec.ahead[1]; !slices.Equal(got.orders, want) || got.applied != 1 {
+		t.Errorf("second batch read ahead %v with %d applied, want %v (sorted) with 1", got.orders, got.applied, want)
 	}
 }
 
@@ -398,7 +407,7 @@ func TestUndecodableDeliveriesAreRejectedWithoutTouchingTheDatabase(t *testing.T
 	pool := testenv.Postgres(t, "unitofwork", inbox.Migrations, outbox.Migrations)
 	// A closed pool: any transaction would fail the batch instead of rejecting its deliveries.
 	pool.Close()
-	h := orderCreatedHandler(t, newService(t, pool, rec))
+	h := orderCreatedHandler(t, newRunner(t, pool, rec))
 
 	wrongType := delivery(t, &paymentv1.PaymentApproved{EventId: uuid.NewString(), OrderId: uuid.NewString()})
 	garbage := delivery(t, orderCreated("card"))
@@ -425,30 +434,22 @@ func TestUndecodableDeliveriesAreRejectedWithoutTouchingTheDatabase(t *testing.T
 		t.Errorf("reasons do not say what is wrong: %v", rej)
 	}
 	if rec.calls() != 0 {
-		t.Errorf("the rule was called for undecodable deliveries")
+		t.Errorf("a unit of work reached its commit for undecodable deliveries")
 	}
 }
 
 func TestHandlersNeedARuleForEverySubscriptionAndNoOther(t *testing.T) {
 	t.Parallel()
-	log := testenv.Logger(t)
-	bind := func(tx database.Querier) *store { return &store{tx: tx} }
-	rec := &recorder{}
-
-	missing := unitofwork.New(catalog.Payment, nil, nil, log, bind)
-	unitofwork.On(missing, catalog.OrderCreated, nil, applyOrderCreated(rec))
-	unitofwork.On(missing, catalog.InventoryReleased, nil, nothing[*inventoryv1.InventoryReleased])
-	unitofwork.On(missing, catalog.OrderCancelled, nil, nothing[*orderv1.OrderCancelled])
-	if _, err := missing.Handlers(); err == nil || !strings.Contains(err.Error(), catalog.InventoryFailed) {
+	missing := rules.New[*store](catalog.Payment)
+	rules.On(missing, catalog.OrderCreated, nil, applyOrderCreated)
+	rules.On(missing, catalog.InventoryReleased, nil, nothing[*inventoryv1.InventoryReleased])
+	rules.On(missing, catalog.OrderCancelled, nil, nothing[*orderv1.OrderCancelled])
+	if _, err := unitofwork.New(missing, nil, nil, testenv.Logger(t), nil).Handlers(); err == nil || !strings.Contains(err.Error(), catalog.InventoryFailed) {
 		t.Errorf("a service without a rule for inventory.failed: err = %v", err)
 	}
 
-	extra := unitofwork.New(catalog.Payment, nil, nil, log, bind)
-	unitofwork.On(extra, catalog.OrderCreated, nil, applyOrderCreated(rec))
-	unitofwork.On(extra, catalog.InventoryFailed, nil, nothing[*inventoryv1.InventoryFailed])
-	unitofwork.On(extra, catalog.InventoryReleased, nil, nothing[*inventoryv1.InventoryReleased])
-	unitofwork.On(extra, catalog.OrderCancelled, nil, nothing[*orderv1.OrderCancelled])
-	unitofwork.On(extra, catalog.PaymentApproved, nil, nothing[*paymentv1.PaymentApproved])
+	extra := newRules()
+	rules.On(extra, catalog.PaymentApproved, nil, nothing[*paymentv1.PaymentApproved])
 	if _, err := extra.Handlers(); err == nil {
 		t.Error("a service with a rule for an event it does not consume has handlers")
 	}
@@ -458,24 +459,84 @@ func TestHandlersNeedARuleForEverySubscriptionAndNoOther(t *testing.T) {
 			t.Error("a rule whose message is not the event's was accepted")
 		}
 	}()
-	unitofwork.On(extra, catalog.InventoryFailed, nil, nothing[*inventoryv1.InventoryReleased])
+	rules.On(extra, catalog.InventoryFailed, nil, nothing[*inventoryv1.InventoryReleased])
 }
 
 func TestApplyRunsARuleWithoutADatabase(t *testing.T) {
 	t.Parallel()
-	svc := newService(t, nil, &recorder{})
+	reg := newRules()
 	ctx := context.Background()
 	body, err := proto.Marshal(&inventoryv1.InventoryFailed{EventId: uuid.NewString(), OrderId: uuid.NewString()})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := svc.Apply(ctx, &store{}, catalog.InventoryFailed, body); err != nil {
+	if _, err := reg.Apply(ctx, &store{}, catalog.InventoryFailed, body); err != nil {
 		t.Errorf("Apply: %v", err)
 	}
-	if _, err := svc.Apply(ctx, &store{}, "order.unknown", body); err == nil {
+	if _, err := reg.Apply(ctx, &store{}, "order.unknown", body); err == nil {
 		t.Error("Apply of a routing key without a rule succeeded")
 	}
-	if _, err := svc.Apply(ctx, &store{}, catalog.InventoryFailed, []byte{0xff}); !failure.IsPermanent(err) {
+	if _, err := reg.Apply(ctx, &store{}, catalog.InventoryFailed, []byte{0xff}); !failure.IsPermanent(err) {
 		t.Errorf("Apply of garbage: err = %v, want a permanent one", err)
+	}
+	refused, err := proto.Marshal(orderCreated(methodReject))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := reg.Apply(ctx, &store{}, catalog.OrderCreated, refused); !failure.IsPermanent(err) || !errors.Is(err, errRefused) {
+		t.Errorf("Apply of an event the rule refuses: err = %v, want the rule's permanent error", err)
+	}
+}
+
+// TestBatchesSharingAnOrderWaitForEachOther holds a unit of work open on an order and sends
+// another event of the same order in a second batch: the second waits for the first to commit,
+// and reads what it wrote, however its events are ordered.
+func TestBatchesSharingAnOrderWaitForEachOther(t *testing.T) {
+	t.Parallel()
+	pool := testenv.Postgres(t, "unitofwork", inbox.Migrations, outbox.Migrations)
+	ctx := context.Background()
+	if _, err := pool.Exec(ctx, `CREATE TABLE applied (event_id uuid NOT NULL, order_id uuid NOT NULL)`); err != nil {
+		t.Fatal(err)
+	}
+	rec := &recorder{}
+	first, second := orderCreated(methodQuery), orderCreated("card")
+	second.OrderId = first.OrderId
+	other := orderCreated("card")
+	// The first batch's rule writes at once, then waits until the test lets it commit.
+	held, release := make(chan struct{}), make(chan struct{})
+	log := testenv.Logger(t)
+	reg := rules.New[*store](catalog.Payment)
+	rules.On(reg, catalog.OrderCreated, nil, func(ctx context.Context, s *store, ev rules.Event[*orderv1.OrderCreated]) ([]outbox.Event, error) {
+		out, err := applyOrderCreated(ctx, s, ev)
+		if ev.ID == first.EventId {
+			close(held)
+			<-release
+		}
+		return out, err
+	})
+	rules.On(reg, catalog.InventoryFailed, nil, nothing[*inventoryv1.InventoryFailed])
+	rules.On(reg, catalog.InventoryReleased, nil, nothing[*inventoryv1.InventoryReleased])
+	rules.On(reg, catalog.OrderCancelled, nil, nothing[*orderv1.OrderCancelled])
+	h := orderCreatedHandler(t, unitofwork.New(reg, pool, outbox.NewRelay(pool, nil, log), log, func(tx database.Querier) (*store, unitofwork.Tx) {
+		s := &store{tx: tx, rec: rec}
+		return s, s
+	}))
+
+	done := make(chan error, 2)
+	go func() { done <- h(ctx, deliveries(t, first)) }()
+	<-held
+	go func() { done <- h(ctx, deliveries(t, other, second)) }()
+	time.Sleep(500 * time.Millisecond)
+	if n := rec.calls(); n != 0 {
+		t.Errorf("%d units of work committed while the first held the order", n)
+	}
+	close(release)
+	for range 2 {
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(rec.ahead) != 2 || rec.ahead[1].applied != 1 {
+		t.Errorf("read ahead %+v: the second batch should have found the first's write", rec.ahead)
 	}
 }

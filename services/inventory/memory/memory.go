@@ -9,39 +9,30 @@ import (
 	"slices"
 	"sync"
 
-	"github.com/google/uuid"
-
 	"github.com/ordersaga/ordersaga/pkg/catalog"
 	"github.com/ordersaga/ordersaga/pkg/outbox"
-	"github.com/ordersaga/ordersaga/pkg/unitofwork"
+	"github.com/ordersaga/ordersaga/pkg/rules"
 	"github.com/ordersaga/ordersaga/services/inventory/internal/eventhandler"
 	"github.com/ordersaga/ordersaga/services/inventory/internal/inventory"
 )
 
 // Service is inventory-service in memory: its real rules, its products and reservations in maps.
 type Service struct {
-	work *unitofwork.Memory[eventhandler.Store]
+	work *rules.Memory[eventhandler.Store]
 
 	mu           sync.Mutex
-	products     map[string]*inventory.Product // by id
-	reservations map[string]reservation        // by order id: at most one per order
-}
-
-// reservation is a stored reservation and whether it was given back, or is the tombstone of an
-// order cancelled before anything was reserved.
-type reservation struct {
-	inventory.Reservation
-	released, cancelled bool
+	products     map[string]*inventory.Product    // by id
+	reservations map[string]inventory.Reservation // by order id: at most one per order
 }
 
 // New returns inventory-service with no products.
 func New() (*Service, error) {
-	s := &Service{products: map[string]*inventory.Product{}, reservations: map[string]reservation{}}
+	s := &Service{products: map[string]*inventory.Product{}, reservations: map[string]inventory.Reservation{}}
 	log := slog.New(slog.DiscardHandler)
-	svc := unitofwork.New[eventhandler.Store](catalog.Inventory, nil, nil, log, nil)
-	eventhandler.Register(svc, log)
+	reg := rules.New[eventhandler.Store](catalog.Inventory)
+	eventhandler.Register(reg, log)
 	var err error
-	s.work, err = unitofwork.NewMemory(svc, s.begin)
+	s.work, err = rules.NewMemory(reg, s.Begin)
 	if err != nil {
 		return nil, err
 	}
@@ -103,115 +94,72 @@ func (s *Service) Reservation(orderID string) (Reservation, bool) {
 	for _, it := range r.Items {
 		units += it.Quantity
 	}
-	return Reservation{Units: units, Released: r.released, Cancelled: r.cancelled}, true
+	return Reservation{Units: units, Released: r.Status == inventory.Released, Cancelled: r.Status == inventory.Cancelled}, true
 }
 
-func (s *Service) begin() (eventhandler.Store, func(bool)) {
+// Begin starts a unit of work: the store the rules see, and its end, which makes what was
+// written through the store take effect when commit is true and drops it otherwise. Units of
+// work run one at a time: Begin waits for the one under way to end. The runner uses it, and so
+// do the store's contract tests (internal/storetest).
+func (s *Service) Begin() (eventhandler.Store, func(commit bool)) {
 	s.mu.Lock()
-	tx := &tx{s: s, products: map[string]*inventory.Product{}, reservations: map[string]reservation{}}
+	tx := &tx{s: s, products: map[string]*inventory.Product{}, reservations: map[string]*inventory.Reservation{}}
 	return tx, func(commit bool) {
 		if commit {
-			maps.Copy(s.products, tx.products)
-			maps.Copy(s.reservations, tx.reservations)
+			for id, p := range tx.products {
+				s.products[id] = clone(p)
+			}
+			for id, r := range tx.reservations {
+				r := *r
+				r.Items = slices.Clone(r.Items)
+				s.reservations[id] = r
+			}
 		}
 		s.mu.Unlock()
 	}
 }
 
-// tx is the store of one unit of work: it reads what is stored and keeps its writes until commit.
+// tx is the store of one unit of work: it reads copies of what is stored and keeps its writes
+// until commit.
 type tx struct {
 	s            *Service
-	products     map[string]*inventory.Product
-	reservations map[string]reservation // by order id
+	products     map[string]*inventory.Product     // read or written, by id
+	reservations map[string]*inventory.Reservation // written, by order id
 }
 
-func (t *tx) reservation(orderID string) (reservation, bool) {
+func (t *tx) Reservation(_ context.Context, orderID string) (*inventory.Reservation, error) {
 	if r, ok := t.reservations[orderID]; ok {
-		return r, true
+		return r, nil
 	}
 	r, ok := t.s.reservations[orderID]
-	return r, ok
+	if !ok {
+		return nil, nil
+	}
+	r.Items = slices.Clone(r.Items)
+	return &r, nil
 }
 
-func (t *tx) LockProducts(_ context.Context, ids []string) (map[string]*inventory.Product, error) {
+func (t *tx) Products(_ context.Context, ids []string) (map[string]*inventory.Product, error) {
 	out := map[string]*inventory.Product{}
 	for _, id := range ids {
 		p, ok := t.products[id]
 		if !ok {
-			p, ok = t.s.products[id]
-		}
-		if ok {
-			out[id] = inventory.Load(p.ID(), p.Name(), p.Total(), p.Reserved())
-		}
-	}
-	return out, nil
-}
-
-func (t *tx) SaveStock(_ context.Context, products []*inventory.Product) error {
-	for _, p := range products {
-		t.products[p.ID()] = inventory.Load(p.ID(), p.Name(), p.Total(), p.Reserved())
-	}
-	return nil
-}
-
-func (t *tx) ClaimReservations(_ context.Context, orderIDs []string) (map[string]string, error) {
-	claimed := map[string]string{}
-	for _, id := range orderIDs {
-		if _, ok := t.reservation(id); ok {
-			continue
-		}
-		r := inventory.Reservation{ID: uuid.NewString(), OrderID: id}
-		t.reservations[id] = reservation{Reservation: r}
-		claimed[id] = r.ID
-	}
-	return claimed, nil
-}
-
-func (t *tx) SaveReservations(_ context.Context, held []inventory.Reservation, unused []string) error {
-	for _, r := range held {
-		r.Items = slices.Clone(r.Items)
-		t.reservations[r.OrderID] = reservation{Reservation: r}
-	}
-	for orderID, r := range t.reservations {
-		if slices.Contains(unused, r.ID) {
-			delete(t.reservations, orderID)
-		}
-	}
-	return nil
-}
-
-func (t *tx) InsertTombstones(_ context.Context, orderIDs []string) (map[string]bool, error) {
-	out := map[string]bool{}
-	for _, id := range orderIDs {
-		if _, ok := t.reservation(id); ok {
-			continue
-		}
-		t.reservations[id] = reservation{Reservation: inventory.Reservation{ID: uuid.NewString(), OrderID: id}, cancelled: true}
-		out[id] = true
-	}
-	return out, nil
-}
-
-func (t *tx) LockReserved(_ context.Context, orderIDs []string) ([]inventory.Reservation, error) {
-	var out []inventory.Reservation
-	for _, id := range slices.Compact(slices.Sorted(slices.Values(orderIDs))) {
-		if r, ok := t.reservation(id); ok && !r.released && !r.cancelled {
-			res := r.Reservation
-			res.Items = slices.Clone(res.Items)
-			out = append(out, res)
-		}
-	}
-	return out, nil
-}
-
-func (t *tx) MarkReleased(_ context.Context, ids []string) error {
-	for _, m := range []map[string]reservation{t.s.reservations, t.reservations} {
-		for orderID, r := range m {
-			if slices.Contains(ids, r.ID) {
-				r.released = true
-				t.reservations[orderID] = r
+			if p, ok = t.s.products[id]; ok {
+				p = clone(p)
+				t.products[id] = p
 			}
 		}
+		if ok {
+			out[id] = p
+		}
 	}
-	return nil
+	return out, nil
+}
+
+func (t *tx) AddReservation(r *inventory.Reservation)          { t.reservations[r.OrderID] = r }
+func (t *tx) SaveReservation(r *inventory.Reservation)         { t.reservations[r.OrderID] = r }
+func (t *tx) SaveStock(products map[string]*inventory.Product) { maps.Copy(t.products, products) }
+
+func clone(p *inventory.Product) *inventory.Product {
+	return inventory.Load(p.ID(), p.Name(), p.Total(), p.Reserved())
 }

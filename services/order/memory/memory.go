@@ -13,7 +13,7 @@ import (
 
 	"github.com/ordersaga/ordersaga/pkg/catalog"
 	"github.com/ordersaga/ordersaga/pkg/outbox"
-	"github.com/ordersaga/ordersaga/pkg/unitofwork"
+	"github.com/ordersaga/ordersaga/pkg/rules"
 	"github.com/ordersaga/ordersaga/services/order/internal/eventhandler"
 	"github.com/ordersaga/ordersaga/services/order/internal/order"
 	"github.com/ordersaga/ordersaga/services/order/internal/outgoing"
@@ -22,7 +22,7 @@ import (
 // Service is order-service in memory: the order domain and its real saga rules, its orders in
 // a map.
 type Service struct {
-	work *unitofwork.Memory[eventhandler.Store]
+	work *rules.Memory[eventhandler.Store]
 
 	mu     sync.Mutex
 	orders map[string]*order.Order // by id
@@ -32,10 +32,10 @@ type Service struct {
 func New() (*Service, error) {
 	s := &Service{orders: map[string]*order.Order{}}
 	log := slog.New(slog.DiscardHandler)
-	svc := unitofwork.New[eventhandler.Store](catalog.Order, nil, nil, log, nil)
-	eventhandler.Register(svc, log)
+	reg := rules.New[eventhandler.Store](catalog.Order)
+	eventhandler.Register(reg, log)
 	var err error
-	s.work, err = unitofwork.NewMemory(svc, s.begin)
+	s.work, err = rules.NewMemory(reg, s.Begin)
 	if err != nil {
 		return nil, err
 	}
@@ -110,7 +110,11 @@ func (s *Service) Order(id string) (Order, bool) {
 	return v, true
 }
 
-func (s *Service) begin() (eventhandler.Store, func(bool)) {
+// Begin starts a unit of work: the store the rules see, and its end, which makes what was
+// written through the store take effect when commit is true and drops it otherwise. Units of
+// work run one at a time: Begin waits for the one under way to end. The runner uses it, and so
+// do the store's contract tests (internal/storetest).
+func (s *Service) Begin() (eventhandler.Store, func(commit bool)) {
 	s.mu.Lock()
 	tx := &tx{s: s, written: map[string]*order.Order{}}
 	return tx, func(commit bool) {
@@ -127,26 +131,18 @@ type tx struct {
 	written map[string]*order.Order
 }
 
-func (t *tx) Lock(_ context.Context, ids []string) (map[string]*order.Order, error) {
-	out := map[string]*order.Order{}
-	for _, id := range ids {
-		o, ok := t.written[id]
-		if !ok {
-			o, ok = t.s.orders[id]
-		}
-		if ok {
-			out[id] = clone(o)
-		}
+func (t *tx) Order(_ context.Context, id string) (*order.Order, error) {
+	o, ok := t.written[id]
+	if !ok {
+		o, ok = t.s.orders[id]
 	}
-	return out, nil
+	if !ok {
+		return nil, nil
+	}
+	return clone(o), nil
 }
 
-func (t *tx) Save(_ context.Context, orders map[string]*order.Order, changes []order.Change) error {
-	for _, c := range changes {
-		t.written[c.Event.OrderID] = clone(orders[c.Event.OrderID])
-	}
-	return nil
-}
+func (t *tx) Record(o *order.Order, _ order.Change) { t.written[o.ID()] = clone(o) }
 
 func clone(o *order.Order) *order.Order {
 	return order.Restore(order.Snapshot{

@@ -10,15 +10,15 @@ import (
 	"github.com/ordersaga/ordersaga/pkg/catalog"
 	"github.com/ordersaga/ordersaga/pkg/config"
 	"github.com/ordersaga/ordersaga/pkg/outbox"
-	"github.com/ordersaga/ordersaga/pkg/unitofwork"
+	"github.com/ordersaga/ordersaga/pkg/rules"
 	"github.com/ordersaga/ordersaga/services/payment/internal/eventhandler"
 	"github.com/ordersaga/ordersaga/services/payment/internal/payment"
 )
 
 // Service is payment-service in memory: its real rules and gateway, its payments in a table.
 type Service struct {
-	work     *unitofwork.Memory[eventhandler.Store]
-	payments *unitofwork.Table[*payment.Payment] // by order id
+	work     *rules.Memory[eventhandler.Store]
+	payments *rules.Table[*payment.Payment] // by order id
 }
 
 // New returns payment-service with cfg's gateway settings; a random decline rate draws from a
@@ -29,18 +29,11 @@ func New(cfg config.Payment) (*Service, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Service{payments: unitofwork.NewTable(clone)}
+	s := &Service{payments: rules.NewTable(clone)}
 	log := slog.New(slog.DiscardHandler)
-	svc := unitofwork.New[eventhandler.Store](catalog.Payment, nil, nil, log, nil)
-	eventhandler.Register(svc, gateway, log)
-	s.work, err = unitofwork.NewMemory(svc, func() (eventhandler.Store, func(bool)) {
-		tx := &tx{payments: s.payments.Begin()}
-		return tx, func(commit bool) {
-			if commit {
-				tx.payments.Commit()
-			}
-		}
-	})
+	reg := rules.New[eventhandler.Store](catalog.Payment)
+	eventhandler.Register(reg, gateway, log)
+	s.work, err = rules.NewMemory(reg, s.Begin)
 	if err != nil {
 		return nil, err
 	}
@@ -68,39 +61,30 @@ func (s *Service) Payment(orderID string) (Payment, bool) {
 	return Payment{Status: string(p.Status()), AmountMinor: p.AmountMinor(), Reason: p.Reason()}, true
 }
 
+// Begin starts a unit of work: the store the rules see, and its end, which makes what was
+// written through the store take effect when commit is true and drops it otherwise. The runner
+// uses it, and so do the store's contract tests (internal/storetest).
+func (s *Service) Begin() (eventhandler.Store, func(commit bool)) {
+	tx := &tx{payments: s.payments.Begin()}
+	return tx, func(commit bool) {
+		if commit {
+			tx.payments.Commit()
+		}
+	}
+}
+
 // tx is the store of one unit of work.
 type tx struct {
-	payments *unitofwork.TableTx[*payment.Payment]
+	payments *rules.TableTx[*payment.Payment]
 }
 
-func (t *tx) Insert(_ context.Context, payments []*payment.Payment) (map[string]bool, error) {
-	stored := map[string]bool{}
-	for _, p := range payments {
-		if _, ok := t.payments.Get(p.OrderID()); ok {
-			continue
-		}
-		t.payments.Put(p.OrderID(), p)
-		stored[p.ID()] = true
-	}
-	return stored, nil
+func (t *tx) Payment(_ context.Context, orderID string) (*payment.Payment, error) {
+	p, _ := t.payments.Get(orderID)
+	return p, nil
 }
 
-func (t *tx) Lock(_ context.Context, orderIDs []string) (map[string]*payment.Payment, error) {
-	out := map[string]*payment.Payment{}
-	for _, id := range orderIDs {
-		if p, ok := t.payments.Get(id); ok {
-			out[id] = p
-		}
-	}
-	return out, nil
-}
-
-func (t *tx) Save(_ context.Context, payments []*payment.Payment) error {
-	for _, p := range payments {
-		t.payments.Put(p.OrderID(), p)
-	}
-	return nil
-}
+func (t *tx) Add(p *payment.Payment)  { t.payments.Put(p.OrderID(), p) }
+func (t *tx) Save(p *payment.Payment) { t.payments.Put(p.OrderID(), p) }
 
 func clone(p *payment.Payment) *payment.Payment {
 	return payment.Load(p.ID(), p.OrderID(), p.Method(), p.AmountMinor(), p.Status(), p.Reason())

@@ -11,15 +11,15 @@ import (
 	"github.com/ordersaga/ordersaga/pkg/catalog"
 	"github.com/ordersaga/ordersaga/pkg/config"
 	"github.com/ordersaga/ordersaga/pkg/outbox"
-	"github.com/ordersaga/ordersaga/pkg/unitofwork"
+	"github.com/ordersaga/ordersaga/pkg/rules"
 	"github.com/ordersaga/ordersaga/services/shipping/internal/eventhandler"
 	"github.com/ordersaga/ordersaga/services/shipping/internal/shipping"
 )
 
 // Service is shipping-service in memory: its real rule and carrier, its shipments in a table.
 type Service struct {
-	work      *unitofwork.Memory[eventhandler.Store]
-	shipments *unitofwork.Table[*shipping.Shipment] // by order id
+	work      *rules.Memory[eventhandler.Store]
+	shipments *rules.Table[*shipping.Shipment] // by order id
 }
 
 // New returns shipping-service with cfg's carrier settings. The carrier's clock stands still
@@ -34,18 +34,11 @@ func New(cfg config.Shipping) (*Service, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Service{shipments: unitofwork.NewTable(clone)}
+	s := &Service{shipments: rules.NewTable(clone)}
 	log := slog.New(slog.DiscardHandler)
-	svc := unitofwork.New[eventhandler.Store](catalog.Shipping, nil, nil, log, nil)
-	eventhandler.Register(svc, carrier, log)
-	s.work, err = unitofwork.NewMemory(svc, func() (eventhandler.Store, func(bool)) {
-		tx := &tx{shipments: s.shipments.Begin()}
-		return tx, func(commit bool) {
-			if commit {
-				tx.shipments.Commit()
-			}
-		}
-	})
+	reg := rules.New[eventhandler.Store](catalog.Shipping)
+	eventhandler.Register(reg, carrier, log)
+	s.work, err = rules.NewMemory(reg, s.Begin)
 	if err != nil {
 		return nil, err
 	}
@@ -74,39 +67,30 @@ func (s *Service) Shipment(orderID string) (Shipment, bool) {
 	return Shipment{Status: string(sh.Status()), TrackingCode: sh.TrackingCode(), FreightMinor: sh.FreightMinor(), Reason: sh.Reason()}, true
 }
 
+// Begin starts a unit of work: the store the rules see, and its end, which makes what was
+// written through the store take effect when commit is true and drops it otherwise. The runner
+// uses it, and so do the store's contract tests (internal/storetest).
+func (s *Service) Begin() (eventhandler.Store, func(commit bool)) {
+	tx := &tx{shipments: s.shipments.Begin()}
+	return tx, func(commit bool) {
+		if commit {
+			tx.shipments.Commit()
+		}
+	}
+}
+
 // tx is the store of one unit of work.
 type tx struct {
-	shipments *unitofwork.TableTx[*shipping.Shipment]
+	shipments *rules.TableTx[*shipping.Shipment]
 }
 
-func (t *tx) Insert(_ context.Context, shipments []*shipping.Shipment) (map[string]bool, error) {
-	stored := map[string]bool{}
-	for _, sh := range shipments {
-		if _, ok := t.shipments.Get(sh.OrderID()); ok {
-			continue
-		}
-		t.shipments.Put(sh.OrderID(), sh)
-		stored[sh.ID()] = true
-	}
-	return stored, nil
+func (t *tx) Shipment(_ context.Context, orderID string) (*shipping.Shipment, error) {
+	sh, _ := t.shipments.Get(orderID)
+	return sh, nil
 }
 
-func (t *tx) Lock(_ context.Context, orderIDs []string) (map[string]*shipping.Shipment, error) {
-	out := map[string]*shipping.Shipment{}
-	for _, id := range orderIDs {
-		if sh, ok := t.shipments.Get(id); ok {
-			out[id] = sh
-		}
-	}
-	return out, nil
-}
-
-func (t *tx) Save(_ context.Context, shipments []*shipping.Shipment) error {
-	for _, sh := range shipments {
-		t.shipments.Put(sh.OrderID(), sh)
-	}
-	return nil
-}
+func (t *tx) Add(sh *shipping.Shipment)  { t.shipments.Put(sh.OrderID(), sh) }
+func (t *tx) Save(sh *shipping.Shipment) { t.shipments.Put(sh.OrderID(), sh) }
 
 func clone(sh *shipping.Shipment) *shipping.Shipment {
 	return shipping.Load(shipping.Snapshot{ID: sh.ID(), OrderID: sh.OrderID(), TrackingCode: sh.TrackingCode(),

@@ -11,7 +11,7 @@ import (
 	"github.com/ordersaga/ordersaga/pkg/auth"
 	"github.com/ordersaga/ordersaga/pkg/catalog"
 	"github.com/ordersaga/ordersaga/pkg/config"
-	"github.com/ordersaga/ordersaga/pkg/database"
+	"github.com/ordersaga/ordersaga/pkg/rules"
 	"github.com/ordersaga/ordersaga/pkg/service"
 	"github.com/ordersaga/ordersaga/pkg/unitofwork"
 	"github.com/ordersaga/ordersaga/services/inventory/internal/eventhandler"
@@ -21,9 +21,9 @@ import (
 
 func main() {
 	service.Main(catalog.Inventory, postgres.Migrations, func(_ context.Context, s *service.Service, cfg config.Inventory) error {
-		rules := unitofwork.New(s.Name, s.Pool, s.Relay, s.Log, func(tx database.Querier) eventhandler.Store { return postgres.Bind(tx) })
-		eventhandler.Register(rules, s.Log)
-		if err := s.Consume(rules); err != nil {
+		reg := rules.New[eventhandler.Store](s.Name)
+		eventhandler.Register(reg, s.Log)
+		if err := s.Consume(unitofwork.New(reg, s.Pool, s.Relay, s.Log, postgres.Bind)); err != nil {
 			return err
 		}
 		admin := grpcapi.New(postgres.NewRepository(s.Pool), s.Log)

@@ -21,8 +21,8 @@ import (
 	shippingv1 "github.com/ordersaga/ordersaga/gen/shipping/v1"
 	"github.com/ordersaga/ordersaga/pkg/broker"
 	"github.com/ordersaga/ordersaga/pkg/catalog"
-	"github.com/ordersaga/ordersaga/pkg/database"
 	"github.com/ordersaga/ordersaga/pkg/outbox"
+	"github.com/ordersaga/ordersaga/pkg/rules"
 	"github.com/ordersaga/ordersaga/pkg/testenv"
 	"github.com/ordersaga/ordersaga/pkg/unitofwork"
 	"github.com/ordersaga/ordersaga/services/inventory/internal/eventhandler"
@@ -49,10 +49,9 @@ func newEnv(t *testing.T) *env {
 func newEnvOn(t *testing.T, pool *pgxpool.Pool, relay *outbox.Relay) *env {
 	t.Helper()
 	log := testenv.Logger(t)
-	svc := unitofwork.New(catalog.Inventory, pool, relay, log,
-		func(tx database.Querier) eventhandler.Store { return postgres.Bind(tx) })
-	eventhandler.Register(svc, log)
-	handlers, err := svc.Handlers()
+	reg := rules.New[eventhandler.Store](catalog.Inventory)
+	eventhandler.Register(reg, log)
+	handlers, err := unitofwork.New(reg, pool, relay, log, postgres.Bind).Handlers()
 	if err != nil {
 		t.Fatalf("handlers: %v", err)
 	}
@@ -170,7 +169,7 @@ func approved(items ...*orderv1.OrderLine) *paymentv1.PaymentApproved {
 	}
 }
 
-func delivery(t testing.TB, ev unitofwork.Message) amqp.Delivery {
+func delivery(t testing.TB, ev rules.Message) amqp.Delivery {
 	t.Helper()
 	body, err := proto.Marshal(ev)
 	if err != nil {
@@ -185,7 +184,7 @@ func delivery(t testing.TB, ev unitofwork.Message) amqp.Delivery {
 	}
 }
 
-func deliveries(t testing.TB, evs ...unitofwork.Message) []amqp.Delivery {
+func deliveries(t testing.TB, evs ...rules.Message) []amqp.Delivery {
 	t.Helper()
 	ds := make([]amqp.Delivery, len(evs))
 	for i, ev := range evs {
@@ -194,7 +193,7 @@ func deliveries(t testing.TB, evs ...unitofwork.Message) []amqp.Delivery {
 	return ds
 }
 
-func handle(t *testing.T, h broker.Handler, evs ...unitofwork.Message) {
+func handle(t *testing.T, h broker.Handler, evs ...rules.Message) {
 	t.Helper()
 	if err := h(context.Background(), deliveries(t, evs...)); err != nil {
 		t.Fatalf("handler: %v", err)

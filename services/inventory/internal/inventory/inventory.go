@@ -75,8 +75,22 @@ func (p *Product) SetTotal(total int64) error {
 type Reservation struct {
 	ID      string
 	OrderID string
+	Status  Status
 	Items   []Item
 }
+
+// Status is where a reservation stands.
+type Status string
+
+const (
+	// Held: the reservation holds its items.
+	Held Status = "RESERVED"
+	// Released: its items were given back.
+	Released Status = "RELEASED"
+	// Cancelled is the tombstone of an order cancelled before anything was reserved for it: it
+	// holds no items and takes the order's one reservation for good.
+	Cancelled Status = "CANCELLED"
+)
 
 // Item is a quantity of one product.
 type Item struct {

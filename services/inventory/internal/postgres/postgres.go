@@ -7,15 +7,16 @@ import (
 	"embed"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 
-	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	orderv1 "github.com/ordersaga/ordersaga/gen/order/v1"
 	"github.com/ordersaga/ordersaga/pkg/database"
-	"github.com/ordersaga/ordersaga/pkg/inbox"
-	"github.com/ordersaga/ordersaga/pkg/outbox"
+	"github.com/ordersaga/ordersaga/pkg/unitofwork"
+	"github.com/ordersaga/ordersaga/services/inventory/internal/eventhandler"
 	"github.com/ordersaga/ordersaga/services/inventory/internal/inventory"
 )
 
@@ -24,20 +25,7 @@ var migrations embed.FS
 
 // Migrations are every migration inventory-service's database needs, in order; they seed the
 // demo products.
-var Migrations = []database.Migrations{
-	{Table: "goose_db_version", FS: database.Sub(migrations, "migrations")},
-	inbox.Migrations,
-	outbox.Migrations,
-}
-
-// Reservation statuses.
-const (
-	StatusReserved = "RESERVED"
-	StatusReleased = "RELEASED"
-	// StatusCancelled is the tombstone of an order cancelled before anything was reserved for
-	// it: it holds no items and takes the order's one reservation for good.
-	StatusCancelled = "CANCELLED"
-)
+var Migrations = unitofwork.Migrations(migrations)
 
 // Repository reads and changes stock.
 type Repository struct {
@@ -92,171 +80,186 @@ func (r *Repository) SetStock(ctx context.Context, id string, total int64) (*inv
 	return p, nil
 }
 
-// Store reads and changes stock and reservations within one transaction.
+// Store reads and changes stock and reservations within the transaction of a unit of work: it
+// reads ahead the reservations of a batch's orders and the products they hold or its events
+// name, locked, and writes what the rules changed with the commit.
 type Store struct {
-	tx database.Querier
+	tx           database.Querier
+	reservations unitofwork.Rows[*inventory.Reservation]
+	products     map[string]*inventory.Product // by id; nil: known not to exist
+	changed      map[string]*inventory.Product
 }
 
-// Bind returns the store of tx.
-func Bind(tx database.Querier) *Store { return &Store{tx: tx} }
-
-// LockProducts locks the products with the given ids in id order and returns those that exist.
-// Every rule takes them after its orders' reservations, so that concurrent batches wait for each
-// other in one direction and never deadlock.
-func (s *Store) LockProducts(ctx context.Context, ids []string) (map[string]*inventory.Product, error) {
-	return lockProducts(ctx, s.tx, ids)
+// Bind returns the store of tx, as the rules and as the runner see it.
+func Bind(tx database.Querier) (eventhandler.Store, unitofwork.Tx) {
+	s := NewStore(tx)
+	return s, s
 }
 
-// ClaimReservations inserts a RESERVED reservation without items for each of the orders that
-// has none, in order id order, and returns its id by order. The unique order id makes a
-// concurrent insert of the same order wait for this transaction, and this one for it.
-func (s *Store) ClaimReservations(ctx context.Context, orderIDs []string) (map[string]string, error) {
-	if len(orderIDs) == 0 {
-		return nil, nil
+// NewStore returns the store of tx.
+func NewStore(tx database.Querier) *Store {
+	return &Store{tx: tx, products: map[string]*inventory.Product{}, changed: map[string]*inventory.Product{}}
+}
+
+const selectReservations = `
+	SELECT r.id::text, r.order_id::text, r.status, i.product_id::text, i.quantity
+	FROM reservations r LEFT JOIN reservation_items i ON i.reservation_id = r.id
+	WHERE r.order_id = ANY($1::text[]::uuid[])
+	ORDER BY r.order_id, i.product_id
+	FOR UPDATE OF r`
+
+// Prepare reads and locks the reservations of the batch's orders, then, in id order, the
+// products their held reservations hold and those its payment.approved events name
+// (unitofwork.Tx).
+func (s *Store) Prepare(b *pgx.Batch, batch unitofwork.Batch) {
+	s.reservations.Expect(batch.OrderIDs)
+	b.Queue(selectReservations, batch.OrderIDs).Query(s.scanReservations)
+	var named []string
+	for _, ev := range batch.Events {
+		if ev, ok := ev.(interface{ GetItems() []*orderv1.OrderLine }); ok {
+			for _, line := range ev.GetItems() {
+				if id, err := inventory.ParseProductID(line.GetProductId()); err == nil {
+					named = append(named, id)
+				}
+			}
+		}
 	}
-	orderIDs = slices.Compact(slices.Sorted(slices.Values(orderIDs)))
-	rows, err := s.tx.Query(ctx, `
-		INSERT INTO reservations (id, order_id, status)
-		SELECT id, order_id, $3 FROM unnest($1::text[]::uuid[], $2::text[]::uuid[]) AS r(id, order_id)
-		ORDER BY order_id
-		ON CONFLICT (order_id) DO NOTHING
-		RETURNING order_id::text, id::text`, newIDs(len(orderIDs)), orderIDs, StatusReserved)
-	if err != nil {
-		return nil, fmt.Errorf("claim reservations: %w", err)
+	for _, id := range named {
+		s.products[id] = nil
 	}
-	claimed := map[string]string{}
-	var orderID, id string
-	if _, err := pgx.ForEachRow(rows, []any{&orderID, &id}, func() error {
-		claimed[orderID] = id
+	b.Queue(`
+		SELECT id::text, name, quantity_total, quantity_reserved FROM products
+		WHERE id = ANY($1::text[]::uuid[]) OR id IN (
+			SELECT i.product_id FROM reservations r JOIN reservation_items i ON i.reservation_id = r.id
+			WHERE r.order_id = ANY($2::text[]::uuid[]) AND r.status = $3)
+		ORDER BY id FOR UPDATE`, named, batch.OrderIDs, inventory.Held).Query(s.scanProducts)
+}
+
+func (s *Store) scanReservations(rows pgx.Rows) error {
+	var id, orderID, status string
+	var productID *string
+	var quantity *int64
+	_, err := pgx.ForEachRow(rows, []any{&id, &orderID, &status, &productID, &quantity}, func() error {
+		r, _ := s.reservations.Get(orderID)
+		if r == nil {
+			r = &inventory.Reservation{ID: id, OrderID: orderID, Status: inventory.Status(status)}
+			s.reservations.Found(orderID, r)
+		}
+		if productID != nil {
+			r.Items = append(r.Items, inventory.Item{ProductID: *productID, Quantity: *quantity})
+		}
 		return nil
-	}); err != nil {
-		return nil, fmt.Errorf("claim reservations: %w", err)
-	}
-	return claimed, nil
+	})
+	return err
 }
 
-// SaveReservations stores the items of claimed reservations and deletes the claimed
-// reservations that hold nothing, in statements that may wait for the commit.
-func (s *Store) SaveReservations(ctx context.Context, held []inventory.Reservation, unused []string) error {
-	b := &pgx.Batch{}
-	if len(held) > 0 {
-		var res, products []string
+func (s *Store) scanProducts(rows pgx.Rows) error {
+	list, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (*inventory.Product, error) { return scanProduct(row) })
+	for _, p := range list {
+		s.products[p.ID()] = p
+	}
+	return err
+}
+
+// Reservation returns the reservation of an order, or nil.
+func (s *Store) Reservation(ctx context.Context, orderID string) (*inventory.Reservation, error) {
+	if r, known := s.reservations.Get(orderID); known {
+		return r, nil
+	}
+	s.reservations.Expect([]string{orderID})
+	rows, err := s.tx.Query(ctx, selectReservations, []string{orderID})
+	if err != nil {
+		return nil, fmt.Errorf("lock reservation: %w", err)
+	}
+	if err := s.scanReservations(rows); err != nil {
+		return nil, fmt.Errorf("lock reservation: %w", err)
+	}
+	r, _ := s.reservations.Get(orderID)
+	return r, nil
+}
+
+// Products returns the products with the given ids that exist, locked in id order.
+func (s *Store) Products(ctx context.Context, ids []string) (map[string]*inventory.Product, error) {
+	var missing []string
+	for _, id := range ids {
+		if _, known := s.products[id]; !known {
+			missing = append(missing, id)
+		}
+	}
+	if len(missing) > 0 {
+		locked, err := lockProducts(ctx, s.tx, missing)
+		if err != nil {
+			return nil, err
+		}
+		for _, id := range missing {
+			s.products[id] = locked[id]
+		}
+	}
+	out := make(map[string]*inventory.Product, len(ids))
+	for _, id := range ids {
+		if p := s.products[id]; p != nil {
+			out[id] = p
+		}
+	}
+	return out, nil
+}
+
+// AddReservation stores a new reservation at the commit.
+func (s *Store) AddReservation(r *inventory.Reservation) { s.reservations.Add(r.OrderID, r) }
+
+// SaveReservation writes a reservation's status at the commit.
+func (s *Store) SaveReservation(r *inventory.Reservation) { s.reservations.Save(r.OrderID, r) }
+
+// SaveStock writes the reserved quantity of products at the commit.
+func (s *Store) SaveStock(products map[string]*inventory.Product) { maps.Copy(s.changed, products) }
+
+// Flush queues the writes (unitofwork.Tx): new reservations and their items, changed
+// statuses, changed stock. The order locks the runner holds make a new reservation's order id
+// free: a unique violation would be a bug, and fails the unit of work.
+func (s *Store) Flush(b *pgx.Batch) error {
+	if added := s.reservations.Added(); len(added) > 0 {
+		var ids, orders, statuses, itemRes, itemProducts []string
 		var quantities []int64
-		for _, r := range held {
+		for _, r := range added {
+			ids, orders, statuses = append(ids, r.ID), append(orders, r.OrderID), append(statuses, string(r.Status))
 			for _, it := range r.Items {
-				res, products, quantities = append(res, r.ID), append(products, it.ProductID), append(quantities, it.Quantity)
+				itemRes, itemProducts, quantities = append(itemRes, r.ID), append(itemProducts, it.ProductID), append(quantities, it.Quantity)
 			}
 		}
 		b.Queue(`
-			INSERT INTO reservation_items (reservation_id, product_id, quantity)
-			SELECT * FROM unnest($1::text[]::uuid[], $2::text[]::uuid[], $3::int[])`, res, products, quantities)
-	}
-	if len(unused) > 0 {
-		b.Queue(`DELETE FROM reservations WHERE id = ANY($1::text[]::uuid[])`, unused)
-	}
-	if b.Len() == 0 {
-		return nil
-	}
-	if err := database.Write(ctx, s.tx, b); err != nil {
-		return fmt.Errorf("save reservations: %w", err)
-	}
-	return nil
-}
-
-// SaveStock writes the reserved quantity of products, in one statement that may wait for the commit.
-func (s *Store) SaveStock(ctx context.Context, products []*inventory.Product) error {
-	if len(products) == 0 {
-		return nil
-	}
-	ids := make([]string, len(products))
-	reserved := make([]int64, len(products))
-	for i, p := range products {
-		ids[i], reserved[i] = p.ID(), p.Reserved()
-	}
-	b := &pgx.Batch{}
-	b.Queue(`
-		UPDATE products p SET quantity_reserved = u.reserved, updated_at = now()
-		FROM unnest($1::text[]::uuid[], $2::bigint[]) AS u(id, reserved)
-		WHERE p.id = u.id`, ids, reserved)
-	if err := database.Write(ctx, s.tx, b); err != nil {
-		return fmt.Errorf("update products: %w", err)
-	}
-	return nil
-}
-
-// InsertTombstones stores a CANCELLED reservation without items for each of the orders that has
-// no reservation and locks the reservation of each of the others, all in order id order in one
-// statement, and returns the orders tombstoned.
-func (s *Store) InsertTombstones(ctx context.Context, orderIDs []string) (map[string]bool, error) {
-	if len(orderIDs) == 0 {
-		return nil, nil
-	}
-	orderIDs = slices.Compact(slices.Sorted(slices.Values(orderIDs)))
-	// DO UPDATE with a condition that never holds updates nothing but locks the row it meets.
-	rows, err := s.tx.Query(ctx, `
-		INSERT INTO reservations (id, order_id, status)
-		SELECT id, order_id, $3 FROM unnest($1::text[]::uuid[], $2::text[]::uuid[]) AS r(id, order_id)
-		ORDER BY order_id
-		ON CONFLICT (order_id) DO UPDATE SET status = reservations.status WHERE false
-		RETURNING order_id::text`, newIDs(len(orderIDs)), orderIDs, StatusCancelled)
-	if err != nil {
-		return nil, fmt.Errorf("insert tombstones: %w", err)
-	}
-	inserted, err := pgx.CollectRows(rows, pgx.RowTo[string])
-	if err != nil {
-		return nil, fmt.Errorf("insert tombstones: %w", err)
-	}
-	out := make(map[string]bool, len(inserted))
-	for _, id := range inserted {
-		out[id] = true
-	}
-	return out, nil
-}
-
-// LockReserved loads and locks the RESERVED reservations of orders, in order id order. A
-// concurrent release of the same order waits here and then finds it RELEASED.
-func (s *Store) LockReserved(ctx context.Context, orderIDs []string) ([]inventory.Reservation, error) {
-	rows, err := s.tx.Query(ctx, `
-		SELECT r.id::text, r.order_id::text, i.product_id::text, i.quantity
-		FROM reservations r JOIN reservation_items i ON i.reservation_id = r.id
-		WHERE r.order_id = ANY($1::text[]::uuid[]) AND r.status = $2
-		ORDER BY r.order_id, i.product_id
-		FOR UPDATE OF r`, orderIDs, StatusReserved)
-	if err != nil {
-		return nil, fmt.Errorf("lock reservations: %w", err)
-	}
-	var out []inventory.Reservation
-	index := map[string]int{}
-	var resID, orderID, productID string
-	var quantity int64
-	_, err = pgx.ForEachRow(rows, []any{&resID, &orderID, &productID, &quantity}, func() error {
-		i, ok := index[resID]
-		if !ok {
-			i = len(out)
-			index[resID] = i
-			out = append(out, inventory.Reservation{ID: resID, OrderID: orderID})
+			INSERT INTO reservations (id, order_id, status)
+			SELECT * FROM unnest($1::text[]::uuid[], $2::text[]::uuid[], $3::text[])`, ids, orders, statuses)
+		if len(itemRes) > 0 {
+			b.Queue(`
+				INSERT INTO reservation_items (reservation_id, product_id, quantity)
+				SELECT * FROM unnest($1::text[]::uuid[], $2::text[]::uuid[], $3::int[])`, itemRes, itemProducts, quantities)
 		}
-		out[i].Items = append(out[i].Items, inventory.Item{ProductID: productID, Quantity: quantity})
-		return nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("lock reservations: %w", err)
 	}
-	return out, nil
-}
-
-// MarkReleased sets reservations RELEASED, in a statement that may wait for the commit.
-func (s *Store) MarkReleased(ctx context.Context, ids []string) error {
-	if len(ids) == 0 {
-		return nil
+	if saved := s.reservations.Saved(); len(saved) > 0 {
+		var ids, statuses []string
+		for _, r := range saved {
+			ids, statuses = append(ids, r.ID), append(statuses, string(r.Status))
+		}
+		b.Queue(`
+			UPDATE reservations r SET status = u.status, updated_at = now()
+			FROM unnest($1::text[]::uuid[], $2::text[]) AS u(id, status) WHERE r.id = u.id`, ids, statuses)
 	}
-	b := &pgx.Batch{}
-	b.Queue(`UPDATE reservations SET status = $2, updated_at = now() WHERE id = ANY($1::text[]::uuid[])`, ids, StatusReleased)
-	if err := database.Write(ctx, s.tx, b); err != nil {
-		return fmt.Errorf("update reservations: %w", err)
+	if len(s.changed) > 0 {
+		ids := slices.Sorted(maps.Keys(s.changed))
+		reserved := make([]int64, len(ids))
+		for i, id := range ids {
+			reserved[i] = s.changed[id].Reserved()
+		}
+		b.Queue(`
+			UPDATE products p SET quantity_reserved = u.reserved, updated_at = now()
+			FROM unnest($1::text[]::uuid[], $2::bigint[]) AS u(id, reserved)
+			WHERE p.id = u.id`, ids, reserved)
 	}
 	return nil
 }
+
+// Committed does nothing: no one watches stock (unitofwork.Tx).
+func (s *Store) Committed() {}
 
 // lockProducts locks the products with the given ids in id order and returns those that exist.
 func lockProducts(ctx context.Context, tx database.Querier, ids []string) (map[string]*inventory.Product, error) {
@@ -277,15 +280,6 @@ func lockProducts(ctx context.Context, tx database.Querier, ids []string) (map[s
 		products[p.ID()] = p
 	}
 	return products, nil
-}
-
-// newIDs returns n time-ordered reservation ids, which keep index inserts local.
-func newIDs(n int) []string {
-	ids := make([]string, n)
-	for i := range ids {
-		ids[i] = uuid.Must(uuid.NewV7()).String()
-	}
-	return ids
 }
 
 func scanProduct(row pgx.Row) (*inventory.Product, error) {

@@ -1,7 +1,6 @@
 package postgres_test
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"slices"
@@ -40,13 +39,6 @@ func (e *env) begin(t *testing.T) pgx.Tx {
 	return tx
 }
 
-func commit(t *testing.T, tx pgx.Tx) {
-	t.Helper()
-	if err := tx.Commit(context.Background()); err != nil {
-		t.Fatalf("commit: %v", err)
-	}
-}
-
 func (e *env) product(t *testing.T, total int64) string {
 	t.Helper()
 	id := uuid.NewString()
@@ -65,42 +57,27 @@ func (e *env) count(t *testing.T, query string, args ...any) int {
 	return n
 }
 
-// status returns the status of an order's reservation, or "" when it has none.
-func (e *env) status(t *testing.T, orderID string) string {
-	t.Helper()
-	var s string
-	err := e.pool.QueryRow(context.Background(), `SELECT status FROM reservations WHERE order_id = $1`, orderID).Scan(&s)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return ""
-	}
-	if err != nil {
-		t.Fatalf("select reservation: %v", err)
-	}
-	return s
-}
-
-// reserve commits a RESERVED reservation of items for a new order and returns it.
-func (e *env) reserve(t *testing.T, items ...inventory.Item) inventory.Reservation {
-	t.Helper()
-	return e.reserveFor(t, uuid.NewString(), items...)
-}
-
-// reserveFor commits a RESERVED reservation of items for order and returns it.
-func (e *env) reserveFor(t *testing.T, order string, items ...inventory.Item) inventory.Reservation {
+// reserve commits a RESERVED reservation of items for a new order, made through the store as
+// the rules make it, and returns it.
+func (e *env) reserve(t *testing.T, items ...inventory.Item) *inventory.Reservation {
 	t.Helper()
 	ctx := context.Background()
 	tx := e.begin(t)
-	s := postgres.Bind(tx)
-	claimed, err := s.ClaimReservations(ctx, []string{order})
+	s := postgres.NewStore(tx)
+	products, err := s.Products(ctx, inventory.ProductIDs(items))
 	if err != nil {
-		t.Fatalf("ClaimReservations: %v", err)
+		t.Fatal(err)
 	}
-	res := inventory.Reservation{ID: claimed[order], OrderID: order, Items: items}
-	if err := s.SaveReservations(ctx, []inventory.Reservation{res}, nil); err != nil {
-		t.Fatalf("SaveReservations: %v", err)
+	if err := inventory.Reserve(products, items); err != nil {
+		t.Fatal(err)
 	}
-	commit(t, tx)
-	return res
+	r := &inventory.Reservation{ID: uuid.NewString(), OrderID: uuid.NewString(), Status: inventory.Held, Items: inventory.Merge(items)}
+	s.AddReservation(r)
+	s.SaveStock(products)
+	if err := end(ctx, tx, s); err != nil {
+		t.Fatal(err)
+	}
+	return r
 }
 
 // sortedIDs returns n new ids in ascending order.
@@ -149,11 +126,7 @@ func TestSetStockRefusesATotalBelowReserved(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
 	id := e.product(t, 5)
-	tx := e.begin(t)
-	if err := postgres.Bind(tx).SaveStock(ctx, []*inventory.Product{inventory.Load(id, "", 5, 3)}); err != nil {
-		t.Fatal(err)
-	}
-	commit(t, tx)
+	e.reserve(t, inventory.Item{ProductID: id, Quantity: 3})
 
 	if _, err := e.repo.SetStock(ctx, id, 2); !errors.Is(err, inventory.ErrBelowReserved) {
 		t.Errorf("SetStock(2) with 3 reserved: %v, want ErrBelowReserved", err)
@@ -166,150 +139,142 @@ func TestSetStockRefusesATotalBelowReserved(t *testing.T) {
 	}
 }
 
-func TestLockProductsAndSaveStock(t *testing.T) {
+// The table refuses more reserved than there is, whatever the store is given: the unit of
+// work fails, and nothing of it is kept.
+func TestSaveStockCannotReserveMoreThanTheTotal(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	ctx := context.Background()
-	a, b := e.product(t, 10), e.product(t, 4)
-	unknown := uuid.NewString()
-
+	b := e.product(t, 4)
 	tx := e.begin(t)
-	s := postgres.Bind(tx)
-	products, err := s.LockProducts(ctx, []string{b, unknown, a, b})
-	if err != nil {
-		t.Fatal(err)
+	s := postgres.NewStore(tx)
+	s.AddReservation(&inventory.Reservation{ID: uuid.NewString(), OrderID: uuid.NewString(), Status: inventory.Held,
+		Items: []inventory.Item{{ProductID: b, Quantity: 5}}})
+	s.SaveStock(map[string]*inventory.Product{b: inventory.Load(b, "", 4, 5)})
+	if err := end(ctx, tx, s); err == nil {
+		t.Error("the store committed 5 reserved of 4")
 	}
-	if len(products) != 2 || products[a].Total() != 10 || products[b].Total() != 4 {
-		t.Fatalf("LockProducts = %v, want a and b only", products)
+	if p, _ := e.repo.Product(ctx, b); p.Reserved() != 0 {
+		t.Errorf("reserved %d after the failed unit of work, want 0", p.Reserved())
 	}
-	if err := inventory.Reserve(products, []inventory.Item{{ProductID: a, Quantity: 3}, {ProductID: b, Quantity: 4}}); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.SaveStock(ctx, []*inventory.Product{products[a], products[b]}); err != nil {
-		t.Fatal(err)
-	}
-	commit(t, tx)
-	for id, want := range map[string]int64{a: 3, b: 4} {
-		if p, _ := e.repo.Product(ctx, id); p.Reserved() != want {
-			t.Errorf("product %s reserved = %d, want %d", id, p.Reserved(), want)
-		}
-	}
-
-	// The table refuses more reserved than there is, whatever a caller asks.
-	tx = e.begin(t)
-	if err := postgres.Bind(tx).SaveStock(ctx, []*inventory.Product{inventory.Load(b, "", 4, 5)}); err == nil {
-		t.Error("SaveStock stored 5 reserved of 4")
+	if n := e.count(t, `SELECT count(*) FROM reservations`); n != 0 {
+		t.Errorf("%d reservations after the failed unit of work, want 0", n)
 	}
 }
 
-func TestClaimAndSaveReservations(t *testing.T) {
+// Prepare locks, in the round trip that begins the transaction, the reservations of the
+// batch's orders, the products its payment.approved events name and those the batch's held
+// reservations hold: nothing else. A product named that does not exist stays absent.
+func TestPrepareLocksWhatTheBatchTouches(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	ctx := context.Background()
-	p := e.product(t, 10)
-	earlier := e.reserve(t, inventory.Item{ProductID: p, Quantity: 1})
-	tombstoned := uuid.NewString()
-	tx := e.begin(t)
-	if _, err := postgres.Bind(tx).InsertTombstones(ctx, []string{tombstoned}); err != nil {
-		t.Fatal(err)
-	}
-	commit(t, tx)
-
-	kept, dropped := uuid.NewString(), uuid.NewString()
-	tx = e.begin(t)
-	s := postgres.Bind(tx)
-	claimed, err := s.ClaimReservations(ctx, []string{kept, earlier.OrderID, dropped, tombstoned, kept})
+	named, heldByBatch, heldElsewhere, releasedByBatch, untouched := e.product(t, 10), e.product(t, 10), e.product(t, 10), e.product(t, 10), e.product(t, 10)
+	missing := uuid.NewString()
+	held := e.reserve(t, inventory.Item{ProductID: heldByBatch, Quantity: 1})
+	other := e.reserve(t, inventory.Item{ProductID: heldElsewhere, Quantity: 1})
+	released := e.reserve(t, inventory.Item{ProductID: releasedByBatch, Quantity: 1})
+	// released's reservation is given back by a unit of work of its own first.
+	release := e.begin(t)
+	rs := postgres.NewStore(release)
+	res, err := rs.Reservation(ctx, released.OrderID)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(claimed) != 2 || claimed[kept] == "" || claimed[dropped] == "" || claimed[kept] == claimed[dropped] {
-		t.Fatalf("ClaimReservations = %v, want new reservations for %s and %s only", claimed, kept, dropped)
-	}
-	res := inventory.Reservation{ID: claimed[kept], OrderID: kept, Items: []inventory.Item{{ProductID: p, Quantity: 2}}}
-	if err := s.SaveReservations(ctx, []inventory.Reservation{res}, []string{claimed[dropped]}); err != nil {
+	products, err := rs.Products(ctx, inventory.ProductIDs(res.Items))
+	if err != nil {
 		t.Fatal(err)
 	}
-	commit(t, tx)
+	if err := inventory.Release(products, res.Items); err != nil {
+		t.Fatal(err)
+	}
+	res.Status = inventory.Released
+	rs.SaveReservation(res)
+	rs.SaveStock(products)
+	if err := end(ctx, release, rs); err != nil {
+		t.Fatal(err)
+	}
 
-	if got := e.status(t, kept); got != postgres.StatusReserved {
-		t.Errorf("kept order: %q, want RESERVED", got)
-	}
-	if got := e.status(t, dropped); got != "" {
-		t.Errorf("dropped order: %q, want no reservation", got)
-	}
-	if got := e.status(t, tombstoned); got != postgres.StatusCancelled {
-		t.Errorf("tombstoned order: %q, want CANCELLED", got)
-	}
-	if n := e.count(t, `SELECT count(*) FROM reservation_items WHERE reservation_id = $1 AND product_id = $2 AND quantity = 2`, res.ID, p); n != 1 {
-		t.Errorf("kept reservation has %d matching items, want 1", n)
-	}
-	if n := e.count(t, `SELECT count(*) FROM reservations`); n != 3 {
-		t.Errorf("%d reservations, want 3", n)
-	}
-}
-
-func TestTombstonesLockAndRelease(t *testing.T) {
-	t.Parallel()
-	e := newEnv(t)
-	ctx := context.Background()
-	a, b := e.product(t, 10), e.product(t, 10)
-	held := e.reserve(t, inventory.Item{ProductID: b, Quantity: 1}, inventory.Item{ProductID: a, Quantity: 2})
-	other := e.reserve(t, inventory.Item{ProductID: a, Quantity: 1})
+	tx := e.begin(t)
+	s := postgres.NewStore(tx)
 	fresh := uuid.NewString()
-
-	tx := e.begin(t)
-	s := postgres.Bind(tx)
-	tombstoned, err := s.InsertTombstones(ctx, []string{held.OrderID, fresh, fresh})
-	if err != nil {
+	if err := prepareStore(ctx, tx, s, []string{fresh, held.OrderID, released.OrderID}, []string{named, missing}); err != nil {
 		t.Fatal(err)
 	}
-	if len(tombstoned) != 1 || !tombstoned[fresh] {
-		t.Errorf("InsertTombstones = %v, want %s only", tombstoned, fresh)
-	}
-	// The reservation it did not replace is locked by now.
-	if !locked(t, e.pool, held.OrderID) || locked(t, e.pool, other.OrderID) {
-		t.Error("InsertTombstones did not lock exactly the existing reservation it was given")
-	}
-	got, err := s.LockReserved(ctx, []string{fresh, other.OrderID, held.OrderID})
-	if err != nil {
-		t.Fatal(err)
-	}
-	// RESERVED ones only, in order id order, each with its items in product id order.
-	want := []inventory.Reservation{held, other}
-	slices.SortFunc(want, func(x, y inventory.Reservation) int { return cmp.Compare(x.OrderID, y.OrderID) })
-	for i := range want {
-		want[i].Items = slices.Clone(want[i].Items)
-		slices.SortFunc(want[i].Items, func(x, y inventory.Item) int { return cmp.Compare(x.ProductID, y.ProductID) })
-	}
-	if !equal(got, want) {
-		t.Errorf("LockReserved = %v, want %v", got, want)
-	}
-	if err := s.MarkReleased(ctx, []string{held.ID}); err != nil {
-		t.Fatal(err)
-	}
-	commit(t, tx)
-
-	for order, status := range map[string]string{held.OrderID: postgres.StatusReleased, other.OrderID: postgres.StatusReserved, fresh: postgres.StatusCancelled} {
-		if got := e.status(t, order); got != status {
-			t.Errorf("order %s: %q, want %q", order, got, status)
+	for name, id := range map[string]string{"named by a payment.approved": named, "held by a reservation of the batch": heldByBatch} {
+		if !tryLock(t, e.pool, `SELECT 1 FROM products WHERE id = $1 FOR UPDATE NOWAIT`, id) {
+			t.Errorf("the product %s is not locked", name)
 		}
 	}
-	tx = e.begin(t)
-	if got, err := postgres.Bind(tx).LockReserved(ctx, []string{held.OrderID, fresh}); err != nil || len(got) != 0 {
-		t.Errorf("LockReserved of a released and a cancelled order = %v, %v; want none", got, err)
+	for name, id := range map[string]string{"held by another order": heldElsewhere, "of a released reservation": releasedByBatch, "untouched": untouched} {
+		if tryLock(t, e.pool, `SELECT 1 FROM products WHERE id = $1 FOR UPDATE NOWAIT`, id) {
+			t.Errorf("the product %s is locked", name)
+		}
+	}
+	for name, order := range map[string]string{"held": held.OrderID, "released": released.OrderID} {
+		if !tryLock(t, e.pool, `SELECT 1 FROM reservations WHERE order_id = $1 FOR UPDATE NOWAIT`, order) {
+			t.Errorf("the %s reservation of the batch is not locked", name)
+		}
+	}
+	if tryLock(t, e.pool, `SELECT 1 FROM reservations WHERE order_id = $1 FOR UPDATE NOWAIT`, other.OrderID) {
+		t.Error("another order's reservation is locked")
+	}
+	products, err = s.Products(ctx, []string{missing, named, heldByBatch})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(products) != 2 || products[named] == nil || products[heldByBatch] == nil || products[heldByBatch].Reserved() != 1 {
+		t.Errorf("Products after Prepare = %v, want the named and the held product, not the missing one", products)
+	}
+	if got, err := s.Reservation(ctx, held.OrderID); err != nil || got == nil || got.ID != held.ID || got.Status != inventory.Held {
+		t.Errorf("Reservation of the held order = %v, %v", got, err)
+	}
+	if got, err := s.Reservation(ctx, fresh); err != nil || got != nil {
+		t.Errorf("Reservation of an order without one = %v, %v", got, err)
 	}
 }
 
-func equal(a, b []inventory.Reservation) bool {
-	return slices.EqualFunc(a, b, func(x, y inventory.Reservation) bool {
-		return x.ID == y.ID && x.OrderID == y.OrderID && slices.Equal(x.Items, y.Items)
-	})
-}
+// Products locks the products it has to read in id order, whatever order it is given: while
+// another transaction holds the middle one, it holds the lowest and not the highest.
+func TestProductsLockInIDOrder(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	ctx := context.Background()
+	ids := sortedIDs(3)
+	for _, id := range ids {
+		if _, err := e.repo.SetStock(ctx, id, 1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	low, middle, high := ids[0], ids[1], ids[2]
+	const isLocked = `SELECT 1 FROM products WHERE id = $1 FOR UPDATE NOWAIT`
 
-// locked reports whether another transaction holds a lock on the reservation of orderID.
-func locked(t *testing.T, pool *pgxpool.Pool, orderID string) bool {
-	t.Helper()
-	return tryLock(t, pool, `SELECT 1 FROM reservations WHERE order_id = $1 FOR UPDATE NOWAIT`, orderID)
+	holder := e.begin(t)
+	if _, err := holder.Exec(ctx, `SELECT 1 FROM products WHERE id = $1 FOR UPDATE`, middle); err != nil {
+		t.Fatalf("hold %s: %v", middle, err)
+	}
+	tx := e.begin(t)
+	done := make(chan error, 1)
+	go func() {
+		_, err := postgres.NewStore(tx).Products(ctx, []string{high, middle, low})
+		done <- err
+	}()
+	waitForLockWaiter(t, e.pool)
+	if !tryLock(t, e.pool, isLocked, low) {
+		t.Error("the lowest id is not locked while Products waits for the middle one")
+	}
+	if tryLock(t, e.pool, isLocked, high) {
+		t.Error("the highest id is locked before the middle one")
+	}
+	if err := holder.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("Products: %v", err)
+	}
+	if !tryLock(t, e.pool, isLocked, high) {
+		t.Error("the highest id is not locked once Products returned")
+	}
 }
 
 // tryLock runs query in a transaction of its own that gives up at once on a lock and is rolled
@@ -347,131 +312,4 @@ func waitForLockWaiter(t *testing.T, pool *pgxpool.Pool) {
 		}
 		return n > 0
 	})
-}
-
-// TestLocksAreTakenInIDOrder gives each locking method its ids in descending order while
-// another transaction holds the middle one: the method must stop there holding the lowest and
-// not the highest, whatever order it was given.
-func TestLocksAreTakenInIDOrder(t *testing.T) {
-	t.Parallel()
-	tests := []struct {
-		name string
-		// setup creates three rows with ascending ids and returns those ids.
-		setup func(t *testing.T, e *env) []string
-		// hold takes the lock on id from another transaction.
-		hold string
-		// lock takes the locks of ids through the store.
-		lock func(ctx context.Context, s *postgres.Store, ids []string) error
-		// isLocked reports whether id is locked by another transaction.
-		isLocked string
-	}{
-		{
-			name: "LockProducts",
-			setup: func(t *testing.T, e *env) []string {
-				ids := sortedIDs(3)
-				for _, id := range ids {
-					if _, err := e.repo.SetStock(context.Background(), id, 1); err != nil {
-						t.Fatal(err)
-					}
-				}
-				return ids
-			},
-			hold: `SELECT 1 FROM products WHERE id = $1 FOR UPDATE`,
-			lock: func(ctx context.Context, s *postgres.Store, ids []string) error {
-				_, err := s.LockProducts(ctx, ids)
-				return err
-			},
-			isLocked: `SELECT 1 FROM products WHERE id = $1 FOR UPDATE NOWAIT`,
-		},
-		{
-			name:  "ClaimReservations",
-			setup: func(*testing.T, *env) []string { return sortedIDs(3) },
-			hold:  `INSERT INTO reservations (id, order_id, status) VALUES (gen_random_uuid(), $1, 'CANCELLED')`,
-			lock: func(ctx context.Context, s *postgres.Store, ids []string) error {
-				_, err := s.ClaimReservations(ctx, ids)
-				return err
-			},
-			isLocked: `INSERT INTO reservations (id, order_id, status) VALUES (gen_random_uuid(), $1, 'CANCELLED') ON CONFLICT DO NOTHING`,
-		},
-		{
-			name:  "InsertTombstones",
-			setup: func(*testing.T, *env) []string { return sortedIDs(3) },
-			hold:  `INSERT INTO reservations (id, order_id, status) VALUES (gen_random_uuid(), $1, 'CANCELLED')`,
-			lock: func(ctx context.Context, s *postgres.Store, ids []string) error {
-				_, err := s.InsertTombstones(ctx, ids)
-				return err
-			},
-			isLocked: `INSERT INTO reservations (id, order_id, status) VALUES (gen_random_uuid(), $1, 'CANCELLED') ON CONFLICT DO NOTHING`,
-		},
-		{
-			name: "InsertTombstones on reservations",
-			setup: func(t *testing.T, e *env) []string {
-				return reservedOrders(t, e)
-			},
-			hold: `SELECT 1 FROM reservations WHERE order_id = $1 FOR UPDATE`,
-			lock: func(ctx context.Context, s *postgres.Store, ids []string) error {
-				_, err := s.InsertTombstones(ctx, ids)
-				return err
-			},
-			isLocked: `SELECT 1 FROM reservations WHERE order_id = $1 FOR UPDATE NOWAIT`,
-		},
-		{
-			name: "LockReserved",
-			setup: func(t *testing.T, e *env) []string {
-				return reservedOrders(t, e)
-			},
-			hold: `SELECT 1 FROM reservations WHERE order_id = $1 FOR UPDATE`,
-			lock: func(ctx context.Context, s *postgres.Store, ids []string) error {
-				_, err := s.LockReserved(ctx, ids)
-				return err
-			},
-			isLocked: `SELECT 1 FROM reservations WHERE order_id = $1 FOR UPDATE NOWAIT`,
-		},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			t.Parallel()
-			e := newEnv(t)
-			ctx := context.Background()
-			ids := tt.setup(t, e)
-			low, middle, high := ids[0], ids[1], ids[2]
-
-			holder := e.begin(t)
-			if _, err := holder.Exec(ctx, tt.hold, middle); err != nil {
-				t.Fatalf("hold %s: %v", middle, err)
-			}
-			tx := e.begin(t)
-			done := make(chan error, 1)
-			go func() { done <- tt.lock(ctx, postgres.Bind(tx), []string{high, middle, low}) }()
-			waitForLockWaiter(t, e.pool)
-			if !tryLock(t, e.pool, tt.isLocked, low) {
-				t.Error("the lowest id is not locked while the method waits for the middle one")
-			}
-			if tryLock(t, e.pool, tt.isLocked, high) {
-				t.Error("the highest id is locked before the middle one")
-			}
-			if err := holder.Rollback(ctx); err != nil {
-				t.Fatal(err)
-			}
-			if err := <-done; err != nil {
-				t.Fatalf("%s: %v", tt.name, err)
-			}
-			if !tryLock(t, e.pool, tt.isLocked, high) {
-				t.Error("the highest id is not locked once the method returned")
-			}
-		})
-	}
-}
-
-// reservedOrders commits three RESERVED reservations and returns their orders, ascending. The
-// reservations are made highest order first, so that their own ids, which grow with time,
-// sort the other way round.
-func reservedOrders(t *testing.T, e *env) []string {
-	t.Helper()
-	p := e.product(t, 10)
-	orders := sortedIDs(3)
-	for _, order := range slices.Backward(orders) {
-		e.reserveFor(t, order, inventory.Item{ProductID: p, Quantity: 1})
-	}
-	return orders
 }

@@ -9,7 +9,7 @@ import (
 	orderv1 "github.com/ordersaga/ordersaga/gen/order/v1"
 	"github.com/ordersaga/ordersaga/pkg/catalog"
 	"github.com/ordersaga/ordersaga/pkg/config"
-	"github.com/ordersaga/ordersaga/pkg/database"
+	"github.com/ordersaga/ordersaga/pkg/rules"
 	"github.com/ordersaga/ordersaga/pkg/service"
 	"github.com/ordersaga/ordersaga/pkg/unitofwork"
 	"github.com/ordersaga/ordersaga/services/order/internal/deadline"
@@ -25,9 +25,9 @@ func main() {
 		feed := postgres.NewStatusFeed(s.Pool, s.Log)
 		repo.AfterStatusCommit(feed.Announce)
 		s.Go(feed.Run)
-		rules := unitofwork.New(s.Name, s.Pool, s.Relay, s.Log, func(tx database.Querier) eventhandler.Store { return repo.Bind(tx) })
-		eventhandler.Register(rules, s.Log)
-		if err := s.Consume(rules); err != nil {
+		reg := rules.New[eventhandler.Store](s.Name)
+		eventhandler.Register(reg, s.Log)
+		if err := s.Consume(unitofwork.New(reg, s.Pool, s.Relay, s.Log, repo.Bind)); err != nil {
 			return err
 		}
 		sweeper, err := deadline.New(repo, cfg.Saga.Timeout, s.Log, s.Metrics)

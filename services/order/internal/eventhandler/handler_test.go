@@ -18,8 +18,8 @@ import (
 	shippingv1 "github.com/ordersaga/ordersaga/gen/shipping/v1"
 	"github.com/ordersaga/ordersaga/pkg/broker"
 	"github.com/ordersaga/ordersaga/pkg/catalog"
-	"github.com/ordersaga/ordersaga/pkg/database"
 	"github.com/ordersaga/ordersaga/pkg/outbox"
+	"github.com/ordersaga/ordersaga/pkg/rules"
 	"github.com/ordersaga/ordersaga/pkg/testenv"
 	"github.com/ordersaga/ordersaga/pkg/unitofwork"
 	"github.com/ordersaga/ordersaga/services/order/internal/eventhandler"
@@ -36,10 +36,9 @@ type handlers = map[catalog.Subscription]broker.Handler
 func newHandlers(t *testing.T, pool *pgxpool.Pool, repo *postgres.Repository) handlers {
 	t.Helper()
 	log := testenv.Logger(t)
-	svc := unitofwork.New(catalog.Order, pool, outbox.NewRelay(pool, nil, log), log,
-		func(tx database.Querier) eventhandler.Store { return repo.Bind(tx) })
-	eventhandler.Register(svc, log)
-	hs, err := svc.Handlers()
+	reg := rules.New[eventhandler.Store](catalog.Order)
+	eventhandler.Register(reg, log)
+	hs, err := unitofwork.New(reg, pool, outbox.NewRelay(pool, nil, log), log, repo.Bind).Handlers()
 	if err != nil {
 		t.Fatalf("handlers: %v", err)
 	}
@@ -267,7 +266,7 @@ func TestConsumeFromBroker(t *testing.T) {
 	var msgs []broker.Message
 	for _, ev := range []struct {
 		key string
-		ev  unitofwork.Message
+		ev  rules.Message
 	}{
 		{catalog.PaymentApproved, &paymentv1.PaymentApproved{EventId: uuid.NewString(), OrderId: happy}},
 		{catalog.InventoryReserved, &inventoryv1.InventoryReserved{EventId: uuid.NewString(), OrderId: happy}},

@@ -31,8 +31,8 @@ import (
 	shippingv1 "github.com/ordersaga/ordersaga/gen/shipping/v1"
 	"github.com/ordersaga/ordersaga/pkg/broker"
 	"github.com/ordersaga/ordersaga/pkg/catalog"
-	"github.com/ordersaga/ordersaga/pkg/database"
 	"github.com/ordersaga/ordersaga/pkg/outbox"
+	"github.com/ordersaga/ordersaga/pkg/rules"
 	"github.com/ordersaga/ordersaga/pkg/server"
 	"github.com/ordersaga/ordersaga/pkg/testenv"
 	"github.com/ordersaga/ordersaga/pkg/unitofwork"
@@ -99,10 +99,9 @@ func startWith(t *testing.T, feed grpcapi.Feed, poll time.Duration, configure fu
 	t.Cleanup(func() { conn.Close() })
 	// Status changes come from the saga's events, through order-service's handlers; their relay
 	// is not running, and they publish nothing.
-	work := unitofwork.New(catalog.Order, pool, outbox.NewRelay(pool, nil, log), log,
-		func(tx database.Querier) eventhandler.Store { return repo.Bind(tx) })
-	eventhandler.Register(work, log)
-	saga, err := work.Handlers()
+	reg := rules.New[eventhandler.Store](catalog.Order)
+	eventhandler.Register(reg, log)
+	saga, err := unitofwork.New(reg, pool, outbox.NewRelay(pool, nil, log), log, repo.Bind).Handlers()
 	if err != nil {
 		t.Fatal(err)
 	}

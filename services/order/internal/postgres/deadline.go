@@ -63,13 +63,20 @@ func (r *Repository) UpdateOverdue(ctx context.Context, before time.Time, limit 
 	if len(changes) == 0 && len(events) == 0 {
 		return len(overdue), nil
 	}
-	orders := make(map[string]*order.Order, len(overdue))
+	byID := make(map[string]*order.Order, len(overdue))
 	for _, o := range overdue {
-		orders[o.ID()] = o
+		byID[o.ID()] = o
 	}
-	store := r.Bind(tx)
-	if err := store.Save(ctx, orders, changes); err != nil {
+	store := r.Store(tx)
+	for _, c := range changes {
+		store.Record(byID[c.Event.OrderID], c)
+	}
+	b := &pgx.Batch{}
+	if err := store.Flush(b); err != nil {
 		return 0, err
+	}
+	if err := tx.SendBatch(ctx, b).Close(); err != nil {
+		return 0, fmt.Errorf("write order changes: %w", err)
 	}
 	added, err := outbox.Add(ctx, tx, events...)
 	if err != nil {

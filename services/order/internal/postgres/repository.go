@@ -10,7 +10,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -22,8 +21,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promauto"
 
 	"github.com/ordersaga/ordersaga/pkg/database"
-	"github.com/ordersaga/ordersaga/pkg/inbox"
 	"github.com/ordersaga/ordersaga/pkg/outbox"
+	"github.com/ordersaga/ordersaga/pkg/unitofwork"
+	"github.com/ordersaga/ordersaga/services/order/internal/eventhandler"
 	"github.com/ordersaga/ordersaga/services/order/internal/order"
 )
 
@@ -31,11 +31,7 @@ import (
 var migrations embed.FS
 
 // Migrations are every migration order-service's database needs, in order.
-var Migrations = []database.Migrations{
-	{Table: "goose_db_version", FS: database.Sub(migrations, "migrations")},
-	inbox.Migrations,
-	outbox.Migrations,
-}
+var Migrations = unitofwork.Migrations(migrations)
 
 // Repository stores orders.
 type Repository struct {
@@ -240,18 +236,26 @@ func decodeToken(token string) (time.Time, string, error) {
 	return time.UnixMicro(n).UTC(), id, nil
 }
 
-// Store reads and changes orders within the transaction of a unit of work.
+// Store reads and changes orders within the transaction of a unit of work: it reads and locks
+// a batch's orders ahead, and writes the changes the rules record with the commit.
 type Store struct {
 	tx       database.Querier
 	announce func([]order.Update)
-	updates  []order.Update
-	// What Prepare locked ahead: the ids asked for, and the orders found.
-	prepared map[string]bool
-	locked   map[string]*order.Order
+	orders   unitofwork.Rows[*order.Order]
+	changes  []order.Change
+	updates  []order.Update // what Flush wrote, announced once committed
 }
 
-// Bind returns the store of tx; the status changes it saves are announced once tx committed.
-func (r *Repository) Bind(tx database.Querier) *Store { return &Store{tx: tx, announce: r.afterStatus} }
+// Bind returns the store of tx, as the rules and as the runner see it.
+func (r *Repository) Bind(tx database.Querier) (eventhandler.Store, unitofwork.Tx) {
+	s := r.Store(tx)
+	return s, s
+}
+
+// Store returns the store of tx; the status changes it writes are announced once tx committed.
+func (r *Repository) Store(tx database.Querier) *Store {
+	return &Store{tx: tx, announce: r.afterStatus}
+}
 
 // completion is how long orders take from being placed to a terminal status, by that status.
 var completion = promauto.NewHistogramVec(prometheus.HistogramOpts{
@@ -280,59 +284,55 @@ const lockOrders = `
 	SELECT id::text, status, COALESCE(failure_reason, ''), COALESCE(tracking_code, ''), created_at, updated_at, version
 	FROM orders WHERE id = ANY($1::text[]::uuid[]) ORDER BY id FOR UPDATE`
 
-// Prepare locks the orders of a unit of work's batch along with its claim (unitofwork.Preparer),
-// for the rule's Lock to find.
-func (s *Store) Prepare(b *pgx.Batch, ids []string) {
-	ids = slices.Compact(slices.Sorted(slices.Values(ids)))
-	s.prepared = make(map[string]bool, len(ids))
-	for _, id := range ids {
-		s.prepared[id] = true
-	}
-	s.locked = make(map[string]*order.Order, len(ids))
-	b.Queue(lockOrders, ids).Query(func(rows pgx.Rows) error { return scanOrders(rows, s.locked) })
+// Prepare locks the batch's orders and reads their saga state (unitofwork.Tx).
+func (s *Store) Prepare(b *pgx.Batch, batch unitofwork.Batch) {
+	s.orders.Expect(batch.OrderIDs)
+	b.Queue(lockOrders, batch.OrderIDs).Query(s.scan)
 }
 
-// Lock loads the saga state of orders and locks their rows, or finds them locked by Prepare.
-// Orders that do not exist are missing from the map.
-func (s *Store) Lock(ctx context.Context, ids []string) (map[string]*order.Order, error) {
-	if s.prepared != nil && !slices.ContainsFunc(ids, func(id string) bool { return !s.prepared[id] }) {
-		orders := make(map[string]*order.Order, len(ids))
-		for _, id := range ids {
-			if o, ok := s.locked[id]; ok {
-				orders[id] = o
-			}
-		}
-		return orders, nil
-	}
-	ids = slices.Compact(slices.Sorted(slices.Values(ids)))
-	rows, err := s.tx.Query(ctx, lockOrders, ids)
-	if err != nil {
-		return nil, fmt.Errorf("lock orders: %w", err)
-	}
-	orders := make(map[string]*order.Order, len(ids))
-	if err := scanOrders(rows, orders); err != nil {
-		return nil, fmt.Errorf("lock orders: %w", err)
-	}
-	return orders, nil
-}
-
-// scanOrders reads the rows of lockOrders into orders.
-func scanOrders(rows pgx.Rows, orders map[string]*order.Order) error {
+func (s *Store) scan(rows pgx.Rows) error {
 	var snap order.Snapshot
 	var status string
 	_, err := pgx.ForEachRow(rows, []any{&snap.ID, &status, &snap.FailureReason, &snap.TrackingCode, &snap.CreatedAt, &snap.UpdatedAt, &snap.Version}, func() error {
 		snap.Status = order.Status(status)
-		orders[snap.ID] = order.Restore(snap)
+		s.orders.Found(snap.ID, order.Restore(snap))
 		return nil
 	})
 	return err
 }
 
-// Save stores the new state of the orders that changed and their history, in one round trip,
-// or with the commit of a transaction that defers writes.
-func (s *Store) Save(ctx context.Context, orders map[string]*order.Order, changes []order.Change) error {
+// Order returns the saga state of an order, locked, or nil when it does not exist.
+func (s *Store) Order(ctx context.Context, id string) (*order.Order, error) {
+	if o, known := s.orders.Get(id); known {
+		return o, nil
+	}
+	s.orders.Expect([]string{id})
+	rows, err := s.tx.Query(ctx, lockOrders, []string{id})
+	if err != nil {
+		return nil, fmt.Errorf("lock order: %w", err)
+	}
+	if err := s.scan(rows); err != nil {
+		return nil, fmt.Errorf("lock order: %w", err)
+	}
+	o, _ := s.orders.Get(id)
+	return o, nil
+}
+
+// Record stores a change of an order's status and the order as it is after it, at the commit.
+func (s *Store) Record(o *order.Order, c order.Change) {
+	s.orders.Save(o.ID(), o)
+	s.changes = append(s.changes, c)
+}
+
+// Flush queues the new state of the orders that changed and their history (unitofwork.Tx).
+func (s *Store) Flush(b *pgx.Batch) error {
+	changes := s.changes
 	if len(changes) == 0 {
 		return nil
+	}
+	orders := make(map[string]*order.Order, len(changes))
+	for _, o := range s.orders.Saved() {
+		orders[o.ID()] = o
 	}
 	var ids, statuses, reasons, tracking []string
 	var updated []time.Time
@@ -354,7 +354,6 @@ func (s *Store) Save(ctx context.Context, orders map[string]*order.Order, change
 		updated = append(updated, o.UpdatedAt())
 		versions = append(versions, int32(o.Version()))
 	}
-	b := &pgx.Batch{}
 	b.Queue(`
 		UPDATE orders o SET status = u.status, failure_reason = NULLIF(u.reason, ''),
 			tracking_code = NULLIF(u.tracking, ''), updated_at = u.updated_at, version = u.version
@@ -365,9 +364,7 @@ func (s *Store) Save(ctx context.Context, orders map[string]*order.Order, change
 		INSERT INTO order_status_history (order_id, status, reason, changed_at)
 		SELECT * FROM unnest($1::text[]::uuid[], $2::text[], $3::text[], $4::timestamptz[])`,
 		hIDs, hStatuses, hReasons, hAt)
-	if err := database.Write(ctx, s.tx, b); err != nil {
-		return fmt.Errorf("write order changes: %w", err)
-	}
+	s.updates = s.updates[:0]
 	for _, c := range changes {
 		s.updates = append(s.updates, c.Update)
 	}

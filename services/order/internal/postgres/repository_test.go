@@ -5,12 +5,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/jackc/pgx/v5/stdlib"
@@ -439,44 +439,40 @@ func event(id string, kind order.EventKind) order.Event {
 	return order.Event{ID: uuid.NewString(), OrderID: id, Kind: kind}
 }
 
-// apply moves orders by events through the Store in one transaction, as order-service's rule
-// does inside a unit of work, and returns the changes saved. Once committed, the store
-// announces them (Committed), as the unit of work makes it.
+// apply moves orders by events through the Store in one unit of work, as order-service's rule
+// does, its orders read ahead (Prepare), and returns the changes recorded. Once committed, the
+// store announces them (Committed), as the runner makes it.
 func apply(t *testing.T, repo *postgres.Repository, pool *pgxpool.Pool, events ...order.Event) []order.Change {
 	t.Helper()
 	ctx := context.Background()
-	var store *postgres.Store
+	ids := make([]string, len(events))
+	for i, e := range events {
+		ids[i] = e.OrderID
+	}
+	slices.Sort(ids)
+	tx, s := begin(t, repo, pool, true, slices.Compact(ids)...)
 	var changes []order.Change
-	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
-		store = repo.Bind(tx)
-		ids := make([]string, len(events))
-		for i, e := range events {
-			ids[i] = e.OrderID
+	now := time.Now()
+	for _, e := range events {
+		o, err := s.Order(ctx, e.OrderID)
+		if err != nil || o == nil {
+			tx.Rollback(ctx)
+			t.Fatalf("order %s: %v, %v", e.OrderID, o, err)
 		}
-		orders, err := store.Lock(ctx, ids)
+		change, changed, err := o.Apply(e, now)
 		if err != nil {
-			return err
+			tx.Rollback(ctx)
+			t.Fatal(err)
 		}
-		now := time.Now()
-		for _, e := range events {
-			o, ok := orders[e.OrderID]
-			if !ok {
-				return fmt.Errorf("order %s not locked", e.OrderID)
-			}
-			change, changed, err := o.Apply(e, now)
-			if err != nil {
-				return err
-			}
-			if changed {
-				changes = append(changes, order.Change{Event: e, StatusChange: change, Update: o.Update(change)})
-			}
+		if changed {
+			c := order.Change{Event: e, StatusChange: change, Update: o.Update(change)}
+			s.Record(o, c)
+			changes = append(changes, c)
 		}
-		return store.Save(ctx, orders, changes)
-	})
-	if err != nil {
+	}
+	if err := end(ctx, tx, s); err != nil {
 		t.Fatalf("apply: %v", err)
 	}
-	store.Committed()
 	return changes
 }
 
@@ -555,30 +551,62 @@ func TestStoreBatch(t *testing.T) {
 	}
 }
 
-func TestLockLeavesOutOrdersThatDoNotExist(t *testing.T) {
+// Prepare locks the batch's orders until the transaction ends; an id without an order reads nil.
+func TestPrepareLocksTheOrdersOfTheBatch(t *testing.T) {
 	t.Parallel()
 	repo, pool := newRepo(t)
 	ctx := context.Background()
-	o := create(t, repo, uuid.NewString(), "")
+	o, other := create(t, repo, uuid.NewString(), ""), create(t, repo, uuid.NewString(), "")
 	unknown := uuid.NewString()
-	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
-		orders, err := repo.Bind(tx).Lock(ctx, []string{unknown, o.ID(), o.ID()})
-		if err != nil {
-			return err
-		}
-		if len(orders) != 1 || orders[o.ID()] == nil || orders[o.ID()].Status() != order.StatusPending {
-			t.Errorf("Lock = %v, want only %s, PENDING", orders, o.ID())
-		}
-		// Locked: another transaction cannot take the row until this one ends.
-		_, err = pool.Exec(ctx, "SELECT 1 FROM orders WHERE id = $1 FOR UPDATE NOWAIT", o.ID())
-		var pgErr *pgconn.PgError
-		if !errors.As(err, &pgErr) || pgErr.Code != "55P03" {
-			t.Errorf("the locked order could be locked again: %v", err)
-		}
-		return nil
-	})
+	tx, s := begin(t, repo, pool, true, o.ID(), unknown)
+	defer tx.Rollback(ctx)
+	// Locked: another transaction cannot take the row until this one ends.
+	_, err := pool.Exec(ctx, "SELECT 1 FROM orders WHERE id = $1 FOR UPDATE NOWAIT", o.ID())
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) || pgErr.Code != "55P03" {
+		t.Errorf("the locked order could be locked again: %v", err)
+	}
+	if _, err := pool.Exec(ctx, "SELECT 1 FROM orders WHERE id = $1 FOR UPDATE NOWAIT", other.ID()); err != nil {
+		t.Errorf("an order outside the batch is locked: %v", err)
+	}
+	if got, err := s.Order(ctx, o.ID()); err != nil || got == nil || got.Status() != order.StatusPending || got.Version() != 1 {
+		t.Errorf("Order(%s) = %v, %v; want it PENDING at version 1", o.ID(), got, err)
+	}
+	if got, err := s.Order(ctx, unknown); err != nil || got != nil {
+		t.Errorf("Order of an id without an order = %v, %v; want nil", got, err)
+	}
+}
+
+// Committed announces the changes a unit of work made once it committed, and a unit of work
+// rolled back announces nothing.
+func TestStatusChangesAnnouncedOnceCommitted(t *testing.T) {
+	t.Parallel()
+	repo, pool := newRepo(t)
+	ctx := context.Background()
+	var announced []order.Update
+	repo.AfterStatusCommit(func(u []order.Update) { announced = append(announced, u...) })
+	o := create(t, repo, uuid.NewString(), "")
+
+	tx, s := begin(t, repo, pool, false)
+	got, err := s.Order(ctx, o.ID())
 	if err != nil {
 		t.Fatal(err)
+	}
+	e := event(o.ID(), order.PaymentApproved)
+	change, _, err := got.Apply(e, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Record(got, order.Change{Event: e, StatusChange: change, Update: got.Update(change)})
+	if err := tx.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if len(announced) != 0 {
+		t.Fatalf("announced before a commit: %+v", announced)
+	}
+	apply(t, repo, pool, event(o.ID(), order.PaymentApproved))
+	if len(announced) != 1 || announced[0].OrderID != o.ID() || announced[0].Version != 2 || announced[0].Change.Status != order.StatusPaymentApproved {
+		t.Errorf("announced %+v, want the change to PAYMENT_APPROVED at version 2", announced)
 	}
 }
 

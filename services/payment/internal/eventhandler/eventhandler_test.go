@@ -17,8 +17,8 @@ import (
 	paymentv1 "github.com/ordersaga/ordersaga/gen/payment/v1"
 	"github.com/ordersaga/ordersaga/pkg/broker"
 	"github.com/ordersaga/ordersaga/pkg/catalog"
-	"github.com/ordersaga/ordersaga/pkg/database"
 	"github.com/ordersaga/ordersaga/pkg/outbox"
+	"github.com/ordersaga/ordersaga/pkg/rules"
 	"github.com/ordersaga/ordersaga/pkg/testenv"
 	"github.com/ordersaga/ordersaga/pkg/unitofwork"
 	"github.com/ordersaga/ordersaga/services/payment/internal/eventhandler"
@@ -49,10 +49,9 @@ func newHandlers(t *testing.T, pool *pgxpool.Pool, relay *outbox.Relay) *handler
 		t.Fatal(err)
 	}
 	log := testenv.Logger(t)
-	svc := unitofwork.New(catalog.Payment, pool, relay, log,
-		func(tx database.Querier) eventhandler.Store { return postgres.Bind(tx) })
-	eventhandler.Register(svc, gateway, log)
-	byQueue, err := svc.Handlers()
+	reg := rules.New[eventhandler.Store](catalog.Payment)
+	eventhandler.Register(reg, gateway, log)
+	byQueue, err := unitofwork.New(reg, pool, relay, log, postgres.Bind).Handlers()
 	if err != nil {
 		t.Fatalf("handlers: %v", err)
 	}
@@ -88,7 +87,7 @@ func rejected(t *testing.T, err error, indexes ...int) {
 	}
 }
 
-func delivery(t *testing.T, ev unitofwork.Message) amqp.Delivery {
+func delivery(t *testing.T, ev rules.Message) amqp.Delivery {
 	t.Helper()
 	body, err := proto.Marshal(ev)
 	if err != nil {
@@ -181,7 +180,7 @@ func outboxOf(t *testing.T, pool *pgxpool.Pool, orderID string) []outboxRow {
 }
 
 // decodeOutbox checks an outbox row's envelope and decodes its body into ev.
-func decodeOutbox(t *testing.T, row outboxRow, routingKey string, ev unitofwork.Message) {
+func decodeOutbox(t *testing.T, row outboxRow, routingKey string, ev rules.Message) {
 	t.Helper()
 	if row.RoutingKey != routingKey || row.Exchange != catalog.Exchange(catalog.PaymentApproved) {
 		t.Fatalf("outbox row on %s/%s, want %s/%s", row.Exchange, row.RoutingKey, catalog.Exchange(catalog.PaymentApproved), routingKey)
@@ -380,14 +379,14 @@ func TestReversal(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
 		name       string
-		event      func(orderID string) unitofwork.Message
+		event      func(orderID string) rules.Message
 		handler    func(*handlers) broker.Handler
 		wantReason string
 	}{
-		{"inventory failed", func(id string) unitofwork.Message { return inventoryFailed(id) },
+		{"inventory failed", func(id string) rules.Message { return inventoryFailed(id) },
 			func(h *handlers) broker.Handler { return h.InventoryFailed },
 			"inventory failed: product x: insufficient stock"},
-		{"inventory released", func(id string) unitofwork.Message { return inventoryReleased(id) },
+		{"inventory released", func(id string) rules.Message { return inventoryReleased(id) },
 			func(h *handlers) broker.Handler { return h.InventoryReleased },
 			"inventory released: carrier does not deliver to AQ"},
 	}

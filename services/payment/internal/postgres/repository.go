@@ -6,14 +6,12 @@ import (
 	"context"
 	"embed"
 	"fmt"
-	"slices"
-	"strings"
 
 	"github.com/jackc/pgx/v5"
 
 	"github.com/ordersaga/ordersaga/pkg/database"
-	"github.com/ordersaga/ordersaga/pkg/inbox"
-	"github.com/ordersaga/ordersaga/pkg/outbox"
+	"github.com/ordersaga/ordersaga/pkg/unitofwork"
+	"github.com/ordersaga/ordersaga/services/payment/internal/eventhandler"
 	"github.com/ordersaga/ordersaga/services/payment/internal/payment"
 )
 
@@ -21,101 +19,98 @@ import (
 var migrations embed.FS
 
 // Migrations are every migration payment-service's database needs, in order.
-var Migrations = []database.Migrations{
-	{Table: "goose_db_version", FS: database.Sub(migrations, "migrations")},
-	inbox.Migrations,
-	outbox.Migrations,
-}
+var Migrations = unitofwork.Migrations(migrations)
 
-// Store reads and writes payments within one transaction.
+// Store reads and writes payments within the transaction of a unit of work: it reads the
+// payments of a batch's orders ahead, and writes what the rules added and changed with the
+// commit, a statement per kind of write.
 type Store struct {
-	tx database.Querier
+	tx       database.Querier
+	payments unitofwork.Rows[*payment.Payment]
 }
 
-// Bind returns the store of tx.
-func Bind(tx database.Querier) *Store { return &Store{tx: tx} }
-
-// Insert stores new payments, except for orders that have one already, and returns the ids of
-// those it stored.
-func (s *Store) Insert(ctx context.Context, payments []*payment.Payment) (map[string]bool, error) {
-	if len(payments) == 0 {
-		return nil, nil
-	}
-	// Inserting in order id order makes concurrent batches wait on each other's unique keys
-	// in one direction only, never in a cycle.
-	sorted := slices.SortedFunc(slices.Values(payments), func(a, b *payment.Payment) int { return strings.Compare(a.OrderID(), b.OrderID()) })
-	var ids, orders, methods, statuses, reasons []string
-	var amounts []int64
-	for _, p := range sorted {
-		ids, orders, methods = append(ids, p.ID()), append(orders, p.OrderID()), append(methods, p.Method())
-		amounts, statuses, reasons = append(amounts, p.AmountMinor()), append(statuses, string(p.Status())), append(reasons, p.Reason())
-	}
-	rows, err := s.tx.Query(ctx, `
-		INSERT INTO payments (id, order_id, method, amount_minor, status, reason)
-		SELECT * FROM unnest($1::text[]::uuid[], $2::text[]::uuid[], $3::text[], $4::bigint[], $5::text[], $6::text[])
-		ON CONFLICT (order_id) DO NOTHING
-		RETURNING id::text`, ids, orders, methods, amounts, statuses, nullIfEmpty(reasons))
-	if err != nil {
-		return nil, fmt.Errorf("insert payments: %w", err)
-	}
-	inserted, err := pgx.CollectRows(rows, pgx.RowTo[string])
-	if err != nil {
-		return nil, fmt.Errorf("insert payments: %w", err)
-	}
-	stored := make(map[string]bool, len(inserted))
-	for _, id := range inserted {
-		stored[id] = true
-	}
-	return stored, nil
+// Bind returns the store of tx, as the rules and as the runner see it.
+func Bind(tx database.Querier) (eventhandler.Store, unitofwork.Tx) {
+	s := NewStore(tx)
+	return s, s
 }
 
-// Lock loads and locks the payments of orders, keyed by order id; locking in order id order
-// means concurrent batches never deadlock.
-func (s *Store) Lock(ctx context.Context, orderIDs []string) (map[string]*payment.Payment, error) {
-	orderIDs = slices.Compact(slices.Sorted(slices.Values(orderIDs)))
-	rows, err := s.tx.Query(ctx, `
-		SELECT id::text, order_id::text, method, amount_minor, status, COALESCE(reason, '')
-		FROM payments WHERE order_id = ANY($1::text[]::uuid[]) ORDER BY order_id FOR UPDATE`, orderIDs)
-	if err != nil {
-		return nil, fmt.Errorf("lock payments: %w", err)
-	}
-	list, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (*payment.Payment, error) {
-		var id, order, method, status, reason string
-		var amount int64
-		if err := row.Scan(&id, &order, &method, &amount, &status, &reason); err != nil {
-			return nil, err
-		}
-		return payment.Load(id, order, method, amount, payment.Status(status), reason), nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("lock payments: %w", err)
-	}
-	byOrder := make(map[string]*payment.Payment, len(list))
-	for _, p := range list {
-		byOrder[p.OrderID()] = p
-	}
-	return byOrder, nil
+// NewStore returns the store of tx.
+func NewStore(tx database.Querier) *Store { return &Store{tx: tx} }
+
+const selectPayments = `
+	SELECT id::text, order_id::text, method, amount_minor, status, COALESCE(reason, '')
+	FROM payments WHERE order_id = ANY($1::text[]::uuid[]) ORDER BY order_id FOR UPDATE`
+
+// Prepare reads and locks the payments of the batch's orders (unitofwork.Tx).
+func (s *Store) Prepare(b *pgx.Batch, batch unitofwork.Batch) {
+	s.payments.Expect(batch.OrderIDs)
+	b.Queue(selectPayments, batch.OrderIDs).Query(s.scan)
 }
 
-// Save writes the status and reason of changed payments, in a statement that may wait for the commit.
-func (s *Store) Save(ctx context.Context, payments []*payment.Payment) error {
-	if len(payments) == 0 {
+func (s *Store) scan(rows pgx.Rows) error {
+	var id, order, method, status, reason string
+	var amount int64
+	_, err := pgx.ForEachRow(rows, []any{&id, &order, &method, &amount, &status, &reason}, func() error {
+		s.payments.Found(order, payment.Load(id, order, method, amount, payment.Status(status), reason))
 		return nil
+	})
+	return err
+}
+
+// Payment returns the payment of an order, nil when it has none.
+func (s *Store) Payment(ctx context.Context, orderID string) (*payment.Payment, error) {
+	if p, known := s.payments.Get(orderID); known {
+		return p, nil
 	}
-	var ids, statuses, reasons []string
-	for _, p := range payments {
-		ids, statuses, reasons = append(ids, p.ID()), append(statuses, string(p.Status())), append(reasons, p.Reason())
+	s.payments.Expect([]string{orderID})
+	rows, err := s.tx.Query(ctx, selectPayments, []string{orderID})
+	if err != nil {
+		return nil, fmt.Errorf("lock payment: %w", err)
 	}
-	b := &pgx.Batch{}
-	b.Queue(`
-		UPDATE payments AS p SET status = u.status, reason = u.reason, updated_at = now()
-		FROM unnest($1::text[]::uuid[], $2::text[], $3::text[]) AS u(id, status, reason)
-		WHERE p.id = u.id`, ids, statuses, nullIfEmpty(reasons))
-	if err := database.Write(ctx, s.tx, b); err != nil {
-		return fmt.Errorf("update payments: %w", err)
+	if err := s.scan(rows); err != nil {
+		return nil, fmt.Errorf("lock payment: %w", err)
+	}
+	p, _ := s.payments.Get(orderID)
+	return p, nil
+}
+
+// Add stores a new payment at the commit.
+func (s *Store) Add(p *payment.Payment) { s.payments.Add(p.OrderID(), p) }
+
+// Save writes a changed payment at the commit.
+func (s *Store) Save(p *payment.Payment) { s.payments.Save(p.OrderID(), p) }
+
+// Flush queues the inserts and updates (unitofwork.Tx). The order locks the runner holds make
+// an insert's order id free: a unique violation would be a bug, and fails the unit of work.
+func (s *Store) Flush(b *pgx.Batch) error {
+	if added := s.payments.Added(); len(added) > 0 {
+		var ids, orders, methods, statuses, reasons []string
+		var amounts []int64
+		for _, p := range added {
+			ids, orders, methods = append(ids, p.ID()), append(orders, p.OrderID()), append(methods, p.Method())
+			amounts, statuses, reasons = append(amounts, p.AmountMinor()), append(statuses, string(p.Status())), append(reasons, p.Reason())
+		}
+		b.Queue(`
+			INSERT INTO payments (id, order_id, method, amount_minor, status, reason)
+			SELECT * FROM unnest($1::text[]::uuid[], $2::text[]::uuid[], $3::text[], $4::bigint[], $5::text[], $6::text[])`,
+			ids, orders, methods, amounts, statuses, nullIfEmpty(reasons))
+	}
+	if saved := s.payments.Saved(); len(saved) > 0 {
+		var ids, statuses, reasons []string
+		for _, p := range saved {
+			ids, statuses, reasons = append(ids, p.ID()), append(statuses, string(p.Status())), append(reasons, p.Reason())
+		}
+		b.Queue(`
+			UPDATE payments AS p SET status = u.status, reason = u.reason, updated_at = now()
+			FROM unnest($1::text[]::uuid[], $2::text[], $3::text[]) AS u(id, status, reason)
+			WHERE p.id = u.id`, ids, statuses, nullIfEmpty(reasons))
 	}
 	return nil
 }
+
+// Committed does nothing: no one watches payments (unitofwork.Tx).
+func (s *Store) Committed() {}
 
 // nullIfEmpty stores an empty reason as NULL: no reason rather than a blank one.
 func nullIfEmpty(ss []string) []*string {

@@ -7,7 +7,7 @@ import (
 
 	"github.com/ordersaga/ordersaga/pkg/catalog"
 	"github.com/ordersaga/ordersaga/pkg/config"
-	"github.com/ordersaga/ordersaga/pkg/database"
+	"github.com/ordersaga/ordersaga/pkg/rules"
 	"github.com/ordersaga/ordersaga/pkg/service"
 	"github.com/ordersaga/ordersaga/pkg/unitofwork"
 	"github.com/ordersaga/ordersaga/services/shipping/internal/eventhandler"
@@ -21,8 +21,8 @@ func main() {
 		if err != nil {
 			return err
 		}
-		rules := unitofwork.New(s.Name, s.Pool, s.Relay, s.Log, func(tx database.Querier) eventhandler.Store { return postgres.Bind(tx) })
-		eventhandler.Register(rules, carrier, s.Log)
-		return s.Consume(rules)
+		reg := rules.New[eventhandler.Store](s.Name)
+		eventhandler.Register(reg, carrier, s.Log)
+		return s.Consume(unitofwork.New(reg, s.Pool, s.Relay, s.Log, postgres.Bind))
 	})
 }

@@ -1,7 +1,7 @@
 // Package eventhandler holds shipping-service's rules for the events it consumes: schedule the
 // shipment of each order whose stock is reserved, once; and call it off, or make sure it never
-// happens, when order-service cancels the order at its deadline. The unit of work around it (decoding,
-// inbox, outbox, transaction) is pkg/unitofwork's.
+// happens, when order-service cancels the order at its deadline. The unit of work around them
+// (decoding, inbox, outbox, transaction, batching) is the runner's.
 package eventhandler
 
 import (
@@ -18,112 +18,74 @@ import (
 	"github.com/ordersaga/ordersaga/pkg/catalog"
 	"github.com/ordersaga/ordersaga/pkg/failure"
 	"github.com/ordersaga/ordersaga/pkg/outbox"
-	"github.com/ordersaga/ordersaga/pkg/unitofwork"
+	"github.com/ordersaga/ordersaga/pkg/rules"
 	"github.com/ordersaga/ordersaga/services/shipping/internal/shipping"
 )
 
-// Store is what the rule needs from storage, within the batch's transaction.
+// Store is what the rules need from storage, within the event's unit of work. The shipments
+// of the event's order are read ahead and locked by then; writes take effect at the commit.
 type Store interface {
-	// Insert stores new shipments, except for orders that have one, and returns the ids stored.
-	Insert(ctx context.Context, shipments []*shipping.Shipment) (map[string]bool, error)
-	// Lock loads and locks the shipments of orders, keyed by order id.
-	Lock(ctx context.Context, orderIDs []string) (map[string]*shipping.Shipment, error)
-	// Save writes the status and reason of changed shipments.
-	Save(ctx context.Context, shipments []*shipping.Shipment) error
+	// Shipment returns the shipment of an order, as this unit of work left it, or nil.
+	Shipment(ctx context.Context, orderID string) (*shipping.Shipment, error)
+	// Add stores a new shipment; its order has none.
+	Add(sh *shipping.Shipment)
+	// Save writes a changed shipment.
+	Save(sh *shipping.Shipment)
 }
 
-// Register adds shipping-service's rules to svc.
-func Register(svc *unitofwork.Service[Store], carrier *shipping.Carrier, log *slog.Logger) {
-	r := &rules{carrier: carrier, log: log}
-	unitofwork.On(svc, catalog.InventoryReserved, validateReserved, r.schedule)
-	unitofwork.On(svc, catalog.OrderCancelled, nil, r.cancel)
+// Register adds shipping-service's rules to reg.
+func Register(reg *rules.Registry[Store], carrier *shipping.Carrier, log *slog.Logger) {
+	r := &shippingRules{carrier: carrier, log: log}
+	rules.On(reg, catalog.InventoryReserved, validateReserved, r.schedule)
+	rules.On(reg, catalog.OrderCancelled, nil, r.cancel)
 }
 
-type rules struct {
+type shippingRules struct {
 	carrier *shipping.Carrier
 	log     *slog.Logger
 }
 
-// schedule asks the carrier about each order and announces the outcome: shipping.scheduled, or
-// shipping.failed with the reason. An order shipped already keeps its shipment, and nothing is
-// announced again.
-func (r *rules) schedule(ctx context.Context, s Store, evs []unitofwork.Event[*inventoryv1.InventoryReserved]) ([]outbox.Event, error) {
-	shipments := make([]*shipping.Shipment, len(evs))
-	for i, ev := range evs {
-		sh, err := r.carrier.Schedule(newID(), ev.OrderID, ev.Msg.GetCountryCode(), units(ev.Msg))
-		if err != nil {
-			return nil, unitofwork.Reject(ev.ID, err)
-		}
-		shipments[i] = sh
-	}
-	stored, err := s.Insert(ctx, shipments)
-	if err != nil {
+// schedule asks the carrier about an order and announces the outcome: shipping.scheduled, or
+// shipping.failed with the reason. An order shipped already (or cancelled first) keeps its
+// shipment, and nothing is announced again.
+func (r *shippingRules) schedule(ctx context.Context, s Store, ev rules.Event[*inventoryv1.InventoryReserved]) ([]outbox.Event, error) {
+	if prior, err := s.Shipment(ctx, ev.OrderID); err != nil || prior != nil {
 		return nil, err
 	}
-	var out []outbox.Event
-	for i, sh := range shipments {
-		if !stored[sh.ID()] {
-			continue
-		}
-		r.log.DebugContext(ctx, "shipment decided", "order_id", sh.OrderID(), "event_id", evs[i].ID, "shipment_id", sh.ID(),
-			"status", sh.Status(), "reason", sh.Reason(), "tracking_code", sh.TrackingCode(), "freight_minor", sh.FreightMinor())
-		out = append(out, announce(sh))
+	sh, err := r.carrier.Schedule(newID(), ev.OrderID, ev.Msg.GetCountryCode(), units(ev.Msg))
+	if err != nil {
+		return nil, failure.Permanent(err)
 	}
-	return out, nil
+	s.Add(sh)
+	r.log.DebugContext(ctx, "shipment decided", "order_id", sh.OrderID(), "event_id", ev.ID, "shipment_id", sh.ID(),
+		"status", sh.Status(), "reason", sh.Reason(), "tracking_code", sh.TrackingCode(), "freight_minor", sh.FreightMinor())
+	return []outbox.Event{announce(sh)}, nil
 }
 
-// cancel settles the shipments of cancelled orders: an order without one gets a CANCELLED
+// cancel settles the shipment of a cancelled order: an order without one gets a CANCELLED
 // shipment, which takes its place for good, so that an inventory.reserved arriving later ships
 // nothing; a scheduled shipment is called off; a failed one stays so. Nothing is announced:
 // the order is cancelled already, and inventory and payment undo their part on order.cancelled.
-//
-// The tombstones are inserted first, under the unique order id: a shipment of the same order
-// committing at the same time either waits for this batch and then finds the tombstone, or this
-// batch waits for it and then calls it off.
-func (r *rules) cancel(ctx context.Context, s Store, evs []unitofwork.Event[*orderv1.OrderCancelled]) ([]outbox.Event, error) {
-	now := time.Now()
-	tombstones := make([]*shipping.Shipment, len(evs))
-	reasons := make(map[string]string, len(evs))
-	for i, ev := range evs {
-		reason := "order cancelled: " + ev.Msg.GetReason()
-		t, err := shipping.Tombstone(newID(), ev.OrderID, reason, now)
-		if err != nil {
-			return nil, unitofwork.Reject(ev.ID, err)
-		}
-		tombstones[i] = t
-		if _, seen := reasons[ev.OrderID]; !seen {
-			reasons[ev.OrderID] = reason
-		}
-	}
-	stored, err := s.Insert(ctx, tombstones)
+func (r *shippingRules) cancel(ctx context.Context, s Store, ev rules.Event[*orderv1.OrderCancelled]) ([]outbox.Event, error) {
+	reason := "order cancelled: " + ev.Msg.GetReason()
+	sh, err := s.Shipment(ctx, ev.OrderID)
 	if err != nil {
 		return nil, err
 	}
-	var rest []string
-	for i, t := range tombstones {
-		if stored[t.ID()] {
-			r.log.DebugContext(ctx, "order cancelled before its shipment: nothing will be shipped",
-				"order_id", t.OrderID(), "event_id", evs[i].ID)
-			continue
+	if sh == nil {
+		t, err := shipping.Tombstone(newID(), ev.OrderID, reason, time.Now())
+		if err != nil {
+			return nil, failure.Permanent(err)
 		}
-		rest = append(rest, t.OrderID())
-	}
-	if len(rest) == 0 {
+		s.Add(t)
+		r.log.DebugContext(ctx, "order cancelled before its shipment: nothing will be shipped", "order_id", ev.OrderID, "event_id", ev.ID)
 		return nil, nil
 	}
-	shipments, err := s.Lock(ctx, rest)
-	if err != nil {
-		return nil, err
+	if sh.Cancel(reason) {
+		s.Save(sh)
+		r.log.DebugContext(ctx, "shipment called off", "order_id", sh.OrderID(), "shipment_id", sh.ID(), "tracking_code", sh.TrackingCode())
 	}
-	var changed []*shipping.Shipment
-	for _, sh := range shipments {
-		if sh.Cancel(reasons[sh.OrderID()]) {
-			r.log.DebugContext(ctx, "shipment called off", "order_id", sh.OrderID(), "shipment_id", sh.ID(),
-				"tracking_code", sh.TrackingCode())
-			changed = append(changed, sh)
-		}
-	}
-	return nil, s.Save(ctx, changed)
+	return nil, nil
 }
 
 // validateReserved refuses an event whose items cannot be priced.

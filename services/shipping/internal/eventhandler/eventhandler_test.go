@@ -20,8 +20,8 @@ import (
 	shippingv1 "github.com/ordersaga/ordersaga/gen/shipping/v1"
 	"github.com/ordersaga/ordersaga/pkg/broker"
 	"github.com/ordersaga/ordersaga/pkg/catalog"
-	"github.com/ordersaga/ordersaga/pkg/database"
 	"github.com/ordersaga/ordersaga/pkg/outbox"
+	"github.com/ordersaga/ordersaga/pkg/rules"
 	"github.com/ordersaga/ordersaga/pkg/testenv"
 	"github.com/ordersaga/ordersaga/pkg/unitofwork"
 	"github.com/ordersaga/ordersaga/services/shipping/internal/eventhandler"
@@ -58,10 +58,9 @@ func newHandlers(t *testing.T, pool *pgxpool.Pool, relay *outbox.Relay, failureR
 		t.Fatal(err)
 	}
 	log := testenv.Logger(t)
-	svc := unitofwork.New(catalog.Shipping, pool, relay, log,
-		func(tx database.Querier) eventhandler.Store { return postgres.Bind(tx) })
-	eventhandler.Register(svc, carrier, log)
-	byQueue, err := svc.Handlers()
+	reg := rules.New[eventhandler.Store](catalog.Shipping)
+	eventhandler.Register(reg, carrier, log)
+	byQueue, err := unitofwork.New(reg, pool, relay, log, postgres.Bind).Handlers()
 	if err != nil {
 		t.Fatalf("handlers: %v", err)
 	}
@@ -90,7 +89,7 @@ func rejected(t *testing.T, err error, indexes ...int) {
 	}
 }
 
-func delivery(t *testing.T, ev unitofwork.Message) amqp.Delivery {
+func delivery(t *testing.T, ev rules.Message) amqp.Delivery {
 	t.Helper()
 	body, err := proto.Marshal(ev)
 	if err != nil {
@@ -176,7 +175,7 @@ func outboxOf(t *testing.T, pool *pgxpool.Pool, orderID string) []outboxRow {
 }
 
 // decodeOutbox checks an outbox row's envelope and decodes its body into ev.
-func decodeOutbox(t *testing.T, row outboxRow, routingKey string, ev unitofwork.Message) {
+func decodeOutbox(t *testing.T, row outboxRow, routingKey string, ev rules.Message) {
 	t.Helper()
 	if row.RoutingKey != routingKey || row.Exchange != catalog.Exchange(catalog.ShippingScheduled) {
 		t.Fatalf("outbox row on %s/%s, want %s/%s", row.Exchange, row.RoutingKey, catalog.Exchange(catalog.ShippingScheduled), routingKey)

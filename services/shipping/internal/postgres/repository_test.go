@@ -2,11 +2,12 @@ package postgres_test
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/ordersaga/ordersaga/pkg/testenv"
@@ -29,57 +30,45 @@ func newShipment(t *testing.T, orderID, country string) *shipping.Shipment {
 	return s
 }
 
-// insert stores shipments in a transaction of its own and returns the ids stored.
-func insert(t *testing.T, pool *pgxpool.Pool, shipments ...*shipping.Shipment) map[string]bool {
+// add commits shipments, added by a unit of work of their own.
+func add(t *testing.T, pool *pgxpool.Pool, shipments ...*shipping.Shipment) error {
 	t.Helper()
 	ctx := context.Background()
-	var stored map[string]bool
-	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
-		var err error
-		stored, err = postgres.Bind(tx).Insert(ctx, shipments)
-		return err
-	})
+	tx, err := pool.Begin(ctx)
 	if err != nil {
-		t.Fatalf("Insert: %v", err)
+		t.Fatal(err)
 	}
-	return stored
+	s := postgres.NewStore(tx)
+	for _, sh := range shipments {
+		s.Add(sh)
+	}
+	return end(ctx, tx, s)
 }
 
-func TestInsert(t *testing.T) {
+// A shipment's columns: what it does not have (a failed one's tracking code and delivery
+// estimate, a scheduled one's reason) is NULL, not blank.
+func TestStoredColumns(t *testing.T) {
 	t.Parallel()
 	pool := testenv.Postgres(t, "shippingrepo", postgres.Migrations...)
 	ctx := context.Background()
 	scheduled, failed := newShipment(t, uuid.NewString(), "BR"), newShipment(t, uuid.NewString(), "AQ")
-
-	if stored := insert(t, pool, scheduled, failed); len(stored) != 2 || !stored[scheduled.ID()] || !stored[failed.ID()] {
-		t.Fatalf("Insert = %v; want both stored", stored)
-	}
-	// The same shipment again, and a second one for an order already shipped: nothing more.
-	again := newShipment(t, scheduled.OrderID(), "PT")
-	if stored := insert(t, pool, scheduled, again); len(stored) != 0 {
-		t.Fatalf("Insert again = %v; want none stored", stored)
-	}
-	// Two new shipments of one order in one call: one is stored.
-	orderID := uuid.NewString()
-	if stored := insert(t, pool, newShipment(t, orderID, "BR"), newShipment(t, orderID, "PT")); len(stored) != 1 {
-		t.Fatalf("Insert of two shipments of one order = %v; want one stored", stored)
-	}
-	if stored := insert(t, pool); len(stored) != 0 {
-		t.Errorf("Insert of nothing = %v", stored)
+	if err := add(t, pool, scheduled, failed); err != nil {
+		t.Fatal(err)
 	}
 
 	var status, code, country string
 	var freight int64
 	var delivery, created *time.Time
+	var noReason bool
 	err := pool.QueryRow(ctx, `
-		SELECT status, tracking_code, country_code, freight_minor, estimated_delivery, created_at
-		FROM shipments WHERE order_id = $1`, scheduled.OrderID()).Scan(&status, &code, &country, &freight, &delivery, &created)
+		SELECT status, tracking_code, country_code, freight_minor, estimated_delivery, created_at, reason IS NULL
+		FROM shipments WHERE order_id = $1`, scheduled.OrderID()).Scan(&status, &code, &country, &freight, &delivery, &created, &noReason)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if status != "SCHEDULED" || code != scheduled.TrackingCode() || country != "BR" || freight != 1300 ||
-		delivery == nil || !delivery.Equal(now.AddDate(0, 0, 3)) || !created.Equal(now) {
-		t.Errorf("scheduled shipment = %s %s %s %d %v %v", status, code, country, freight, delivery, created)
+		delivery == nil || !delivery.Equal(now.AddDate(0, 0, 3)) || !created.Equal(now) || !noReason {
+		t.Errorf("scheduled shipment = %s %s %s %d %v %v, no reason %v", status, code, country, freight, delivery, created, noReason)
 	}
 	var reason string
 	var noCode, noDelivery bool
@@ -92,8 +81,23 @@ func TestInsert(t *testing.T) {
 	if status != "FAILED" || reason != "carrier does not deliver to AQ" || !noCode || !noDelivery {
 		t.Errorf("failed shipment = %s %q, no code %v, no delivery %v", status, reason, noCode, noDelivery)
 	}
+}
+
+// The runner's order locks keep a second shipment of an order from ever being added: should
+// one be, the unit of work fails rather than keep two, or drop one silently.
+func TestSecondShipmentOfAnOrderFailsTheUnitOfWork(t *testing.T) {
+	t.Parallel()
+	pool := testenv.Postgres(t, "shippingrepo", postgres.Migrations...)
+	orderID := uuid.NewString()
+	if err := add(t, pool, newShipment(t, orderID, "BR")); err != nil {
+		t.Fatal(err)
+	}
+	var pgErr *pgconn.PgError
+	if err := add(t, pool, newShipment(t, orderID, "PT")); !errors.As(err, &pgErr) || pgErr.Code != "23505" {
+		t.Errorf("a second shipment of an order: %v, want a unique violation", err)
+	}
 	var n int
-	if err := pool.QueryRow(ctx, "SELECT count(*) FROM shipments").Scan(&n); err != nil || n != 3 {
-		t.Errorf("%d shipments (%v), want 3", n, err)
+	if err := pool.QueryRow(context.Background(), "SELECT count(*) FROM shipments WHERE order_id = $1", orderID).Scan(&n); err != nil || n != 1 {
+		t.Errorf("%d shipments of one order (%v), want 1", n, err)
 	}
 }

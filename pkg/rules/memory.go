@@ -1,4 +1,4 @@
-package unitofwork
+package rules
 
 import (
 	"context"
@@ -6,7 +6,6 @@ import (
 	"sync"
 
 	"github.com/ordersaga/ordersaga/pkg/catalog"
-	"github.com/ordersaga/ordersaga/pkg/failure"
 	"github.com/ordersaga/ordersaga/pkg/outbox"
 )
 
@@ -16,25 +15,25 @@ import (
 // queue, and applied by the rule through a store whose writes take effect only when the rule
 // succeeds. A rejected or failed delivery leaves no trace, its claim included.
 type Memory[S any] struct {
-	svc   *Service[S]
+	reg   *Registry[S]
 	begin func() (store S, end func(commit bool))
 
 	mu    sync.Mutex
 	inbox map[claim]bool
 }
 
-// claim is an event id taken by a queue, as inbox.Claim keys it.
+// claim is an event id taken by a queue, as the inbox keys it.
 type claim struct{ queue, eventID string }
 
-// NewMemory returns the units of work of svc in memory. begin starts one: it returns a store
+// NewMemory returns the units of work of reg in memory. begin starts one: it returns a store
 // and the end of the unit of work, which makes what was written through the store take effect
-// when commit is true and drops it otherwise. It fails, as Handlers does, when svc's rules do
+// when commit is true and drops it otherwise. It fails, as Handlers does, when reg's rules do
 // not match the service's subscriptions in the catalog.
-func NewMemory[S any](svc *Service[S], begin func() (store S, end func(commit bool))) (*Memory[S], error) {
-	if _, err := svc.Handlers(); err != nil {
+func NewMemory[S any](reg *Registry[S], begin func() (store S, end func(commit bool))) (*Memory[S], error) {
+	if _, err := reg.Handlers(); err != nil {
 		return nil, err
 	}
-	return &Memory[S]{svc: svc, begin: begin, inbox: map[claim]bool{}}, nil
+	return &Memory[S]{reg: reg, begin: begin, inbox: map[claim]bool{}}, nil
 }
 
 // Deliver applies one delivery of routingKey carrying body, as the service's queue for it
@@ -42,23 +41,23 @@ func NewMemory[S any](svc *Service[S], begin func() (store S, end func(commit bo
 // failure.IsPermanent reports is one the broker would dead-letter. Deliveries are applied one
 // at a time, whatever the goroutine.
 func (m *Memory[S]) Deliver(ctx context.Context, routingKey string, body []byte) ([]outbox.Event, error) {
-	e, ok := m.svc.rules[routingKey]
+	h, ok := m.reg.rules[routingKey]
 	if !ok {
-		return nil, fmt.Errorf("%s has no rule for %s", m.svc.name, routingKey)
+		return nil, fmt.Errorf("%s has no rule for %s", m.reg.name, routingKey)
 	}
 	// Decoded first: the inbox is keyed by the canonical event id.
-	env, err := e.decode(body)
+	ev, err := h.Decode(body)
 	if err != nil {
-		return nil, failure.Permanent(err)
+		return nil, err
 	}
-	c := claim{queue: catalog.Subscription{Consumer: m.svc.name, RoutingKey: routingKey}.Queue(), eventID: env.id}
+	c := claim{queue: catalog.Subscription{Consumer: m.reg.name, RoutingKey: routingKey}.Queue(), eventID: ev.ID}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.inbox[c] {
 		return nil, nil
 	}
 	store, end := m.begin()
-	out, err := applyOne(ctx, store, e, env)
+	out, err := h.Apply(ctx, store, ev)
 	end(err == nil)
 	if err != nil {
 		return nil, err

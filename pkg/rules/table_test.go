@@ -1,16 +1,16 @@
-package unitofwork_test
+package rules_test
 
 import (
 	"testing"
 
-	"github.com/ordersaga/ordersaga/pkg/unitofwork"
+	"github.com/ordersaga/ordersaga/pkg/rules"
 )
 
 type row struct{ n int }
 
 func TestTableKeepsWritesApartUntilCommit(t *testing.T) {
 	t.Parallel()
-	tbl := unitofwork.NewTable(func(r *row) *row { c := *r; return &c })
+	tbl := rules.NewTable(func(r *row) *row { c := *r; return &c })
 	tx := tbl.Begin()
 	r := &row{n: 1}
 	tx.Put("a", r)
