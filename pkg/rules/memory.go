@@ -25,11 +25,14 @@ type Memory[S any] struct {
 // claim is an event id taken by a queue, as the inbox keys it.
 type claim struct{ queue, eventID string }
 
-// NewMemory returns the units of work of reg in memory. begin starts one: it returns a store
-// and the end of the unit of work, which makes what was written through the store take effect
-// when commit is true and drops it otherwise. It fails, as Handlers does, when reg's rules do
-// not match the service's subscriptions in the catalog.
-func NewMemory[S any](reg *Registry[S], begin func() (store S, end func(commit bool))) (*Memory[S], error) {
+// NewMemory returns the units of work in memory of the consumer service name, whose rules
+// register adds. begin starts one: it returns a store and the end of the unit of work, which
+// makes what was written through the store take effect when commit is true and drops it
+// otherwise. It fails, as Handlers does, when the rules do not match the service's
+// subscriptions in the catalog.
+func NewMemory[S any](name string, register func(*Registry[S]), begin func() (store S, end func(commit bool))) (*Memory[S], error) {
+	reg := New[S](name)
+	register(reg)
 	if _, err := reg.Handlers(); err != nil {
 		return nil, err
 	}

@@ -1,6 +1,14 @@
 package unitofwork
 
-import "slices"
+import (
+	"context"
+	"fmt"
+	"slices"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/ordersaga/ordersaga/pkg/database"
+)
 
 // Rows is one table's rows in a unit of work, by order id: those its store read ahead, then
 // as the rules left them, with what they added and changed, for the store's Flush.
@@ -50,3 +58,28 @@ func (r *Rows[V]) Added() []V { return r.added }
 
 // Saved returns the rows to update.
 func (r *Rows[V]) Saved() []V { return r.saved }
+
+// Prepare queues into b the statement that reads the rows of orderIDs (sql, taking them as $1),
+// whose result scan records with Found: a store's Prepare.
+func (r *Rows[V]) Prepare(b *pgx.Batch, sql string, orderIDs []string, scan func(pgx.Rows) error) {
+	r.Expect(orderIDs)
+	b.Queue(sql, orderIDs).Query(scan)
+}
+
+// Read returns an order's row as this unit of work knows it, or else reads it through q with
+// the statement and scan of Prepare: one round trip for an order not read ahead.
+func (r *Rows[V]) Read(ctx context.Context, q database.Querier, sql, orderID string, scan func(pgx.Rows) error) (V, error) {
+	if v, known := r.Get(orderID); known {
+		return v, nil
+	}
+	r.Expect([]string{orderID})
+	rows, err := q.Query(ctx, sql, []string{orderID})
+	if err == nil {
+		err = scan(rows)
+	}
+	v, _ := r.Get(orderID)
+	if err != nil {
+		return v, fmt.Errorf("read order %s: %w", orderID, err)
+	}
+	return v, nil
+}

@@ -10,7 +10,6 @@ import (
 	"sync"
 
 	"github.com/ordersaga/ordersaga/pkg/catalog"
-	"github.com/ordersaga/ordersaga/pkg/outbox"
 	"github.com/ordersaga/ordersaga/pkg/rules"
 	"github.com/ordersaga/ordersaga/services/inventory/internal/eventhandler"
 	"github.com/ordersaga/ordersaga/services/inventory/internal/inventory"
@@ -18,7 +17,7 @@ import (
 
 // Service is inventory-service in memory: its real rules, its products and reservations in maps.
 type Service struct {
-	work *rules.Memory[eventhandler.Store]
+	*rules.Memory[eventhandler.Store] // Deliver
 
 	mu           sync.Mutex
 	products     map[string]*inventory.Product    // by id
@@ -28,20 +27,14 @@ type Service struct {
 // New returns inventory-service with no products.
 func New() (*Service, error) {
 	s := &Service{products: map[string]*inventory.Product{}, reservations: map[string]inventory.Reservation{}}
-	log := slog.New(slog.DiscardHandler)
-	reg := rules.New[eventhandler.Store](catalog.Inventory)
-	eventhandler.Register(reg, log)
 	var err error
-	s.work, err = rules.NewMemory(reg, s.Begin)
+	s.Memory, err = rules.NewMemory(catalog.Inventory, func(reg *rules.Registry[eventhandler.Store]) {
+		eventhandler.Register(reg, slog.New(slog.DiscardHandler))
+	}, s.Begin)
 	if err != nil {
 		return nil, err
 	}
 	return s, nil
-}
-
-// Deliver applies one delivery of routingKey to inventory-service and returns what it publishes.
-func (s *Service) Deliver(ctx context.Context, routingKey string, body []byte) ([]outbox.Event, error) {
-	return s.work.Deliver(ctx, routingKey, body)
 }
 
 // SetStock sets a product's total stock, creating the product, as the admin API does.

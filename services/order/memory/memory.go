@@ -22,7 +22,7 @@ import (
 // Service is order-service in memory: the order domain and its real saga rules, its orders in
 // a map.
 type Service struct {
-	work *rules.Memory[eventhandler.Store]
+	*rules.Memory[eventhandler.Store] // Deliver
 
 	mu     sync.Mutex
 	orders map[string]*order.Order // by id
@@ -31,20 +31,14 @@ type Service struct {
 // New returns order-service with no orders.
 func New() (*Service, error) {
 	s := &Service{orders: map[string]*order.Order{}}
-	log := slog.New(slog.DiscardHandler)
-	reg := rules.New[eventhandler.Store](catalog.Order)
-	eventhandler.Register(reg, log)
 	var err error
-	s.work, err = rules.NewMemory(reg, s.Begin)
+	s.Memory, err = rules.NewMemory(catalog.Order, func(reg *rules.Registry[eventhandler.Store]) {
+		eventhandler.Register(reg, slog.New(slog.DiscardHandler))
+	}, s.Begin)
 	if err != nil {
 		return nil, err
 	}
 	return s, nil
-}
-
-// Deliver applies one delivery of routingKey to order-service.
-func (s *Service) Deliver(ctx context.Context, routingKey string, body []byte) ([]outbox.Event, error) {
-	return s.work.Deliver(ctx, routingKey, body)
 }
 
 // Request is what a client sends to CreateOrder.

@@ -9,7 +9,6 @@ import (
 
 	"github.com/ordersaga/ordersaga/pkg/catalog"
 	"github.com/ordersaga/ordersaga/pkg/config"
-	"github.com/ordersaga/ordersaga/pkg/outbox"
 	"github.com/ordersaga/ordersaga/pkg/rules"
 	"github.com/ordersaga/ordersaga/services/payment/internal/eventhandler"
 	"github.com/ordersaga/ordersaga/services/payment/internal/payment"
@@ -17,8 +16,8 @@ import (
 
 // Service is payment-service in memory: its real rules and gateway, its payments in a table.
 type Service struct {
-	work     *rules.Memory[eventhandler.Store]
-	payments *rules.Table[*payment.Payment] // by order id
+	*rules.Memory[eventhandler.Store]                                // Deliver
+	payments                          *rules.Table[*payment.Payment] // by order id
 }
 
 // New returns payment-service with cfg's gateway settings; a random decline rate draws from a
@@ -30,19 +29,13 @@ func New(cfg config.Payment) (*Service, error) {
 		return nil, err
 	}
 	s := &Service{payments: rules.NewTable(clone)}
-	log := slog.New(slog.DiscardHandler)
-	reg := rules.New[eventhandler.Store](catalog.Payment)
-	eventhandler.Register(reg, gateway, log)
-	s.work, err = rules.NewMemory(reg, s.Begin)
+	s.Memory, err = rules.NewMemory(catalog.Payment, func(reg *rules.Registry[eventhandler.Store]) {
+		eventhandler.Register(reg, gateway, slog.New(slog.DiscardHandler))
+	}, s.Begin)
 	if err != nil {
 		return nil, err
 	}
 	return s, nil
-}
-
-// Deliver applies one delivery of routingKey to payment-service and returns what it publishes.
-func (s *Service) Deliver(ctx context.Context, routingKey string, body []byte) ([]outbox.Event, error) {
-	return s.work.Deliver(ctx, routingKey, body)
 }
 
 // Payment is an order's payment as stored.

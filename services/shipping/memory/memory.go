@@ -10,7 +10,6 @@ import (
 
 	"github.com/ordersaga/ordersaga/pkg/catalog"
 	"github.com/ordersaga/ordersaga/pkg/config"
-	"github.com/ordersaga/ordersaga/pkg/outbox"
 	"github.com/ordersaga/ordersaga/pkg/rules"
 	"github.com/ordersaga/ordersaga/services/shipping/internal/eventhandler"
 	"github.com/ordersaga/ordersaga/services/shipping/internal/shipping"
@@ -18,8 +17,8 @@ import (
 
 // Service is shipping-service in memory: its real rule and carrier, its shipments in a table.
 type Service struct {
-	work      *rules.Memory[eventhandler.Store]
-	shipments *rules.Table[*shipping.Shipment] // by order id
+	*rules.Memory[eventhandler.Store]                                  // Deliver
+	shipments                         *rules.Table[*shipping.Shipment] // by order id
 }
 
 // New returns shipping-service with cfg's carrier settings. The carrier's clock stands still
@@ -35,19 +34,13 @@ func New(cfg config.Shipping) (*Service, error) {
 		return nil, err
 	}
 	s := &Service{shipments: rules.NewTable(clone)}
-	log := slog.New(slog.DiscardHandler)
-	reg := rules.New[eventhandler.Store](catalog.Shipping)
-	eventhandler.Register(reg, carrier, log)
-	s.work, err = rules.NewMemory(reg, s.Begin)
+	s.Memory, err = rules.NewMemory(catalog.Shipping, func(reg *rules.Registry[eventhandler.Store]) {
+		eventhandler.Register(reg, carrier, slog.New(slog.DiscardHandler))
+	}, s.Begin)
 	if err != nil {
 		return nil, err
 	}
 	return s, nil
-}
-
-// Deliver applies one delivery of routingKey to shipping-service and returns what it publishes.
-func (s *Service) Deliver(ctx context.Context, routingKey string, body []byte) ([]outbox.Event, error) {
-	return s.work.Deliver(ctx, routingKey, body)
 }
 
 // Shipment is an order's shipment as stored.

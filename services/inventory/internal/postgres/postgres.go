@@ -112,8 +112,7 @@ const selectReservations = `
 // products their held reservations hold and those its payment.approved events name
 // (unitofwork.Tx).
 func (s *Store) Prepare(b *pgx.Batch, batch unitofwork.Batch) {
-	s.reservations.Expect(batch.OrderIDs)
-	b.Queue(selectReservations, batch.OrderIDs).Query(s.scanReservations)
+	s.reservations.Prepare(b, selectReservations, batch.OrderIDs, s.scanReservations)
 	var named []string
 	for _, ev := range batch.Events {
 		if ev, ok := ev.(interface{ GetItems() []*orderv1.OrderLine }); ok {
@@ -163,19 +162,7 @@ func (s *Store) scanProducts(rows pgx.Rows) error {
 
 // Reservation returns the reservation of an order, or nil.
 func (s *Store) Reservation(ctx context.Context, orderID string) (*inventory.Reservation, error) {
-	if r, known := s.reservations.Get(orderID); known {
-		return r, nil
-	}
-	s.reservations.Expect([]string{orderID})
-	rows, err := s.tx.Query(ctx, selectReservations, []string{orderID})
-	if err != nil {
-		return nil, fmt.Errorf("lock reservation: %w", err)
-	}
-	if err := s.scanReservations(rows); err != nil {
-		return nil, fmt.Errorf("lock reservation: %w", err)
-	}
-	r, _ := s.reservations.Get(orderID)
-	return r, nil
+	return s.reservations.Read(ctx, s.tx, selectReservations, orderID, s.scanReservations)
 }
 
 // Products returns the products with the given ids that exist, locked in id order.

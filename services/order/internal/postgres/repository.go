@@ -286,8 +286,7 @@ const lockOrders = `
 
 // Prepare locks the batch's orders and reads their saga state (unitofwork.Tx).
 func (s *Store) Prepare(b *pgx.Batch, batch unitofwork.Batch) {
-	s.orders.Expect(batch.OrderIDs)
-	b.Queue(lockOrders, batch.OrderIDs).Query(s.scan)
+	s.orders.Prepare(b, lockOrders, batch.OrderIDs, s.scan)
 }
 
 func (s *Store) scan(rows pgx.Rows) error {
@@ -303,19 +302,7 @@ func (s *Store) scan(rows pgx.Rows) error {
 
 // Order returns the saga state of an order, locked, or nil when it does not exist.
 func (s *Store) Order(ctx context.Context, id string) (*order.Order, error) {
-	if o, known := s.orders.Get(id); known {
-		return o, nil
-	}
-	s.orders.Expect([]string{id})
-	rows, err := s.tx.Query(ctx, lockOrders, []string{id})
-	if err != nil {
-		return nil, fmt.Errorf("lock order: %w", err)
-	}
-	if err := s.scan(rows); err != nil {
-		return nil, fmt.Errorf("lock order: %w", err)
-	}
-	o, _ := s.orders.Get(id)
-	return o, nil
+	return s.orders.Read(ctx, s.tx, lockOrders, id, s.scan)
 }
 
 // Record stores a change of an order's status and the order as it is after it, at the commit.

@@ -5,7 +5,6 @@ package postgres
 import (
 	"context"
 	"embed"
-	"fmt"
 
 	"github.com/jackc/pgx/v5"
 
@@ -44,8 +43,7 @@ const selectPayments = `
 
 // Prepare reads and locks the payments of the batch's orders (unitofwork.Tx).
 func (s *Store) Prepare(b *pgx.Batch, batch unitofwork.Batch) {
-	s.payments.Expect(batch.OrderIDs)
-	b.Queue(selectPayments, batch.OrderIDs).Query(s.scan)
+	s.payments.Prepare(b, selectPayments, batch.OrderIDs, s.scan)
 }
 
 func (s *Store) scan(rows pgx.Rows) error {
@@ -60,19 +58,7 @@ func (s *Store) scan(rows pgx.Rows) error {
 
 // Payment returns the payment of an order, nil when it has none.
 func (s *Store) Payment(ctx context.Context, orderID string) (*payment.Payment, error) {
-	if p, known := s.payments.Get(orderID); known {
-		return p, nil
-	}
-	s.payments.Expect([]string{orderID})
-	rows, err := s.tx.Query(ctx, selectPayments, []string{orderID})
-	if err != nil {
-		return nil, fmt.Errorf("lock payment: %w", err)
-	}
-	if err := s.scan(rows); err != nil {
-		return nil, fmt.Errorf("lock payment: %w", err)
-	}
-	p, _ := s.payments.Get(orderID)
-	return p, nil
+	return s.payments.Read(ctx, s.tx, selectPayments, orderID, s.scan)
 }
 
 // Add stores a new payment at the commit.

@@ -5,7 +5,6 @@ package postgres
 import (
 	"context"
 	"embed"
-	"fmt"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -46,8 +45,7 @@ const selectShipments = `
 
 // Prepare reads and locks the shipments of the batch's orders (unitofwork.Tx).
 func (s *Store) Prepare(b *pgx.Batch, batch unitofwork.Batch) {
-	s.shipments.Expect(batch.OrderIDs)
-	b.Queue(selectShipments, batch.OrderIDs).Query(s.scan)
+	s.shipments.Prepare(b, selectShipments, batch.OrderIDs, s.scan)
 }
 
 func (s *Store) scan(rows pgx.Rows) error {
@@ -69,19 +67,7 @@ func (s *Store) scan(rows pgx.Rows) error {
 
 // Shipment returns the shipment of an order, nil when it has none.
 func (s *Store) Shipment(ctx context.Context, orderID string) (*shipping.Shipment, error) {
-	if sh, known := s.shipments.Get(orderID); known {
-		return sh, nil
-	}
-	s.shipments.Expect([]string{orderID})
-	rows, err := s.tx.Query(ctx, selectShipments, []string{orderID})
-	if err != nil {
-		return nil, fmt.Errorf("lock shipment: %w", err)
-	}
-	if err := s.scan(rows); err != nil {
-		return nil, fmt.Errorf("lock shipment: %w", err)
-	}
-	sh, _ := s.shipments.Get(orderID)
-	return sh, nil
+	return s.shipments.Read(ctx, s.tx, selectShipments, orderID, s.scan)
 }
 
 // Add stores a new shipment at the commit.
