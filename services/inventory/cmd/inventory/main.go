@@ -10,7 +10,6 @@ import (
 	inventoryv1 "github.com/ordersaga/ordersaga/gen/inventory/v1"
 	"github.com/ordersaga/ordersaga/pkg/auth"
 	"github.com/ordersaga/ordersaga/pkg/catalog"
-	"github.com/ordersaga/ordersaga/pkg/config"
 	"github.com/ordersaga/ordersaga/pkg/database"
 	"github.com/ordersaga/ordersaga/pkg/service"
 	"github.com/ordersaga/ordersaga/pkg/unitofwork"
@@ -20,7 +19,7 @@ import (
 )
 
 func main() {
-	service.Main(catalog.Inventory, postgres.Migrations, func(_ context.Context, s *service.Service, cfg config.Inventory) error {
+	service.Main(catalog.Inventory, postgres.Migrations, func(_ context.Context, s *service.Service, cfg Config) error {
 		rules := unitofwork.New(s.Name, s.Pool, s.Relay, s.Log, func(tx database.Querier) eventhandler.Store { return postgres.Bind(tx) })
 		eventhandler.Register(rules, s.Log)
 		if err := s.Consume(rules); err != nil {
