@@ -1,7 +1,8 @@
 // Package docs holds the documentation past the README, and a test that keeps it whole: a front
 // door that stays short and leads to every page, make targets that exist, links that resolve.
 // What the pages claim is checked elsewhere: the examples by e2e (TestDocsExamplesWorkAsPrinted,
-// TestDocsGoClient), the configuration table by pkg/config (TestConfigurationDocTable).
+// TestDocsGoClient); the configuration table is held to what the binaries say they read by
+// TestConfigurationDocTable (config_test.go).
 package docs
 
 import (

@@ -1,8 +1,9 @@
 // Package k8s_test renders every overlay with kubectl kustomize, decodes each object strictly
 // (an unknown field fails) into the upstream API types, or for the operators' custom resources
-// into small types of the fields used here, and holds the result to what the binaries read: the
-// configuration structs of pkg/config, the ports of the public contract, the shutdown bounds,
-// the broker's queues and the database pools. No cluster is needed.
+// into small types of the fields used here, and holds the result to what the binaries read (the
+// variables each lists with -config-vars and accepts with -check-config), the ports of the
+// public contract, the shutdown bounds, the broker's queues and the database pools. No cluster
+// is needed.
 package k8s_test
 
 import (
@@ -30,6 +31,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"sigs.k8s.io/yaml"
 
+	"github.com/ordersaga/ordersaga/internal/stack"
 	"github.com/ordersaga/ordersaga/pkg/broker"
 	"github.com/ordersaga/ordersaga/pkg/catalog"
 	"github.com/ordersaga/ordersaga/pkg/config"
@@ -260,15 +262,32 @@ func overlays(t *testing.T) []string {
 	return dirs
 }
 
+// binary is a service and the variables it reads, as it lists them.
+type binary struct {
+	Name string
+	Vars []config.Var
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	stack.RemoveBinaries()
+	os.Exit(code)
+}
+
 func TestOverlays(t *testing.T) {
+	var binaries []binary
+	for _, svc := range stack.Services {
+		vars, err := stack.ConfigVars(svc)
+		if err != nil {
+			t.Fatalf("%s: %v", svc, err)
+		}
+		binaries = append(binaries, binary{Name: svc, Vars: vars})
+	}
 	for _, dir := range overlays(t) {
 		t.Run(filepath.Base(dir), func(t *testing.T) {
 			t.Parallel()
 			r := render(t, dir)
-			for _, b := range config.Binaries() {
-				if b.Name == "ordersctl" {
-					continue
-				}
+			for _, b := range binaries {
 				t.Run(b.Name, func(t *testing.T) { checkService(t, r, b) })
 			}
 			checkBroker(t, r)
@@ -299,7 +318,7 @@ func checkBroker(t *testing.T, r *rendered) {
 // by broker.DefaultHandlerTimeout.
 var shutdownBound = max(server.ShutdownTimeout, broker.DefaultHandlerTimeout)
 
-func checkService(t *testing.T, r *rendered, b config.Binary) {
+func checkService(t *testing.T, r *rendered, b binary) {
 	svc := b.Name
 	d := r.deployments[svc]
 	if d == nil {
@@ -347,10 +366,10 @@ var reference = regexp.MustCompile(`\$\(([A-Za-z_][A-Za-z0-9_]*)\)`)
 // later variable it reads is made of), that the ConfigMaps hold only such variables, that what
 // points at localhost by default is set, and that the binary would start with the result. It
 // returns the environment, Secrets replaced by placeholders.
-func checkEnv(t *testing.T, r *rendered, b config.Binary, c corev1.Container) map[string]string {
+func checkEnv(t *testing.T, r *rendered, b binary, c corev1.Container) map[string]string {
 	t.Helper()
 	reads := map[string]config.Var{}
-	for _, v := range config.VarsOf(b.Config) {
+	for _, v := range b.Vars {
 		reads[v.Name] = v
 	}
 	env := map[string]string{}
@@ -407,7 +426,7 @@ func checkEnv(t *testing.T, r *rendered, b config.Binary, c corev1.Container) ma
 			t.Errorf("%s is not set: its default %s names localhost", v.Name, v.Default)
 		}
 	}
-	if err := b.Check(func(k string) string { return env[k] }); err != nil {
+	if err := stack.CheckConfig(b.Name, env); err != nil {
 		t.Errorf("%s would not start: %v", b.Name, err)
 	}
 	return env
@@ -415,10 +434,10 @@ func checkEnv(t *testing.T, r *rendered, b config.Binary, c corev1.Container) ma
 
 // checkPorts checks that the container's ports are exactly the binary's listen addresses, named
 // for them and equal to the contract's, and returns them by name.
-func checkPorts(t *testing.T, b config.Binary, c corev1.Container, env map[string]string) map[string]int32 {
+func checkPorts(t *testing.T, b binary, c corev1.Container, env map[string]string) map[string]int32 {
 	t.Helper()
 	want := map[string]int32{}
-	for _, v := range config.VarsOf(b.Config) {
+	for _, v := range b.Vars {
 		if !strings.HasSuffix(v.Name, "_ADDR") {
 			continue
 		}
@@ -673,11 +692,11 @@ func checkTriggerHost(t *testing.T, r *rendered, host string) {
 // checkDatabase checks that the database URL comes from the Secret of a CloudNativePG Cluster
 // that creates the binary's database, replicates synchronously and takes the connections of
 // every replica's pool.
-func checkDatabase(t *testing.T, r *rendered, b config.Binary, c corev1.Container, maxReplicas int32) {
+func checkDatabase(t *testing.T, r *rendered, b binary, c corev1.Container, maxReplicas int32) {
 	t.Helper()
 	name := strings.ToUpper(b.Name) + "_DATABASE_URL"
 	var def string
-	for _, v := range config.VarsOf(b.Config) {
+	for _, v := range b.Vars {
 		if v.Name == name {
 			def = v.Default
 		}

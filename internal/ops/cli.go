@@ -78,12 +78,15 @@ Global flags (also accepted after the command; environment variable in brackets)
   -tls-ca FILE        [ORDERSCTL_TLS_CA_FILE] trust the CA in FILE; implies -tls
   -token JWT          [ORDERSCTL_TOKEN] bearer token for the gRPC APIs
 
+Alone, -config-vars lists the variables ordersctl reads (JSON lines), and -check-config
+checks them without connecting.
+
 Exit status: 0 ok, 1 audit found violations, 2 bad usage or error.
 `
 
 // Usage is ordersctl's help text.
 func Usage() string {
-	d, _ := config.Load[config.Ordersctl](func(string) string { return "" }) // the defaults are valid: config's tests
+	d, _ := config.Load[Env](func(string) string { return "" }) // the defaults are valid: TestConfigurationDocTable
 	return fmt.Sprintf(usageText, d.Broker.AMQPURL, d.Order.URL, d.Payment.URL, d.Inventory.URL, d.Shipping.URL,
 		d.OrderAddr, d.InventoryAddr)
 }
@@ -92,6 +95,12 @@ var errUsage = errors.New("bad usage")
 
 // Run runs ordersctl with args (without the program name) and returns its exit status.
 func Run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
+	if status, done := config.Inspect[Env](args, getenv, stdout, stderr); done {
+		if status != 0 {
+			return ExitError
+		}
+		return ExitOK
+	}
 	cfg, err := ConfigFromEnv(getenv)
 	if err != nil {
 		fmt.Fprintf(stderr, "ordersctl: %v\n", err)
@@ -465,10 +474,10 @@ func (c *cli) connectDatabases(ctx context.Context) (Databases, func(), error) {
 		name, url string
 		to        *Querier
 	}{
-		{"order", c.cfg.Order.URL, &dbs.Order},
-		{"payment", c.cfg.Payment.URL, &dbs.Payment},
-		{"inventory", c.cfg.Inventory.URL, &dbs.Inventory},
-		{"shipping", c.cfg.Shipping.URL, &dbs.Shipping},
+		{"order", c.cfg.Order.URL.String(), &dbs.Order},
+		{"payment", c.cfg.Payment.URL.String(), &dbs.Payment},
+		{"inventory", c.cfg.Inventory.URL.String(), &dbs.Inventory},
+		{"shipping", c.cfg.Shipping.URL.String(), &dbs.Shipping},
 	} {
 		conn, err := pgx.Connect(ctx, db.url)
 		if err != nil {

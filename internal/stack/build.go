@@ -15,9 +15,9 @@ var (
 	buildErr  error
 )
 
-// binDir returns the directory holding the four service binaries: $ORDERSAGA_BIN_DIR when
-// set (make test builds bin/ first), else a temporary directory they are built into once per
-// process. RemoveBinaries deletes it.
+// binDir returns the directory holding the four service binaries and ordersctl:
+// $ORDERSAGA_BIN_DIR when set (make test builds bin/ first), else a temporary directory they are
+// built into once per process. RemoveBinaries deletes it.
 func binDir() (string, error) {
 	if d := os.Getenv("ORDERSAGA_BIN_DIR"); d != "" {
 		d, err := filepath.Abs(d)
@@ -44,27 +44,25 @@ func checkBinaries(dir string) error {
 }
 
 func build() (string, error) {
-	out, err := exec.Command("go", "env", "GOMOD").Output()
-	if err != nil {
-		return "", fmt.Errorf("go env GOMOD: %w", err)
-	}
-	gomod := strings.TrimSpace(string(out))
-	if gomod == "" || gomod == os.DevNull {
-		return "", fmt.Errorf("not inside the ordersaga module; set ORDERSAGA_BIN_DIR")
+	// The module's directory, also from a module that requires it (deploy/k8s).
+	out, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", "github.com/ordersaga/ordersaga").Output()
+	root := strings.TrimSpace(string(out))
+	if err != nil || root == "" {
+		return "", fmt.Errorf("not inside the ordersaga module (go list -m: %v); set ORDERSAGA_BIN_DIR", err)
 	}
 	dir, err := os.MkdirTemp("", "ordersaga-bin-")
 	if err != nil {
 		return "", err
 	}
-	args := []string{"build", "-o", dir + string(filepath.Separator)}
+	args := []string{"build", "-o", dir + string(filepath.Separator), "./cmd/ordersctl"}
 	for _, svc := range Services {
 		args = append(args, "./services/"+svc+"/cmd/"+svc)
 	}
 	cmd := exec.Command("go", args...)
-	cmd.Dir = filepath.Dir(gomod)
+	cmd.Dir = root
 	if out, err := cmd.CombinedOutput(); err != nil {
 		os.RemoveAll(dir)
-		return "", fmt.Errorf("go build services: %w\n%s", err, out)
+		return "", fmt.Errorf("go build: %w\n%s", err, out)
 	}
 	return dir, nil
 }

@@ -1,7 +1,7 @@
-// Package config is every binary's configuration: one struct per binary, read once from the
-// environment, with the defaults in the struct tags and nowhere else. The services and ordersctl
-// parse the same structs, Vars lists what each binary reads (for the README and the deployment
-// manifests), and each struct logs itself with its secrets masked.
+// Package config holds the parts of configuration that the binaries share: the log, the broker,
+// a database, the guard of the API ports, the inbox, and the value types their variables parse
+// into. Each binary composes its own configuration from these parts next to its main, and Load
+// reads it from the environment with caarlos0/env, the defaults in the struct tags.
 package config
 
 import (
@@ -10,12 +10,10 @@ import (
 	"log/slog"
 	"net"
 	"net/url"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
 
-	"github.com/caarlos0/env/v11"
 	"github.com/jackc/pgx/v5/pgconn"
 	amqp "github.com/rabbitmq/amqp091-go"
 
@@ -60,11 +58,6 @@ type Broker struct {
 	PasswordFile string `env:"AMQP_PASSWORD_FILE"`
 }
 
-func (b *Broker) resolve() (err error) {
-	b.AMQPURL, err = withPasswordFile("AMQP_PASSWORD_FILE", b.AMQPURL, b.PasswordFile)
-	return err
-}
-
 // Validate checks that every address of the list is an AMQP URL.
 func (b Broker) Validate() error {
 	for u := range strings.SplitSeq(b.AMQPURL, ",") {
@@ -75,63 +68,33 @@ func (b Broker) Validate() error {
 	return nil
 }
 
-// OrderDatabase is order-service's PostgreSQL. With PasswordFile set, Load puts that file's
-// password into URL, which must then be a URL that names the user.
-type OrderDatabase struct {
-	URL          string `env:"ORDER_DATABASE_URL" envDefault:"postgres://postgres@localhost:5432/orderdb?sslmode=disable"`
-	PasswordFile string `env:"ORDER_DATABASE_PASSWORD_FILE"`
+// Database is a service's PostgreSQL, read under the prefix of the field that holds it:
+//
+//	Database config.Database `envPrefix:"ORDER_"` // ORDER_DATABASE_URL, ORDER_DATABASE_PASSWORD_FILE
+//
+// The URL defaults to the database named after the prefix on the local server
+// (postgres://postgres@localhost:5432/orderdb?sslmode=disable), see databaseDefault. With
+// PasswordFile set, Load puts that file's password into URL, which must then be a URL that
+// names the user.
+type Database struct {
+	URL          DatabaseURL `env:"DATABASE_URL"`
+	PasswordFile string      `env:"DATABASE_PASSWORD_FILE"`
 }
 
-// PaymentDatabase is payment-service's PostgreSQL, as OrderDatabase.
-type PaymentDatabase struct {
-	URL          string `env:"PAYMENT_DATABASE_URL" envDefault:"postgres://postgres@localhost:5432/paymentdb?sslmode=disable"`
-	PasswordFile string `env:"PAYMENT_DATABASE_PASSWORD_FILE"`
-}
+// DatabaseURL is a libpq URL or keyword/value string, as pgx reads it.
+type DatabaseURL string
 
-// InventoryDatabase is inventory-service's PostgreSQL, as OrderDatabase.
-type InventoryDatabase struct {
-	URL          string `env:"INVENTORY_DATABASE_URL" envDefault:"postgres://postgres@localhost:5432/inventorydb?sslmode=disable"`
-	PasswordFile string `env:"INVENTORY_DATABASE_PASSWORD_FILE"`
-}
-
-// ShippingDatabase is shipping-service's PostgreSQL, as OrderDatabase.
-type ShippingDatabase struct {
-	URL          string `env:"SHIPPING_DATABASE_URL" envDefault:"postgres://postgres@localhost:5432/shippingdb?sslmode=disable"`
-	PasswordFile string `env:"SHIPPING_DATABASE_PASSWORD_FILE"`
-}
-
-func (d *OrderDatabase) resolve() (err error) {
-	d.URL, err = withPasswordFile("ORDER_DATABASE_PASSWORD_FILE", d.URL, d.PasswordFile)
-	return err
-}
-
-func (d *PaymentDatabase) resolve() (err error) {
-	d.URL, err = withPasswordFile("PAYMENT_DATABASE_PASSWORD_FILE", d.URL, d.PasswordFile)
-	return err
-}
-
-func (d *InventoryDatabase) resolve() (err error) {
-	d.URL, err = withPasswordFile("INVENTORY_DATABASE_PASSWORD_FILE", d.URL, d.PasswordFile)
-	return err
-}
-
-func (d *ShippingDatabase) resolve() (err error) {
-	d.URL, err = withPasswordFile("SHIPPING_DATABASE_PASSWORD_FILE", d.URL, d.PasswordFile)
-	return err
-}
-
-func (d OrderDatabase) Validate() error     { return validateDatabase("ORDER_DATABASE_URL", d.URL) }
-func (d PaymentDatabase) Validate() error   { return validateDatabase("PAYMENT_DATABASE_URL", d.URL) }
-func (d InventoryDatabase) Validate() error { return validateDatabase("INVENTORY_DATABASE_URL", d.URL) }
-func (d ShippingDatabase) Validate() error  { return validateDatabase("SHIPPING_DATABASE_URL", d.URL) }
-
-// validateDatabase checks that url is a libpq URL or keyword/value string, as pgx reads it.
-func validateDatabase(name, url string) error {
-	if _, err := pgconn.ParseConfig(url); err != nil {
-		return fmt.Errorf("%s: %s", name, maskURL(err.Error()))
+// UnmarshalText accepts what pgx accepts as a connection string.
+func (u *DatabaseURL) UnmarshalText(text []byte) error {
+	if _, err := pgconn.ParseConfig(string(text)); err != nil {
+		return errors.New(maskURL(err.Error()))
 	}
+	*u = DatabaseURL(text)
 	return nil
 }
+
+// String returns the URL, password included: log a configuration with LogValue.
+func (u DatabaseURL) String() string { return string(u) }
 
 // Security is how a service guards its API ports (README, "Who may do what"): TLS from
 // certificate files and bearer-token checks, each off unless set. The ops port is never
@@ -179,119 +142,6 @@ func (s Security) Validate() error {
 	return errors.Join(errs...)
 }
 
-// Order is order-service's configuration.
-type Order struct {
-	Log      Log
-	Broker   Broker
-	Database OrderDatabase
-	Security Security
-	GRPCAddr Addr `env:"ORDER_GRPC_ADDR" envDefault:":50051"`
-	HTTPAddr Addr `env:"ORDER_HTTP_ADDR" envDefault:":3001"`
-	OpsAddr  Addr `env:"ORDER_OPS_ADDR" envDefault:":9101"`
-	Saga     Saga
-	Inbox    Inbox
-	CORS     CORS
-	API      API
-}
-
-// CORS is which browser pages, by origin, may call the REST facade.
-type CORS struct {
-	// AllowedOrigins are the origins granted (preflights, the REST routes, the watch stream, the
-	// OpenAPI documents); none: the facade sends no CORS headers and browsers keep other
-	// origins out.
-	AllowedOrigins Origins `env:"ORDER_CORS_ALLOWED_ORIGINS"`
-}
-
-// Origins is a comma-separated list of browser origins, scheme://host[:port], each as a browser
-// writes it in an Origin header (lower case, no default port), so that comparing is exact.
-type Origins []string
-
-// UnmarshalText parses the list. A wildcard is refused: granting every origin is what leaving
-// the variable unset and putting a proxy in front is for, and it must never meet credentials.
-func (o *Origins) UnmarshalText(text []byte) error {
-	var list Origins
-	for s := range strings.SplitSeq(string(text), ",") {
-		s = strings.TrimSpace(s)
-		if s == "" {
-			continue
-		}
-		origin, err := parseOrigin(s)
-		if err != nil {
-			return err
-		}
-		if !slices.Contains(list, origin) {
-			list = append(list, origin)
-		}
-	}
-	*o = list
-	return nil
-}
-
-// String lists the origins as the variable does.
-func (o Origins) String() string { return strings.Join(o, ",") }
-
-// parseOrigin returns s serialized as a browser sends it, or an error saying why s is no origin.
-func parseOrigin(s string) (string, error) {
-	u, err := url.Parse(s)
-	if err != nil || u.Host == "" || u.Opaque != "" {
-		return "", fmt.Errorf("%q is not an origin: want scheme://host[:port], e.g. https://shop.example.com", s)
-	}
-	scheme := strings.ToLower(u.Scheme)
-	if scheme != "http" && scheme != "https" {
-		return "", fmt.Errorf("%q is not an http:// or https:// origin", s)
-	}
-	if u.User != nil || (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" || u.ForceQuery {
-		return "", fmt.Errorf("%q is not an origin: only scheme://host[:port], no user, path, query or fragment", s)
-	}
-	host, port := strings.ToLower(u.Hostname()), u.Port()
-	if strings.Contains(host, "*") {
-		return "", fmt.Errorf("%q: wildcards are not allowed, list each origin", s)
-	}
-	if strings.Contains(host, ":") {
-		host = "[" + host + "]" // IPv6
-	}
-	if port != "" {
-		if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
-			return "", fmt.Errorf("%q: port %q is not a port number", s, port)
-		}
-		if !(scheme == "http" && port == "80" || scheme == "https" && port == "443") {
-			host += ":" + port
-		}
-	}
-	return scheme + "://" + host, nil
-}
-
-// API bounds order-service's API calls.
-type API struct {
-	// CreateTimeout bounds a CreateOrder call whatever its caller's deadline: past it the call
-	// answers UNAVAILABLE (retry with the same request_id) instead of waiting on a database
-	// that does not answer.
-	CreateTimeout time.Duration `env:"ORDER_CREATE_TIMEOUT" envDefault:"30s"`
-}
-
-// Validate checks that the bound is positive.
-func (a API) Validate() error {
-	if a.CreateTimeout <= 0 {
-		return fmt.Errorf("ORDER_CREATE_TIMEOUT: %s is not a positive duration", a.CreateTimeout)
-	}
-	return nil
-}
-
-// Saga is how long the saga of one order may take.
-type Saga struct {
-	// Timeout is the saga deadline: an order not terminal this long after its creation is
-	// cancelled and compensated by order-service.
-	Timeout time.Duration `env:"ORDER_SAGA_TIMEOUT" envDefault:"10m"`
-}
-
-// Validate checks that the deadline is positive.
-func (s Saga) Validate() error {
-	if s.Timeout <= 0 {
-		return fmt.Errorf("ORDER_SAGA_TIMEOUT: %s is not a positive duration", s.Timeout)
-	}
-	return nil
-}
-
 // Inbox is how long a service remembers the events it has handled.
 type Inbox struct {
 	// Retention is how long an event's id stays in the inbox (idempotency_keys) after it took
@@ -309,61 +159,23 @@ func (i Inbox) Validate() error {
 	return nil
 }
 
-// Payment is payment-service's configuration.
-type Payment struct {
-	Log         Log
-	Broker      Broker
-	Database    PaymentDatabase
-	OpsAddr     Addr   `env:"PAYMENT_OPS_ADDR" envDefault:":9102"`
-	AmountLimit Amount `env:"PAYMENT_AMOUNT_LIMIT" envDefault:"10000.00"`
-	DeclineRate Rate   `env:"PAYMENT_DECLINE_RATE" envDefault:"0"`
-	Inbox       Inbox
+// Service is what every service reads alike: its log, its broker and its inbox.
+type Service struct {
+	Log    Log
+	Broker Broker
+	Inbox  Inbox
 }
 
-// Inventory is inventory-service's configuration.
-type Inventory struct {
-	Log      Log
-	Broker   Broker
-	Database InventoryDatabase
-	Security Security
-	GRPCAddr Addr `env:"INVENTORY_GRPC_ADDR" envDefault:":50052"`
-	OpsAddr  Addr `env:"INVENTORY_OPS_ADDR" envDefault:":9103"`
-	Inbox    Inbox
+// Validate checks the parts that have rules.
+func (s Service) Validate() error { return errors.Join(s.Broker.Validate(), s.Inbox.Validate()) }
+
+// Runtime is what the service runner (pkg/service) reads of a service's configuration.
+type Runtime struct {
+	Service
+	Database Database
+	OpsAddr  Addr
+	Security Security // off for the services without an API port
 }
-
-// Shipping is shipping-service's configuration.
-type Shipping struct {
-	Log         Log
-	Broker      Broker
-	Database    ShippingDatabase
-	OpsAddr     Addr   `env:"SHIPPING_OPS_ADDR" envDefault:":9104"`
-	BaseFreight Amount `env:"SHIPPING_BASE_FREIGHT" envDefault:"10.00"`
-	FailureRate Rate   `env:"SHIPPING_FAILURE_RATE" envDefault:"0"`
-	Inbox       Inbox
-}
-
-// Ordersctl is where the operator tool finds the broker and the four databases (the same
-// variables, and so the same defaults, as the services) and the gRPC APIs of order and
-// inventory.
-type Ordersctl struct {
-	Broker    Broker
-	Order     OrderDatabase
-	Payment   PaymentDatabase
-	Inventory InventoryDatabase
-	Shipping  ShippingDatabase
-
-	OrderAddr     string `env:"ORDERSCTL_ORDER_ADDR" envDefault:"localhost:50051"`
-	InventoryAddr string `env:"ORDERSCTL_INVENTORY_ADDR" envDefault:"localhost:50052"`
-	TLS           bool   `env:"ORDERSCTL_TLS"`         // dial with TLS, trusting the system's roots or TLSCAFile
-	TLSCAFile     string `env:"ORDERSCTL_TLS_CA_FILE"` // PEM certificates to trust; implies TLS
-	Token         string `env:"ORDERSCTL_TOKEN" secret:"true"`
-}
-
-func (c Order) LogValue() slog.Value     { return logValue(&c) }
-func (c Payment) LogValue() slog.Value   { return logValue(&c) }
-func (c Inventory) LogValue() slog.Value { return logValue(&c) }
-func (c Shipping) LogValue() slog.Value  { return logValue(&c) }
-func (c Ordersctl) LogValue() slog.Value { return logValue(&c) }
 
 // Addr is a listen address, host:port (":50051").
 type Addr string
@@ -414,109 +226,3 @@ func (r *Rate) UnmarshalText(text []byte) error {
 
 // String formats the rate.
 func (r Rate) String() string { return strconv.FormatFloat(float64(r), 'g', -1, 64) }
-
-// Load reads a binary's configuration T (Order, Payment, …) from getenv (os.Getenv in a main)
-// and validates it. An empty variable counts as unset: its default applies.
-func Load[T any](getenv func(string) string) (T, error) {
-	var cfg T
-	fields, err := env.GetFieldParams(&cfg)
-	if err != nil {
-		return cfg, fmt.Errorf("config: %w", err)
-	}
-	environment := make(map[string]string, len(fields))
-	for _, f := range fields {
-		if v := getenv(f.Key); v != "" {
-			environment[f.Key] = v
-		}
-	}
-	if err := env.ParseWithOptions(&cfg, env.Options{Environment: environment}); err != nil {
-		return cfg, fmt.Errorf("config: %w", byVariable(&cfg, err))
-	}
-	if err := resolve(&cfg); err != nil {
-		return cfg, fmt.Errorf("config: %w", err)
-	}
-	if err := validate(&cfg); err != nil {
-		return cfg, fmt.Errorf("config: %w", err)
-	}
-	return cfg, nil
-}
-
-// resolver is a part of a configuration that reads what its variables point to (a password
-// file) once they are parsed.
-type resolver interface{ resolve() error }
-
-// resolve runs resolve on every part of cfg that has it.
-func resolve(cfg any) error {
-	var errs []error
-	walk(cfg, func(f field) {
-		if r, ok := f.value.Addr().Interface().(resolver); ok && f.env == "" {
-			errs = append(errs, r.resolve())
-		}
-	})
-	return errors.Join(errs...)
-}
-
-// validator is a part of a configuration that checks more than its fields' types.
-type validator interface{ Validate() error }
-
-// validate runs Validate on every part of cfg that has it.
-func validate(cfg any) error {
-	var errs []error
-	walk(cfg, func(f field) {
-		if v, ok := f.value.Interface().(validator); ok && f.env == "" {
-			errs = append(errs, v.Validate())
-		}
-	})
-	return errors.Join(errs...)
-}
-
-// byVariable restates env's parse errors, which name Go fields, by the variable that was wrong.
-func byVariable(cfg any, err error) error {
-	var agg env.AggregateError
-	if !errors.As(err, &agg) {
-		return errors.New(maskURL(err.Error()))
-	}
-	keys := map[string][]string{} // Go field name → variables of fields so named
-	walk(cfg, func(f field) {
-		if f.env != "" {
-			keys[f.name] = append(keys[f.name], f.env)
-		}
-	})
-	errs := make([]error, len(agg.Errors))
-	for i, e := range agg.Errors {
-		var pe env.ParseError
-		if errors.As(e, &pe) && len(keys[pe.Name]) > 0 {
-			errs[i] = fmt.Errorf("%s: %s", strings.Join(keys[pe.Name], " or "), maskURL(pe.Err.Error()))
-			continue
-		}
-		errs[i] = errors.New(maskURL(e.Error()))
-	}
-	return errors.Join(errs...)
-}
-
-// Runtime is what the service runner (pkg/service) reads of a service's configuration: the
-// parts every service has.
-type Runtime struct {
-	Log         Log
-	Broker      Broker
-	DatabaseURL string
-	OpsAddr     Addr
-	Inbox       Inbox
-	Security    Security // off for the services without an API port
-}
-
-func (c Order) Runtime() Runtime {
-	return Runtime{Log: c.Log, Broker: c.Broker, DatabaseURL: c.Database.URL, OpsAddr: c.OpsAddr, Inbox: c.Inbox, Security: c.Security}
-}
-
-func (c Payment) Runtime() Runtime {
-	return Runtime{Log: c.Log, Broker: c.Broker, DatabaseURL: c.Database.URL, OpsAddr: c.OpsAddr, Inbox: c.Inbox}
-}
-
-func (c Inventory) Runtime() Runtime {
-	return Runtime{Log: c.Log, Broker: c.Broker, DatabaseURL: c.Database.URL, OpsAddr: c.OpsAddr, Inbox: c.Inbox, Security: c.Security}
-}
-
-func (c Shipping) Runtime() Runtime {
-	return Runtime{Log: c.Log, Broker: c.Broker, DatabaseURL: c.Database.URL, OpsAddr: c.OpsAddr, Inbox: c.Inbox}
-}

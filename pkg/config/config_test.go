@@ -2,14 +2,13 @@ package config_test
 
 import (
 	"bytes"
+	"errors"
 	"log/slog"
 	"reflect"
 	"slices"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/caarlos0/env/v11"
 
 	"github.com/ordersaga/ordersaga/pkg/config"
 )
@@ -18,52 +17,48 @@ func environ(kv map[string]string) func(string) string {
 	return func(k string) string { return kv[k] }
 }
 
+// sample is a service's configuration made of the shared parts, as a main composes one.
+type sample struct {
+	config.Service
+	Database    config.Database `envPrefix:"SAMPLE_"`
+	Security    config.Security
+	OpsAddr     config.Addr   `env:"SAMPLE_OPS_ADDR" envDefault:":9102"`
+	AmountLimit config.Amount `env:"SAMPLE_AMOUNT_LIMIT" envDefault:"10000.00"`
+	Rate        config.Rate   `env:"SAMPLE_RATE" envDefault:"0"`
+	Timeout     time.Duration `env:"SAMPLE_TIMEOUT" envDefault:"10m"`
+}
+
+func (s sample) Validate() error { return errors.Join(s.Service.Validate(), s.Security.Validate()) }
+
 func TestLoadDefaults(t *testing.T) {
 	t.Parallel()
-	o, err := config.Load[config.Order](environ(nil))
+	got, err := config.Load[sample](environ(nil))
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := config.Order{
-		Log:      config.Log{Level: slog.LevelInfo, Format: config.LogAuto},
-		Broker:   config.Broker{AMQPURL: "amqp://guest:guest@localhost:5672/"},
-		Database: config.OrderDatabase{URL: "postgres://postgres@localhost:5432/orderdb?sslmode=disable"},
-		GRPCAddr: ":50051", HTTPAddr: ":3001", OpsAddr: ":9101",
-		Saga:  config.Saga{Timeout: 10 * time.Minute},
-		Inbox: config.Inbox{Retention: 7 * 24 * time.Hour},
-		API:   config.API{CreateTimeout: 30 * time.Second},
+	want := sample{
+		Service: config.Service{
+			Log:    config.Log{Level: slog.LevelInfo, Format: config.LogAuto},
+			Broker: config.Broker{AMQPURL: "amqp://guest:guest@localhost:5672/"},
+			Inbox:  config.Inbox{Retention: 7 * 24 * time.Hour},
+		},
+		Database:    config.Database{URL: "postgres://postgres@localhost:5432/sampledb?sslmode=disable"},
+		OpsAddr:     ":9102",
+		AmountLimit: 1_000_000,
+		Timeout:     10 * time.Minute,
 	}
-	if !reflect.DeepEqual(o, want) {
-		t.Errorf("order defaults = %+v, want %+v", o, want)
-	}
-	p, err := config.Load[config.Payment](environ(nil))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if p.AmountLimit.Minor() != 1_000_000 || p.DeclineRate != 0 || p.OpsAddr != ":9102" {
-		t.Errorf("payment defaults = %+v", p)
-	}
-	s, err := config.Load[config.Shipping](environ(nil))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if s.BaseFreight.Minor() != 1000 || s.FailureRate != 0 || s.OpsAddr != ":9104" {
-		t.Errorf("shipping defaults = %+v", s)
-	}
-	for _, b := range config.Binaries() {
-		if err := b.Check(environ(nil)); err != nil {
-			t.Errorf("%s: defaults do not load: %v", b.Name, err)
-		}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("defaults = %+v, want %+v", got, want)
 	}
 }
 
 func TestInboxRetentionHasAFloor(t *testing.T) {
 	t.Parallel()
-	if _, err := config.Load[config.Shipping](environ(map[string]string{"INBOX_RETENTION": "30s"})); err == nil ||
+	if _, err := config.Load[sample](environ(map[string]string{"INBOX_RETENTION": "30s"})); err == nil ||
 		!strings.Contains(err.Error(), "INBOX_RETENTION") {
 		t.Errorf("INBOX_RETENTION=30s: %v, want refused naming the variable", err)
 	}
-	s, err := config.Load[config.Shipping](environ(map[string]string{"INBOX_RETENTION": "36h"}))
+	s, err := config.Load[sample](environ(map[string]string{"INBOX_RETENTION": "36h"}))
 	if err != nil || s.Inbox.Retention != 36*time.Hour {
 		t.Errorf("INBOX_RETENTION=36h: %v, %v", s.Inbox.Retention, err)
 	}
@@ -71,26 +66,26 @@ func TestInboxRetentionHasAFloor(t *testing.T) {
 
 func TestLoadReadsTheEnvironment(t *testing.T) {
 	t.Parallel()
-	p, err := config.Load[config.Payment](environ(map[string]string{
-		"LOG_LEVEL":            "debug",
-		"AMQP_URL":             "amqp://u:p@rabbit-0:5672/,amqp://u:p@rabbit-1:5672/",
-		"PAYMENT_DATABASE_URL": "postgres://app@db-rw,db-ro:5432/paymentdb?target_session_attrs=read-write",
-		"PAYMENT_OPS_ADDR":     "127.0.0.1:19102",
-		"PAYMENT_AMOUNT_LIMIT": "12.5",
-		"PAYMENT_DECLINE_RATE": "0.25",
-		"ORDER_GRPC_ADDR":      "not an address, and not payment's",
+	s, err := config.Load[sample](environ(map[string]string{
+		"LOG_LEVEL":           "debug",
+		"AMQP_URL":            "amqp://u:p@rabbit-0:5672/,amqp://u:p@rabbit-1:5672/",
+		"SAMPLE_DATABASE_URL": "postgres://app@db-rw,db-ro:5432/sampledb?target_session_attrs=read-write",
+		"SAMPLE_OPS_ADDR":     "127.0.0.1:19102",
+		"SAMPLE_AMOUNT_LIMIT": "12.5",
+		"SAMPLE_RATE":         "0.25",
+		"ORDER_GRPC_ADDR":     "not an address, and not read",
 	}))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if p.Log.Level != slog.LevelDebug || p.OpsAddr != "127.0.0.1:19102" || p.AmountLimit.Minor() != 1250 ||
-		p.DeclineRate != 0.25 || !strings.HasPrefix(p.Database.URL, "postgres://app@db-rw,db-ro") {
-		t.Errorf("payment = %+v", p)
+	if s.Log.Level != slog.LevelDebug || s.OpsAddr != "127.0.0.1:19102" || s.AmountLimit.Minor() != 1250 ||
+		s.Rate != 0.25 || !strings.HasPrefix(s.Database.URL.String(), "postgres://app@db-rw,db-ro") {
+		t.Errorf("sample = %+v", s)
 	}
 	// An empty variable is unset: the default applies.
-	o, err := config.Load[config.Order](environ(map[string]string{"ORDER_GRPC_ADDR": ""}))
-	if err != nil || o.GRPCAddr != ":50051" {
-		t.Errorf("empty ORDER_GRPC_ADDR: %v, %v", o.GRPCAddr, err)
+	s, err = config.Load[sample](environ(map[string]string{"SAMPLE_OPS_ADDR": ""}))
+	if err != nil || s.OpsAddr != ":9102" {
+		t.Errorf("empty SAMPLE_OPS_ADDR: %v, %v", s.OpsAddr, err)
 	}
 }
 
@@ -98,19 +93,22 @@ func TestLoadRejects(t *testing.T) {
 	t.Parallel()
 	for name, kv := range map[string]map[string]string{
 		"level":         {"LOG_LEVEL": "loud"},
-		"addr":          {"PAYMENT_OPS_ADDR": "9102"},
-		"amount":        {"PAYMENT_AMOUNT_LIMIT": "10.001"},
-		"negative":      {"PAYMENT_AMOUNT_LIMIT": "-1"},
-		"rate":          {"PAYMENT_DECLINE_RATE": "1.5"},
-		"rate syntax":   {"PAYMENT_DECLINE_RATE": "half"},
+		"format":        {"LOG_FORMAT": "pretty"},
+		"addr":          {"SAMPLE_OPS_ADDR": "9102"},
+		"amount":        {"SAMPLE_AMOUNT_LIMIT": "10.001"},
+		"negative":      {"SAMPLE_AMOUNT_LIMIT": "-1"},
+		"rate":          {"SAMPLE_RATE": "1.5"},
+		"rate syntax":   {"SAMPLE_RATE": "half"},
+		"duration":      {"SAMPLE_TIMEOUT": "ten minutes"},
 		"amqp scheme":   {"AMQP_URL": "http://guest:hunter2@rabbit:5672/"},
 		"amqp in list":  {"AMQP_URL": "amqp://guest:hunter2@rabbit-0/,rabbit-1"},
-		"database":      {"PAYMENT_DATABASE_URL": "postgres://app:hunter2@db:notaport/paymentdb"},
-		"database keys": {"PAYMENT_DATABASE_URL": "host=db password=hunter2 port=x"},
+		"database":      {"SAMPLE_DATABASE_URL": "postgres://app:hunter2@db:notaport/sampledb"},
+		"database keys": {"SAMPLE_DATABASE_URL": "host=db password=hunter2 port=x"},
+		"two at once":   {"SAMPLE_RATE": "2", "SAMPLE_DATABASE_URL": "postgres://app:hunter2@db:notaport/sampledb"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
-			_, err := config.Load[config.Payment](environ(kv))
+			_, err := config.Load[sample](environ(kv))
 			if err == nil {
 				t.Fatalf("%v loaded", kv)
 			}
@@ -126,19 +124,50 @@ func TestLoadRejects(t *testing.T) {
 	}
 }
 
-func TestLogValueMasksSecrets(t *testing.T) {
+// twoDatabases reads one part under two prefixes, as ordersctl reads the four databases.
+type twoDatabases struct {
+	Broker config.Broker
+	Order  config.Database `envPrefix:"ORDER_"`
+	Other  config.Database `envPrefix:"PAYMENT_"`
+	Token  string          `env:"SOME_TOKEN"`
+	Key    string          `env:"SOME_KEY_FILE,file"`
+}
+
+func TestVars(t *testing.T) {
 	t.Parallel()
-	o, err := config.Load[config.Ordersctl](environ(map[string]string{
-		"AMQP_URL":               "amqp://saga:hunter2@rabbit-0:5672/,amqps://saga:hunter2@rabbit-1:5671/vhost",
-		"ORDER_DATABASE_URL":     "postgres://app:hunter2@db-rw:5432/orderdb?sslmode=require",
-		"PAYMENT_DATABASE_URL":   "host=db user=app password='hun ter2' dbname=paymentdb",
-		"INVENTORY_DATABASE_URL": "postgres://app@db/inventorydb?password=hunter2&sslmode=disable",
-	}))
+	vars, err := config.Vars[twoDatabases]()
 	if err != nil {
 		t.Fatal(err)
 	}
+	want := []config.Var{
+		{Name: "AMQP_URL", Default: "amqp://guest:guest@localhost:5672/"},
+		{Name: "AMQP_PASSWORD_FILE"},
+		{Name: "ORDER_DATABASE_URL", Default: "postgres://postgres@localhost:5432/orderdb?sslmode=disable"},
+		{Name: "ORDER_DATABASE_PASSWORD_FILE"},
+		{Name: "PAYMENT_DATABASE_URL", Default: "postgres://postgres@localhost:5432/paymentdb?sslmode=disable"},
+		{Name: "PAYMENT_DATABASE_PASSWORD_FILE"},
+		{Name: "SOME_TOKEN", Secret: true},
+		{Name: "SOME_KEY_FILE", Secret: true},
+	}
+	if !slices.Equal(vars, want) {
+		t.Errorf("Vars = %+v\nwant   %+v", vars, want)
+	}
+	c, err := config.Load[twoDatabases](environ(map[string]string{"PAYMENT_DATABASE_URL": "postgres://app@db/payments"}))
+	if err != nil || c.Order.URL != config.DatabaseURL(want[2].Default) || c.Other.URL != "postgres://app@db/payments" {
+		t.Errorf("loaded %+v, %v", c, err)
+	}
+}
+
+func TestLogValueMasksSecrets(t *testing.T) {
+	t.Parallel()
+	getenv := environ(map[string]string{
+		"AMQP_URL":             "amqp://saga:hunter2@rabbit-0:5672/,amqps://saga:hunter2@rabbit-1:5671/vhost",
+		"ORDER_DATABASE_URL":   "postgres://app:hunter2@db-rw:5432/orderdb?sslmode=require",
+		"PAYMENT_DATABASE_URL": "host=db user=app password='hun ter2' dbname=paymentdb",
+		"SOME_TOKEN":           "eyJhunter2",
+	})
 	var buf bytes.Buffer
-	slog.New(slog.NewJSONHandler(&buf, nil)).Info("configuration", "config", o)
+	slog.New(slog.NewJSONHandler(&buf, nil)).Info("configuration", "config", config.LogValue[twoDatabases](getenv))
 	line := buf.String()
 	for _, secret := range []string{"hunter2", "hun ter2"} {
 		if strings.Contains(line, secret) {
@@ -149,8 +178,8 @@ func TestLogValueMasksSecrets(t *testing.T) {
 		`"AMQP_URL":"amqp://saga:xxxxx@rabbit-0:5672/,amqps://saga:xxxxx@rabbit-1:5671/vhost"`,
 		`"ORDER_DATABASE_URL":"postgres://app:xxxxx@db-rw:5432/orderdb?sslmode=require"`,
 		`"PAYMENT_DATABASE_URL":"host=db user=app password=xxxxx dbname=paymentdb"`,
-		`"INVENTORY_DATABASE_URL":"postgres://app@db/inventorydb?password=xxxxx&sslmode=disable"`,
-		`"SHIPPING_DATABASE_URL":"postgres://postgres@localhost:5432/shippingdb?sslmode=disable"`,
+		`"SOME_TOKEN":"xxxxx"`,
+		`"SOME_KEY_FILE":""`,
 	} {
 		if !strings.Contains(line, want) {
 			t.Errorf("log line lacks %s:\n%s", want, line)
@@ -158,68 +187,15 @@ func TestLogValueMasksSecrets(t *testing.T) {
 	}
 }
 
-func TestLogValueMasksFileContent(t *testing.T) {
-	t.Parallel()
-	type withFile struct {
-		Key   string `env:"SOME_KEY_FILE,file"`
-		Token string `env:"SOME_TOKEN" secret:"true"`
-		Plain string `env:"SOME_PLAIN"`
-	}
-	vars := config.VarsOf(&withFile{})
-	if !vars[0].Secret || !vars[1].Secret || vars[2].Secret {
-		t.Errorf("secrets = %+v", vars)
-	}
-}
-
-func TestVarsOfAgreesWithEnv(t *testing.T) {
-	t.Parallel()
-	for _, b := range config.Binaries() {
-		params, err := env.GetFieldParams(b.Config)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var fromEnv, ours []string
-		for _, p := range params {
-			fromEnv = append(fromEnv, p.Key+"="+p.DefaultValue)
-		}
-		for _, v := range config.VarsOf(b.Config) {
-			ours = append(ours, v.Name+"="+v.Default)
-		}
-		if !slices.Equal(fromEnv, ours) {
-			t.Errorf("%s: env reads %v, VarsOf lists %v", b.Name, fromEnv, ours)
-		}
-	}
-}
-
-func TestVars(t *testing.T) {
-	t.Parallel()
-	var amqp, level *config.Var
-	vars := config.Vars()
-	for i, v := range vars {
-		switch v.Name {
-		case "AMQP_URL":
-			amqp = &vars[i]
-		case "LOG_LEVEL":
-			level = &vars[i]
-		}
-	}
-	if amqp == nil || !slices.Equal(amqp.Binaries, []string{"order", "payment", "inventory", "shipping", "ordersctl"}) {
-		t.Errorf("AMQP_URL = %+v", amqp)
-	}
-	if level == nil || !slices.Equal(level.Binaries, []string{"order", "payment", "inventory", "shipping"}) {
-		t.Errorf("LOG_LEVEL = %+v", level)
-	}
-}
-
 func TestSecurity(t *testing.T) {
 	t.Parallel()
 	on := map[string]string{"AUTH_JWKS_FILE": "/keys/jwks.json", "AUTH_ISSUER": "https://issuer.test", "AUTH_AUDIENCE": "ordersaga"}
-	o, err := config.Load[config.Order](environ(on))
-	if err != nil || !o.Security.TokensChecked() {
-		t.Fatalf("tokens on: %+v, %v", o.Security, err)
+	s, err := config.Load[sample](environ(on))
+	if err != nil || !s.Security.TokensChecked() {
+		t.Fatalf("tokens on: %+v, %v", s.Security, err)
 	}
-	if i, err := config.Load[config.Inventory](environ(nil)); err != nil || i.Security.TokensChecked() || i.Security.TLSCertFile != "" {
-		t.Errorf("defaults: %+v, %v", i.Security, err)
+	if s, err := config.Load[sample](environ(nil)); err != nil || s.Security.TokensChecked() || s.Security.TLSCertFile != "" {
+		t.Errorf("defaults: %+v, %v", s.Security, err)
 	}
 	with := func(kv map[string]string) map[string]string {
 		m := map[string]string{}
@@ -245,97 +221,44 @@ func TestSecurity(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
-			for _, load := range []func() error{
-				func() error { _, err := config.Load[config.Order](environ(tc.env)); return err },
-				func() error { _, err := config.Load[config.Inventory](environ(tc.env)); return err },
-			} {
-				if err := load(); err == nil || !strings.Contains(err.Error(), tc.want) {
-					t.Errorf("%v: error %v, want one naming %s", tc.env, err, tc.want)
-				}
+			if _, err := config.Load[sample](environ(tc.env)); err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("%v: error %v, want one naming %s", tc.env, err, tc.want)
 			}
 		})
-	}
-}
-
-func TestOrdersctlTokenIsMasked(t *testing.T) {
-	t.Parallel()
-	c, err := config.Load[config.Ordersctl](environ(map[string]string{"ORDERSCTL_TOKEN": "eyJhunter2", "ORDERSCTL_TLS": "true"}))
-	if err != nil || !c.TLS || c.Token != "eyJhunter2" || c.OrderAddr != "localhost:50051" {
-		t.Fatalf("ordersctl = %+v, %v", c, err)
-	}
-	var buf bytes.Buffer
-	slog.New(slog.NewJSONHandler(&buf, nil)).Info("configuration", "config", c)
-	if strings.Contains(buf.String(), "hunter2") || !strings.Contains(buf.String(), `"ORDERSCTL_TOKEN":"xxxxx"`) {
-		t.Errorf("log line: %s", buf.String())
-	}
-}
-
-func TestSagaTimeout(t *testing.T) {
-	t.Parallel()
-	for _, tt := range []struct {
-		value   string
-		want    time.Duration
-		wantErr bool
-	}{
-		{"", 10 * time.Minute, false},
-		{"3s", 3 * time.Second, false},
-		{"1h30m", 90 * time.Minute, false},
-		{"0s", 0, true},
-		{"-1m", 0, true},
-		{"ten minutes", 0, true},
-	} {
-		o, err := config.Load[config.Order](environ(map[string]string{"ORDER_SAGA_TIMEOUT": tt.value}))
-		if (err != nil) != tt.wantErr {
-			t.Errorf("ORDER_SAGA_TIMEOUT=%q: error %v, want error %v", tt.value, err, tt.wantErr)
-			continue
-		}
-		if err != nil {
-			if !strings.Contains(err.Error(), "ORDER_SAGA_TIMEOUT") {
-				t.Errorf("ORDER_SAGA_TIMEOUT=%q: error %v does not name the variable", tt.value, err)
-			}
-			continue
-		}
-		if o.Saga.Timeout != tt.want {
-			t.Errorf("ORDER_SAGA_TIMEOUT=%q: timeout %s, want %s", tt.value, o.Saga.Timeout, tt.want)
-		}
-	}
-}
-
-func TestCORSAllowedOrigins(t *testing.T) {
-	t.Parallel()
-	for value, want := range map[string]string{
-		"":                      "",
-		"http://127.0.0.1:8099": "http://127.0.0.1:8099",
-		" https://Shop.Example.com:443/ , http://localhost:80,http://[::1]:3000": "https://shop.example.com,http://localhost,http://[::1]:3000",
-		"https://a.example,https://a.example":                                    "https://a.example",
-	} {
-		cfg, err := config.Load[config.Order](environ(map[string]string{"ORDER_CORS_ALLOWED_ORIGINS": value}))
-		if err != nil {
-			t.Errorf("%q: %v", value, err)
-			continue
-		}
-		if got := cfg.CORS.AllowedOrigins.String(); got != want {
-			t.Errorf("%q: origins %q, want %q", value, got, want)
-		}
-	}
-	for _, bad := range []string{"*", "null", "shop.example.com", "ftp://shop.example.com", "https://*.example.com",
-		"https://shop.example.com/path", "https://u:p@shop.example.com", "https://shop.example.com?x=1", "https://shop.example.com:99999"} {
-		_, err := config.Load[config.Order](environ(map[string]string{"ORDER_CORS_ALLOWED_ORIGINS": "https://ok.example," + bad}))
-		if err == nil || !strings.Contains(err.Error(), "ORDER_CORS_ALLOWED_ORIGINS: ") {
-			t.Errorf("%q: error %v, want one naming ORDER_CORS_ALLOWED_ORIGINS", bad, err)
-		}
 	}
 }
 
 func TestLogFormat(t *testing.T) {
 	t.Parallel()
 	for value, want := range map[string]config.LogFormat{"": config.LogAuto, "json": config.LogJSON, "TEXT": config.LogText, "auto": config.LogAuto} {
-		cfg, err := config.Load[config.Shipping](environ(map[string]string{"LOG_FORMAT": value}))
+		cfg, err := config.Load[sample](environ(map[string]string{"LOG_FORMAT": value}))
 		if err != nil || cfg.Log.Format != want {
 			t.Errorf("LOG_FORMAT=%q: %q, %v; want %q", value, cfg.Log.Format, err, want)
 		}
 	}
-	if _, err := config.Load[config.Shipping](environ(map[string]string{"LOG_FORMAT": "pretty"})); err == nil || !strings.Contains(err.Error(), "LOG_FORMAT: ") {
-		t.Errorf("LOG_FORMAT=pretty: error %v, want one naming LOG_FORMAT", err)
+}
+
+func TestInspect(t *testing.T) {
+	t.Parallel()
+	var stdout, stderr bytes.Buffer
+	if status, done := config.Inspect[twoDatabases]([]string{config.FlagVars}, environ(nil), &stdout, &stderr); !done || status != 0 {
+		t.Fatalf("%s: status %d, done %v, stderr %s", config.FlagVars, status, done, &stderr)
+	}
+	got, err := config.ReadVars(&stdout)
+	want, _ := config.Vars[twoDatabases]()
+	if err != nil || !slices.Equal(got, want) {
+		t.Errorf("%s printed %+v (%v), want %+v", config.FlagVars, got, err, want)
+	}
+	if status, done := config.Inspect[twoDatabases]([]string{config.FlagCheck}, environ(nil), &stdout, &stderr); !done || status != 0 {
+		t.Errorf("%s with the defaults: status %d, stderr %s", config.FlagCheck, status, &stderr)
+	}
+	stderr.Reset()
+	bad := environ(map[string]string{"ORDER_DATABASE_URL": ":bad"})
+	if status, done := config.Inspect[twoDatabases]([]string{config.FlagCheck}, bad, &stdout, &stderr); !done || status != 1 ||
+		!strings.Contains(stderr.String(), "ORDER_DATABASE_URL: ") {
+		t.Errorf("%s with a bad URL: status %d, stderr %s", config.FlagCheck, status, &stderr)
+	}
+	if _, done := config.Inspect[twoDatabases]([]string{"audit"}, bad, &stdout, &stderr); done {
+		t.Error("answered a command that is not its flag")
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"regexp"
 	"strings"
 )
 
@@ -55,4 +56,21 @@ func escapeAll(s string) string {
 		fmt.Fprintf(&b, "%%%02X", c)
 	}
 	return b.String()
+}
+
+// masked is what a secret is logged as.
+const masked = "xxxxx"
+
+var (
+	// scheme://user:password@ — the password stops at the last @ before the host.
+	urlPassword = regexp.MustCompile(`([A-Za-z][A-Za-z0-9+.-]*://[^:/@\s,]*:)[^\s,/]*@`)
+	// password=… as a libpq keyword (quoted or not) or a URL query parameter.
+	keywordPassword = regexp.MustCompile(`(?i)(\bpassword\s*=\s*)('(?:[^'\\]|\\.)*'|[^\s&,]+)`)
+)
+
+// maskURL replaces every password in s (URLs, lists of them, libpq strings, error messages
+// quoting them) with xxxxx.
+func maskURL(s string) string {
+	s = urlPassword.ReplaceAllString(s, "${1}"+masked+"@")
+	return keywordPassword.ReplaceAllString(s, "${1}"+masked)
 }

@@ -63,20 +63,24 @@ func TestLoadPasswordFiles(t *testing.T) {
 		"ORDER_DATABASE_URL":           "postgres://order@db:5432/orderdb",
 		"ORDER_DATABASE_PASSWORD_FILE": write("db", "db-hunter2"),
 	}
-	o, err := Load[Order](func(k string) string { return env[k] })
+	type service struct {
+		Service
+		Database Database `envPrefix:"ORDER_"`
+	}
+	o, err := Load[service](func(k string) string { return env[k] })
 	if err != nil {
 		t.Fatal(err)
 	}
-	if o.Broker.AMQPURL != "amqp://order:broker-hunter2@rabbit:5672/" || o.Database.URL != "postgres://order:db-hunter2@db:5432/orderdb" {
+	if o.Broker.AMQPURL != "amqp://order:broker-hunter2@rabbit:5672/" || o.Database.URL.String() != "postgres://order:db-hunter2@db:5432/orderdb" {
 		t.Errorf("URLs %q, %q", o.Broker.AMQPURL, o.Database.URL)
 	}
 	var buf bytes.Buffer
-	slog.New(slog.NewJSONHandler(&buf, nil)).Info("configuration", "config", o)
+	slog.New(slog.NewJSONHandler(&buf, nil)).Info("configuration", "config", LogValue[service](func(k string) string { return env[k] }))
 	if strings.Contains(buf.String(), "hunter2") {
 		t.Errorf("logged a password: %s", buf.String())
 	}
 	env["ORDER_DATABASE_URL"] = "host=db user=order"
-	if _, err := Load[Order](func(k string) string { return env[k] }); err == nil || !strings.Contains(err.Error(), "ORDER_DATABASE_PASSWORD_FILE") {
+	if _, err := Load[service](func(k string) string { return env[k] }); err == nil || !strings.Contains(err.Error(), "ORDER_DATABASE_PASSWORD_FILE") {
 		t.Errorf("a keyword/value string with a password file: %v", err)
 	}
 }

@@ -65,11 +65,16 @@ type Service struct {
 // Main runs the service name (as in the catalog) with configuration C until SIGINT or
 // SIGTERM, and exits the process with status 1 when it fails. migrations are the service's
 // schema; wire adds its rules and ports.
+//
+// Run with config.FlagVars or config.FlagCheck, it answers about C instead (config.Inspect).
 func Main[C Config](name string, migrations []database.Migrations, wire func(ctx context.Context, s *Service, cfg C) error) {
+	if status, done := config.Inspect[C](os.Args[1:], os.Getenv, os.Stdout, os.Stderr); done {
+		os.Exit(status)
+	}
 	cfg, err := config.Load[C](os.Getenv)
 	log := server.Logger(name, cfg.Runtime().Log)
 	if err == nil {
-		server.LogConfig(log, cfg.Runtime().Log.Format, cfg)
+		server.LogConfig(log, cfg.Runtime().Log.Format, config.LogValue[C](os.Getenv))
 		err = run(context.Background(), name, log, cfg, migrations, wire)
 	}
 	if err != nil {
@@ -97,7 +102,7 @@ func run[C Config](ctx context.Context, name string, log *slog.Logger, cfg C, mi
 	detached, stopDetached := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopDetached()
 	s.detached = detached
-	if s.Pool, err = database.Open(ctx, rt.DatabaseURL, log, migrations...); err != nil {
+	if s.Pool, err = database.Open(ctx, rt.Database.URL.String(), log, migrations...); err != nil {
 		return stopped(ctx, fmt.Errorf("open database: %w", err))
 	}
 	defer s.Pool.Close()

@@ -8,7 +8,6 @@ import (
 	"math/rand/v2"
 
 	"github.com/ordersaga/ordersaga/pkg/catalog"
-	"github.com/ordersaga/ordersaga/pkg/config"
 	"github.com/ordersaga/ordersaga/pkg/rules"
 	"github.com/ordersaga/ordersaga/services/payment/internal/eventhandler"
 	"github.com/ordersaga/ordersaga/services/payment/internal/payment"
@@ -20,11 +19,11 @@ type Service struct {
 	payments                          *rules.Table[*payment.Payment] // by order id
 }
 
-// New returns payment-service with cfg's gateway settings; a random decline rate draws from a
-// fixed seed.
-func New(cfg config.Payment) (*Service, error) {
+// New returns payment-service with the gateway's settings (PAYMENT_AMOUNT_LIMIT in minor units,
+// PAYMENT_DECLINE_RATE); a random decline rate draws from a fixed seed.
+func New(limitMinor int64, declineRate float64) (*Service, error) {
 	random := rand.New(rand.NewPCG(1, 2)).Float64 // only called by one unit of work at a time
-	gateway, err := payment.NewGateway(cfg.AmountLimit.Minor(), float64(cfg.DeclineRate), random)
+	gateway, err := payment.NewGateway(limitMinor, declineRate, random)
 	if err != nil {
 		return nil, err
 	}

@@ -3,7 +3,6 @@ package memory_test
 import (
 	"testing"
 
-	"github.com/ordersaga/ordersaga/pkg/config"
 	"github.com/ordersaga/ordersaga/services/payment/internal/eventhandler"
 	"github.com/ordersaga/ordersaga/services/payment/internal/storetest"
 	"github.com/ordersaga/ordersaga/services/payment/memory"
@@ -11,7 +10,7 @@ import (
 
 // The in-memory store keeps the contract the PostgreSQL store keeps (internal/storetest).
 func TestStoreContract(t *testing.T) {
-	s, err := memory.New(config.Payment{AmountLimit: 1_000_000})
+	s, err := memory.New(1_000_000, 0)
 	if err != nil {
 		t.Fatal(err)
 	}

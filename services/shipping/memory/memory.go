@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/ordersaga/ordersaga/pkg/catalog"
-	"github.com/ordersaga/ordersaga/pkg/config"
 	"github.com/ordersaga/ordersaga/pkg/rules"
 	"github.com/ordersaga/ordersaga/services/shipping/internal/eventhandler"
 	"github.com/ordersaga/ordersaga/services/shipping/internal/shipping"
@@ -21,11 +20,12 @@ type Service struct {
 	shipments                         *rules.Table[*shipping.Shipment] // by order id
 }
 
-// New returns shipping-service with cfg's carrier settings. The carrier's clock stands still
+// New returns shipping-service with the carrier's settings (SHIPPING_BASE_FREIGHT in minor units,
+// SHIPPING_FAILURE_RATE). The carrier's clock stands still
 // and its randomness comes from a fixed seed, so tracking codes and estimates repeat run to run.
-func New(cfg config.Shipping) (*Service, error) {
+func New(baseFreightMinor int64, failureRate float64) (*Service, error) {
 	// Only drawn from by one unit of work at a time.
-	carrier, err := shipping.NewCarrier(cfg.BaseFreight.Minor(), float64(cfg.FailureRate), shipping.Env{
+	carrier, err := shipping.NewCarrier(baseFreightMinor, failureRate, shipping.Env{
 		Now:     func() time.Time { return time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC) },
 		Random:  rand.New(rand.NewPCG(1, 2)).Float64,
 		Entropy: rand.NewChaCha8([32]byte{}),

@@ -3,7 +3,6 @@ package memory_test
 import (
 	"testing"
 
-	"github.com/ordersaga/ordersaga/pkg/config"
 	"github.com/ordersaga/ordersaga/services/shipping/internal/eventhandler"
 	"github.com/ordersaga/ordersaga/services/shipping/internal/storetest"
 	"github.com/ordersaga/ordersaga/services/shipping/memory"
@@ -11,7 +10,7 @@ import (
 
 // The in-memory store keeps the contract the PostgreSQL store keeps (internal/storetest).
 func TestStoreContract(t *testing.T) {
-	s, err := memory.New(config.Shipping{BaseFreight: 1000})
+	s, err := memory.New(1000, 0)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,7 +10,6 @@ import (
 	inventoryv1 "github.com/ordersaga/ordersaga/gen/inventory/v1"
 	"github.com/ordersaga/ordersaga/pkg/auth"
 	"github.com/ordersaga/ordersaga/pkg/catalog"
-	"github.com/ordersaga/ordersaga/pkg/config"
 	"github.com/ordersaga/ordersaga/pkg/rules"
 	"github.com/ordersaga/ordersaga/pkg/service"
 	"github.com/ordersaga/ordersaga/pkg/unitofwork"
@@ -20,7 +19,7 @@ import (
 )
 
 func main() {
-	service.Main(catalog.Inventory, postgres.Migrations, func(_ context.Context, s *service.Service, cfg config.Inventory) error {
+	service.Main(catalog.Inventory, postgres.Migrations, func(_ context.Context, s *service.Service, cfg Config) error {
 		reg := rules.New[eventhandler.Store](s.Name)
 		eventhandler.Register(reg, s.Log)
 		if err := s.Consume(unitofwork.New(reg, s.Pool, s.Relay, s.Log, postgres.Bind)); err != nil {

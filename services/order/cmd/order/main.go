@@ -8,7 +8,6 @@ import (
 
 	orderv1 "github.com/ordersaga/ordersaga/gen/order/v1"
 	"github.com/ordersaga/ordersaga/pkg/catalog"
-	"github.com/ordersaga/ordersaga/pkg/config"
 	"github.com/ordersaga/ordersaga/pkg/rules"
 	"github.com/ordersaga/ordersaga/pkg/service"
 	"github.com/ordersaga/ordersaga/pkg/unitofwork"
@@ -19,7 +18,7 @@ import (
 )
 
 func main() {
-	service.Main(catalog.Order, postgres.Migrations, func(ctx context.Context, s *service.Service, cfg config.Order) error {
+	service.Main(catalog.Order, postgres.Migrations, func(ctx context.Context, s *service.Service, cfg Config) error {
 		repo := postgres.NewRepository(s.Pool)
 		repo.AfterOutboxCommit(s.Relay.Publish)
 		feed := postgres.NewStatusFeed(s.Pool, s.Log)
@@ -30,17 +29,17 @@ func main() {
 		if err := s.Consume(unitofwork.New(reg, s.Pool, s.Relay, s.Log, repo.Bind)); err != nil {
 			return err
 		}
-		sweeper, err := deadline.New(repo, cfg.Saga.Timeout, s.Log, s.Metrics)
+		sweeper, err := deadline.New(repo, cfg.SagaTimeout, s.Log, s.Metrics)
 		if err != nil {
 			return err
 		}
 		s.Go(sweeper.Run)
 		api := grpcapi.NewServer(repo, grpcapi.FeedOf(feed), s.Log) // checks each customer's rights per order
-		api.CreateTimeout = cfg.API.CreateTimeout
+		api.CreateTimeout = cfg.CreateTimeout
 		if err := s.ServeGRPC(cfg.GRPCAddr, "", func(srv *grpc.Server) { orderv1.RegisterOrderServiceServer(srv, api) }); err != nil {
 			return err
 		}
-		gateway, err := grpcapi.Gateway(s.Detached(), cfg.GRPCAddr.String(), grpcapi.GatewayOptions{Creds: s.SelfCredentials(), AllowedOrigins: cfg.CORS.AllowedOrigins})
+		gateway, err := grpcapi.Gateway(s.Detached(), cfg.GRPCAddr.String(), grpcapi.GatewayOptions{Creds: s.SelfCredentials(), AllowedOrigins: cfg.AllowedOrigins})
 		if err != nil {
 			return err
 		}

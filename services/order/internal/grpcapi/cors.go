@@ -20,7 +20,7 @@ const (
 )
 
 // CORS grants the browser pages of the given origins (already in the form a browser sends,
-// config.Origins) the routes of next: each response to a listed Origin names that origin, and a
+// ORDER_CORS_ALLOWED_ORIGINS) the routes of next: each response to a listed Origin names that origin, and a
 // preflight from it is answered here with 204. An unlisted origin gets no grant (its preflight
 // 403), so the browser keeps the page from the call. With no origins, next is returned as it
 // is: no CORS headers at all.

@@ -7,7 +7,6 @@ import (
 	"math/rand/v2"
 
 	"github.com/ordersaga/ordersaga/pkg/catalog"
-	"github.com/ordersaga/ordersaga/pkg/config"
 	"github.com/ordersaga/ordersaga/pkg/rules"
 	"github.com/ordersaga/ordersaga/pkg/service"
 	"github.com/ordersaga/ordersaga/pkg/unitofwork"
@@ -17,7 +16,7 @@ import (
 )
 
 func main() {
-	service.Main(catalog.Payment, postgres.Migrations, func(_ context.Context, s *service.Service, cfg config.Payment) error {
+	service.Main(catalog.Payment, postgres.Migrations, func(_ context.Context, s *service.Service, cfg Config) error {
 		gateway, err := payment.NewGateway(cfg.AmountLimit.Minor(), float64(cfg.DeclineRate), rand.Float64)
 		if err != nil {
 			return err

@@ -6,7 +6,6 @@ import (
 	"context"
 
 	"github.com/ordersaga/ordersaga/pkg/catalog"
-	"github.com/ordersaga/ordersaga/pkg/config"
 	"github.com/ordersaga/ordersaga/pkg/rules"
 	"github.com/ordersaga/ordersaga/pkg/service"
 	"github.com/ordersaga/ordersaga/pkg/unitofwork"
@@ -16,7 +15,7 @@ import (
 )
 
 func main() {
-	service.Main(catalog.Shipping, postgres.Migrations, func(_ context.Context, s *service.Service, cfg config.Shipping) error {
+	service.Main(catalog.Shipping, postgres.Migrations, func(_ context.Context, s *service.Service, cfg Config) error {
 		carrier, err := shipping.NewCarrier(cfg.BaseFreight.Minor(), float64(cfg.FailureRate), shipping.Env{})
 		if err != nil {
 			return err

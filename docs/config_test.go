@@ -1,18 +1,19 @@
-package config_test
+package docs
 
 import (
 	"bufio"
+	"maps"
 	"os"
 	"regexp"
 	"slices"
 	"strings"
 	"testing"
 
-	"github.com/ordersaga/ordersaga/pkg/config"
+	"github.com/ordersaga/ordersaga/internal/stack"
 )
 
 // docPath is the page whose configuration table lists every variable.
-const docPath = "../../docs/operations.md"
+const docPath = "operations.md"
 
 // docRow is a row of the configuration table of docs/operations.md.
 type docRow struct {
@@ -92,28 +93,60 @@ func docTable(t *testing.T) map[string]docRow {
 	return rows
 }
 
-// TestConfigurationDocTable holds the configuration table of docs/operations.md to the
-// configuration structs: the same variables both ways, each with the same default and the same
-// readers.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	stack.RemoveBinaries()
+	os.Exit(code)
+}
+
+// binaries are the programs that read configuration, as the table's "used by" names them.
+var binaries = append(slices.Clone(stack.Services), "ordersctl")
+
+// TestConfigurationDocTable holds the configuration table of docs/operations.md to what the
+// binaries read, as they list it themselves (-config-vars): the same variables both ways, each
+// with the same default and the same readers. Each binary starts with its defaults.
 func TestConfigurationDocTable(t *testing.T) {
 	t.Parallel()
 	rows := docTable(t)
-	for _, v := range config.Vars() {
-		row, ok := rows[v.Name]
+	type read struct {
+		def string
+		by  []string
+	}
+	vars := map[string]*read{}
+	for _, b := range binaries {
+		list, err := stack.ConfigVars(b)
+		if err != nil {
+			t.Fatalf("%s: %v", b, err)
+		}
+		for _, v := range list {
+			if vars[v.Name] == nil {
+				vars[v.Name] = &read{def: v.Default}
+			} else if vars[v.Name].def != v.Default {
+				t.Errorf("%s: %s defaults to %q, another binary to %q", b, v.Name, v.Default, vars[v.Name].def)
+			}
+			vars[v.Name].by = append(vars[v.Name].by, b)
+		}
+		if err := stack.CheckConfig(b, nil); err != nil {
+			t.Errorf("%s does not start with its defaults: %v", b, err)
+		}
+	}
+	for _, name := range slices.Sorted(maps.Keys(vars)) {
+		v := vars[name]
+		row, ok := rows[name]
 		if !ok {
-			t.Errorf("docs/operations.md's configuration table lacks %s (default %q, read by %s)", v.Name, v.Default, strings.Join(v.Binaries, ", "))
+			t.Errorf("docs/operations.md's configuration table lacks %s (default %q, read by %s)", name, v.def, strings.Join(v.by, ", "))
 			continue
 		}
-		delete(rows, v.Name)
-		if row.def != v.Default {
-			t.Errorf("docs/operations.md: %s defaults to %q, the struct to %q", v.Name, row.def, v.Default)
+		delete(rows, name)
+		if row.def != v.def {
+			t.Errorf("docs/operations.md: %s defaults to %q, the binaries to %q", name, row.def, v.def)
 		}
-		got, want := slices.Sorted(slices.Values(row.usedBy)), slices.Sorted(slices.Values(v.Binaries))
+		got, want := slices.Sorted(slices.Values(row.usedBy)), slices.Sorted(slices.Values(v.by))
 		if !slices.Equal(got, want) {
-			t.Errorf("docs/operations.md: %s is used by %v, the structs say %v", v.Name, got, want)
+			t.Errorf("docs/operations.md: %s is used by %v, the binaries say %v", name, got, want)
 		}
 	}
 	for name := range rows {
-		t.Errorf("docs/operations.md lists %s, which no configuration struct reads", name)
+		t.Errorf("docs/operations.md lists %s, which no binary reads", name)
 	}
 }
