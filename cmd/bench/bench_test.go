@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"math"
 	"os"
 	"strings"
 	"testing"
@@ -32,7 +33,7 @@ func TestBenchShort(t *testing.T) {
 	cfg.baseline = 500 * time.Millisecond
 	cfg.inFlight = 8
 	cfg.products = 5
-	cfg.rates = []float64{10, 20}
+	cfg.rates, _ = parseRates("10,1/4")
 	cfg.conns = 2
 	cfg.logLevel = "warn"
 
@@ -46,6 +47,9 @@ func TestBenchShort(t *testing.T) {
 	}
 	if got, want := len(rep.results), 4; got != want {
 		t.Fatalf("%d scenarios ran, want %d", got, want)
+	}
+	if want := rep.results[0].rate() / 4; math.Abs(rep.results[3].scenario.rate-want) > 0.01 {
+		t.Errorf("open 1/4 of closed ran at %.1f/s, want a quarter of %.1f/s", rep.results[3].scenario.rate, rep.results[0].rate())
 	}
 	for _, r := range rep.results {
 		if r.completed == 0 || r.completed != r.placed || r.errors > 0 || r.unfinished > 0 {
@@ -89,6 +93,34 @@ func TestBenchShort(t *testing.T) {
 			if !strings.Contains(text, want) {
 				t.Errorf("markdown %t: report lacks %q:\n%s", markdown, want, text)
 			}
+		}
+	}
+}
+
+func TestParseRates(t *testing.T) {
+	t.Parallel()
+	rates, err := parseRates("20, 1/3,200")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := 300.0
+	var got []float64
+	for _, r := range rates {
+		v, err := r.of(closed)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, v)
+	}
+	if len(got) != 3 || got[0] != 20 || math.Abs(got[1]-100) > 1e-9 || got[2] != 200 {
+		t.Errorf("rates %v, want [20 100 200]", got)
+	}
+	if _, err := rates[1].of(0); err == nil {
+		t.Error("a share of a closed loop that did not run has a rate")
+	}
+	for _, bad := range []string{"0", "-5", "1/0", "x", "1/x"} {
+		if _, err := parseRates(bad); err == nil {
+			t.Errorf("rate %q accepted", bad)
 		}
 	}
 }

@@ -2,7 +2,7 @@
 // itself allows (PostgreSQL commits/s, persistent messages/s through one RabbitMQ quorum queue),
 // then starts the four services on fresh databases and a fresh RabbitMQ virtual host and runs
 // the scenarios: a closed loop over many products, a closed loop on one hot product with finite
-// stock (checked against the orders afterwards), and open loops at fixed rates. It follows
+// stock (checked against the orders afterwards), and open loops at fixed rates and at shares of the closed loop's. It follows
 // every order to its final status and prints, per scenario, throughput and latency, the mean
 // batch size per queue and the CPU each process group spent per order. Everything it creates
 // is removed on exit, Ctrl-C included.
@@ -40,7 +40,7 @@ type config struct {
 	baseline  time.Duration
 	inFlight  int
 	products  int
-	rates     []float64
+	rates     []rate
 	scenarios []string
 	hotStock  int64
 	conns     int
@@ -66,7 +66,7 @@ func defaultConfig() config {
 		baseline:  5 * time.Second,
 		inFlight:  128,
 		products:  50,
-		rates:     []float64{200, 500},
+		rates:     []rate{{fixed: 20}, {ofClosed: 1.0 / 3, text: "1/3"}, {ofClosed: 2.0 / 3, text: "2/3"}, {fixed: 200}},
 		scenarios: kinds,
 		conns:     4,
 		replicas:  1,
@@ -84,7 +84,7 @@ func main() {
 	flag.IntVar(&cfg.inFlight, "in-flight", cfg.inFlight, "orders in flight in the closed-loop scenarios")
 	flag.IntVar(&cfg.inFlight, "concurrency", cfg.inFlight, "same as -in-flight")
 	flag.IntVar(&cfg.products, "products", cfg.products, "products the spread and open-loop orders are spread over")
-	flag.Func("rates", "orders/s of the open-loop scenarios, comma-separated (default 200,500)", func(v string) (err error) {
+	flag.Func("rates", "rates of the open-loop scenarios, comma-separated: orders/s, or a fraction of the closed-loop rate measured in the same run (spread), as 1/3 (default 20,1/3,2/3,200)", func(v string) (err error) {
 		cfg.rates, err = parseRates(v)
 		return err
 	})
@@ -135,14 +135,43 @@ func main() {
 	}
 }
 
-func parseRates(v string) ([]float64, error) {
-	var rates []float64
+// rate is an open loop's rate: fixed orders/s, or a share of the closed-loop rate the spread
+// scenario measured in the same run, so that a figure means the same on a fast and a slow day.
+type rate struct {
+	fixed    float64
+	ofClosed float64
+	text     string // as given, for a share
+}
+
+// of returns the rate in orders/s; closed is the spread scenario's, 0 when it did not run.
+func (r rate) of(closed float64) (float64, error) {
+	if r.ofClosed == 0 {
+		return r.fixed, nil
+	}
+	if closed <= 0 {
+		return 0, fmt.Errorf("rate %s of the closed loop needs the spread scenario", r.text)
+	}
+	return r.ofClosed * closed, nil
+}
+
+func parseRates(v string) ([]rate, error) {
+	var rates []rate
 	for s := range strings.SplitSeq(v, ",") {
-		r, err := strconv.ParseFloat(strings.TrimSpace(s), 64)
+		s = strings.TrimSpace(s)
+		if num, den, ok := strings.Cut(s, "/"); ok {
+			n, err1 := strconv.ParseFloat(num, 64)
+			d, err2 := strconv.ParseFloat(den, 64)
+			if err1 != nil || err2 != nil || n <= 0 || d <= 0 {
+				return nil, fmt.Errorf("bad rate %q", s)
+			}
+			rates = append(rates, rate{ofClosed: n / d, text: s})
+			continue
+		}
+		r, err := strconv.ParseFloat(s, 64)
 		if err != nil || r <= 0 {
 			return nil, fmt.Errorf("bad rate %q", s)
 		}
-		rates = append(rates, r)
+		rates = append(rates, rate{fixed: r})
 	}
 	return rates, nil
 }
@@ -281,6 +310,21 @@ func (rep *report) runStack(ctx context.Context, cfg config, tr tracing, logDir 
 				hotStock = max(hotStock, 1)
 			}
 		}
+		if sc.kind == "open" {
+			var closed float64
+			if spread != nil {
+				closed = spread.rate()
+			}
+			r, err := sc.open.of(closed)
+			if err != nil {
+				return err
+			}
+			sc.rate = r
+			sc.name = fmt.Sprintf("open %.0f/s", r)
+			if sc.open.ofClosed > 0 {
+				sc.name = fmt.Sprintf("open %s of closed: %.0f/s", sc.open.text, r)
+			}
+		}
 		if len(cfg.tracing) > 0 {
 			sc.name += ", " + tr.String()
 		}
@@ -318,9 +362,8 @@ func (cfg config) plan() []scenario {
 			kind: "hot", inFlight: cfg.inFlight, products: 1})
 	}
 	if has("open") {
-		for _, rate := range cfg.rates {
-			plan = append(plan, scenario{name: fmt.Sprintf("open %g/s", rate),
-				kind: "open", rate: rate, products: cfg.products, confirmedOnly: true})
+		for _, r := range cfg.rates {
+			plan = append(plan, scenario{kind: "open", open: r, products: cfg.products, confirmedOnly: true})
 		}
 	}
 	return plan

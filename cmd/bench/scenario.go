@@ -26,7 +26,8 @@ const hotShare = 0.7
 type scenario struct {
 	name     string
 	kind     string  // "spread", "hot" or "open"
-	rate     float64 // orders/s, open loop
+	open     rate    // open loop, as asked
+	rate     float64 // orders/s, open loop, once known
 	inFlight int     // closed loop
 	products int
 	// confirmedOnly: latency is create → CONFIRMED, of CONFIRMED orders only.
