@@ -5,12 +5,13 @@ package storetest
 
 import (
 	"cmp"
-	"context"
 	"errors"
 	"slices"
 	"testing"
 
 	"github.com/google/uuid"
+
+	"github.com/ordersaga/ordersaga/pkg/rules/rulestest"
 
 	"github.com/ordersaga/ordersaga/services/inventory/internal/eventhandler"
 	"github.com/ordersaga/ordersaga/services/inventory/internal/inventory"
@@ -32,7 +33,13 @@ type SetStock func(t *testing.T, productID string, total int64)
 // at once; each subtest uses orders and products of its own.
 func Run(t *testing.T, begin Begin, setStock SetStock) {
 	c := &contract{begin: begin, setStock: setStock}
-	t.Run("an order without a reservation reads nil", c.orderWithoutReservation)
+	c.Records = rulestest.Records[eventhandler.Store, *inventory.Reservation]{
+		Begin: func(t *testing.T, orderIDs ...string) (eventhandler.Store, func(bool)) {
+			return begin(t, orderIDs, nil)
+		},
+		Name: "Reservation", Get: eventhandler.Store.Reservation,
+	}
+	t.Run("an order without a reservation reads nil", c.ReadsNone)
 	t.Run("Products returns only the products that exist", c.productsThatExist)
 	t.Run("Products returns the same product to every call of a unit of work", c.sameProduct)
 	t.Run("a second reservation in a unit of work sees the stock the first took", c.secondReservationSeesFirst)
@@ -46,87 +53,62 @@ func Run(t *testing.T, begin Begin, setStock SetStock) {
 	t.Run("a cancelled order's tombstone round-trips without items", c.tombstone)
 }
 
+// contract reaches the store under test through units of work and Reservation reads, as the
+// other services' contracts reach theirs, and makes products with setStock.
 type contract struct {
+	rulestest.Records[eventhandler.Store, *inventory.Reservation]
 	begin    Begin
 	setStock SetStock
 }
 
-// unit is one unit of work under test. One the subtest leaves open is rolled back at its end,
-// so that a failed subtest leaves no lock behind for the next.
-type unit struct {
-	eventhandler.Store
-	t     *testing.T
-	end   func(bool)
-	ended bool
-}
+// unit is one unit of work under test.
+type unit = rulestest.Unit[eventhandler.Store]
 
+// unit begins a unit of work on orderIDs whose payment.approved names productIDs.
 func (c *contract) unit(t *testing.T, orderIDs, productIDs []string) *unit {
 	t.Helper()
 	s, end := c.begin(t, orderIDs, productIDs)
-	u := &unit{Store: s, t: t, end: end}
-	t.Cleanup(func() {
-		if !u.ended {
-			u.rollback()
-		}
-	})
-	return u
-}
-
-func (u *unit) commit()   { u.ended = true; u.end(true) }
-func (u *unit) rollback() { u.ended = true; u.end(false) }
-
-// reservation returns the reservation of an order as u sees it, failing t on an error.
-func (u *unit) reservation(orderID string) *inventory.Reservation {
-	u.t.Helper()
-	r, err := u.Reservation(context.Background(), orderID)
-	if err != nil {
-		u.t.Fatalf("Reservation(%s): %v", orderID, err)
-	}
-	return r
+	return rulestest.Start(t, s, end)
 }
 
 // products returns the products of ids that exist as u sees them, failing t on an error.
-func (u *unit) products(ids ...string) map[string]*inventory.Product {
-	u.t.Helper()
-	ps, err := u.Products(context.Background(), ids)
-	if err != nil {
-		u.t.Fatalf("Products(%v): %v", ids, err)
-	}
-	return ps
+func products(u *unit, ids ...string) map[string]*inventory.Product {
+	u.T.Helper()
+	return rulestest.Get(u, "Products", eventhandler.Store.Products, ids)
 }
 
 // reserve reserves items for an order as the rules do: it fails t unless the order has no
 // reservation yet, and returns the reservation, or the error of inventory.Reserve, in which
 // case it writes nothing.
-func (u *unit) reserve(orderID string, items ...inventory.Item) (*inventory.Reservation, error) {
-	u.t.Helper()
-	if r := u.reservation(orderID); r != nil {
-		u.t.Fatalf("order %s has a reservation already: %+v", orderID, *r)
+func (c *contract) reserve(u *unit, orderID string, items ...inventory.Item) (*inventory.Reservation, error) {
+	u.T.Helper()
+	if r := c.In(u, orderID); r != nil {
+		u.T.Fatalf("order %s has a reservation already: %+v", orderID, *r)
 	}
-	products := u.products(inventory.ProductIDs(items)...)
+	products := products(u, inventory.ProductIDs(items)...)
 	if err := inventory.Reserve(products, items); err != nil {
 		return nil, err
 	}
 	r := &inventory.Reservation{ID: uuid.NewString(), OrderID: orderID, Status: inventory.Held, Items: inventory.Merge(items)}
-	u.AddReservation(r)
-	u.SaveStock(products)
+	u.Store.AddReservation(r)
+	u.Store.SaveStock(products)
 	return r, nil
 }
 
 // release gives back the held reservation of an order as the rules do, and returns it.
-func (u *unit) release(orderID string) *inventory.Reservation {
-	u.t.Helper()
-	r := u.reservation(orderID)
+func (c *contract) release(u *unit, orderID string) *inventory.Reservation {
+	u.T.Helper()
+	r := c.In(u, orderID)
 	if r == nil || r.Status != inventory.Held {
-		u.t.Fatalf("order %s: reservation %v, want one held", orderID, r)
+		u.T.Fatalf("order %s: reservation %v, want one held", orderID, r)
 	}
-	products := u.products(inventory.ProductIDs(r.Items)...)
+	products := products(u, inventory.ProductIDs(r.Items)...)
 	if err := inventory.Release(products, r.Items); err != nil {
-		u.t.Fatalf("Release: %v", err)
+		u.T.Fatalf("Release: %v", err)
 	}
 	r.Status = inventory.Released
-	u.SaveReservation(r)
-	u.SaveStock(products)
+	u.Store.SaveReservation(r)
+	u.Store.SaveStock(products)
 	return r
 }
 
@@ -143,11 +125,28 @@ func (c *contract) reserved(t *testing.T, items ...inventory.Item) *inventory.Re
 	t.Helper()
 	orderID := uuid.NewString()
 	u := c.unit(t, []string{orderID}, inventory.ProductIDs(items))
-	r, err := u.reserve(orderID, items...)
+	r := c.mustReserve(u, orderID, items...)
+	u.Commit()
+	return r
+}
+
+// reserveOpen makes a product with total units in stock and reserves quantity of it for a new
+// order in a unit of work it leaves open; it returns the product, the reservation and the unit.
+func (c *contract) reserveOpen(t *testing.T, total, quantity int64) (string, *inventory.Reservation, *unit) {
+	t.Helper()
+	a, orderID := c.product(t, total), uuid.NewString()
+	u := c.unit(t, []string{orderID}, []string{a})
+	return a, c.mustReserve(u, orderID, inventory.Item{ProductID: a, Quantity: quantity}), u
+}
+
+// mustReserve reserves items for an order through u as reserve does, failing the test on an
+// error.
+func (c *contract) mustReserve(u *unit, orderID string, items ...inventory.Item) *inventory.Reservation {
+	u.T.Helper()
+	r, err := c.reserve(u, orderID, items...)
 	if err != nil {
-		t.Fatalf("reserve %v: %v", items, err)
+		u.T.Fatalf("reserve %v: %v", items, err)
 	}
-	u.commit()
 	return r
 }
 
@@ -156,8 +155,8 @@ func (c *contract) reserved(t *testing.T, items ...inventory.Item) *inventory.Re
 func (c *contract) stock(t *testing.T, id string) (total, reserved int64) {
 	t.Helper()
 	u := c.unit(t, nil, nil)
-	p := u.products(id)[id]
-	u.commit()
+	p := products(u, id)[id]
+	u.Commit()
 	if p == nil {
 		t.Fatalf("product %s does not exist", id)
 	}
@@ -171,15 +170,6 @@ func (c *contract) checkStock(t *testing.T, what, id string, total, reserved int
 	if gotTotal, gotReserved := c.stock(t, id); gotTotal != total || gotReserved != reserved {
 		t.Errorf("%s: product %s total %d, reserved %d; want %d, %d", what, id, gotTotal, gotReserved, total, reserved)
 	}
-}
-
-// read returns the reservation of an order as a unit of work of its own sees it.
-func (c *contract) read(t *testing.T, orderID string) *inventory.Reservation {
-	t.Helper()
-	u := c.unit(t, []string{orderID}, nil)
-	r := u.reservation(orderID)
-	u.commit()
-	return r
 }
 
 // sorted returns a copy of r with its items in product id order: the order of the items is not
@@ -201,22 +191,10 @@ func check(t *testing.T, what string, got, want *inventory.Reservation) {
 	}
 }
 
-func (c *contract) orderWithoutReservation(t *testing.T) {
-	orderID := uuid.NewString()
-	u := c.unit(t, []string{orderID}, nil)
-	if r := u.reservation(orderID); r != nil {
-		t.Errorf("Reservation of an order without one = %+v, want nil", *r)
-	}
-	if r := u.reservation(orderID); r != nil {
-		t.Errorf("Reservation asked again = %+v, want nil", *r)
-	}
-	u.commit()
-}
-
 func (c *contract) productsThatExist(t *testing.T) {
 	a, b, missing := c.product(t, 5), c.product(t, 7), uuid.NewString()
 	u := c.unit(t, []string{uuid.NewString()}, []string{a, missing, b})
-	got := u.products(b, missing, a)
+	got := products(u, b, missing, a)
 	if len(got) != 2 || got[a] == nil || got[b] == nil {
 		t.Fatalf("Products(b, missing, a) = %v, want a and b only", got)
 	}
@@ -229,20 +207,20 @@ func (c *contract) productsThatExist(t *testing.T) {
 		t.Errorf("a product that does not exist is in Products")
 	}
 	// Asked again, alone, it still does not exist.
-	if got := u.products(missing); len(got) != 0 {
+	if got := products(u, missing); len(got) != 0 {
 		t.Errorf("Products(missing) = %v, want none", got)
 	}
-	u.commit()
+	u.Commit()
 }
 
 func (c *contract) sameProduct(t *testing.T) {
 	a, b := c.product(t, 5), c.product(t, 5)
 	u := c.unit(t, []string{uuid.NewString()}, []string{a})
-	first := u.products(a)
+	first := products(u, a)
 	if err := inventory.Reserve(first, []inventory.Item{{ProductID: a, Quantity: 2}}); err != nil {
 		t.Fatal(err)
 	}
-	second := u.products(b, a)
+	second := products(u, b, a)
 	if second[a] != first[a] {
 		t.Errorf("Products returned another *Product for %s the second time", a)
 	}
@@ -252,24 +230,24 @@ func (c *contract) sameProduct(t *testing.T) {
 	if second[b] == nil || second[b].Reserved() != 0 {
 		t.Errorf("product %s: %v", b, second[b])
 	}
-	u.rollback()
+	u.Rollback()
 }
 
 func (c *contract) secondReservationSeesFirst(t *testing.T) {
 	a, b := c.product(t, 5), c.product(t, 10)
 	first, second := uuid.NewString(), uuid.NewString()
 	u := c.unit(t, []string{first, second}, []string{a, b})
-	if _, err := u.reserve(first, inventory.Item{ProductID: a, Quantity: 3}, inventory.Item{ProductID: b, Quantity: 1}); err != nil {
+	if _, err := c.reserve(u, first, inventory.Item{ProductID: a, Quantity: 3}, inventory.Item{ProductID: b, Quantity: 1}); err != nil {
 		t.Fatal(err)
 	}
 	// 2 of a are left: 3 more are refused, all or nothing, b included.
-	if _, err := u.reserve(second, inventory.Item{ProductID: b, Quantity: 1}, inventory.Item{ProductID: a, Quantity: 3}); !errors.Is(err, inventory.ErrInsufficientStock) {
+	if _, err := c.reserve(u, second, inventory.Item{ProductID: b, Quantity: 1}, inventory.Item{ProductID: a, Quantity: 3}); !errors.Is(err, inventory.ErrInsufficientStock) {
 		t.Fatalf("the second reservation of 3 of a: %v, want ErrInsufficientStock", err)
 	}
-	if _, err := u.reserve(second, inventory.Item{ProductID: a, Quantity: 2}, inventory.Item{ProductID: b, Quantity: 4}); err != nil {
+	if _, err := c.reserve(u, second, inventory.Item{ProductID: a, Quantity: 2}, inventory.Item{ProductID: b, Quantity: 4}); err != nil {
 		t.Fatalf("the second reservation of the 2 left of a: %v", err)
 	}
-	u.commit()
+	u.Commit()
 	c.checkStock(t, "product a", a, 5, 5)
 	c.checkStock(t, "product b", b, 10, 5)
 }
@@ -283,15 +261,9 @@ func (c *contract) stockCommitted(t *testing.T) {
 }
 
 func (c *contract) readsOwnAdd(t *testing.T) {
-	a := c.product(t, 4)
-	orderID := uuid.NewString()
-	u := c.unit(t, []string{orderID}, []string{a})
-	r, err := u.reserve(orderID, inventory.Item{ProductID: a, Quantity: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	check(t, "read after AddReservation", u.reservation(orderID), r)
-	u.commit()
+	_, r, u := c.reserveOpen(t, 4, 1)
+	check(t, "read after AddReservation", c.In(u, r.OrderID), r)
+	u.Commit()
 }
 
 func (c *contract) heldRoundTrip(t *testing.T) {
@@ -301,31 +273,24 @@ func (c *contract) heldRoundTrip(t *testing.T) {
 	if len(r.Items) != 2 {
 		t.Fatalf("items not merged: %+v", r.Items)
 	}
-	check(t, "next unit of work", c.read(t, r.OrderID), r)
+	check(t, "next unit of work", c.Read(t, r.OrderID), r)
 	c.checkStock(t, "product a", a, 10, 1)
 	c.checkStock(t, "product b", b, 10, 5)
 }
 
 func (c *contract) reserveRolledBack(t *testing.T) {
-	a := c.product(t, 3)
-	orderID := uuid.NewString()
-	u := c.unit(t, []string{orderID}, []string{a})
-	if _, err := u.reserve(orderID, inventory.Item{ProductID: a, Quantity: 3}); err != nil {
-		t.Fatal(err)
-	}
-	u.rollback()
-	if r := c.read(t, orderID); r != nil {
+	a, r, u := c.reserveOpen(t, 3, 3)
+	orderID := r.OrderID
+	u.Rollback()
+	if r := c.Read(t, orderID); r != nil {
 		t.Errorf("after a rollback: %+v, want no reservation", *r)
 	}
 	c.checkStock(t, "after a rollback", a, 3, 0)
 	// The stock is free for the reservation a redelivery makes.
 	u = c.unit(t, []string{orderID}, []string{a})
-	r, err := u.reserve(orderID, inventory.Item{ProductID: a, Quantity: 3})
-	if err != nil {
-		t.Fatal(err)
-	}
-	u.commit()
-	check(t, "the reservation made after the rollback", c.read(t, orderID), r)
+	r = c.mustReserve(u, orderID, inventory.Item{ProductID: a, Quantity: 3})
+	u.Commit()
+	check(t, "the reservation made after the rollback", c.Read(t, orderID), r)
 }
 
 func (c *contract) releaseCommitted(t *testing.T) {
@@ -333,13 +298,13 @@ func (c *contract) releaseCommitted(t *testing.T) {
 	r := c.reserved(t, inventory.Item{ProductID: a, Quantity: 2}, inventory.Item{ProductID: b, Quantity: 3})
 	other := c.reserved(t, inventory.Item{ProductID: a, Quantity: 1})
 	u := c.unit(t, []string{r.OrderID}, nil)
-	u.release(r.OrderID)
+	c.release(u, r.OrderID)
 	want := *r
 	want.Status = inventory.Released
-	check(t, "read after SaveReservation", u.reservation(r.OrderID), &want)
-	u.commit()
-	check(t, "next unit of work", c.read(t, r.OrderID), &want)
-	check(t, "another order's reservation", c.read(t, other.OrderID), other)
+	check(t, "read after SaveReservation", c.In(u, r.OrderID), &want)
+	u.Commit()
+	check(t, "next unit of work", c.Read(t, r.OrderID), &want)
+	check(t, "another order's reservation", c.Read(t, other.OrderID), other)
 	c.checkStock(t, "product a", a, 6, 1)
 	c.checkStock(t, "product b", b, 6, 0)
 }
@@ -348,40 +313,35 @@ func (c *contract) releaseRolledBack(t *testing.T) {
 	a := c.product(t, 6)
 	r := c.reserved(t, inventory.Item{ProductID: a, Quantity: 2})
 	u := c.unit(t, []string{r.OrderID}, nil)
-	u.release(r.OrderID)
-	u.rollback()
-	check(t, "after a rollback", c.read(t, r.OrderID), r)
+	c.release(u, r.OrderID)
+	u.Rollback()
+	check(t, "after a rollback", c.Read(t, r.OrderID), r)
 	c.checkStock(t, "after a rollback", a, 6, 2)
 }
 
 func (c *contract) addThenRelease(t *testing.T) {
-	a := c.product(t, 6)
-	orderID := uuid.NewString()
-	u := c.unit(t, []string{orderID}, []string{a})
-	r, err := u.reserve(orderID, inventory.Item{ProductID: a, Quantity: 4})
-	if err != nil {
-		t.Fatal(err)
-	}
+	a, r, u := c.reserveOpen(t, 6, 4)
+	orderID := r.OrderID
 	// A second event of the order in the same unit of work (order.cancelled after
 	// payment.approved): it reads the reservation the first added and releases it.
-	u.release(orderID)
-	u.commit()
+	c.release(u, orderID)
+	u.Commit()
 	want := *r
 	want.Status = inventory.Released
-	check(t, "next unit of work", c.read(t, orderID), &want)
+	check(t, "next unit of work", c.Read(t, orderID), &want)
 	c.checkStock(t, "product a", a, 6, 0)
 }
 
 func (c *contract) tombstone(t *testing.T) {
 	r := &inventory.Reservation{ID: uuid.NewString(), OrderID: uuid.NewString(), Status: inventory.Cancelled}
 	u := c.unit(t, []string{r.OrderID}, nil)
-	if got := u.reservation(r.OrderID); got != nil {
+	if got := c.In(u, r.OrderID); got != nil {
 		t.Fatalf("before AddReservation: %+v", *got)
 	}
-	u.AddReservation(r)
-	check(t, "read after AddReservation", u.reservation(r.OrderID), r)
-	u.commit()
-	got := c.read(t, r.OrderID)
+	u.Store.AddReservation(r)
+	check(t, "read after AddReservation", c.In(u, r.OrderID), r)
+	u.Commit()
+	got := c.Read(t, r.OrderID)
 	check(t, "next unit of work", got, r)
 	if got != nil && len(got.Items) != 0 {
 		t.Errorf("the tombstone holds items: %+v", got.Items)

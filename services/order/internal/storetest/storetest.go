@@ -4,23 +4,20 @@
 package storetest
 
 import (
-	"context"
 	"slices"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
 
+	"github.com/ordersaga/ordersaga/pkg/rules/rulestest"
+
 	"github.com/ordersaga/ordersaga/services/order/internal/eventhandler"
 	"github.com/ordersaga/ordersaga/services/order/internal/order"
 )
 
-// Begin starts a unit of work on the store under test: the store as the rules see it, and its
-// end, which commits what was written through the store when commit is true and drops it
-// otherwise. orderIDs are the orders the unit of work touches, for an implementation that reads
-// them ahead as the runner's Prepare does; others ignore them. The end reports its own failures
-// through t.
-type Begin func(t *testing.T, orderIDs ...string) (store eventhandler.Store, end func(commit bool))
+// Begin starts a unit of work on the store under test (rulestest.Begin).
+type Begin = rulestest.Begin[eventhandler.Store]
 
 // Impl is an implementation of the Store under test, and what the contract needs around it.
 type Impl struct {
@@ -36,8 +33,10 @@ type Impl struct {
 // Run checks the contract of order-service's Store against impl. Units of work run one after
 // another, never two at once; each subtest uses orders of its own.
 func Run(t *testing.T, impl Impl) {
-	c := &contract{Impl: impl}
-	t.Run("an order that does not exist reads nil", c.orderThatDoesNotExist)
+	c := &contract{Impl: impl, Records: rulestest.Records[eventhandler.Store, *order.Order]{
+		Begin: impl.Begin, Name: "Order", Get: eventhandler.Store.Order,
+	}}
+	t.Run("an order that does not exist reads nil", c.ReadsNone)
 	t.Run("a placed order reads PENDING at version 1", c.placed)
 	t.Run("a unit of work reads back the change it recorded", c.readsOwnRecord)
 	t.Run("a recorded change is visible to the next unit of work once committed", c.recordCommitted)
@@ -48,65 +47,37 @@ func Run(t *testing.T, impl Impl) {
 	t.Run("the orders of one unit of work are kept apart", c.severalOrders)
 }
 
-type contract struct{ Impl }
-
-// unit is one unit of work under test. One the subtest leaves open is rolled back at its end,
-// so that a failed subtest leaves no lock behind for the next.
-type unit struct {
-	eventhandler.Store
-	t     *testing.T
-	end   func(bool)
-	ended bool
+// contract is impl, reached through units of work and Order reads as the other services'
+// contracts reach their stores.
+type contract struct {
+	Impl
+	rulestest.Records[eventhandler.Store, *order.Order]
 }
 
-func (c *contract) unit(t *testing.T, orderIDs ...string) *unit {
-	t.Helper()
-	s, end := c.Begin(t, orderIDs...)
-	u := &unit{Store: s, t: t, end: end}
-	t.Cleanup(func() {
-		if !u.ended {
-			u.rollback()
-		}
-	})
-	return u
-}
-
-func (u *unit) commit()   { u.ended = true; u.end(true) }
-func (u *unit) rollback() { u.ended = true; u.end(false) }
-
-// order returns an order as u sees it, failing t on an error.
-func (u *unit) order(id string) *order.Order {
-	u.t.Helper()
-	o, err := u.Order(context.Background(), id)
-	if err != nil {
-		u.t.Fatalf("Order(%s): %v", id, err)
-	}
-	return o
-}
+// unit is one unit of work under test.
+type unit = rulestest.Unit[eventhandler.Store]
 
 // apply moves an order by an event as the rule does, failing t unless it changes the order,
 // and returns the order as it is after it.
-func (u *unit) apply(id string, kind order.EventKind, reason, tracking string) *order.Order {
-	u.t.Helper()
-	o := u.order(id)
+func (c *contract) apply(u *unit, id string, kind order.EventKind, reason, tracking string) *order.Order {
+	u.T.Helper()
+	o := c.In(u, id)
 	if o == nil {
-		u.t.Fatalf("order %s does not exist", id)
+		u.T.Fatalf("order %s does not exist", id)
 	}
 	e := order.Event{ID: uuid.NewString(), OrderID: id, Kind: kind, Reason: reason, TrackingCode: tracking}
 	change, changed, err := o.Apply(e, time.Now())
 	if err != nil || !changed {
-		u.t.Fatalf("%s on a %s order: changed %v, %v", kind, o.Status(), changed, err)
+		u.T.Fatalf("%s on a %s order: changed %v, %v", kind, o.Status(), changed, err)
 	}
-	u.Record(o, order.Change{Event: e, StatusChange: change, Update: o.Update(change)})
+	u.Store.Record(o, order.Change{Event: e, StatusChange: change, Update: o.Update(change)})
 	return o
 }
 
-// read returns an order as a unit of work of its own sees it.
+// read returns an order as a unit of work of its own sees it, failing the test unless it exists.
 func (c *contract) read(t *testing.T, id string) *order.Order {
 	t.Helper()
-	u := c.unit(t, id)
-	o := u.order(id)
-	u.commit()
+	o := c.Read(t, id)
 	if o == nil {
 		t.Fatalf("order %s does not exist", id)
 	}
@@ -130,12 +101,7 @@ func stateOf(o *order.Order) state {
 // check fails t unless got is in the state of want.
 func check(t *testing.T, what string, got, want *order.Order) {
 	t.Helper()
-	if got == nil {
-		t.Fatalf("%s: no order, want %+v", what, stateOf(want))
-	}
-	if stateOf(got) != stateOf(want) {
-		t.Errorf("%s: %+v, want %+v", what, stateOf(got), stateOf(want))
-	}
+	rulestest.Check(t, what, stateOf, got, want)
 }
 
 // checkHistory fails t unless the history of an order has statuses, where the implementation
@@ -150,18 +116,6 @@ func (c *contract) checkHistory(t *testing.T, id string, statuses ...order.Statu
 	}
 }
 
-func (c *contract) orderThatDoesNotExist(t *testing.T) {
-	id := uuid.NewString()
-	u := c.unit(t, id)
-	if o := u.order(id); o != nil {
-		t.Errorf("Order of an id without an order = %+v, want nil", stateOf(o))
-	}
-	if o := u.order(id); o != nil {
-		t.Errorf("Order asked again = %+v, want nil", stateOf(o))
-	}
-	u.commit()
-}
-
 func (c *contract) placed(t *testing.T) {
 	id := c.Place(t)
 	o := c.read(t, id)
@@ -174,22 +128,22 @@ func (c *contract) placed(t *testing.T) {
 
 func (c *contract) readsOwnRecord(t *testing.T) {
 	id := c.Place(t)
-	u := c.unit(t, id)
-	moved := u.apply(id, order.PaymentApproved, "", "")
-	got := u.order(id)
+	u := c.Unit(t, id)
+	moved := c.apply(u, id, order.PaymentApproved, "", "")
+	got := c.In(u, id)
 	check(t, "read after Record", got, moved)
 	if got.Status() != order.StatusPaymentApproved || got.Version() != 2 {
 		t.Errorf("read after Record: %+v, want PAYMENT_APPROVED at version 2", stateOf(got))
 	}
-	u.commit()
+	u.Commit()
 }
 
 func (c *contract) recordCommitted(t *testing.T) {
 	id := c.Place(t)
 	placed := c.read(t, id)
-	u := c.unit(t, id)
-	moved := u.apply(id, order.PaymentApproved, "", "")
-	u.commit()
+	u := c.Unit(t, id)
+	moved := c.apply(u, id, order.PaymentApproved, "", "")
+	u.Commit()
 	got := c.read(t, id)
 	check(t, "next unit of work", got, moved)
 	if !got.CreatedAt().Equal(placed.CreatedAt()) {
@@ -201,55 +155,59 @@ func (c *contract) recordCommitted(t *testing.T) {
 func (c *contract) recordRolledBack(t *testing.T) {
 	id := c.Place(t)
 	placed := c.read(t, id)
-	u := c.unit(t, id)
-	u.apply(id, order.PaymentFailed, "card declined", "")
-	u.rollback()
+	u := c.Unit(t, id)
+	c.apply(u, id, order.PaymentFailed, "card declined", "")
+	u.Rollback()
 	check(t, "after a rollback", c.read(t, id), placed)
 	c.checkHistory(t, id, order.StatusPending)
 	// The order moves as if the rolled-back change never happened.
-	u = c.unit(t, id)
-	moved := u.apply(id, order.PaymentApproved, "", "")
-	u.commit()
+	u = c.Unit(t, id)
+	moved := c.apply(u, id, order.PaymentApproved, "", "")
+	u.Commit()
 	check(t, "the change made after the rollback", c.read(t, id), moved)
 	c.checkHistory(t, id, order.StatusPending, order.StatusPaymentApproved)
 }
 
-func (c *contract) failureReason(t *testing.T) {
+// recordOne places an order, records the change an event of kind makes to it in a unit of work
+// it commits, and checks the next unit of work reads the order as the change left it, which it
+// returns.
+func (c *contract) recordOne(t *testing.T, kind order.EventKind, reason, tracking string) *order.Order {
+	t.Helper()
 	id := c.Place(t)
-	u := c.unit(t, id)
-	moved := u.apply(id, order.PaymentFailed, "card declined", "")
-	u.commit()
+	u := c.Unit(t, id)
+	moved := c.apply(u, id, kind, reason, tracking)
+	u.Commit()
 	got := c.read(t, id)
 	check(t, "next unit of work", got, moved)
+	return got
+}
+
+func (c *contract) failureReason(t *testing.T) {
+	got := c.recordOne(t, order.PaymentFailed, "card declined", "")
 	if got.Status() != order.StatusPaymentFailed || got.FailureReason() != "card declined" {
 		t.Errorf("next unit of work: %+v, want PAYMENT_FAILED for %q", stateOf(got), "card declined")
 	}
-	c.checkHistory(t, id, order.StatusPending, order.StatusPaymentFailed)
+	c.checkHistory(t, got.ID(), order.StatusPending, order.StatusPaymentFailed)
 }
 
 func (c *contract) trackingCode(t *testing.T) {
-	id := c.Place(t)
-	u := c.unit(t, id)
-	moved := u.apply(id, order.ShippingScheduled, "", "TRK-ABCD1234")
-	u.commit()
-	got := c.read(t, id)
-	check(t, "next unit of work", got, moved)
+	got := c.recordOne(t, order.ShippingScheduled, "", "TRK-ABCD1234")
 	if got.Status() != order.StatusConfirmed || got.TrackingCode() != "TRK-ABCD1234" {
 		t.Errorf("next unit of work: %+v, want CONFIRMED with its tracking code", stateOf(got))
 	}
-	c.checkHistory(t, id, order.StatusPending, order.StatusConfirmed)
+	c.checkHistory(t, got.ID(), order.StatusPending, order.StatusConfirmed)
 }
 
 func (c *contract) twoChanges(t *testing.T) {
 	id := c.Place(t)
-	u := c.unit(t, id)
-	u.apply(id, order.InventoryFailed, "insufficient stock", "")
+	u := c.Unit(t, id)
+	c.apply(u, id, order.InventoryFailed, "insufficient stock", "")
 	// The second event of the order reads what the first left.
-	if o := u.order(id); o.Status() != order.StatusInventoryFailed || o.Version() != 2 {
+	if o := c.In(u, id); o.Status() != order.StatusInventoryFailed || o.Version() != 2 {
 		t.Fatalf("after the first change: %+v", stateOf(o))
 	}
-	moved := u.apply(id, order.PaymentReversed, "inventory failed", "")
-	u.commit()
+	moved := c.apply(u, id, order.PaymentReversed, "inventory failed", "")
+	u.Commit()
 	got := c.read(t, id)
 	check(t, "next unit of work", got, moved)
 	if got.Status() != order.StatusCancelled || got.Version() != 3 || got.FailureReason() != "insufficient stock" {
@@ -260,13 +218,13 @@ func (c *contract) twoChanges(t *testing.T) {
 
 func (c *contract) severalOrders(t *testing.T) {
 	a, b, none := c.Place(t), c.Place(t), uuid.NewString()
-	u := c.unit(t, a, b, none)
-	movedA := u.apply(a, order.PaymentApproved, "", "")
-	movedB := u.apply(b, order.PaymentFailed, "amount over limit", "")
-	if o := u.order(none); o != nil {
+	u := c.Unit(t, a, b, none)
+	movedA := c.apply(u, a, order.PaymentApproved, "", "")
+	movedB := c.apply(u, b, order.PaymentFailed, "amount over limit", "")
+	if o := c.In(u, none); o != nil {
 		t.Errorf("an id without an order: %+v", stateOf(o))
 	}
-	u.commit()
+	u.Commit()
 	check(t, "order a", c.read(t, a), movedA)
 	check(t, "order b", c.read(t, b), movedB)
 	c.checkHistory(t, a, order.StatusPending, order.StatusPaymentApproved)

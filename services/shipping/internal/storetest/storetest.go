@@ -4,92 +4,58 @@
 package storetest
 
 import (
-	"context"
 	"crypto/rand"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
 
+	"github.com/ordersaga/ordersaga/pkg/rules/rulestest"
+
 	"github.com/ordersaga/ordersaga/services/shipping/internal/eventhandler"
 	"github.com/ordersaga/ordersaga/services/shipping/internal/shipping"
 )
 
-// Begin starts a unit of work on the store under test: the store as the rules see it, and its
-// end, which commits what was written through the store when commit is true and drops it
-// otherwise. orderIDs are the orders the unit of work touches, for an implementation that reads
-// them ahead as the runner's Prepare does; others ignore them. The end reports its own failures
-// through t.
-type Begin func(t *testing.T, orderIDs ...string) (store eventhandler.Store, end func(commit bool))
+// Begin starts a unit of work on the store under test (rulestest.Begin).
+type Begin = rulestest.Begin[eventhandler.Store]
 
 // Run checks the contract of shipping-service's Store against the implementation begin starts.
 // Units of work run one after another, never two at once; each subtest uses orders of its own.
 func Run(t *testing.T, begin Begin) {
-	c := &contract{begin: begin}
-	t.Run("an order without a shipment reads nil", c.orderWithoutShipment)
+	c := &contract{rulestest.Records[eventhandler.Store, *shipping.Shipment]{
+		Begin: begin, Name: "Shipment", Get: eventhandler.Store.Shipment, Add: eventhandler.Store.Add, OrderID: (*shipping.Shipment).OrderID,
+	}}
+	t.Run("an order without a shipment reads nil", c.ReadsNone)
 	t.Run("a unit of work reads back the shipment it added", c.readsOwnAdd)
 	t.Run("an added shipment is visible to the next unit of work once committed", c.addCommitted)
 	t.Run("an added shipment is gone after a rollback", c.addRolledBack)
 	t.Run("a failed shipment keeps its reason", c.failed)
 	t.Run("a cancelled order's tombstone round-trips", c.tombstone)
 	t.Run("a unit of work reads back the shipment it saved", c.readsOwnSave)
-	t.Run("a saved shipment is visible to the next unit of work once committed", c.saveCommitted)
-	t.Run("a saved shipment is as it was after a rollback", c.saveRolledBack)
+	t.Run("a saved shipment is visible to the next unit of work once committed", c.saveEnded(true))
+	t.Run("a saved shipment is as it was after a rollback", c.saveEnded(false))
 	t.Run("a shipment added then saved in one unit of work is stored as it ended", c.addThenSave)
 	t.Run("the shipments of several orders in one unit of work are kept apart", c.severalOrders)
 }
 
-type contract struct{ begin Begin }
-
-// unit is one unit of work under test. One the subtest leaves open is rolled back at its end,
-// so that a failed subtest leaves no lock behind for the next.
-type unit struct {
-	eventhandler.Store
-	t     *testing.T
-	end   func(bool)
-	ended bool
+// contract reaches the store under test through units of work and the shipment reads, as the
+// other services' contracts reach theirs.
+type contract struct {
+	rulestest.Records[eventhandler.Store, *shipping.Shipment]
 }
 
-func (c *contract) unit(t *testing.T, orderIDs ...string) *unit {
-	t.Helper()
-	s, end := c.begin(t, orderIDs...)
-	u := &unit{Store: s, t: t, end: end}
-	t.Cleanup(func() {
-		if !u.ended {
-			u.rollback()
-		}
-	})
-	return u
-}
+// unit is one unit of work under test.
+type unit = rulestest.Unit[eventhandler.Store]
 
-func (u *unit) commit()   { u.ended = true; u.end(true) }
-func (u *unit) rollback() { u.ended = true; u.end(false) }
-
-// shipment returns the shipment of an order as u sees it, failing t on an error.
-func (u *unit) shipment(orderID string) *shipping.Shipment {
-	u.t.Helper()
-	sh, err := u.Shipment(context.Background(), orderID)
-	if err != nil {
-		u.t.Fatalf("Shipment(%s): %v", orderID, err)
+// cancel cancels the shipment of an order as u sees it for reason, as order.cancelled does,
+// and saves it; it fails the test unless the shipment was scheduled.
+func (c *contract) cancel(u *unit, orderID, reason string) {
+	u.T.Helper()
+	sh := c.In(u, orderID)
+	if !sh.Cancel(reason) {
+		u.T.Fatalf("the shipment of order %s was not cancelled: %+v", orderID, snap(sh))
 	}
-	return sh
-}
-
-// read returns the shipment of an order as a unit of work of its own sees it.
-func (c *contract) read(t *testing.T, orderID string) *shipping.Shipment {
-	t.Helper()
-	u := c.unit(t, orderID)
-	sh := u.shipment(orderID)
-	u.commit()
-	return sh
-}
-
-// store commits sh, added by a unit of work of its own.
-func (c *contract) store(t *testing.T, sh *shipping.Shipment) {
-	t.Helper()
-	u := c.unit(t, sh.OrderID())
-	u.Add(sh)
-	u.commit()
+	u.Store.Save(sh)
 }
 
 // now is the carrier's clock: whole seconds, which every store keeps exactly.
@@ -137,12 +103,7 @@ func snap(sh *shipping.Shipment) snapshot {
 // check fails t unless got is a shipment equal to want.
 func check(t *testing.T, what string, got, want *shipping.Shipment) {
 	t.Helper()
-	if got == nil {
-		t.Fatalf("%s: no shipment, want %+v", what, snap(want))
-	}
-	if snap(got) != snap(want) {
-		t.Errorf("%s: %+v, want %+v", what, snap(got), snap(want))
-	}
+	rulestest.Check(t, what, snap, got, want)
 }
 
 // cancelled returns sh cancelled for reason, as Cancel leaves it.
@@ -152,27 +113,15 @@ func cancelled(sh *shipping.Shipment, reason string) *shipping.Shipment {
 		EstimatedDelivery: sh.EstimatedDelivery(), CreatedAt: sh.CreatedAt()})
 }
 
-func (c *contract) orderWithoutShipment(t *testing.T) {
-	orderID := uuid.NewString()
-	u := c.unit(t, orderID)
-	if sh := u.shipment(orderID); sh != nil {
-		t.Errorf("Shipment of an order without one = %+v, want nil", snap(sh))
-	}
-	if sh := u.shipment(orderID); sh != nil {
-		t.Errorf("Shipment asked again = %+v, want nil", snap(sh))
-	}
-	u.commit()
-}
-
 func (c *contract) readsOwnAdd(t *testing.T) {
 	sh := schedule(t, uuid.NewString(), "BR")
-	u := c.unit(t, sh.OrderID())
-	if got := u.shipment(sh.OrderID()); got != nil {
+	u := c.Unit(t, sh.OrderID())
+	if got := c.In(u, sh.OrderID()); got != nil {
 		t.Fatalf("before Add: %+v", snap(got))
 	}
-	u.Add(sh)
-	check(t, "read after Add", u.shipment(sh.OrderID()), sh)
-	u.commit()
+	u.Store.Add(sh)
+	check(t, "read after Add", c.In(u, sh.OrderID()), sh)
+	u.Commit()
 }
 
 func (c *contract) addCommitted(t *testing.T) {
@@ -180,22 +129,22 @@ func (c *contract) addCommitted(t *testing.T) {
 	if !sh.Scheduled() || sh.TrackingCode() == "" || sh.EstimatedDelivery().IsZero() {
 		t.Fatalf("not scheduled: %+v", snap(sh))
 	}
-	c.store(t, sh)
-	check(t, "next unit of work", c.read(t, sh.OrderID()), sh)
+	c.Store(t, sh)
+	check(t, "next unit of work", c.Read(t, sh.OrderID()), sh)
 }
 
 func (c *contract) addRolledBack(t *testing.T) {
 	sh := schedule(t, uuid.NewString(), "BR")
-	u := c.unit(t, sh.OrderID())
-	u.Add(sh)
-	u.rollback()
-	if got := c.read(t, sh.OrderID()); got != nil {
+	u := c.Unit(t, sh.OrderID())
+	u.Store.Add(sh)
+	u.Rollback()
+	if got := c.Read(t, sh.OrderID()); got != nil {
 		t.Fatalf("after a rollback: %+v, want nil", snap(got))
 	}
 	// The order is free for the shipment a redelivery makes.
 	again := schedule(t, sh.OrderID(), "BR")
-	c.store(t, again)
-	check(t, "the shipment added after the rollback", c.read(t, sh.OrderID()), again)
+	c.Store(t, again)
+	check(t, "the shipment added after the rollback", c.Read(t, sh.OrderID()), again)
 }
 
 func (c *contract) failed(t *testing.T) {
@@ -203,8 +152,8 @@ func (c *contract) failed(t *testing.T) {
 	if sh.Status() != shipping.StatusFailed || sh.Reason() == "" {
 		t.Fatalf("shipment to %s: %+v", shipping.RefusedCountry, snap(sh))
 	}
-	c.store(t, sh)
-	check(t, "next unit of work", c.read(t, sh.OrderID()), sh)
+	c.Store(t, sh)
+	check(t, "next unit of work", c.Read(t, sh.OrderID()), sh)
 }
 
 func (c *contract) tombstone(t *testing.T) {
@@ -212,74 +161,62 @@ func (c *contract) tombstone(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c.store(t, sh)
-	check(t, "next unit of work", c.read(t, sh.OrderID()), sh)
+	c.Store(t, sh)
+	check(t, "next unit of work", c.Read(t, sh.OrderID()), sh)
 }
 
 func (c *contract) readsOwnSave(t *testing.T) {
 	sh := schedule(t, uuid.NewString(), "BR")
-	c.store(t, sh)
-	u := c.unit(t, sh.OrderID())
-	got := u.shipment(sh.OrderID())
-	check(t, "before the cancellation", got, sh)
-	if !got.Cancel("order cancelled: deadline") {
-		t.Fatal("a scheduled shipment was not cancelled")
+	c.Store(t, sh)
+	u := c.Unit(t, sh.OrderID())
+	check(t, "before the cancellation", c.In(u, sh.OrderID()), sh)
+	c.cancel(u, sh.OrderID(), "order cancelled: deadline")
+	check(t, "read after Save", c.In(u, sh.OrderID()), cancelled(sh, "order cancelled: deadline"))
+	u.Commit()
+}
+
+// saveEnded checks a saved shipment as the next unit of work sees it once the unit of work
+// that cancelled it ends: cancelled when it committed, as it was when it rolled back.
+func (c *contract) saveEnded(commit bool) func(t *testing.T) {
+	return func(t *testing.T) {
+		sh := schedule(t, uuid.NewString(), "PT")
+		c.Store(t, sh)
+		u := c.Unit(t, sh.OrderID())
+		c.cancel(u, sh.OrderID(), "order cancelled: deadline")
+		if commit {
+			u.Commit()
+			check(t, "next unit of work", c.Read(t, sh.OrderID()), cancelled(sh, "order cancelled: deadline"))
+			return
+		}
+		u.Rollback()
+		check(t, "after a rollback", c.Read(t, sh.OrderID()), sh)
 	}
-	u.Save(got)
-	check(t, "read after Save", u.shipment(sh.OrderID()), cancelled(sh, "order cancelled: deadline"))
-	u.commit()
-}
-
-func (c *contract) saveCommitted(t *testing.T) {
-	sh := schedule(t, uuid.NewString(), "PT")
-	c.store(t, sh)
-	u := c.unit(t, sh.OrderID())
-	got := u.shipment(sh.OrderID())
-	got.Cancel("order cancelled: deadline")
-	u.Save(got)
-	u.commit()
-	check(t, "next unit of work", c.read(t, sh.OrderID()), cancelled(sh, "order cancelled: deadline"))
-}
-
-func (c *contract) saveRolledBack(t *testing.T) {
-	sh := schedule(t, uuid.NewString(), "BR")
-	c.store(t, sh)
-	u := c.unit(t, sh.OrderID())
-	got := u.shipment(sh.OrderID())
-	got.Cancel("rolled back")
-	u.Save(got)
-	u.rollback()
-	check(t, "after a rollback", c.read(t, sh.OrderID()), sh)
 }
 
 func (c *contract) addThenSave(t *testing.T) {
 	sh := schedule(t, uuid.NewString(), "BR")
-	u := c.unit(t, sh.OrderID())
-	u.Add(sh)
+	u := c.Unit(t, sh.OrderID())
+	u.Store.Add(sh)
 	// A second event of the order in the same unit of work (order.cancelled after
 	// inventory.reserved): it reads the shipment the first added, cancels it and saves it.
-	got := u.shipment(sh.OrderID())
-	if !got.Cancel("order cancelled: deadline") {
-		t.Fatal("the shipment just added is not scheduled")
-	}
-	u.Save(got)
-	u.commit()
-	check(t, "next unit of work", c.read(t, sh.OrderID()), cancelled(sh, "order cancelled: deadline"))
+	c.cancel(u, sh.OrderID(), "order cancelled: deadline")
+	u.Commit()
+	check(t, "next unit of work", c.Read(t, sh.OrderID()), cancelled(sh, "order cancelled: deadline"))
 }
 
 func (c *contract) severalOrders(t *testing.T) {
 	a, b := schedule(t, uuid.NewString(), "BR"), schedule(t, uuid.NewString(), shipping.RefusedCountry)
 	none := uuid.NewString()
-	u := c.unit(t, a.OrderID(), b.OrderID(), none)
-	u.Add(a)
-	u.Add(b)
-	if got := u.shipment(none); got != nil {
+	u := c.Unit(t, a.OrderID(), b.OrderID(), none)
+	u.Store.Add(a)
+	u.Store.Add(b)
+	if got := c.In(u, none); got != nil {
 		t.Errorf("an order without a shipment: %+v", snap(got))
 	}
-	u.commit()
-	check(t, "order a", c.read(t, a.OrderID()), a)
-	check(t, "order b", c.read(t, b.OrderID()), b)
-	if got := c.read(t, none); got != nil {
+	u.Commit()
+	check(t, "order a", c.Read(t, a.OrderID()), a)
+	check(t, "order b", c.Read(t, b.OrderID()), b)
+	if got := c.Read(t, none); got != nil {
 		t.Errorf("an order without a shipment: %+v", snap(got))
 	}
 }
