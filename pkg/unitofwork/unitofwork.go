@@ -63,23 +63,27 @@ type Batch struct {
 	Events   []rules.Message
 }
 
-// Bind returns a service's store bound to a transaction, as its rules see it and as the runner
-// drives it: usually one value twice.
-type Bind[S any] func(tx database.Querier) (S, Tx)
-
 // Runner runs the rules of one consumer service in units of work on its database.
 type Runner[S any] struct {
 	reg   *rules.Registry[S]
 	pool  *pgxpool.Pool
 	relay *outbox.Relay
 	log   *slog.Logger
-	bind  Bind[S]
+	bind  func(database.Querier) (S, Tx)
 }
 
 // New returns the runner of reg's rules on pool; relay receives what each commit wrote to the
-// outbox.
-func New[S any](reg *rules.Registry[S], pool *pgxpool.Pool, relay *outbox.Relay, log *slog.Logger, bind Bind[S]) *Runner[S] {
-	return &Runner[S]{reg: reg, pool: pool, relay: relay, log: log, bind: bind}
+// outbox. bind returns the service's store bound to a transaction: the store the rules see (S)
+// and the runner drives (Tx). It panics when what bind returns is not an S, a wiring mistake
+// better found at start than at the first event.
+func New[S any, T Tx](reg *rules.Registry[S], pool *pgxpool.Pool, relay *outbox.Relay, log *slog.Logger, bind func(tx database.Querier) T) *Runner[S] {
+	if _, ok := any(bind(nil)).(S); !ok {
+		panic(fmt.Sprintf("unitofwork: the store %T is not the %T the rules of %s take", bind(nil), new(S), reg.Name()))
+	}
+	return &Runner[S]{reg: reg, pool: pool, relay: relay, log: log, bind: func(tx database.Querier) (S, Tx) {
+		t := bind(tx)
+		return any(t).(S), t
+	}}
 }
 
 // Handlers returns the broker handler of each of the service's subscriptions in the catalog.

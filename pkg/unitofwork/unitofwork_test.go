@@ -3,6 +3,7 @@ package unitofwork_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"sync"
@@ -153,9 +154,8 @@ func newRules() *rules.Registry[*store] {
 func newRunner(t *testing.T, pool *pgxpool.Pool, rec *recorder) *unitofwork.Runner[*store] {
 	t.Helper()
 	log := testenv.Logger(t)
-	return unitofwork.New(newRules(), pool, outbox.NewRelay(pool, nil, log), log, func(tx database.Querier) (*store, unitofwork.Tx) {
-		s := &store{tx: tx, rec: rec}
-		return s, s
+	return unitofwork.New(newRules(), pool, outbox.NewRelay(pool, nil, log), log, func(tx database.Querier) *store {
+		return &store{tx: tx, rec: rec}
 	})
 }
 
@@ -444,7 +444,7 @@ func TestHandlersNeedARuleForEverySubscriptionAndNoOther(t *testing.T) {
 	rules.On(missing, catalog.OrderCreated, nil, applyOrderCreated)
 	rules.On(missing, catalog.InventoryReleased, nil, nothing[*inventoryv1.InventoryReleased])
 	rules.On(missing, catalog.OrderCancelled, nil, nothing[*orderv1.OrderCancelled])
-	if _, err := unitofwork.New(missing, nil, nil, testenv.Logger(t), nil).Handlers(); err == nil || !strings.Contains(err.Error(), catalog.InventoryFailed) {
+	if _, err := unitofwork.New(missing, nil, nil, testenv.Logger(t), func(database.Querier) *store { return &store{} }).Handlers(); err == nil || !strings.Contains(err.Error(), catalog.InventoryFailed) {
 		t.Errorf("a service without a rule for inventory.failed: err = %v", err)
 	}
 
@@ -517,9 +517,8 @@ func TestBatchesSharingAnOrderWaitForEachOther(t *testing.T) {
 	rules.On(reg, catalog.InventoryFailed, nil, nothing[*inventoryv1.InventoryFailed])
 	rules.On(reg, catalog.InventoryReleased, nil, nothing[*inventoryv1.InventoryReleased])
 	rules.On(reg, catalog.OrderCancelled, nil, nothing[*orderv1.OrderCancelled])
-	h := orderCreatedHandler(t, unitofwork.New(reg, pool, outbox.NewRelay(pool, nil, log), log, func(tx database.Querier) (*store, unitofwork.Tx) {
-		s := &store{tx: tx, rec: rec}
-		return s, s
+	h := orderCreatedHandler(t, unitofwork.New(reg, pool, outbox.NewRelay(pool, nil, log), log, func(tx database.Querier) *store {
+		return &store{tx: tx, rec: rec}
 	}))
 
 	done := make(chan error, 2)
@@ -539,4 +538,17 @@ func TestBatchesSharingAnOrderWaitForEachOther(t *testing.T) {
 	if len(rec.ahead) != 2 || rec.ahead[1].applied != 1 {
 		t.Errorf("read ahead %+v: the second batch should have found the first's write", rec.ahead)
 	}
+}
+
+// otherStore is a Tx that is not the store the rules take.
+type otherStore struct{ store }
+
+func TestNewRefusesAStoreTheRulesDoNotTake(t *testing.T) {
+	t.Parallel()
+	defer func() {
+		if r := recover(); r == nil || !strings.Contains(fmt.Sprint(r), "payment") {
+			t.Errorf("recovered %v, want a panic naming the service", r)
+		}
+	}()
+	unitofwork.New(rules.New[*store](catalog.Payment), nil, nil, testenv.Logger(t), func(database.Querier) *otherStore { return &otherStore{} })
 }

@@ -22,7 +22,7 @@ func main() {
 	service.Main(catalog.Inventory, postgres.Migrations, func(_ context.Context, s *service.Service, cfg Config) error {
 		reg := rules.New[eventhandler.Store](s.Name)
 		eventhandler.Register(reg, s.Log)
-		if err := s.Consume(unitofwork.New(reg, s.Pool, s.Relay, s.Log, postgres.Bind)); err != nil {
+		if err := s.Consume(unitofwork.New(reg, s.Pool, s.Relay, s.Log, postgres.NewStore)); err != nil {
 			return err
 		}
 		admin := grpcapi.New(postgres.NewRepository(s.Pool), s.Log)

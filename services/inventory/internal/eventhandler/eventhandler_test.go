@@ -51,7 +51,7 @@ func newEnvOn(t *testing.T, pool *pgxpool.Pool, relay *outbox.Relay) *env {
 	log := testenv.Logger(t)
 	reg := rules.New[eventhandler.Store](catalog.Inventory)
 	eventhandler.Register(reg, log)
-	handlers, err := unitofwork.New(reg, pool, relay, log, postgres.Bind).Handlers()
+	handlers, err := unitofwork.New(reg, pool, relay, log, postgres.NewStore).Handlers()
 	if err != nil {
 		t.Fatalf("handlers: %v", err)
 	}

@@ -16,7 +16,6 @@ import (
 	orderv1 "github.com/ordersaga/ordersaga/gen/order/v1"
 	"github.com/ordersaga/ordersaga/pkg/database"
 	"github.com/ordersaga/ordersaga/pkg/unitofwork"
-	"github.com/ordersaga/ordersaga/services/inventory/internal/eventhandler"
 	"github.com/ordersaga/ordersaga/services/inventory/internal/inventory"
 )
 
@@ -90,13 +89,7 @@ type Store struct {
 	changed      map[string]*inventory.Product
 }
 
-// Bind returns the store of tx, as the rules and as the runner see it.
-func Bind(tx database.Querier) (eventhandler.Store, unitofwork.Tx) {
-	s := NewStore(tx)
-	return s, s
-}
-
-// NewStore returns the store of tx.
+// NewStore returns the store of tx, for the rules and the runner.
 func NewStore(tx database.Querier) *Store {
 	return &Store{tx: tx, products: map[string]*inventory.Product{}, changed: map[string]*inventory.Product{}}
 }

@@ -26,7 +26,7 @@ func main() {
 		s.Go(feed.Run)
 		reg := rules.New[eventhandler.Store](s.Name)
 		eventhandler.Register(reg, s.Log)
-		if err := s.Consume(unitofwork.New(reg, s.Pool, s.Relay, s.Log, repo.Bind)); err != nil {
+		if err := s.Consume(unitofwork.New(reg, s.Pool, s.Relay, s.Log, repo.Store)); err != nil {
 			return err
 		}
 		sweeper, err := deadline.New(repo, cfg.SagaTimeout, s.Log, s.Metrics)

@@ -38,7 +38,7 @@ func newHandlers(t *testing.T, pool *pgxpool.Pool, repo *postgres.Repository) ha
 	log := testenv.Logger(t)
 	reg := rules.New[eventhandler.Store](catalog.Order)
 	eventhandler.Register(reg, log)
-	hs, err := unitofwork.New(reg, pool, outbox.NewRelay(pool, nil, log), log, repo.Bind).Handlers()
+	hs, err := unitofwork.New(reg, pool, outbox.NewRelay(pool, nil, log), log, repo.Store).Handlers()
 	if err != nil {
 		t.Fatalf("handlers: %v", err)
 	}

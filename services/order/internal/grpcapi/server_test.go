@@ -101,7 +101,7 @@ func startWith(t *testing.T, feed grpcapi.Feed, poll time.Duration, configure fu
 	// is not running, and they publish nothing.
 	reg := rules.New[eventhandler.Store](catalog.Order)
 	eventhandler.Register(reg, log)
-	saga, err := unitofwork.New(reg, pool, outbox.NewRelay(pool, nil, log), log, repo.Bind).Handlers()
+	saga, err := unitofwork.New(reg, pool, outbox.NewRelay(pool, nil, log), log, repo.Store).Handlers()
 	if err != nil {
 		t.Fatal(err)
 	}

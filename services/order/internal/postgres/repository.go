@@ -23,7 +23,6 @@ import (
 	"github.com/ordersaga/ordersaga/pkg/database"
 	"github.com/ordersaga/ordersaga/pkg/outbox"
 	"github.com/ordersaga/ordersaga/pkg/unitofwork"
-	"github.com/ordersaga/ordersaga/services/order/internal/eventhandler"
 	"github.com/ordersaga/ordersaga/services/order/internal/order"
 )
 
@@ -244,12 +243,6 @@ type Store struct {
 	orders   unitofwork.Rows[*order.Order]
 	changes  []order.Change
 	updates  []order.Update // what Flush wrote, announced once committed
-}
-
-// Bind returns the store of tx, as the rules and as the runner see it.
-func (r *Repository) Bind(tx database.Querier) (eventhandler.Store, unitofwork.Tx) {
-	s := r.Store(tx)
-	return s, s
 }
 
 // Store returns the store of tx; the status changes it writes are announced once tx committed.

@@ -23,6 +23,6 @@ func main() {
 		}
 		reg := rules.New[eventhandler.Store](s.Name)
 		eventhandler.Register(reg, gateway, s.Log)
-		return s.Consume(unitofwork.New(reg, s.Pool, s.Relay, s.Log, postgres.Bind))
+		return s.Consume(unitofwork.New(reg, s.Pool, s.Relay, s.Log, postgres.NewStore))
 	})
 }

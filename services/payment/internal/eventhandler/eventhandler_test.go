@@ -51,7 +51,7 @@ func newHandlers(t *testing.T, pool *pgxpool.Pool, relay *outbox.Relay) *handler
 	log := testenv.Logger(t)
 	reg := rules.New[eventhandler.Store](catalog.Payment)
 	eventhandler.Register(reg, gateway, log)
-	byQueue, err := unitofwork.New(reg, pool, relay, log, postgres.Bind).Handlers()
+	byQueue, err := unitofwork.New(reg, pool, relay, log, postgres.NewStore).Handlers()
 	if err != nil {
 		t.Fatalf("handlers: %v", err)
 	}

@@ -10,7 +10,6 @@ import (
 
 	"github.com/ordersaga/ordersaga/pkg/database"
 	"github.com/ordersaga/ordersaga/pkg/unitofwork"
-	"github.com/ordersaga/ordersaga/services/payment/internal/eventhandler"
 	"github.com/ordersaga/ordersaga/services/payment/internal/payment"
 )
 
@@ -28,13 +27,7 @@ type Store struct {
 	payments unitofwork.Rows[*payment.Payment]
 }
 
-// Bind returns the store of tx, as the rules and as the runner see it.
-func Bind(tx database.Querier) (eventhandler.Store, unitofwork.Tx) {
-	s := NewStore(tx)
-	return s, s
-}
-
-// NewStore returns the store of tx.
+// NewStore returns the store of tx, for the rules and the runner.
 func NewStore(tx database.Querier) *Store { return &Store{tx: tx} }
 
 const selectPayments = `

@@ -22,6 +22,6 @@ func main() {
 		}
 		reg := rules.New[eventhandler.Store](s.Name)
 		eventhandler.Register(reg, carrier, s.Log)
-		return s.Consume(unitofwork.New(reg, s.Pool, s.Relay, s.Log, postgres.Bind))
+		return s.Consume(unitofwork.New(reg, s.Pool, s.Relay, s.Log, postgres.NewStore))
 	})
 }

@@ -60,7 +60,7 @@ func newHandlers(t *testing.T, pool *pgxpool.Pool, relay *outbox.Relay, failureR
 	log := testenv.Logger(t)
 	reg := rules.New[eventhandler.Store](catalog.Shipping)
 	eventhandler.Register(reg, carrier, log)
-	byQueue, err := unitofwork.New(reg, pool, relay, log, postgres.Bind).Handlers()
+	byQueue, err := unitofwork.New(reg, pool, relay, log, postgres.NewStore).Handlers()
 	if err != nil {
 		t.Fatalf("handlers: %v", err)
 	}
