@@ -13,6 +13,8 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/ordersaga/ordersaga/pkg/broker"
 	"github.com/ordersaga/ordersaga/pkg/catalog"
@@ -24,6 +26,27 @@ var migrations embed.FS
 
 // Migrations creates the outbox table.
 var Migrations = database.Migrations{Table: "goose_outbox_version", FS: database.Sub(migrations, "migrations")}
+
+// Message is what every event of the catalog is: a proto message with the fields event_id,
+// order_id and occur_time.
+type Message interface {
+	proto.Message
+	GetOrderId() string
+}
+
+// New returns the event that announces msg under routingKey: msg gets a fresh time-ordered
+// event id (index inserts stay local) and, when it has none, now as the time it occurred.
+// It panics for a message without the catalog's fields, which catalog's tests rule out.
+func New(routingKey string, msg Message) Event {
+	id := uuid.Must(uuid.NewV7()).String()
+	m := msg.ProtoReflect()
+	fields := m.Descriptor().Fields()
+	m.Set(fields.ByName("event_id"), protoreflect.ValueOfString(id))
+	if at := fields.ByName("occur_time"); !m.Has(at) {
+		m.Set(at, protoreflect.ValueOfMessage(timestamppb.Now().ProtoReflect()))
+	}
+	return Event{ID: id, OrderID: msg.GetOrderId(), RoutingKey: routingKey, Payload: msg}
+}
 
 // Event is one event to publish.
 type Event struct {

@@ -12,7 +12,6 @@ import (
 	"log/slog"
 
 	"github.com/google/uuid"
-	"google.golang.org/protobuf/types/known/timestamppb"
 
 	inventoryv1 "github.com/ordersaga/ordersaga/gen/inventory/v1"
 	orderv1 "github.com/ordersaga/ordersaga/gen/order/v1"
@@ -156,36 +155,27 @@ func toItems(ev *paymentv1.PaymentApproved) []inventory.Item {
 }
 
 func announceFailure(orderID string, reason error) outbox.Event {
-	id := newID()
-	return outbox.Event{ID: id, OrderID: orderID, RoutingKey: catalog.InventoryFailed, Payload: &inventoryv1.InventoryFailed{
-		EventId:   id,
-		OrderId:   orderID,
-		OccurTime: timestamppb.Now(),
-		Reason:    reason.Error(),
-	}}
+	return outbox.New(catalog.InventoryFailed, &inventoryv1.InventoryFailed{
+		OrderId: orderID,
+		Reason:  reason.Error(),
+	})
 }
 
 func announceReservation(ev *paymentv1.PaymentApproved, res *inventory.Reservation) outbox.Event {
-	id := newID()
-	return outbox.Event{ID: id, OrderID: res.OrderID, RoutingKey: catalog.InventoryReserved, Payload: &inventoryv1.InventoryReserved{
-		EventId:       id,
+	return outbox.New(catalog.InventoryReserved, &inventoryv1.InventoryReserved{
 		OrderId:       res.OrderID,
-		OccurTime:     timestamppb.Now(),
 		ReservationId: res.ID,
 		Items:         ev.GetItems(),
 		CountryCode:   ev.GetCountryCode(),
-	}}
+	})
 }
 
 func announceRelease(res *inventory.Reservation, reason string) outbox.Event {
-	id := newID()
-	return outbox.Event{ID: id, OrderID: res.OrderID, RoutingKey: catalog.InventoryReleased, Payload: &inventoryv1.InventoryReleased{
-		EventId:       id,
+	return outbox.New(catalog.InventoryReleased, &inventoryv1.InventoryReleased{
 		OrderId:       res.OrderID,
-		OccurTime:     timestamppb.Now(),
 		ReservationId: res.ID,
 		Reason:        reason,
-	}}
+	})
 }
 
 // newID returns a time-ordered UUID, which keeps index inserts local.

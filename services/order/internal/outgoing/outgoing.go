@@ -6,7 +6,6 @@ package outgoing
 import (
 	"time"
 
-	"github.com/google/uuid"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	orderv1 "github.com/ordersaga/ordersaga/gen/order/v1"
@@ -17,13 +16,11 @@ import (
 
 // Created is the order.created event that starts a new order's saga.
 func Created(o *order.Order) outbox.Event {
-	id := uuid.Must(uuid.NewV7()).String() // time-ordered: index-friendly
 	lines := make([]*orderv1.OrderLine, len(o.Items()))
 	for i, it := range o.Items() {
 		lines[i] = &orderv1.OrderLine{ProductId: it.ProductID, Quantity: it.Quantity, UnitPriceMinor: int64(it.UnitPrice)}
 	}
-	return outbox.Event{ID: id, OrderID: o.ID(), RoutingKey: catalog.OrderCreated, Payload: &orderv1.OrderCreated{
-		EventId:       id,
+	return outbox.New(catalog.OrderCreated, &orderv1.OrderCreated{
 		OrderId:       o.ID(),
 		OccurTime:     timestamppb.New(o.CreatedAt()),
 		CustomerId:    o.CustomerID(),
@@ -31,7 +28,7 @@ func Created(o *order.Order) outbox.Event {
 		Items:         lines,
 		TotalMinor:    int64(o.Total()),
 		CountryCode:   o.CountryCode(),
-	}}
+	})
 }
 
 // Cancelled is the order.cancelled event that tells the other services to undo what they did

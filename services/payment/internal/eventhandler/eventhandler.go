@@ -11,7 +11,6 @@ import (
 	"log/slog"
 
 	"github.com/google/uuid"
-	"google.golang.org/protobuf/types/known/timestamppb"
 
 	inventoryv1 "github.com/ordersaga/ordersaga/gen/inventory/v1"
 	orderv1 "github.com/ordersaga/ordersaga/gen/order/v1"
@@ -96,25 +95,20 @@ func validateOrderCreated(ev *orderv1.OrderCreated) error {
 }
 
 func announceCharge(ev *orderv1.OrderCreated, p *payment.Payment) outbox.Event {
-	id := newID()
 	if p.Approved() {
-		return outbox.Event{ID: id, OrderID: p.OrderID(), RoutingKey: catalog.PaymentApproved, Payload: &paymentv1.PaymentApproved{
-			EventId:     id,
+		return outbox.New(catalog.PaymentApproved, &paymentv1.PaymentApproved{
 			OrderId:     p.OrderID(),
-			OccurTime:   timestamppb.Now(),
 			PaymentId:   p.ID(),
 			AmountMinor: p.AmountMinor(),
 			Items:       ev.GetItems(),
 			CountryCode: ev.GetCountryCode(),
-		}}
+		})
 	}
-	return outbox.Event{ID: id, OrderID: p.OrderID(), RoutingKey: catalog.PaymentFailed, Payload: &paymentv1.PaymentFailed{
-		EventId:   id,
+	return outbox.New(catalog.PaymentFailed, &paymentv1.PaymentFailed{
 		OrderId:   p.OrderID(),
-		OccurTime: timestamppb.Now(),
 		PaymentId: p.ID(),
 		Reason:    p.Reason(),
-	}}
+	})
 }
 
 // cancel settles the payment of a cancelled order: an order without a payment gets a CANCELLED
@@ -163,15 +157,12 @@ func (r *paymentRules) reverse(ctx context.Context, s Store, eventID, orderID, r
 	}
 	s.Save(p)
 	log.DebugContext(ctx, "payment reversed", "payment_id", p.ID(), "amount_minor", p.AmountMinor(), "reason", p.Reason())
-	id := newID()
-	return []outbox.Event{{ID: id, OrderID: p.OrderID(), RoutingKey: catalog.PaymentReversed, Payload: &paymentv1.PaymentReversed{
-		EventId:     id,
+	return []outbox.Event{outbox.New(catalog.PaymentReversed, &paymentv1.PaymentReversed{
 		OrderId:     p.OrderID(),
-		OccurTime:   timestamppb.Now(),
 		PaymentId:   p.ID(),
 		AmountMinor: p.AmountMinor(),
 		Reason:      p.Reason(),
-	}}}, nil
+	})}, nil
 }
 
 // newID returns a time-ordered UUID, which keeps index inserts local.

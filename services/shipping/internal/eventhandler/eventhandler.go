@@ -111,24 +111,21 @@ func units(ev *inventoryv1.InventoryReserved) int64 {
 }
 
 func announce(s *shipping.Shipment) outbox.Event {
-	id := newID()
 	if s.Scheduled() {
-		return outbox.Event{ID: id, OrderID: s.OrderID(), RoutingKey: catalog.ShippingScheduled, Payload: &shippingv1.ShippingScheduled{
-			EventId:               id,
+		return outbox.New(catalog.ShippingScheduled, &shippingv1.ShippingScheduled{
 			OrderId:               s.OrderID(),
 			OccurTime:             timestamppb.New(s.CreatedAt()),
 			ShipmentId:            s.ID(),
 			TrackingCode:          s.TrackingCode(),
 			FreightMinor:          s.FreightMinor(),
 			EstimatedDeliveryTime: timestamppb.New(s.EstimatedDelivery()),
-		}}
+		})
 	}
-	return outbox.Event{ID: id, OrderID: s.OrderID(), RoutingKey: catalog.ShippingFailed, Payload: &shippingv1.ShippingFailed{
-		EventId:   id,
+	return outbox.New(catalog.ShippingFailed, &shippingv1.ShippingFailed{
 		OrderId:   s.OrderID(),
 		OccurTime: timestamppb.New(s.CreatedAt()),
 		Reason:    s.Reason(),
-	}}
+	})
 }
 
 // newID returns a time-ordered UUID, which keeps index inserts local.
