@@ -189,6 +189,51 @@ func TestCreateConcurrentDuplicates(t *testing.T) {
 	}
 }
 
+// Replicas (repositories of their own) storing one customer's key at once: one order, every
+// caller gets it. When two inserts pass the per-customer key's check together, the loser hits
+// the global key on request_id instead (migration 00002), and must still be answered with the
+// order, not refused as another customer's key.
+func TestCreateDuplicatesAcrossReplicas(t *testing.T) {
+	t.Parallel()
+	_, pool := newRepo(t)
+	replicas := []*postgres.Repository{postgres.NewRepository(pool), postgres.NewRepository(pool), postgres.NewRepository(pool)}
+	customer := uuid.NewString()
+	const rounds, perReplica = 10, 3
+	for round := range rounds {
+		key := fmt.Sprintf("replicas-%d", round)
+		var (
+			mu       sync.Mutex
+			ids      = map[string]int{}
+			createdN int
+			wg       sync.WaitGroup
+		)
+		for _, repo := range replicas {
+			for range perReplica {
+				wg.Go(func() {
+					o, created, err := store(context.Background(), repo, newOrder(t, customer, key))
+					if err != nil {
+						t.Errorf("%s: %v", key, err)
+						return
+					}
+					mu.Lock()
+					defer mu.Unlock()
+					ids[o.ID()]++
+					if created {
+						createdN++
+					}
+				})
+			}
+		}
+		wg.Wait()
+		if createdN != 1 || len(ids) != 1 {
+			t.Errorf("%s: %d created, order ids %v; want one order", key, createdN, ids)
+		}
+	}
+	if n := count(t, pool, `SELECT count(*) FROM orders`); n != rounds {
+		t.Errorf("%d orders, want %d", n, rounds)
+	}
+}
+
 // A key belongs to the customer that sent it, but while the global key on request_id stays
 // (migration 00002: release 1 runs beside this release), another customer's identical key is
 // refused with ErrRequestIDTaken and stores nothing; the key keeps answering its own customer.
