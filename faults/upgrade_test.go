@@ -1,8 +1,7 @@
 //go:build faults && upgrade
 
-// The rolling upgrade from the previous release runs with make test-upgrade, not yet in CI:
-// release 2's order migration 00002 still breaks release 1 on the same database (see
-// docs/upgrades.md, "Known breaks"), which this test finds.
+// The rolling upgrade from the previous release runs with make test-upgrade (in CI, .ci/run): it
+// builds that release from its commit once, into the user's cache directory.
 
 package faults
 

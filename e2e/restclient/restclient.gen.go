@@ -115,8 +115,10 @@ type CreateOrderRequest struct {
 
 	// RequestId Idempotency key, scoped to customer_id (at most 200 characters, no control characters): the
 	// same key with the same request returns the same order and creates nothing; the same key with a
-	// different request is ALREADY_EXISTS (HTTP 409) and creates nothing. Another customer's key is
-	// theirs alone: using it creates this customer's own order.
+	// different request is ALREADY_EXISTS (HTTP 409) and creates nothing. Another customer's order is
+	// never returned: while keys also stay unique across customers (until a later release), a key
+	// another customer used is ALREADY_EXISTS (HTTP 409), reason REQUEST_ID_TAKEN, and creates
+	// nothing.
 	RequestId *string `json:"request_id,omitempty"`
 
 	// ShippingAddress ShippingAddress is where the order goes. Only country_code is used by the carrier.
@@ -438,8 +440,10 @@ type ClientInterface interface {
 	// Validates and stores the order, which starts its saga; the response holds it PENDING.
 	// request_id is the customer's idempotency key: sent again with the same request, it
 	// returns the same order (200) and creates nothing; sent with a different request by the
-	// same customer, it is refused with ALREADY_EXISTS (409) naming request_id. Keys of
-	// different customers never meet.
+	// same customer, it is refused with ALREADY_EXISTS (409) naming request_id. Another
+	// customer's order is never returned: while keys also stay unique across customers
+	// (until a later release), a key another customer used is refused with ALREADY_EXISTS
+	// (409) naming request_id.
 	//
 	// Takes any type of body and a specified content type.
 	//
@@ -455,8 +459,10 @@ type ClientInterface interface {
 	// Validates and stores the order, which starts its saga; the response holds it PENDING.
 	// request_id is the customer's idempotency key: sent again with the same request, it
 	// returns the same order (200) and creates nothing; sent with a different request by the
-	// same customer, it is refused with ALREADY_EXISTS (409) naming request_id. Keys of
-	// different customers never meet.
+	// same customer, it is refused with ALREADY_EXISTS (409) naming request_id. Another
+	// customer's order is never returned: while keys also stay unique across customers
+	// (until a later release), a key another customer used is refused with ALREADY_EXISTS
+	// (409) naming request_id.
 	//
 	// Takes a body of the `application/json` content type.
 	//
@@ -489,8 +495,10 @@ type ClientInterface interface {
 	// Validates and stores the order, which starts its saga; the response holds it PENDING.
 	// request_id is the customer's idempotency key: sent again with the same request, it
 	// returns the same order (200) and creates nothing; sent with a different request by the
-	// same customer, it is refused with ALREADY_EXISTS (409) naming request_id. Keys of
-	// different customers never meet.
+	// same customer, it is refused with ALREADY_EXISTS (409) naming request_id. Another
+	// customer's order is never returned: while keys also stay unique across customers
+	// (until a later release), a key another customer used is refused with ALREADY_EXISTS
+	// (409) naming request_id.
 	//
 	// Takes any type of body and a specified content type.
 	//
@@ -502,8 +510,10 @@ type ClientInterface interface {
 	// Validates and stores the order, which starts its saga; the response holds it PENDING.
 	// request_id is the customer's idempotency key: sent again with the same request, it
 	// returns the same order (200) and creates nothing; sent with a different request by the
-	// same customer, it is refused with ALREADY_EXISTS (409) naming request_id. Keys of
-	// different customers never meet.
+	// same customer, it is refused with ALREADY_EXISTS (409) naming request_id. Another
+	// customer's order is never returned: while keys also stay unique across customers
+	// (until a later release), a key another customer used is refused with ALREADY_EXISTS
+	// (409) naming request_id.
 	//
 	// Takes a body of the `application/json` content type.
 	//
@@ -545,8 +555,10 @@ type ClientInterface interface {
 // Validates and stores the order, which starts its saga; the response holds it PENDING.
 // request_id is the customer's idempotency key: sent again with the same request, it
 // returns the same order (200) and creates nothing; sent with a different request by the
-// same customer, it is refused with ALREADY_EXISTS (409) naming request_id. Keys of
-// different customers never meet.
+// same customer, it is refused with ALREADY_EXISTS (409) naming request_id. Another
+// customer's order is never returned: while keys also stay unique across customers
+// (until a later release), a key another customer used is refused with ALREADY_EXISTS
+// (409) naming request_id.
 //
 // Takes any type of body and a specified content type.
 //
@@ -571,8 +583,10 @@ func (c *Client) CreateOrderUnversionedWithBody(ctx context.Context, contentType
 // Validates and stores the order, which starts its saga; the response holds it PENDING.
 // request_id is the customer's idempotency key: sent again with the same request, it
 // returns the same order (200) and creates nothing; sent with a different request by the
-// same customer, it is refused with ALREADY_EXISTS (409) naming request_id. Keys of
-// different customers never meet.
+// same customer, it is refused with ALREADY_EXISTS (409) naming request_id. Another
+// customer's order is never returned: while keys also stay unique across customers
+// (until a later release), a key another customer used is refused with ALREADY_EXISTS
+// (409) naming request_id.
 //
 // Takes a body of the `application/json` content type.
 //
@@ -633,8 +647,10 @@ func (c *Client) ListOrders(ctx context.Context, params *ListOrdersParams, reqEd
 // Validates and stores the order, which starts its saga; the response holds it PENDING.
 // request_id is the customer's idempotency key: sent again with the same request, it
 // returns the same order (200) and creates nothing; sent with a different request by the
-// same customer, it is refused with ALREADY_EXISTS (409) naming request_id. Keys of
-// different customers never meet.
+// same customer, it is refused with ALREADY_EXISTS (409) naming request_id. Another
+// customer's order is never returned: while keys also stay unique across customers
+// (until a later release), a key another customer used is refused with ALREADY_EXISTS
+// (409) naming request_id.
 //
 // Takes any type of body and a specified content type.
 //
@@ -656,8 +672,10 @@ func (c *Client) CreateOrderWithBody(ctx context.Context, contentType string, bo
 // Validates and stores the order, which starts its saga; the response holds it PENDING.
 // request_id is the customer's idempotency key: sent again with the same request, it
 // returns the same order (200) and creates nothing; sent with a different request by the
-// same customer, it is refused with ALREADY_EXISTS (409) naming request_id. Keys of
-// different customers never meet.
+// same customer, it is refused with ALREADY_EXISTS (409) naming request_id. Another
+// customer's order is never returned: while keys also stay unique across customers
+// (until a later release), a key another customer used is refused with ALREADY_EXISTS
+// (409) naming request_id.
 //
 // Takes a body of the `application/json` content type.
 //
@@ -1044,8 +1062,10 @@ type ClientWithResponsesInterface interface {
 	// Validates and stores the order, which starts its saga; the response holds it PENDING.
 	// request_id is the customer's idempotency key: sent again with the same request, it
 	// returns the same order (200) and creates nothing; sent with a different request by the
-	// same customer, it is refused with ALREADY_EXISTS (409) naming request_id. Keys of
-	// different customers never meet.
+	// same customer, it is refused with ALREADY_EXISTS (409) naming request_id. Another
+	// customer's order is never returned: while keys also stay unique across customers
+	// (until a later release), a key another customer used is refused with ALREADY_EXISTS
+	// (409) naming request_id.
 	//
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -1061,8 +1081,10 @@ type ClientWithResponsesInterface interface {
 	// Validates and stores the order, which starts its saga; the response holds it PENDING.
 	// request_id is the customer's idempotency key: sent again with the same request, it
 	// returns the same order (200) and creates nothing; sent with a different request by the
-	// same customer, it is refused with ALREADY_EXISTS (409) naming request_id. Keys of
-	// different customers never meet.
+	// same customer, it is refused with ALREADY_EXISTS (409) naming request_id. Another
+	// customer's order is never returned: while keys also stay unique across customers
+	// (until a later release), a key another customer used is refused with ALREADY_EXISTS
+	// (409) naming request_id.
 	//
 	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -1099,8 +1121,10 @@ type ClientWithResponsesInterface interface {
 	// Validates and stores the order, which starts its saga; the response holds it PENDING.
 	// request_id is the customer's idempotency key: sent again with the same request, it
 	// returns the same order (200) and creates nothing; sent with a different request by the
-	// same customer, it is refused with ALREADY_EXISTS (409) naming request_id. Keys of
-	// different customers never meet.
+	// same customer, it is refused with ALREADY_EXISTS (409) naming request_id. Another
+	// customer's order is never returned: while keys also stay unique across customers
+	// (until a later release), a key another customer used is refused with ALREADY_EXISTS
+	// (409) naming request_id.
 	//
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -1112,8 +1136,10 @@ type ClientWithResponsesInterface interface {
 	// Validates and stores the order, which starts its saga; the response holds it PENDING.
 	// request_id is the customer's idempotency key: sent again with the same request, it
 	// returns the same order (200) and creates nothing; sent with a different request by the
-	// same customer, it is refused with ALREADY_EXISTS (409) naming request_id. Keys of
-	// different customers never meet.
+	// same customer, it is refused with ALREADY_EXISTS (409) naming request_id. Another
+	// customer's order is never returned: while keys also stay unique across customers
+	// (until a later release), a key another customer used is refused with ALREADY_EXISTS
+	// (409) naming request_id.
 	//
 	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -1657,8 +1683,10 @@ func (r WatchOrderHTTPResponse) ContentType() string {
 // Validates and stores the order, which starts its saga; the response holds it PENDING.
 // request_id is the customer's idempotency key: sent again with the same request, it
 // returns the same order (200) and creates nothing; sent with a different request by the
-// same customer, it is refused with ALREADY_EXISTS (409) naming request_id. Keys of
-// different customers never meet.
+// same customer, it is refused with ALREADY_EXISTS (409) naming request_id. Another
+// customer's order is never returned: while keys also stay unique across customers
+// (until a later release), a key another customer used is refused with ALREADY_EXISTS
+// (409) naming request_id.
 //
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
@@ -1680,8 +1708,10 @@ func (c *ClientWithResponses) CreateOrderUnversionedWithBodyWithResponse(ctx con
 // Validates and stores the order, which starts its saga; the response holds it PENDING.
 // request_id is the customer's idempotency key: sent again with the same request, it
 // returns the same order (200) and creates nothing; sent with a different request by the
-// same customer, it is refused with ALREADY_EXISTS (409) naming request_id. Keys of
-// different customers never meet.
+// same customer, it is refused with ALREADY_EXISTS (409) naming request_id. Another
+// customer's order is never returned: while keys also stay unique across customers
+// (until a later release), a key another customer used is refused with ALREADY_EXISTS
+// (409) naming request_id.
 //
 // Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 //
@@ -1735,8 +1765,10 @@ func (c *ClientWithResponses) ListOrdersWithResponse(ctx context.Context, params
 // Validates and stores the order, which starts its saga; the response holds it PENDING.
 // request_id is the customer's idempotency key: sent again with the same request, it
 // returns the same order (200) and creates nothing; sent with a different request by the
-// same customer, it is refused with ALREADY_EXISTS (409) naming request_id. Keys of
-// different customers never meet.
+// same customer, it is refused with ALREADY_EXISTS (409) naming request_id. Another
+// customer's order is never returned: while keys also stay unique across customers
+// (until a later release), a key another customer used is refused with ALREADY_EXISTS
+// (409) naming request_id.
 //
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
@@ -1754,8 +1786,10 @@ func (c *ClientWithResponses) CreateOrderWithBodyWithResponse(ctx context.Contex
 // Validates and stores the order, which starts its saga; the response holds it PENDING.
 // request_id is the customer's idempotency key: sent again with the same request, it
 // returns the same order (200) and creates nothing; sent with a different request by the
-// same customer, it is refused with ALREADY_EXISTS (409) naming request_id. Keys of
-// different customers never meet.
+// same customer, it is refused with ALREADY_EXISTS (409) naming request_id. Another
+// customer's order is never returned: while keys also stay unique across customers
+// (until a later release), a key another customer used is refused with ALREADY_EXISTS
+// (409) naming request_id.
 //
 // Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 //

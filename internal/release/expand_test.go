@@ -1,7 +1,7 @@
 //go:build upgrade
 
-// Run by make test-upgrade, not yet by make test: release 2's order migration 00002 still breaks
-// release 1 (docs/upgrades.md, "Known breaks"), which this check finds.
+// Run by make test-upgrade (in CI, .ci/run), not by make test: it needs the git history back to
+// the previous release, which a shallow clone lacks.
 
 package release
 

@@ -21,8 +21,10 @@ export interface paths {
          *     Validates and stores the order, which starts its saga; the response holds it PENDING.
          *     request_id is the customer's idempotency key: sent again with the same request, it
          *     returns the same order (200) and creates nothing; sent with a different request by the
-         *     same customer, it is refused with ALREADY_EXISTS (409) naming request_id. Keys of
-         *     different customers never meet.
+         *     same customer, it is refused with ALREADY_EXISTS (409) naming request_id. Another
+         *     customer's order is never returned: while keys also stay unique across customers
+         *     (until a later release), a key another customer used is refused with ALREADY_EXISTS
+         *     (409) naming request_id.
          */
         post: operations["CreateOrderUnversioned"];
         delete?: never;
@@ -73,8 +75,10 @@ export interface paths {
          * @description Validates and stores the order, which starts its saga; the response holds it PENDING.
          *     request_id is the customer's idempotency key: sent again with the same request, it
          *     returns the same order (200) and creates nothing; sent with a different request by the
-         *     same customer, it is refused with ALREADY_EXISTS (409) naming request_id. Keys of
-         *     different customers never meet.
+         *     same customer, it is refused with ALREADY_EXISTS (409) naming request_id. Another
+         *     customer's order is never returned: while keys also stay unique across customers
+         *     (until a later release), a key another customer used is refused with ALREADY_EXISTS
+         *     (409) naming request_id.
          */
         post: operations["CreateOrder"];
         delete?: never;
@@ -158,8 +162,10 @@ export interface components {
             /**
              * @description Idempotency key, scoped to customer_id (at most 200 characters, no control characters): the
              *     same key with the same request returns the same order and creates nothing; the same key with a
-             *     different request is ALREADY_EXISTS (HTTP 409) and creates nothing. Another customer's key is
-             *     theirs alone: using it creates this customer's own order.
+             *     different request is ALREADY_EXISTS (HTTP 409) and creates nothing. Another customer's order is
+             *     never returned: while keys also stay unique across customers (until a later release), a key
+             *     another customer used is ALREADY_EXISTS (HTTP 409), reason REQUEST_ID_TAKEN, and creates
+             *     nothing.
              */
             request_id?: string;
             shipping_address?: components["schemas"]["ShippingAddress"];

@@ -33,8 +33,10 @@ type CreateOrderRequest struct {
 	ShippingAddress *ShippingAddress `protobuf:"bytes,4,opt,name=shipping_address,json=shippingAddress,proto3" json:"shipping_address,omitempty"`
 	// Idempotency key, scoped to customer_id (at most 200 characters, no control characters): the
 	// same key with the same request returns the same order and creates nothing; the same key with a
-	// different request is ALREADY_EXISTS (HTTP 409) and creates nothing. Another customer's key is
-	// theirs alone: using it creates this customer's own order.
+	// different request is ALREADY_EXISTS (HTTP 409) and creates nothing. Another customer's order is
+	// never returned: while keys also stay unique across customers (until a later release), a key
+	// another customer used is ALREADY_EXISTS (HTTP 409), reason REQUEST_ID_TAKEN, and creates
+	// nothing.
 	RequestId     string `protobuf:"bytes,5,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache

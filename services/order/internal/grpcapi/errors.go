@@ -18,6 +18,10 @@ const (
 	// RequestIDReused: CreateOrder's request_id already names an order of the same customer
 	// that was placed with a different request (ALREADY_EXISTS).
 	RequestIDReused = "REQUEST_ID_REUSED"
+	// RequestIDTaken: CreateOrder's request_id already names an order of another customer
+	// (ALREADY_EXISTS). Keys are per customer, but stay unique across customers too until
+	// release 1 no longer runs (docs/upgrades.md, "Pending contract steps").
+	RequestIDTaken = "REQUEST_ID_TAKEN"
 )
 
 // error maps a domain or storage error to the gRPC status the client sees. Validation errors
@@ -45,6 +49,22 @@ func (s *Server) error(ctx context.Context, err error) error {
 				Reason:      RequestIDReused,
 			}}},
 			&errdetails.ErrorInfo{Reason: RequestIDReused, Domain: ErrorDomain, Metadata: map[string]string{"field": "request_id"}},
+		); derr == nil {
+			st = d
+		}
+		return st.Err()
+	case errors.Is(err, order.ErrRequestIDTaken):
+		// ALREADY_EXISTS (HTTP 409) as well: the key is taken, and no request with it can
+		// succeed. Another reason than REQUEST_ID_REUSED: sending the original request again
+		// does not help, only a new key does.
+		st := status.New(codes.AlreadyExists, "request_id: already used by another customer")
+		if d, derr := st.WithDetails(
+			&errdetails.BadRequest{FieldViolations: []*errdetails.BadRequest_FieldViolation{{
+				Field:       "request_id",
+				Description: "already used by another customer: send a new request_id",
+				Reason:      RequestIDTaken,
+			}}},
+			&errdetails.ErrorInfo{Reason: RequestIDTaken, Domain: ErrorDomain, Metadata: map[string]string{"field": "request_id"}},
 		); derr == nil {
 			st = d
 		}

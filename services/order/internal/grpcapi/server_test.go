@@ -174,15 +174,15 @@ func TestCreateOrderIdempotent(t *testing.T) {
 		t.Errorf("repeat gave %s, want %s", again.GetOrder().GetOrderId(), first.GetOrder().GetOrderId())
 	}
 
-	// Another customer's identical key is another order.
+	// Another customer's identical key is refused, naming request_id, while keys stay unique
+	// across customers (migration 00002, docs/upgrades.md): never the first customer's order.
 	other := validRequest()
 	other.RequestId = "checkout-7"
 	theirs, err := e.client.CreateOrder(ctx, other)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if theirs.GetOrder().GetOrderId() == first.GetOrder().GetOrderId() {
-		t.Errorf("another customer got order %s", first.GetOrder().GetOrderId())
+	if st := status.Convert(err); st.Code() != codes.AlreadyExists || !strings.HasPrefix(st.Message(), "request_id: ") {
+		t.Errorf("another customer's key: %v %v, want ALREADY_EXISTS naming request_id", theirs, err)
+	} else if field, reason := violation(st); field != "request_id" || reason != grpcapi.RequestIDTaken {
+		t.Errorf("another customer's key, details: field %q, reason %q", field, reason)
 	}
 
 	// The same key with another request is refused, naming request_id.
@@ -193,7 +193,13 @@ func TestCreateOrderIdempotent(t *testing.T) {
 	if st.Code() != codes.AlreadyExists || !strings.HasPrefix(st.Message(), "request_id: ") {
 		t.Fatalf("same key, other request: %v", err)
 	}
-	var field, reason string
+	if field, reason := violation(st); field != "request_id" || reason != grpcapi.RequestIDReused {
+		t.Errorf("details: field %q, reason %q", field, reason)
+	}
+}
+
+// violation returns the field a status's BadRequest detail names and its ErrorInfo's reason.
+func violation(st *status.Status) (field, reason string) {
 	for _, d := range st.Details() {
 		switch d := d.(type) {
 		case *errdetails.BadRequest:
@@ -202,9 +208,7 @@ func TestCreateOrderIdempotent(t *testing.T) {
 			reason = d.GetReason()
 		}
 	}
-	if field != "request_id" || reason != grpcapi.RequestIDReused {
-		t.Errorf("details: field %q, reason %q", field, reason)
-	}
+	return field, reason
 }
 
 // With the database stalled (another connection holds a lock every insert into orders needs),

@@ -10,6 +10,10 @@ var (
 	// ErrRequestIDReused means the client's idempotency key already names an order of the same
 	// customer that was placed with a different request.
 	ErrRequestIDReused = errors.New("request_id already used for a different request")
+	// ErrRequestIDTaken means the client's idempotency key already names an order of another
+	// customer. Keys are per customer, but release 2 keeps them unique across customers too, so
+	// that release 1 keeps working beside it (docs/upgrades.md); a later release lifts this.
+	ErrRequestIDTaken = errors.New("request_id already used by another customer")
 	// ErrUnknownEvent means an event kind the saga does not define.
 	ErrUnknownEvent = errors.New("unknown event kind")
 )

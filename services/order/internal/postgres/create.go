@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/cenkalti/backoff/v5"
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"go.opentelemetry.io/otel/trace"
 
@@ -55,7 +56,9 @@ type createReq struct {
 // placed an order with the same request id, it stores nothing and returns that order with
 // created = false, or order.ErrRequestIDReused when that order came from a different request;
 // a concurrent request with the same key waits for the first to commit and gets the same
-// answer.
+// answer. When another customer's order has the request id, it stores nothing and returns
+// order.ErrRequestIDTaken: the global key on request_id stays until release 1 no longer runs
+// (migration 00002, docs/upgrades.md).
 //
 // It returns context.Cause(ctx) once ctx ends first. The order is then either not stored at
 // all (withdrawn before its batch began) or stored whole with its event, by a batch that
@@ -78,6 +81,19 @@ func (r *Repository) Create(ctx context.Context, o *order.Order, created outbox.
 		// A retry after a lost connection found the order: the first attempt committed. Its
 		// order.created is in the outbox, for the relay's poll.
 		return o, true, nil
+	}
+	if isRequestIDTaken(req.err) {
+		// The global key (orders_request_id_key) holds the request id: the customer's own order
+		// under it, committed by another replica while this insert ran (the per-customer key,
+		// the insert's ON CONFLICT target, did not see it yet), or another customer's order.
+		existing, err := r.repeated(ctx, o)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return nil, false, fmt.Errorf("%w: %w", order.ErrRequestIDTaken, req.err)
+		}
+		if err != nil {
+			return nil, false, err
+		}
+		return existing, false, nil
 	}
 	if req.err != nil {
 		// A batch ends at the latest deadline of its callers: an error at this caller's own
@@ -237,6 +253,15 @@ func (r *Repository) insertRetrying(ctx context.Context, batch []*createReq) err
 func isOrderIDTaken(err error) bool {
 	var pgErr *pgconn.PgError
 	return errors.As(err, &pgErr) && pgErr.Code == "23505" && pgErr.ConstraintName == "orders_pkey"
+}
+
+// isRequestIDTaken reports whether err says an order with the request id exists already, of any
+// customer: the global key release 1 needs, which a contract step drops once release 1 no
+// longer runs (docs/upgrades.md, "Pending contract steps"). The insert's ON CONFLICT target is
+// the per-customer key, so the global one raises an error instead of skipping the row.
+func isRequestIDTaken(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && pgErr.Code == "23505" && pgErr.ConstraintName == "orders_request_id_key"
 }
 
 // insert stores a batch of orders in one statement — so in one transaction and one round trip —

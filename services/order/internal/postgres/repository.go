@@ -145,13 +145,16 @@ func (r *Repository) Get(ctx context.Context, id string) (*order.Order, error) {
 }
 
 // repeated returns the order that o's customer placed earlier under o's request id, or
-// order.ErrRequestIDReused when that order was placed with a different request.
+// order.ErrRequestIDReused when that order was placed with a different request; an error
+// matching pgx.ErrNoRows when the customer has none. An order that release 1 stored beside this
+// release has no fingerprint yet (migration 00002): it is computed from the stored order.
 func (r *Repository) repeated(ctx context.Context, o *order.Order) (*order.Order, error) {
 	var (
 		id          string
 		fingerprint []byte
 	)
-	err := r.pool.QueryRow(ctx, `SELECT id::text, request_fingerprint FROM orders WHERE customer_id = $1 AND request_id = $2`,
+	err := r.pool.QueryRow(ctx, `SELECT id::text, COALESCE(request_fingerprint, order_request_fingerprint(id))
+		FROM orders WHERE customer_id = $1 AND request_id = $2`,
 		o.CustomerID(), o.RequestID()).Scan(&id, &fingerprint)
 	if err != nil {
 		return nil, fmt.Errorf("order of request id %q: %w", o.RequestID(), err)

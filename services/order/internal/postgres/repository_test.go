@@ -189,17 +189,172 @@ func TestCreateConcurrentDuplicates(t *testing.T) {
 	}
 }
 
-// A key belongs to the customer that sent it: another customer's identical key is another order.
-func TestCreateKeyPerCustomer(t *testing.T) {
+// Replicas (repositories of their own) storing one customer's key at once: one order, every
+// caller gets it. When two inserts pass the per-customer key's check together, the loser hits
+// the global key on request_id instead (migration 00002), and must still be answered with the
+// order, not refused as another customer's key.
+func TestCreateDuplicatesAcrossReplicas(t *testing.T) {
+	t.Parallel()
+	_, pool := newRepo(t)
+	replicas := []*postgres.Repository{postgres.NewRepository(pool), postgres.NewRepository(pool), postgres.NewRepository(pool)}
+	customer := uuid.NewString()
+	const rounds, perReplica = 10, 3
+	for round := range rounds {
+		key := fmt.Sprintf("replicas-%d", round)
+		var (
+			mu       sync.Mutex
+			ids      = map[string]int{}
+			createdN int
+			wg       sync.WaitGroup
+		)
+		for _, repo := range replicas {
+			for range perReplica {
+				wg.Go(func() {
+					o, created, err := store(context.Background(), repo, newOrder(t, customer, key))
+					if err != nil {
+						t.Errorf("%s: %v", key, err)
+						return
+					}
+					mu.Lock()
+					defer mu.Unlock()
+					ids[o.ID()]++
+					if created {
+						createdN++
+					}
+				})
+			}
+		}
+		wg.Wait()
+		if createdN != 1 || len(ids) != 1 {
+			t.Errorf("%s: %d created, order ids %v; want one order", key, createdN, ids)
+		}
+	}
+	if n := count(t, pool, `SELECT count(*) FROM orders`); n != rounds {
+		t.Errorf("%d orders, want %d", n, rounds)
+	}
+}
+
+// A key belongs to the customer that sent it, but while the global key on request_id stays
+// (migration 00002: release 1 runs beside this release), another customer's identical key is
+// refused with ErrRequestIDTaken and stores nothing; the key keeps answering its own customer.
+func TestCreateKeyOfAnotherCustomer(t *testing.T) {
 	t.Parallel()
 	repo, pool := newRepo(t)
+	ctx := context.Background()
 	alice := create(t, repo, uuid.NewString(), "checkout-1")
-	bob := create(t, repo, uuid.NewString(), "checkout-1")
-	if alice.ID() == bob.ID() {
-		t.Fatalf("two customers' orders share id %s", alice.ID())
+	got, created, err := store(ctx, repo, newOrder(t, uuid.NewString(), "checkout-1"))
+	if !errors.Is(err, order.ErrRequestIDTaken) || created || got != nil {
+		t.Errorf("another customer's key: created=%v order=%v err=%v, want ErrRequestIDTaken", created, got, err)
 	}
-	if n := count(t, pool, `SELECT count(*) FROM orders WHERE request_id = 'checkout-1'`); n != 2 {
-		t.Errorf("%d orders, want 2", n)
+	if n := count(t, pool, `SELECT count(*) FROM orders`); n != 1 {
+		t.Errorf("%d orders, want 1", n)
+	}
+	if n := count(t, pool, `SELECT count(*) FROM outbox`); n != 1 {
+		t.Errorf("%d events, want 1", n)
+	}
+	if again, created, err := store(ctx, repo, newOrder(t, alice.CustomerID(), "checkout-1")); err != nil || created || again.ID() != alice.ID() {
+		t.Errorf("the key's own customer again: created=%v err=%v", created, err)
+	}
+}
+
+// Customers racing for one key, in one batch or in several: one order, every other customer
+// refused with ErrRequestIDTaken, the orders without that key stored.
+func TestCreateKeyRacedByCustomers(t *testing.T) {
+	t.Parallel()
+	repo, pool := newRepo(t)
+	const n = 12
+	var (
+		mu              sync.Mutex
+		taken, createdN int
+		wg              sync.WaitGroup
+	)
+	for i := range n {
+		wg.Go(func() {
+			key := "raced"
+			if i%4 == 0 {
+				key = fmt.Sprintf("own-%d", i) // an order of the same batch that must not suffer
+			}
+			_, created, err := store(context.Background(), repo, newOrder(t, uuid.NewString(), key))
+			mu.Lock()
+			defer mu.Unlock()
+			switch {
+			case errors.Is(err, order.ErrRequestIDTaken):
+				taken++
+			case err != nil:
+				t.Error(err)
+			case created:
+				createdN++
+			}
+		})
+	}
+	wg.Wait()
+	if createdN != n/4+1 || taken != n-n/4-1 {
+		t.Errorf("%d created and %d refused, want %d and %d", createdN, taken, n/4+1, n-n/4-1)
+	}
+	if got := count(t, pool, `SELECT count(*) FROM orders`); got != n/4+1 {
+		t.Errorf("%d orders, want %d", got, n/4+1)
+	}
+}
+
+// Release 1 runs on the migrated database during the rolling update: its insert (ON CONFLICT
+// (request_id), no fingerprint) still works, and this release answers a repeat of a request
+// that release 1 stored, comparing its request with the fingerprint computed from the order.
+func TestCreateBesideRelease1(t *testing.T) {
+	t.Parallel()
+	repo, pool := newRepo(t)
+	ctx := context.Background()
+	insertV1 := func(o *order.Order) int64 {
+		t.Helper()
+		// Release 1's statement (6ae25de, services/order/internal/postgres), reduced to the
+		// columns and conflict target that matter here.
+		tag, err := pool.Exec(ctx, `
+			WITH o AS (
+				INSERT INTO orders (id, customer_id, payment_method, status, total_minor, shipping_address,
+					country_code, request_id, created_at, updated_at)
+				VALUES ($1, $2, $3, 'PENDING', $4, $5, NULLIF($6, ''), NULLIF($7, ''), now(), now())
+				ON CONFLICT (request_id) DO NOTHING
+				RETURNING id
+			)
+			INSERT INTO order_items (order_id, line, product_id, quantity, unit_price_minor)
+			SELECT o.id, i.line, i.product_id, i.quantity, i.price
+			FROM unnest($8::int[], $9::text[]::uuid[], $10::int[], $11::bigint[]) AS i(line, product_id, quantity, price), o`,
+			o.ID(), o.CustomerID(), o.PaymentMethod(), int64(o.Total()), o.ShippingAddress(), o.CountryCode(), o.RequestID(),
+			[]int32{1, 2}, []string{o.Items()[0].ProductID, o.Items()[1].ProductID},
+			[]int32{o.Items()[0].Quantity, o.Items()[1].Quantity}, []int64{int64(o.Items()[0].UnitPrice), int64(o.Items()[1].UnitPrice)})
+		if err != nil {
+			t.Fatalf("release 1's insert: %v", err)
+		}
+		return tag.RowsAffected()
+	}
+	customer := uuid.NewString()
+	v1 := newOrder(t, customer, "v1-key")
+	if n := insertV1(v1); n != 2 {
+		t.Fatalf("release 1 stored %d items, want 2", n)
+	}
+	if n := insertV1(newOrder(t, customer, "v1-key")); n != 0 {
+		t.Errorf("release 1's repeat stored %d items, want none", n)
+	}
+	// A key this release stored answers release 1's repeat by its conflict target too.
+	v2 := create(t, repo, customer, "v2-key")
+	if n := insertV1(newOrder(t, customer, "v2-key")); n != 0 {
+		t.Errorf("release 1's repeat of %s stored %d items, want none", v2.ID(), n)
+	}
+
+	again, created, err := store(ctx, repo, newOrder(t, customer, "v1-key"))
+	if err != nil || created || again.ID() != v1.ID() {
+		t.Errorf("repeat of release 1's order: created=%v err=%v", created, err)
+	}
+	p := params(customer, "v1-key")
+	p.Items[0].Quantity = 5
+	changed, err := order.New(p, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, created, err := store(ctx, repo, changed); !errors.Is(err, order.ErrRequestIDReused) || created || got != nil {
+		t.Errorf("release 1's key, other request: created=%v err=%v, want ErrRequestIDReused", created, err)
+	}
+	if got, created, err := store(ctx, repo, newOrder(t, uuid.NewString(), "v1-key")); !errors.Is(err, order.ErrRequestIDTaken) || created || got != nil {
+		t.Errorf("release 1's key, another customer: created=%v err=%v, want ErrRequestIDTaken", created, err)
 	}
 }
 
