@@ -130,27 +130,27 @@ func Reserve(products map[string]*Product, items []Item) error {
 	if len(items) == 0 {
 		return fmt.Errorf("%w: no items to reserve", ErrInvalidQuantity)
 	}
-	for _, it := range items {
-		if it.Quantity <= 0 {
-			return fmt.Errorf("%w: product %s: quantity %d is not positive", ErrInvalidQuantity, it.ProductID, it.Quantity)
+	return apply(products, items, +1, func(p *Product, q int64) error {
+		if q > p.Available() {
+			return fmt.Errorf("%w for product %s: requested %d, available %d", ErrInsufficientStock, p.id, q, p.Available())
 		}
-		p, ok := products[it.ProductID]
-		if !ok {
-			return fmt.Errorf("%w %s", ErrUnknownProduct, it.ProductID)
-		}
-		if it.Quantity > p.Available() {
-			return fmt.Errorf("%w for product %s: requested %d, available %d", ErrInsufficientStock, it.ProductID, it.Quantity, p.Available())
-		}
-	}
-	for _, it := range items {
-		products[it.ProductID].reserved += it.Quantity
-	}
-	return nil
+		return nil
+	})
 }
 
 // Release gives back items held by Reserve, or nothing when any of them is not held.
 func Release(products map[string]*Product, items []Item) error {
-	items = Merge(items)
+	return apply(products, Merge(items), -1, func(p *Product, q int64) error {
+		if q > p.reserved {
+			return fmt.Errorf("%w: product %s has %d reserved, cannot release %d", ErrInvalidQuantity, p.id, p.reserved, q)
+		}
+		return nil
+	})
+}
+
+// apply changes the reserved quantity of products by sign × each item's quantity once every
+// item passed allowed, and changes nothing otherwise.
+func apply(products map[string]*Product, items []Item, sign int64, allowed func(*Product, int64) error) error {
 	for _, it := range items {
 		if it.Quantity <= 0 {
 			return fmt.Errorf("%w: product %s: quantity %d is not positive", ErrInvalidQuantity, it.ProductID, it.Quantity)
@@ -159,12 +159,12 @@ func Release(products map[string]*Product, items []Item) error {
 		if !ok {
 			return fmt.Errorf("%w %s", ErrUnknownProduct, it.ProductID)
 		}
-		if it.Quantity > p.reserved {
-			return fmt.Errorf("%w: product %s has %d reserved, cannot release %d", ErrInvalidQuantity, it.ProductID, p.reserved, it.Quantity)
+		if err := allowed(p, it.Quantity); err != nil {
+			return err
 		}
 	}
 	for _, it := range items {
-		products[it.ProductID].reserved -= it.Quantity
+		products[it.ProductID].reserved += sign * it.Quantity
 	}
 	return nil
 }
