@@ -90,6 +90,9 @@ func newRabbitNodeAt(t *testing.T, name string, slot int, at nodePlace) *rabbitN
 	n.reap(t)
 	t.Cleanup(func() {
 		n.kill()
+		if t.Failed() {
+			n.logTail(t, 60)
+		}
 		n.reap(t)
 		_ = os.Remove(rabbitBase) // once the last node's directory is gone
 	})
@@ -434,4 +437,18 @@ func vhostPath(amqpURL string) (string, error) {
 		return "", err
 	}
 	return url.PathEscape(strings.TrimPrefix(u.Path, "/")), nil
+}
+
+// logTail logs the last lines of the node's own log, as a failed test's last word on what the
+// node did.
+func (n *rabbitNode) logTail(t *testing.T, lines int) {
+	t.Helper()
+	path := filepath.Join(n.dir, "log", n.nodename()+".log")
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Logf("%s: %v", n.name, err)
+		return
+	}
+	all := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	t.Logf("==== %s (last %d lines) ====\n%s", path, lines, strings.Join(all[max(0, len(all)-lines):], "\n"))
 }
