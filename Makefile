@@ -64,7 +64,7 @@ test-faults: build infra ## Crash, restart, duplicate and poison-message tests (
 	ORDERSAGA_BIN_DIR=$(CURDIR)/bin $(GO_TEST) -tags faults -timeout 40m -run 'TestFault' -v ./faults/...
 
 .PHONY: cluster-test
-cluster-test: build infra ## A 3-node RabbitMQ cluster losing a node, a PostgreSQL failover to a synchronous standby (scratch servers beside the machine's; root).
+cluster-test: build infra ## A 3-node RabbitMQ cluster losing a node and cut off by a partition, a PostgreSQL failover to a synchronous standby (scratch servers beside the machine's; root).
 	ORDERSAGA_BIN_DIR=$(CURDIR)/bin $(GO_TEST) -tags cluster -timeout 15m -run 'TestCluster' -v ./faults/...
 
 .PHONY: test-hostile

@@ -130,13 +130,17 @@ func (e *env) watchTransactions() *txWatch {
 	return w
 }
 
+// sample records the sessions whose transaction is older than openTxBound. A session in state
+// idle holds no transaction of its client's: an idle LISTEN session that takes a notification
+// runs a short transaction of the server's own, whose xact_start is that of the session's last
+// statement (the LISTEN, long ago), and would be counted open for as long as the session lived.
 func (w *txWatch) sample(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	rows, err := w.pool.Query(ctx, `
 		SELECT pid, datname, xact_start::text, (now() - xact_start)::text, state, left(query, 120)
 		FROM pg_stat_activity
-		WHERE datname = ANY($1) AND backend_type = 'client backend' AND xact_start < now() - $2::interval`,
+		WHERE datname = ANY($1) AND backend_type = 'client backend' AND state <> 'idle' AND xact_start < now() - $2::interval`,
 		w.dbs, openTxBound)
 	if err != nil {
 		return err

@@ -109,10 +109,18 @@ func crashLeader(ctx context.Context, t *testing.T, nodes []*rabbitNode, vhost s
 // before any queue exists.
 func startCluster(t *testing.T) []*rabbitNode {
 	t.Helper()
+	return startClusterOf(t, func(i int) *rabbitNode {
+		return newRabbitNode(t, fmt.Sprintf("ordersaga-c%d", i+1), i+1)
+	})
+}
+
+// startClusterOf is startCluster with nodes made by node (0, 1, 2).
+func startClusterOf(t *testing.T, node func(i int) *rabbitNode) []*rabbitNode {
+	t.Helper()
 	began := time.Now()
 	nodes := make([]*rabbitNode, clusterSize)
 	for i := range nodes {
-		nodes[i] = newRabbitNode(t, fmt.Sprintf("ordersaga-c%d", i+1), i+1)
+		nodes[i] = node(i)
 	}
 	errs := make([]error, len(nodes))
 	var wg sync.WaitGroup

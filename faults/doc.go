@@ -9,7 +9,9 @@
 // tag and never run in parallel: make test-faults.
 //
 // Behind the cluster build tag, with the same harness, the tests that go past one machine: a
-// RabbitMQ cluster of three scratch nodes that loses the node leading most queues, and a scratch
-// PostgreSQL primary that fails over to its synchronous standby. They start everything they use
-// beside the machine's own servers and leave those untouched: make cluster-test.
+// RabbitMQ cluster of three scratch nodes that loses the node leading most queues, the same
+// cluster with each node in a network namespace of its own and one node cut off by a partition,
+// and a scratch PostgreSQL primary that fails over to its synchronous standby. They start
+// everything they use beside the machine's own servers (the namespaces, their links and a bridge
+// included) and leave those untouched: make cluster-test.
 package faults

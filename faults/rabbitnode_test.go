@@ -43,9 +43,22 @@ type rabbitNode struct {
 	name                         string // e.g. ordersaga-c1; the node is name@localhost
 	amqpPort, mgmtPort, distPort int
 	dir                          string
+	at                           nodePlace
 
 	cmd  *exec.Cmd
 	done chan struct{} // closed when the server script has exited
+}
+
+// nodePlace says where a scratch node runs: by default on the loopback of the machine's own
+// network namespace, its node name's host part localhost. A node of a partition test runs in a
+// network namespace of its own (netns), listens on that namespace's address (ip) for AMQP, the
+// management API, Erlang distribution and epmd, and is named name@host; hosts is the Erlang
+// resolver configuration (ERL_INETRC) that resolves every node's host to its address, and conf
+// is added to its rabbitmq.conf.
+type nodePlace struct {
+	netns, ip, host string
+	hosts           string
+	conf            string
 }
 
 // newRabbitNode prepares node name on the ports 5700+slot, 15700+slot and 25700+slot, clear of
@@ -53,17 +66,33 @@ type rabbitNode struct {
 // node left (a process, data) is removed first, and everything is removed again at cleanup.
 func newRabbitNode(t *testing.T, name string, slot int) *rabbitNode {
 	t.Helper()
+	return newRabbitNodeAt(t, name, slot, nodePlace{})
+}
+
+// newRabbitNodeAt is newRabbitNode for a node placed as at says (see nodePlace).
+func newRabbitNodeAt(t *testing.T, name string, slot int, at nodePlace) *rabbitNode {
+	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Fatalf("scratch RabbitMQ nodes run as root (they read %s)", rabbitCookie)
+	}
+	if at.ip == "" {
+		at.ip = "127.0.0.1"
+	}
+	if at.host == "" {
+		at.host = "localhost"
 	}
 	n := &rabbitNode{
 		name:     name,
 		amqpPort: 5700 + slot, mgmtPort: 15700 + slot, distPort: 25700 + slot,
 		dir: filepath.Join(rabbitBase, name),
+		at:  at,
 	}
 	n.reap(t)
 	t.Cleanup(func() {
 		n.kill()
+		if t.Failed() {
+			n.logTail(t, 60)
+		}
 		n.reap(t)
 		_ = os.Remove(rabbitBase) // once the last node's directory is gone
 	})
@@ -76,13 +105,17 @@ func newRabbitNode(t *testing.T, name string, slot int) *rabbitNode {
 	if err != nil {
 		t.Fatalf("erlang cookie: %v", err)
 	}
-	conf := fmt.Sprintf("listeners.tcp.1 = 127.0.0.1:%d\nmanagement.tcp.ip = 127.0.0.1\nmanagement.tcp.port = %d\n", n.amqpPort, n.mgmtPort)
-	for path, content := range map[string]string{
+	conf := fmt.Sprintf("listeners.tcp.1 = %s:%d\nmanagement.tcp.ip = %s\nmanagement.tcp.port = %d\n", at.ip, n.amqpPort, at.ip, n.mgmtPort) + at.conf
+	files := map[string]string{
 		"home/.erlang.cookie": string(cookie),
 		"rabbitmq.conf":       conf,
 		"enabled_plugins":     "[rabbitmq_management].\n",
 		"rabbitmq-env.conf":   "", // read instead of /etc/rabbitmq/rabbitmq-env.conf, which names the machine's node
-	} {
+	}
+	if at.hosts != "" {
+		files["inetrc"] = at.hosts
+	}
+	for path, content := range files {
 		if err := os.WriteFile(filepath.Join(n.dir, path), []byte(content), 0o600); err != nil {
 			t.Fatal(err)
 		}
@@ -94,14 +127,25 @@ func newRabbitNode(t *testing.T, name string, slot int) *rabbitNode {
 	return n
 }
 
-func (n *rabbitNode) nodename() string { return n.name + "@localhost" }
+func (n *rabbitNode) nodename() string { return n.name + "@" + n.at.host }
 
 func (n *rabbitNode) amqpURL() string {
-	return fmt.Sprintf("amqp://guest:guest@127.0.0.1:%d/", n.amqpPort)
+	return fmt.Sprintf("amqp://guest:guest@%s:%d/", n.at.ip, n.amqpPort)
 }
 
 func (n *rabbitNode) managementURL() string {
-	return fmt.Sprintf("http://guest:guest@127.0.0.1:%d", n.mgmtPort)
+	return fmt.Sprintf("http://guest:guest@%s:%d", n.at.ip, n.mgmtPort)
+}
+
+// command runs name with args in the node's network namespace, if it has one.
+func (n *rabbitNode) command(ctx context.Context, name string, args ...string) *exec.Cmd {
+	if n.at.netns != "" {
+		args = append([]string{"netns", "exec", n.at.netns, name}, args...)
+		name = "ip"
+	}
+	cmd := exec.CommandContext(ctx, name, args...)
+	cmd.Env = n.env()
+	return cmd
 }
 
 // env is the server's and the CLI's environment: the inherited one without any RabbitMQ or
@@ -113,11 +157,15 @@ func (n *rabbitNode) env() []string {
 			env = append(env, kv)
 		}
 	}
+	dist := strings.ReplaceAll(n.at.ip, ".", ",")
+	if n.at.hosts != "" {
+		env = append(env, "ERL_INETRC="+filepath.Join(n.dir, "inetrc"))
+	}
 	return append(env,
 		"HOME="+filepath.Join(n.dir, "home"),
 		"RABBITMQ_CONF_ENV_FILE="+filepath.Join(n.dir, "rabbitmq-env.conf"),
 		"RABBITMQ_NODENAME="+n.nodename(),
-		"RABBITMQ_NODE_IP_ADDRESS=127.0.0.1",
+		"RABBITMQ_NODE_IP_ADDRESS="+n.at.ip,
 		"RABBITMQ_NODE_PORT="+strconv.Itoa(n.amqpPort),
 		"RABBITMQ_DIST_PORT="+strconv.Itoa(n.distPort),
 		"RABBITMQ_MNESIA_BASE="+filepath.Join(n.dir, "mnesia"),
@@ -126,8 +174,8 @@ func (n *rabbitNode) env() []string {
 		"RABBITMQ_CONFIG_FILE="+filepath.Join(n.dir, "rabbitmq.conf"),
 		"RABBITMQ_ADVANCED_CONFIG_FILE="+filepath.Join(n.dir, "advanced.config"),
 		"RABBITMQ_ENABLED_PLUGINS_FILE="+filepath.Join(n.dir, "enabled_plugins"),
-		"RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS=-kernel inet_dist_use_interface {127,0,0,1}",
-		"ERL_EPMD_ADDRESS=127.0.0.1",
+		"RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS=-kernel inet_dist_use_interface {"+dist+"}",
+		"ERL_EPMD_ADDRESS="+n.at.ip, // epmd adds the loopback itself
 	)
 }
 
@@ -142,7 +190,7 @@ func (n *rabbitNode) start(t *testing.T) {
 
 func (n *rabbitNode) startErr() error {
 	for _, p := range []int{n.amqpPort, n.mgmtPort, n.distPort} {
-		if portOpen(p) {
+		if portOpenOn(n.at.ip, p) {
 			return fmt.Errorf("%s: port %d is taken by another process", n.name, p)
 		}
 	}
@@ -151,9 +199,8 @@ func (n *rabbitNode) startErr() error {
 		return err
 	}
 	defer out.Close()
-	cmd := exec.Command(rabbitServer)
+	cmd := n.command(context.Background(), rabbitServer)
 	cmd.Dir = n.dir
-	cmd.Env = n.env()
 	cmd.Stdout, cmd.Stderr = out, out
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true} // the script and the VM, killed together
 	if err := cmd.Start(); err != nil {
@@ -286,8 +333,7 @@ func (n *rabbitNode) ctl(args ...string) (string, error) {
 	var out []byte
 	for try := range 6 {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		cmd := exec.CommandContext(ctx, rabbitCtl, append([]string{"-q", "-n", n.nodename()}, args...)...)
-		cmd.Env = n.env()
+		cmd := n.command(ctx, rabbitCtl, append([]string{"-q", "-n", n.nodename()}, args...)...)
 		out, err = cmd.CombinedOutput()
 		cancel()
 		if err == nil {
@@ -334,8 +380,11 @@ func brokerOf(nodes ...*rabbitNode) *stack.Broker {
 }
 
 // portOpen reports whether something listens on 127.0.0.1:port.
-func portOpen(port int) bool {
-	c, err := net.DialTimeout("tcp", "127.0.0.1:"+strconv.Itoa(port), time.Second)
+func portOpen(port int) bool { return portOpenOn("127.0.0.1", port) }
+
+// portOpenOn reports whether something listens on ip:port.
+func portOpenOn(ip string, port int) bool {
+	c, err := net.DialTimeout("tcp", net.JoinHostPort(ip, strconv.Itoa(port)), time.Second)
 	if err != nil {
 		return false
 	}
@@ -388,4 +437,18 @@ func vhostPath(amqpURL string) (string, error) {
 		return "", err
 	}
 	return url.PathEscape(strings.TrimPrefix(u.Path, "/")), nil
+}
+
+// logTail logs the last lines of the node's own log, as a failed test's last word on what the
+// node did.
+func (n *rabbitNode) logTail(t *testing.T, lines int) {
+	t.Helper()
+	path := filepath.Join(n.dir, "log", n.nodename()+".log")
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Logf("%s: %v", n.name, err)
+		return
+	}
+	all := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	t.Logf("==== %s (last %d lines) ====\n%s", path, lines, strings.Join(all[max(0, len(all)-lines):], "\n"))
 }
