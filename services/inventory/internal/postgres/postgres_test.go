@@ -13,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/ordersaga/ordersaga/pkg/testenv"
+	"github.com/ordersaga/ordersaga/pkg/unitofwork/unitofworktest"
 	"github.com/ordersaga/ordersaga/services/inventory/internal/inventory"
 	"github.com/ordersaga/ordersaga/services/inventory/internal/postgres"
 )
@@ -74,7 +75,7 @@ func (e *env) reserve(t *testing.T, items ...inventory.Item) *inventory.Reservat
 	r := &inventory.Reservation{ID: uuid.NewString(), OrderID: uuid.NewString(), Status: inventory.Held, Items: inventory.Merge(items)}
 	s.AddReservation(r)
 	s.SaveStock(products)
-	if err := end(ctx, tx, s); err != nil {
+	if err := unitofworktest.Commit(ctx, tx, s); err != nil {
 		t.Fatal(err)
 	}
 	return r
@@ -151,7 +152,7 @@ func TestSaveStockCannotReserveMoreThanTheTotal(t *testing.T) {
 	s.AddReservation(&inventory.Reservation{ID: uuid.NewString(), OrderID: uuid.NewString(), Status: inventory.Held,
 		Items: []inventory.Item{{ProductID: b, Quantity: 5}}})
 	s.SaveStock(map[string]*inventory.Product{b: inventory.Load(b, "", 4, 5)})
-	if err := end(ctx, tx, s); err == nil {
+	if err := unitofworktest.Commit(ctx, tx, s); err == nil {
 		t.Error("the store committed 5 reserved of 4")
 	}
 	if p, _ := e.repo.Product(ctx, b); p.Reserved() != 0 {
@@ -191,7 +192,7 @@ func TestPrepareLocksWhatTheBatchTouches(t *testing.T) {
 	res.Status = inventory.Released
 	rs.SaveReservation(res)
 	rs.SaveStock(products)
-	if err := end(ctx, release, rs); err != nil {
+	if err := unitofworktest.Commit(ctx, release, rs); err != nil {
 		t.Fatal(err)
 	}
 

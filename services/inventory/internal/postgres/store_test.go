@@ -12,6 +12,7 @@ import (
 	"github.com/ordersaga/ordersaga/pkg/rules"
 	"github.com/ordersaga/ordersaga/pkg/testenv"
 	"github.com/ordersaga/ordersaga/pkg/unitofwork"
+	"github.com/ordersaga/ordersaga/pkg/unitofwork/unitofworktest"
 	"github.com/ordersaga/ordersaga/services/inventory/internal/eventhandler"
 	"github.com/ordersaga/ordersaga/services/inventory/internal/postgres"
 	"github.com/ordersaga/ordersaga/services/inventory/internal/storetest"
@@ -60,7 +61,7 @@ func beginStore(pool *pgxpool.Pool, prepare bool) storetest.Begin {
 				}
 				return
 			}
-			if err := end(ctx, tx, s); err != nil {
+			if err := unitofworktest.Commit(ctx, tx, s); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -81,24 +82,4 @@ func prepareStore(ctx context.Context, tx pgx.Tx, s *postgres.Store, orderIDs, p
 	b := &pgx.Batch{}
 	s.Prepare(b, batch)
 	return tx.SendBatch(ctx, b).Close()
-}
-
-// end flushes the writes of s in one batch, commits and tells s it committed; it rolls back on
-// failure.
-func end(ctx context.Context, tx pgx.Tx, s *postgres.Store) error {
-	defer tx.Rollback(ctx)
-	b := &pgx.Batch{}
-	if err := s.Flush(b); err != nil {
-		return err
-	}
-	if b.Len() > 0 {
-		if err := tx.SendBatch(ctx, b).Close(); err != nil {
-			return err
-		}
-	}
-	if err := tx.Commit(ctx); err != nil {
-		return err
-	}
-	s.Committed()
-	return nil
 }

@@ -20,6 +20,7 @@ import (
 	orderv1 "github.com/ordersaga/ordersaga/gen/order/v1"
 	"github.com/ordersaga/ordersaga/pkg/database"
 	"github.com/ordersaga/ordersaga/pkg/testenv"
+	"github.com/ordersaga/ordersaga/pkg/unitofwork/unitofworktest"
 	"github.com/ordersaga/ordersaga/services/order/internal/order"
 	"github.com/ordersaga/ordersaga/services/order/internal/outgoing"
 	"github.com/ordersaga/ordersaga/services/order/internal/postgres"
@@ -625,7 +626,7 @@ func apply(t *testing.T, repo *postgres.Repository, pool *pgxpool.Pool, events .
 			changes = append(changes, c)
 		}
 	}
-	if err := end(ctx, tx, s); err != nil {
+	if err := unitofworktest.Commit(ctx, tx, s); err != nil {
 		t.Fatalf("apply: %v", err)
 	}
 	return changes

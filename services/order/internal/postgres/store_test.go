@@ -9,6 +9,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/ordersaga/ordersaga/pkg/unitofwork"
+	"github.com/ordersaga/ordersaga/pkg/unitofwork/unitofworktest"
 	"github.com/ordersaga/ordersaga/services/order/internal/eventhandler"
 	"github.com/ordersaga/ordersaga/services/order/internal/order"
 	"github.com/ordersaga/ordersaga/services/order/internal/postgres"
@@ -58,7 +59,7 @@ func beginStore(repo *postgres.Repository, pool *pgxpool.Pool, prepare bool) sto
 				}
 				return
 			}
-			if err := end(ctx, tx, s); err != nil {
+			if err := unitofworktest.Commit(ctx, tx, s); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -83,24 +84,4 @@ func begin(t *testing.T, repo *postgres.Repository, pool *pgxpool.Pool, prepare 
 		}
 	}
 	return tx, s
-}
-
-// end flushes the writes of s in one batch, commits and tells s it committed; it rolls back on
-// failure.
-func end(ctx context.Context, tx pgx.Tx, s *postgres.Store) error {
-	defer tx.Rollback(ctx)
-	b := &pgx.Batch{}
-	if err := s.Flush(b); err != nil {
-		return err
-	}
-	if b.Len() > 0 {
-		if err := tx.SendBatch(ctx, b).Close(); err != nil {
-			return err
-		}
-	}
-	if err := tx.Commit(ctx); err != nil {
-		return err
-	}
-	s.Committed()
-	return nil
 }

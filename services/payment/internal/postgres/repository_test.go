@@ -12,6 +12,7 @@ import (
 
 	"github.com/ordersaga/ordersaga/pkg/testenv"
 	"github.com/ordersaga/ordersaga/pkg/unitofwork"
+	"github.com/ordersaga/ordersaga/pkg/unitofwork/unitofworktest"
 	"github.com/ordersaga/ordersaga/services/payment/internal/payment"
 	"github.com/ordersaga/ordersaga/services/payment/internal/postgres"
 )
@@ -46,7 +47,7 @@ func add(t *testing.T, pool *pgxpool.Pool, payments ...*payment.Payment) error {
 	for _, p := range payments {
 		s.Add(p)
 	}
-	return end(ctx, tx, s)
+	return unitofworktest.Commit(ctx, tx, s)
 }
 
 func count(t *testing.T, pool *pgxpool.Pool, query string, args ...any) int {

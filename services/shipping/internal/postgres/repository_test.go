@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/ordersaga/ordersaga/pkg/testenv"
+	"github.com/ordersaga/ordersaga/pkg/unitofwork/unitofworktest"
 	"github.com/ordersaga/ordersaga/services/shipping/internal/postgres"
 	"github.com/ordersaga/ordersaga/services/shipping/internal/shipping"
 )
@@ -42,7 +43,7 @@ func add(t *testing.T, pool *pgxpool.Pool, shipments ...*shipping.Shipment) erro
 	for _, sh := range shipments {
 		s.Add(sh)
 	}
-	return end(ctx, tx, s)
+	return unitofworktest.Commit(ctx, tx, s)
 }
 
 // A shipment's columns: what it does not have (a failed one's tracking code and delivery
