@@ -35,42 +35,22 @@ func TestStoreContract(t *testing.T) {
 	t.Run("read on demand", func(t *testing.T) { storetest.Run(t, beginStore(pool, false), setStock) })
 }
 
-// beginStore returns the units of work of the store on pool, as the runner makes them: a
-// transaction, the store's reads ahead sent with its first round trip when prepare is set, and
-// its writes flushed into the round trip that commits.
+// beginStore returns the units of work of the store on pool, as the runner makes them, its
+// reads ahead sent first when prepare is set.
 func beginStore(pool *pgxpool.Pool, prepare bool) storetest.Begin {
 	return func(t *testing.T, orderIDs, productIDs []string) (eventhandler.Store, func(bool)) {
-		t.Helper()
-		ctx := context.Background()
-		tx, err := pool.Begin(ctx)
-		if err != nil {
-			t.Fatalf("begin: %v", err)
-		}
-		s := postgres.NewStore(tx)
+		var batch *unitofwork.Batch
 		if prepare {
-			if err := prepareStore(ctx, tx, s, orderIDs, productIDs); err != nil {
-				tx.Rollback(ctx)
-				t.Fatalf("prepare: %v", err)
-			}
+			b := batchOf(orderIDs, productIDs)
+			batch = &b
 		}
-		return s, func(commit bool) {
-			t.Helper()
-			if !commit {
-				if err := tx.Rollback(ctx); err != nil {
-					t.Errorf("rollback: %v", err)
-				}
-				return
-			}
-			if err := unitofworktest.Commit(ctx, tx, s); err != nil {
-				t.Fatal(err)
-			}
-		}
+		return unitofworktest.Begin(t, pool, postgres.NewStore, batch)
 	}
 }
 
-// prepareStore sends what s reads ahead for a batch of orderIDs whose payment.approved names
-// productIDs (none when productIDs is empty): one event per order, the first naming them all.
-func prepareStore(ctx context.Context, tx pgx.Tx, s *postgres.Store, orderIDs, productIDs []string) error {
+// batchOf is a batch of orderIDs whose payment.approved names productIDs (none when productIDs
+// is empty): one event per order, the first naming them all.
+func batchOf(orderIDs, productIDs []string) unitofwork.Batch {
 	batch := unitofwork.Batch{OrderIDs: orderIDs}
 	if len(productIDs) > 0 && len(orderIDs) > 0 {
 		ev := &paymentv1.PaymentApproved{OrderId: orderIDs[0]}
@@ -79,7 +59,12 @@ func prepareStore(ctx context.Context, tx pgx.Tx, s *postgres.Store, orderIDs, p
 		}
 		batch.Events = []rules.Message{ev}
 	}
+	return batch
+}
+
+// prepareStore sends what s reads ahead for batchOf(orderIDs, productIDs).
+func prepareStore(ctx context.Context, tx pgx.Tx, s *postgres.Store, orderIDs, productIDs []string) error {
 	b := &pgx.Batch{}
-	s.Prepare(b, batch)
+	s.Prepare(b, batchOf(orderIDs, productIDs))
 	return tx.SendBatch(ctx, b).Close()
 }

@@ -43,26 +43,15 @@ func TestStoreContract(t *testing.T) {
 	t.Run("read on demand", func(t *testing.T) { storetest.Run(t, impl(false)) })
 }
 
-// beginStore returns the units of work of repo's store on pool, as the runner makes them: a
-// transaction, the store's reads ahead of orderIDs sent with its first round trip when prepare
-// is set, and its writes flushed into the round trip that commits.
+// beginStore returns the units of work of repo's store on pool, as the runner makes them, its
+// reads ahead of orderIDs sent first when prepare is set.
 func beginStore(repo *postgres.Repository, pool *pgxpool.Pool, prepare bool) storetest.Begin {
 	return func(t *testing.T, orderIDs ...string) (eventhandler.Store, func(bool)) {
-		t.Helper()
-		ctx := context.Background()
-		tx, s := begin(t, repo, pool, prepare, orderIDs...)
-		return s, func(commit bool) {
-			t.Helper()
-			if !commit {
-				if err := tx.Rollback(ctx); err != nil {
-					t.Errorf("rollback: %v", err)
-				}
-				return
-			}
-			if err := unitofworktest.Commit(ctx, tx, s); err != nil {
-				t.Fatal(err)
-			}
+		var batch *unitofwork.Batch
+		if prepare {
+			batch = &unitofwork.Batch{OrderIDs: orderIDs}
 		}
+		return unitofworktest.Begin(t, pool, repo.Store, batch)
 	}
 }
 
