@@ -77,8 +77,8 @@ type Runner[S any] struct {
 // and the runner drives (Tx). It panics when what bind returns is not an S, a wiring mistake
 // better found at start than at the first event.
 func New[S any, T Tx](reg *rules.Registry[S], pool *pgxpool.Pool, relay *outbox.Relay, log *slog.Logger, bind func(tx database.Querier) T) *Runner[S] {
-	if _, ok := any(bind(nil)).(S); !ok {
-		panic(fmt.Sprintf("unitofwork: the store %T is not the %T the rules of %s take", bind(nil), new(S), reg.Name()))
+	if probe := bind(nil); !isA[S](probe) {
+		panic(fmt.Sprintf("unitofwork: the store %T is not the %T the rules of %s take", probe, new(S), reg.Name()))
 	}
 	return &Runner[S]{reg: reg, pool: pool, relay: relay, log: log, bind: func(tx database.Querier) (S, Tx) {
 		t := bind(tx)
@@ -98,6 +98,11 @@ func (r *Runner[S]) Handlers() (map[catalog.Subscription]broker.Handler, error) 
 		handlers[sub] = r.handler(sub.Queue(), h)
 	}
 	return handlers, nil
+}
+
+func isA[S any](v any) bool {
+	_, ok := v.(S)
+	return ok
 }
 
 // event is a decoded delivery with the span handling it.

@@ -194,8 +194,10 @@ func (s *Store) SaveReservation(r *inventory.Reservation) { s.reservations.Save(
 func (s *Store) SaveStock(products map[string]*inventory.Product) { maps.Copy(s.changed, products) }
 
 // Flush queues the writes (unitofwork.Tx): new reservations and their items, changed
-// statuses, changed stock. The order locks the runner holds make a new reservation's order id
-// free: a unique violation would be a bug, and fails the unit of work.
+// statuses, changed stock. The order locks the runner holds keep a new reservation's order id
+// free from this release's replicas. A replica of the previous release takes no such lock: when
+// it inserts first, the unique key fails this unit of work, which is tried again and reads its
+// row.
 func (s *Store) Flush(b *pgx.Batch) error {
 	if added := s.reservations.Added(); len(added) > 0 {
 		var ids, orders, statuses, itemRes, itemProducts []string

@@ -457,16 +457,8 @@ func TestMigrationFingerprintsExistingOrders(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	pool := testenv.Postgres(t, "order_migrate")
-	db := stdlib.OpenDBFromPool(pool)
-	defer db.Close()
-	p, err := goose.NewProvider(goose.DialectPostgres, db, postgres.Migrations[0].FS,
-		goose.WithTableName(postgres.Migrations[0].Table), goose.WithDisableGlobalRegistry(true))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := p.UpTo(ctx, 1); err != nil {
-		t.Fatal(err)
-	}
+	p := migrateTo(t, pool, 1)
+	var err error
 	// As version 1 stored them: one with an address, one without, one without a key.
 	legacy := []*order.Order{newOrder(t, uuid.NewString(), "old-1"), nil, newOrder(t, uuid.NewString(), "")}
 	pNoAddr := params(uuid.NewString(), "old-2")
@@ -792,16 +784,7 @@ func TestOpenOrders(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	pool := testenv.Postgres(t, "order_open")
-	db := stdlib.OpenDBFromPool(pool)
-	defer db.Close()
-	p, err := goose.NewProvider(goose.DialectPostgres, db, postgres.Migrations[0].FS,
-		goose.WithTableName(postgres.Migrations[0].Table), goose.WithDisableGlobalRegistry(true))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := p.UpTo(ctx, 5); err != nil {
-		t.Fatal(err)
-	}
+	p := migrateTo(t, pool, 5)
 	for _, m := range postgres.Migrations[1:] {
 		if err := database.Migrate(ctx, pool, m); err != nil {
 			t.Fatal(err)
@@ -992,4 +975,21 @@ func TestCreateSurvivesTerminatedConnections(t *testing.T) {
 		t.Fatal("the storm terminated no connection: the test proved nothing")
 	}
 	t.Logf("%d connections terminated during %d creates", killed, orders)
+}
+
+// migrateTo runs order-service's own migrations on pool up to version, and returns the
+// provider that runs the rest.
+func migrateTo(t *testing.T, pool *pgxpool.Pool, version int64) *goose.Provider {
+	t.Helper()
+	db := stdlib.OpenDBFromPool(pool)
+	t.Cleanup(func() { db.Close() })
+	p, err := goose.NewProvider(goose.DialectPostgres, db, postgres.Migrations[0].FS,
+		goose.WithTableName(postgres.Migrations[0].Table), goose.WithDisableGlobalRegistry(true))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.UpTo(context.Background(), version); err != nil {
+		t.Fatal(err)
+	}
+	return p
 }

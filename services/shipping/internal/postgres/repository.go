@@ -69,8 +69,10 @@ func (s *Store) Add(sh *shipping.Shipment) { s.shipments.Add(sh.OrderID(), sh) }
 // Save writes a changed shipment at the commit.
 func (s *Store) Save(sh *shipping.Shipment) { s.shipments.Save(sh.OrderID(), sh) }
 
-// Flush queues the inserts and updates (unitofwork.Tx). The order locks the runner holds make
-// an insert's order id free: a unique violation would be a bug, and fails the unit of work.
+// Flush queues the inserts and updates (unitofwork.Tx). The order locks the runner holds keep
+// an insert's order id free from this release's replicas. A replica of the previous release
+// takes no such lock: when it inserts first, the unique key fails this unit of work, which is
+// tried again and reads its row.
 func (s *Store) Flush(b *pgx.Batch) error {
 	if added := s.shipments.Added(); len(added) > 0 {
 		var (
