@@ -5,6 +5,7 @@ import (
 	"context"
 	"math"
 	"os"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -62,8 +63,10 @@ func TestBenchShort(t *testing.T) {
 		if len(r.latencies) == 0 {
 			t.Errorf("%s: no latencies", r.name)
 		}
-		if len(r.batches) == 0 {
-			t.Errorf("%s: no batch sizes from /metrics", r.name)
+		for name := range histograms {
+			if len(r.means[name]) == 0 {
+				t.Errorf("%s: no %s from /metrics", r.name, name)
+			}
 		}
 		for _, g := range cpuGroups {
 			if r.cpu.groups[g] < 0 {
@@ -88,6 +91,10 @@ func TestBenchShort(t *testing.T) {
 			if c := strings.Count(text, r.name); c < 3 {
 				t.Errorf("markdown %t: %q appears %d times, want a row in each table", markdown, r.name, c)
 			}
+		}
+		// The open loops split the first hop's stage into its relay, broker and unit of work.
+		if !regexp.MustCompile(`payment\.order-created[ |]+[0-9.]+ / [0-9.]+ / [0-9.]+`).MatchString(text) {
+			t.Errorf("markdown %t: no split of payment.order-created's stage:\n%s", markdown, text)
 		}
 		for _, want := range []string{"Hot product check", "ok:", "commits/s", "messages/s", "payment.order-created"} {
 			if !strings.Contains(text, want) {

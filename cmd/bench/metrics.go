@@ -9,41 +9,53 @@ import (
 	"github.com/ordersaga/ordersaga/internal/stack"
 )
 
-// The histograms the report reads, labelled by queue. Only their names are relied on: they may
-// move between packages.
+// The histograms the report reads. Only their names and labels are relied on: they may move
+// between packages.
 const (
-	batchMetric = "ordersaga_handler_batch_size"    // events per handled batch
-	stageMetric = "ordersaga_stage_latency_seconds" // event occurred → its effect committed
+	batchMetric = "ordersaga_handler_batch_size"    // events per handled batch, by queue
+	stageMetric = "ordersaga_stage_latency_seconds" // event occurred → its effect committed, by queue
+	waitMetric  = "ordersaga_stage_wait_seconds"    // event occurred → its unit of work began, by queue
+	relayMetric = "ordersaga_outbox_relay_seconds"  // event written to the outbox → published, by routing key
 )
 
-// batchTotals is, per queue, the sum and count of a histogram's samples, over every replica of
-// every service.
-type batchTotals map[string]struct{ sum, count float64 }
+// histograms are the metrics scraped around each scenario, with the label that tells their
+// series apart.
+var histograms = map[string]string{batchMetric: "queue", stageMetric: "queue", waitMetric: "queue", relayMetric: "routing_key"}
 
-// scrapeBatches reads the histogram name from /metrics of every replica. A replica whose page
-// lacks it adds nothing; one that does not answer is an error, since its deltas would be wrong.
-func scrapeBatches(ctx context.Context, s *stack.Stack, name string) (batchTotals, error) {
-	totals := batchTotals{}
+// totals is, per histogram and label value, the sum and count of its samples, over every
+// replica of every service.
+type totals map[string]map[string]struct{ sum, count float64 }
+
+// scrapeHistograms reads the histograms from /metrics of every replica. A replica whose page
+// lacks one adds nothing to it; one that does not answer is an error, since its deltas would be
+// wrong.
+func scrapeHistograms(ctx context.Context, s *stack.Stack) (totals, error) {
+	out := totals{}
 	for _, svc := range stack.Services {
 		for r := range s.Replicas() {
 			families, err := s.Metrics(ctx, svc, r)
 			if err != nil {
 				return nil, fmt.Errorf("metrics of %s-%d: %w", svc, r, err)
 			}
-			for _, m := range families[name].GetMetric() {
-				h := m.GetHistogram()
-				if h == nil {
-					continue
+			for name, by := range histograms {
+				if out[name] == nil {
+					out[name] = map[string]struct{ sum, count float64 }{}
 				}
-				q := label(m, "queue")
-				t := totals[q]
-				t.sum += h.GetSampleSum()
-				t.count += float64(h.GetSampleCount())
-				totals[q] = t
+				for _, m := range families[name].GetMetric() {
+					h := m.GetHistogram()
+					if h == nil {
+						continue
+					}
+					v := label(m, by)
+					t := out[name][v]
+					t.sum += h.GetSampleSum()
+					t.count += float64(h.GetSampleCount())
+					out[name][v] = t
+				}
 			}
 		}
 	}
-	return totals, nil
+	return out, nil
 }
 
 func label(m *dto.Metric, name string) string {
@@ -55,15 +67,18 @@ func label(m *dto.Metric, name string) string {
 	return ""
 }
 
-// meanBatches is, per queue, the mean sample between two scrapes; a queue that handled no
-// batch in between is absent.
-func meanBatches(before, after batchTotals) map[string]float64 {
-	means := map[string]float64{}
-	for q, a := range after {
-		b := before[q]
-		if n := a.count - b.count; n > 0 {
-			means[q] = (a.sum - b.sum) / n
+// means is, per histogram and label value, the mean sample between two scrapes; a series with
+// no sample in between is absent.
+func means(before, after totals) map[string]map[string]float64 {
+	out := map[string]map[string]float64{}
+	for name, series := range after {
+		out[name] = map[string]float64{}
+		for v, a := range series {
+			b := before[name][v]
+			if n := a.count - b.count; n > 0 {
+				out[name][v] = (a.sum - b.sum) / n
+			}
 		}
 	}
-	return means
+	return out
 }

@@ -11,6 +11,7 @@ import (
 
 	orderv1 "github.com/ordersaga/ordersaga/gen/order/v1"
 	"github.com/ordersaga/ordersaga/internal/loadgen"
+	"github.com/ordersaga/ordersaga/pkg/catalog"
 )
 
 // report is everything one run measured.
@@ -107,10 +108,17 @@ func (rep *report) write(w io.Writer, markdown bool) {
 	endNotes()
 
 	heading("Mean batch size per queue (events per handled batch, all replicas)")
-	rep.queueTable(func(r *result) map[string]float64 { return r.batches }, "%.1f").write(w, markdown)
+	rep.queueTable(func(r *result) map[string]float64 { return r.means[batchMetric] }, "%.1f").write(w, markdown)
 
 	heading("Mean time per stage, ms (an event occurring → its effect committed, by the queue that carried it)")
-	rep.queueTable(func(r *result) map[string]float64 { return r.stages }, "%.1f", 1000).write(w, markdown)
+	rep.queueTable(func(r *result) map[string]float64 { return r.means[stageMetric] }, "%.1f", 1000).write(w, markdown)
+
+	heading("Where a stage's time goes, ms, open loops: relay / broker / unit of work")
+	rep.stageSplitTable().write(w, markdown)
+	note("Means per event. relay: written to the publisher's outbox → published, for events the relay was handed at " +
+		"their commit (the event's routing key). broker: published → the consumer's unit of work began, " +
+		"including the wait behind the batch before it. unit of work: began → committed. Their sum is the stage above.")
+	endNotes()
 
 	heading("CPU ms per completed order")
 	rep.cpuTable().write(w, markdown)
@@ -210,6 +218,39 @@ func (rep *report) queueTable(of func(*result) map[string]float64, format string
 		}
 		t.rows = append(t.rows, row)
 	}
+	return t
+}
+
+// stageSplitTable splits each queue's stage into the relay's, the broker's and the unit of
+// work's part, for the open-loop scenarios.
+func (rep *report) stageSplitTable() table {
+	t := table{header: []string{"queue"}}
+	var open []*result
+	for _, r := range rep.results {
+		if r.kind == "open" {
+			open = append(open, r)
+			t.header = append(t.header, r.name)
+		}
+	}
+	for _, sub := range catalog.Subscriptions() {
+		q := sub.Queue()
+		row, any := []string{q}, false
+		for _, r := range open {
+			stage, ok1 := r.means[stageMetric][q]
+			wait, ok2 := r.means[waitMetric][q]
+			relay, ok3 := r.means[relayMetric][sub.RoutingKey]
+			if !ok1 || !ok2 || !ok3 {
+				row = append(row, "-")
+				continue
+			}
+			any = true
+			row = append(row, fmt.Sprintf("%.1f / %.1f / %.1f", relay*1000, (wait-relay)*1000, (stage-wait)*1000))
+		}
+		if any {
+			t.rows = append(t.rows, row)
+		}
+	}
+	slices.SortFunc(t.rows, func(a, b []string) int { return strings.Compare(a[0], b[0]) })
 	return t
 }
 

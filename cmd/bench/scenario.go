@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -45,8 +44,9 @@ type result struct {
 	latencies  []time.Duration // sorted; of completed orders, or CONFIRMED ones (confirmedOnly)
 	elapsed    time.Duration   // first create → last final status
 	firstErr   error
-	batches    map[string]float64 // queue → mean batch size; nil when /metrics could not be read
-	stages     map[string]float64 // queue → mean seconds from an event occurring to its effect committed
+	// means is, per histogram the report reads (histograms), the mean sample of each series
+	// over the scenario; nil when /metrics could not be read.
+	means map[string]map[string]float64
 	cpu        cpuUse
 	hot        *hotCheck // the hot-product scenario only
 }
@@ -116,9 +116,7 @@ func (rn *runner) run(ctx context.Context, sc scenario, hotStock int64) (*result
 	}
 	l := &load{gen: &loadgen.Generator{Clients: rn.clients, Products: products}, drain: rn.cfg.drain}
 
-	batchesBefore, scrapeErr := scrapeBatches(ctx, rn.stack, batchMetric)
-	stagesBefore, stageErr := scrapeBatches(ctx, rn.stack, stageMetric)
-	scrapeErr = errors.Join(scrapeErr, stageErr)
+	before, scrapeErr := scrapeHistograms(ctx, rn.stack)
 	cpuBefore := sampleCPU(rn.stack)
 	var start time.Time
 	var samples []sample
@@ -134,11 +132,9 @@ func (rn *runner) run(ctx context.Context, sc scenario, hotStock int64) (*result
 	r := summarize(sc, start, samples)
 	r.cpu = cpuDelta(cpuBefore, cpuAfter, rn.hz)
 	if scrapeErr == nil {
-		batchesAfter, batchErr := scrapeBatches(ctx, rn.stack, batchMetric)
-		stagesAfter, stageErr := scrapeBatches(ctx, rn.stack, stageMetric)
-		if scrapeErr = errors.Join(batchErr, stageErr); scrapeErr == nil {
-			r.batches = meanBatches(batchesBefore, batchesAfter)
-			r.stages = meanBatches(stagesBefore, stagesAfter)
+		var after totals
+		if after, scrapeErr = scrapeHistograms(ctx, rn.stack); scrapeErr == nil {
+			r.means = means(before, after)
 		}
 	}
 	if scrapeErr != nil && r.firstErr == nil {

@@ -26,6 +26,11 @@ var (
 		Name: "ordersaga_outbox_oldest_age_seconds",
 		Help: "Age of the oldest event in the outbox.",
 	})
+	relayLatency = promauto.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "ordersaga_outbox_relay_seconds",
+		Help:    "Time from an event being written to the outbox to its publish, for events handed to the relay at their commit, by routing key.",
+		Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16),
+	}, []string{"routing_key"})
 	dropped = promauto.NewCounter(prometheus.CounterOpts{
 		Name: "ordersaga_outbox_handoffs_dropped_total",
 		Help: "Committed events the relay had no room for in memory, left to its poll.",
@@ -121,7 +126,10 @@ func (r *Relay) Run(ctx context.Context) error {
 			r.flushHandoffs()
 			return nil
 		case rows := <-r.handoff:
-			err = r.send(ctx, r.gather(rows))
+			rows = r.gather(rows)
+			if err = r.send(ctx, rows); err == nil {
+				observeRelay(rows)
+			}
 		case <-poll.C:
 			err = r.poll(ctx)
 		case <-measure.C:
@@ -168,6 +176,14 @@ func (r *Relay) send(ctx context.Context, rows []Row) error {
 	pending, err := r.pub.Send(ctx, msgs)
 	r.inFlight <- &flight{rows: rows, pending: pending}
 	return err
+}
+
+// observeRelay measures how long rows handed over at their commit took to be published.
+func observeRelay(rows []Row) {
+	now := time.Now()
+	for _, row := range rows {
+		relayLatency.WithLabelValues(row.Msg.RoutingKey).Observe(now.Sub(row.Msg.Timestamp).Seconds())
+	}
 }
 
 // poll publishes the rows nobody handed over, leasing them first.
@@ -222,9 +238,10 @@ func (r *Relay) release(ctx context.Context, rows []Row) {
 }
 
 // deleteEvery is how long confirmed rows may wait to be deleted together: one statement for
-// many rounds of confirms. They are not published again meanwhile: the poll takes only rows
-// whose publish_after, seconds after their commit, has passed.
-const deleteEvery = 100 * time.Millisecond
+// many rounds of confirms, so that at low load the deletes do not cost a transaction per
+// event. They are not published again meanwhile: the poll takes only rows whose
+// publish_after, five seconds after their commit, has passed.
+const deleteEvery = time.Second
 
 // confirm waits for each round's confirms in order and deletes the confirmed rows, many rounds
 // at a time. It ends when inFlight is closed and drained.

@@ -43,6 +43,14 @@ var stageLatency = promauto.NewHistogramVec(prometheus.HistogramOpts{
 	Buckets: prometheus.ExponentialBuckets(0.001, 2, 16),
 }, []string{"queue"})
 
+// stageWait is the part of stageLatency spent before the unit of work began: in the
+// publisher's outbox and relay, in the broker, and behind the batch before it.
+var stageWait = promauto.NewHistogramVec(prometheus.HistogramOpts{
+	Name:    "ordersaga_stage_wait_seconds",
+	Help:    "Time from an event occurring to the unit of work that applies it beginning, by queue.",
+	Buckets: prometheus.ExponentialBuckets(0.001, 2, 16),
+}, []string{"queue"})
+
 // Tx is a service's store as the runner drives it through one transaction.
 type Tx interface {
 	// Prepare queues the reads the rules will make for batch into the round trip that begins
@@ -122,6 +130,7 @@ func (r *rejection) Error() string { return fmt.Sprintf("event %s: %v", r.eventI
 // handler is the broker handler of one queue.
 func (r *Runner[S]) handler(queue string, h *rules.Handler[S]) broker.Handler {
 	log := r.log.With("queue", queue)
+	wait := stageWait.WithLabelValues(queue)
 	return func(ctx context.Context, batch []amqp.Delivery) (err error) {
 		start := time.Now()
 		rejected := broker.Rejected{}
@@ -160,6 +169,9 @@ func (r *Runner[S]) handler(queue string, h *rules.Handler[S]) broker.Handler {
 			}
 			indexOf[env.ID] = i
 			events = append(events, event{Envelope: env, trace: sc})
+			if at := env.Msg.GetOccurTime(); at != nil {
+				wait.Observe(start.Sub(at.AsTime()).Seconds())
+			}
 		}
 		var published, fresh int
 		for len(events) > 0 {
@@ -175,7 +187,7 @@ func (r *Runner[S]) handler(queue string, h *rules.Handler[S]) broker.Handler {
 			rejected[indexOf[rej.eventID]] = rej.err
 			events = slices.DeleteFunc(events, func(ev event) bool { return ev.ID == rej.eventID })
 		}
-		log.InfoContext(ctx, "batch handled", "events", len(batch), "fresh", fresh, "published", published,
+		log.DebugContext(ctx, "batch handled", "events", len(batch), "fresh", fresh, "published", published,
 			"rejected", len(rejected), "ms", time.Since(start).Milliseconds())
 		if len(rejected) > 0 {
 			return rejected
