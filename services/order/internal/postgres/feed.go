@@ -2,9 +2,11 @@ package postgres
 
 import (
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
@@ -31,6 +33,11 @@ type StatusFeed struct {
 	// at each rotation: entries live between one and two rotations.
 	recent, older map[string]*order.Order
 	rotated       time.Time
+
+	// self starts every announcement this process sends: {"from":"<random id>", and the
+	// change's JSON fields. Its listener skips them, its watchers having had them from memory;
+	// other replicas read them as order.Update JSON (the field is unknown to them).
+	self string
 
 	pendingMu sync.Mutex
 	pending   []order.Update // changes not yet sent to the other replicas
@@ -74,7 +81,8 @@ func (s *Subscription) deliver(u *order.Update) {
 // NewStatusFeed returns a feed on pool's database; Run makes it live.
 func NewStatusFeed(pool *pgxpool.Pool, log *slog.Logger) *StatusFeed {
 	return &StatusFeed{pool: pool, log: log, subs: map[string]map[*Subscription]struct{}{}, announce: make(chan struct{}, 1),
-		recent: map[string]*order.Order{}, older: map[string]*order.Order{}, rotated: time.Now()}
+		recent: map[string]*order.Order{}, older: map[string]*order.Order{}, rotated: time.Now(),
+		self: `{"from":"` + rand.Text() + `",`}
 }
 
 // announceEvery is how long changes may wait to be sent to the other replicas together.
@@ -98,7 +106,7 @@ func (f *StatusFeed) Created(o *order.Order) {
 // mu held.
 func (f *StatusFeed) follow(u *order.Update) {
 	for _, m := range []map[string]*order.Order{f.recent, f.older} {
-		// A change known already (this process's own, coming back by NOTIFY) changes nothing.
+		// A change the copy has already (its version or an older one) changes nothing.
 		if o, ok := m[u.OrderID]; ok && u.Version > o.Version() && !o.Follow(*u) {
 			delete(m, u.OrderID)
 		}
@@ -164,7 +172,7 @@ func (f *StatusFeed) announceLoop(ctx context.Context) {
 			if err != nil || len(b) > 7900 { // NOTIFY payloads stop at 8000 bytes
 				b, _ = json.Marshal(order.Update{OrderID: u.OrderID}) // version 0: watchers re-read
 			}
-			payloads = append(payloads, string(b))
+			payloads = append(payloads, f.self+string(b[1:]))
 		}
 		if _, err := f.pool.Exec(ctx, `SELECT pg_notify($1, p) FROM unnest($2::text[]) AS p`, StatusChannel, payloads); err != nil && ctx.Err() == nil {
 			f.log.WarnContext(ctx, "order status announcement lost", "err", err, "changes", len(updates))
@@ -237,6 +245,9 @@ func (f *StatusFeed) listen(ctx context.Context) error {
 		n, err := conn.WaitForNotification(ctx)
 		if err != nil {
 			return err
+		}
+		if strings.HasPrefix(n.Payload, f.self) {
+			continue // this process's own, told to its watchers already
 		}
 		var u order.Update
 		if err := json.Unmarshal([]byte(n.Payload), &u); err != nil || u.OrderID == "" {
