@@ -21,11 +21,7 @@ type Records[R any] interface {
 // store take effect when commit is true and drops it otherwise.
 func BeginRecords[R any](t *Table[R], orderID func(R) string) (store Records[R], end func(commit bool)) {
 	tx := &recordsTx[R]{rows: t.Begin(), orderID: orderID}
-	return tx, func(commit bool) {
-		if commit {
-			tx.rows.Commit()
-		}
-	}
+	return tx, tx.rows.End
 }
 
 // recordsTx is the Records of one unit of work over a Table.
