@@ -88,6 +88,12 @@ type Records[S any, R comparable] struct {
 	OrderID func(R) string
 }
 
+// RecordsOf returns the Records of a store of one record per order (rules.Records), whose read
+// is Get; name is the record's kind, for the messages.
+func RecordsOf[R comparable](begin Begin[rules.Records[R]], name string, orderID func(R) string) Records[rules.Records[R], R] {
+	return Records[rules.Records[R], R]{Begin: begin, Name: name, Get: rules.Records[R].Get, Add: rules.Records[R].Add, OrderID: orderID}
+}
+
 // Unit begins a unit of work touching orderIDs.
 func (r Records[S, R]) Unit(t *testing.T, orderIDs ...string) *Unit[S] {
 	t.Helper()

@@ -22,10 +22,8 @@ type Begin = rulestest.Begin[eventhandler.Store]
 // Units of work run one after another, never two at once; each subtest uses orders of its own.
 func Run(t *testing.T, begin Begin) {
 	c := &contract{rulestest.Lifecycle[*payment.Payment, string]{
-		Records: rulestest.Records[eventhandler.Store, *payment.Payment]{
-			Begin: begin, Name: "Payment", Get: eventhandler.Store.Get, Add: eventhandler.Store.Add, OrderID: (*payment.Payment).OrderID,
-		},
-		Noun: "payment",
+		Records: rulestest.RecordsOf(begin, "Payment", (*payment.Payment).OrderID),
+		Noun:    "payment",
 		New: func(t *testing.T, orderID string) *payment.Payment {
 			return charge(t, orderID, payment.MethodCreditCard, 4990)
 		},

@@ -23,11 +23,9 @@ type Begin = rulestest.Begin[eventhandler.Store]
 // Units of work run one after another, never two at once; each subtest uses orders of its own.
 func Run(t *testing.T, begin Begin) {
 	c := &contract{rulestest.Lifecycle[*shipping.Shipment, snapshot]{
-		Records: rulestest.Records[eventhandler.Store, *shipping.Shipment]{
-			Begin: begin, Name: "Shipment", Get: eventhandler.Store.Get, Add: eventhandler.Store.Add, OrderID: (*shipping.Shipment).OrderID,
-		},
-		Noun: "shipment",
-		New:  scheduled,
+		Records: rulestest.RecordsOf(begin, "Shipment", (*shipping.Shipment).OrderID),
+		Noun:    "shipment",
+		New:     scheduled,
 		Change: func(t *testing.T, sh *shipping.Shipment) {
 			if !sh.Cancel(cancellation) {
 				t.Fatalf("the shipment of order %s was not cancelled: %+v", sh.OrderID(), snap(sh))
