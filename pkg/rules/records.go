@@ -1,6 +1,10 @@
 package rules
 
-import "context"
+import (
+	"context"
+
+	"github.com/ordersaga/ordersaga/pkg/failure"
+)
 
 // Records is the store of a service that keeps at most one record per order (payment-service
 // its payments, shipping-service its shipments), as its rules see it within the event's unit
@@ -14,6 +18,22 @@ type Records[R any] interface {
 	Add(r R)
 	// Save writes a changed record.
 	Save(r R)
+}
+
+// AddFirst gives an order its record the first time one of its events asks for one: the first
+// event decides the record for good, and any later one finds it. When the order has no record,
+// AddFirst adds the one decide returns and reports it added; when it has one, it returns it and
+// decide is not called. An error of decide is permanent: the event can never apply.
+func AddFirst[R comparable](ctx context.Context, s Records[R], orderID string, decide func() (R, error)) (r R, added bool, err error) {
+	var none R
+	if r, err = s.Get(ctx, orderID); err != nil || r != none {
+		return r, false, err
+	}
+	if r, err = decide(); err != nil {
+		return none, false, failure.Permanent(err)
+	}
+	s.Add(r)
+	return r, true, nil
 }
 
 // BeginRecords starts a unit of work on t, a table of one record per order keyed by orderID,

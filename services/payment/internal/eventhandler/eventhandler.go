@@ -48,14 +48,12 @@ type paymentRules struct {
 // inventory and shipping need, or payment.failed with the reason. An order that has a payment
 // already (or was cancelled first) keeps it, and nothing is announced again.
 func (r *paymentRules) charge(ctx context.Context, s Store, ev rules.Event[*orderv1.OrderCreated]) ([]outbox.Event, error) {
-	if prior, err := s.Get(ctx, ev.OrderID); err != nil || prior != nil {
+	p, added, err := rules.AddFirst(ctx, s, ev.OrderID, func() (*payment.Payment, error) {
+		return payment.Charge(r.gateway, newID(), ev.OrderID, ev.Msg.GetPaymentMethod(), ev.Msg.GetTotalMinor())
+	})
+	if err != nil || !added {
 		return nil, err
 	}
-	p, err := payment.Charge(r.gateway, newID(), ev.OrderID, ev.Msg.GetPaymentMethod(), ev.Msg.GetTotalMinor())
-	if err != nil {
-		return nil, failure.Permanent(err)
-	}
-	s.Add(p)
 	r.log.DebugContext(ctx, "payment decided", "order_id", p.OrderID(), "event_id", ev.ID, "payment_id", p.ID(),
 		"status", p.Status(), "reason", p.Reason(), "amount_minor", p.AmountMinor())
 	return []outbox.Event{announceCharge(ev.Msg, p)}, nil
@@ -109,18 +107,15 @@ func announceCharge(ev *orderv1.OrderCreated, p *payment.Payment) outbox.Event {
 // an approved payment is reversed and payment.reversed announced; any other stays as it is.
 func (r *paymentRules) cancel(ctx context.Context, s Store, ev rules.Event[*orderv1.OrderCancelled]) ([]outbox.Event, error) {
 	reason := "order cancelled: " + ev.Msg.GetReason()
-	prior, err := s.Get(ctx, ev.OrderID)
+	_, added, err := rules.AddFirst(ctx, s, ev.OrderID, func() (*payment.Payment, error) {
+		return payment.Tombstone(newID(), ev.OrderID, reason)
+	})
 	if err != nil {
 		return nil, err
 	}
-	if prior != nil {
+	if !added {
 		return r.reverse(ctx, s, ev.ID, ev.OrderID, reason)
 	}
-	t, err := payment.Tombstone(newID(), ev.OrderID, reason)
-	if err != nil {
-		return nil, failure.Permanent(err)
-	}
-	s.Add(t)
 	r.log.DebugContext(ctx, "order cancelled before its charge: nothing will be charged", "order_id", ev.OrderID, "event_id", ev.ID)
 	return nil, nil
 }

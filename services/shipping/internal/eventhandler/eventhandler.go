@@ -42,14 +42,12 @@ type shippingRules struct {
 // shipping.failed with the reason. An order shipped already (or cancelled first) keeps its
 // shipment, and nothing is announced again.
 func (r *shippingRules) schedule(ctx context.Context, s Store, ev rules.Event[*inventoryv1.InventoryReserved]) ([]outbox.Event, error) {
-	if prior, err := s.Get(ctx, ev.OrderID); err != nil || prior != nil {
+	sh, added, err := rules.AddFirst(ctx, s, ev.OrderID, func() (*shipping.Shipment, error) {
+		return r.carrier.Schedule(newID(), ev.OrderID, ev.Msg.GetCountryCode(), units(ev.Msg))
+	})
+	if err != nil || !added {
 		return nil, err
 	}
-	sh, err := r.carrier.Schedule(newID(), ev.OrderID, ev.Msg.GetCountryCode(), units(ev.Msg))
-	if err != nil {
-		return nil, failure.Permanent(err)
-	}
-	s.Add(sh)
 	r.log.DebugContext(ctx, "shipment decided", "order_id", sh.OrderID(), "event_id", ev.ID, "shipment_id", sh.ID(),
 		"status", sh.Status(), "reason", sh.Reason(), "tracking_code", sh.TrackingCode(), "freight_minor", sh.FreightMinor())
 	return []outbox.Event{announce(sh)}, nil
@@ -61,16 +59,13 @@ func (r *shippingRules) schedule(ctx context.Context, s Store, ev rules.Event[*i
 // the order is cancelled already, and inventory and payment undo their part on order.cancelled.
 func (r *shippingRules) cancel(ctx context.Context, s Store, ev rules.Event[*orderv1.OrderCancelled]) ([]outbox.Event, error) {
 	reason := "order cancelled: " + ev.Msg.GetReason()
-	sh, err := s.Get(ctx, ev.OrderID)
+	sh, added, err := rules.AddFirst(ctx, s, ev.OrderID, func() (*shipping.Shipment, error) {
+		return shipping.Tombstone(newID(), ev.OrderID, reason, time.Now())
+	})
 	if err != nil {
 		return nil, err
 	}
-	if sh == nil {
-		t, err := shipping.Tombstone(newID(), ev.OrderID, reason, time.Now())
-		if err != nil {
-			return nil, failure.Permanent(err)
-		}
-		s.Add(t)
+	if added {
 		r.log.DebugContext(ctx, "order cancelled before its shipment: nothing will be shipped", "order_id", ev.OrderID, "event_id", ev.ID)
 		return nil, nil
 	}
