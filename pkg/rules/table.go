@@ -30,6 +30,14 @@ func (t *Table[V]) Get(key string) (V, bool) {
 	return v, ok
 }
 
+// Put writes the row of key at once, as a write outside the units of work (an API's) does.
+func (t *Table[V]) Put(key string, v V) {
+	v = t.clone(v)
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.rows[key] = v
+}
+
 // Begin starts a unit of work's view of the table. Memory runs one unit of work at a time.
 func (t *Table[V]) Begin() *TableTx[V] { return &TableTx[V]{t: t, written: map[string]V{}} }
 
@@ -55,4 +63,12 @@ func (tx *TableTx[V]) Commit() {
 	tx.t.mu.Lock()
 	defer tx.t.mu.Unlock()
 	maps.Copy(tx.t.rows, tx.written)
+}
+
+// End ends the unit of work: what was put takes effect when commit is true and is dropped
+// otherwise. It is the end a Memory's begin returns.
+func (tx *TableTx[V]) End(commit bool) {
+	if commit {
+		tx.Commit()
+	}
 }

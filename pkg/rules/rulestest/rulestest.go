@@ -6,9 +6,12 @@ package rulestest
 
 import (
 	"context"
+	"fmt"
 	"testing"
 
 	"github.com/google/uuid"
+
+	"github.com/ordersaga/ordersaga/pkg/rules"
 )
 
 // Begin starts a unit of work on a store under test: the store as the rules see it, and its end,
@@ -85,6 +88,12 @@ type Records[S any, R comparable] struct {
 	OrderID func(R) string
 }
 
+// RecordsOf returns the Records of a store of one record per order (rules.Records), whose read
+// is Get; name is the record's kind, for the messages.
+func RecordsOf[R comparable](begin Begin[rules.Records[R]], name string, orderID func(R) string) Records[rules.Records[R], R] {
+	return Records[rules.Records[R], R]{Begin: begin, Name: name, Get: rules.Records[R].Get, Add: rules.Records[R].Add, OrderID: orderID}
+}
+
 // Unit begins a unit of work touching orderIDs.
 func (r Records[S, R]) Unit(t *testing.T, orderIDs ...string) *Unit[S] {
 	t.Helper()
@@ -139,4 +148,144 @@ func Check[R, V comparable](t *testing.T, what string, view func(R) V, got, want
 	if view(got) != view(want) {
 		t.Errorf("%s: %+v, want %+v", what, view(got), view(want))
 	}
+}
+
+// Lifecycle is the contract every store of one record per order (rules.Records) keeps, whatever
+// the record: a unit of work reads back what it added and saved, the next one reads it once
+// committed and not after a rollback, and orders are kept apart. A service's contract runs it
+// and checks its own records beside it. V is what of a record the rules read (Check).
+type Lifecycle[R, V comparable] struct {
+	Records[rules.Records[R], R]
+	// Noun names a record in the subtests ("payment").
+	Noun string
+	// New returns a new record of an order, as a rule adds it.
+	New func(t *testing.T, orderID string) R
+	// Change changes a record as the rule of a later event of its order does before it saves
+	// it (a reversal, a cancellation), failing t when the record does not change.
+	Change func(t *testing.T, r R)
+	// Changed returns r as Change leaves it.
+	Changed func(r R) R
+	// View is what of a record the rules read.
+	View func(R) V
+}
+
+// Run runs the subtests of the lifecycle.
+func (l Lifecycle[R, V]) Run(t *testing.T) {
+	t.Run(fmt.Sprintf("an order without a %s reads nil", l.Noun), l.ReadsNone)
+	t.Run(fmt.Sprintf("a unit of work reads back the %s it added", l.Noun), l.readsOwnAdd)
+	t.Run(fmt.Sprintf("an added %s is visible to the next unit of work once committed", l.Noun), l.addCommitted)
+	t.Run(fmt.Sprintf("an added %s is gone after a rollback", l.Noun), l.addRolledBack)
+	t.Run(fmt.Sprintf("a unit of work reads back the %s it saved", l.Noun), l.readsOwnSave)
+	t.Run(fmt.Sprintf("a saved %s is visible to the next unit of work once committed", l.Noun), l.saveEnded(true))
+	t.Run(fmt.Sprintf("a saved %s is as it was after a rollback", l.Noun), l.saveEnded(false))
+	t.Run(fmt.Sprintf("a %s added then saved in one unit of work is stored as it ended", l.Noun), l.addThenSave)
+	t.Run(fmt.Sprintf("the %ss of several orders in one unit of work are kept apart", l.Noun), l.severalOrders)
+}
+
+// Check fails t unless got is a record that reads as want.
+func (l Lifecycle[R, V]) Check(t *testing.T, what string, got, want R) {
+	t.Helper()
+	Check(t, what, l.View, got, want)
+}
+
+// RoundTrip commits r, added by a unit of work of its own, and checks that the next unit of
+// work reads it as it was.
+func (l Lifecycle[R, V]) RoundTrip(t *testing.T, r R) {
+	t.Helper()
+	l.Store(t, r)
+	l.Check(t, "next unit of work", l.Read(t, l.OrderID(r)), r)
+}
+
+// change reads the record of an order as u sees it, changes it and saves it, as a rule does.
+func (l Lifecycle[R, V]) change(u *Unit[rules.Records[R]], orderID string) {
+	u.T.Helper()
+	r := l.In(u, orderID)
+	l.Change(u.T, r)
+	u.Store.Save(r)
+}
+
+// none fails t unless got is no record.
+func (l Lifecycle[R, V]) none(t *testing.T, what string, got R) {
+	t.Helper()
+	var none R
+	if got != none {
+		t.Fatalf("%s: %+v, want no %s", what, l.View(got), l.Noun)
+	}
+}
+
+func (l Lifecycle[R, V]) readsOwnAdd(t *testing.T) {
+	r := l.New(t, uuid.NewString())
+	u := l.Unit(t, l.OrderID(r))
+	l.none(t, "before Add", l.In(u, l.OrderID(r)))
+	u.Store.Add(r)
+	l.Check(t, "read after Add", l.In(u, l.OrderID(r)), r)
+	u.Commit()
+}
+
+func (l Lifecycle[R, V]) addCommitted(t *testing.T) {
+	l.RoundTrip(t, l.New(t, uuid.NewString()))
+}
+
+func (l Lifecycle[R, V]) addRolledBack(t *testing.T) {
+	r := l.New(t, uuid.NewString())
+	u := l.Unit(t, l.OrderID(r))
+	u.Store.Add(r)
+	u.Rollback()
+	l.none(t, "after a rollback", l.Read(t, l.OrderID(r)))
+	// The order is free for the record a redelivery makes.
+	again := l.New(t, l.OrderID(r))
+	l.Store(t, again)
+	l.Check(t, "the record added after the rollback", l.Read(t, l.OrderID(r)), again)
+}
+
+func (l Lifecycle[R, V]) readsOwnSave(t *testing.T) {
+	r := l.New(t, uuid.NewString())
+	l.Store(t, r)
+	u := l.Unit(t, l.OrderID(r))
+	l.Check(t, "before the change", l.In(u, l.OrderID(r)), r)
+	l.change(u, l.OrderID(r))
+	l.Check(t, "read after Save", l.In(u, l.OrderID(r)), l.Changed(r))
+	u.Commit()
+}
+
+// saveEnded checks a saved record as the next unit of work sees it once the unit of work that
+// changed it ends: changed when it committed, as it was when it rolled back.
+func (l Lifecycle[R, V]) saveEnded(commit bool) func(t *testing.T) {
+	return func(t *testing.T) {
+		r := l.New(t, uuid.NewString())
+		l.Store(t, r)
+		u := l.Unit(t, l.OrderID(r))
+		l.change(u, l.OrderID(r))
+		if commit {
+			u.Commit()
+			l.Check(t, "next unit of work", l.Read(t, l.OrderID(r)), l.Changed(r))
+			return
+		}
+		u.Rollback()
+		l.Check(t, "after a rollback", l.Read(t, l.OrderID(r)), r)
+	}
+}
+
+func (l Lifecycle[R, V]) addThenSave(t *testing.T) {
+	r := l.New(t, uuid.NewString())
+	u := l.Unit(t, l.OrderID(r))
+	u.Store.Add(r)
+	// A second event of the order in the same unit of work: it reads the record the first
+	// added, changes it and saves it.
+	l.change(u, l.OrderID(r))
+	u.Commit()
+	l.Check(t, "next unit of work", l.Read(t, l.OrderID(r)), l.Changed(r))
+}
+
+func (l Lifecycle[R, V]) severalOrders(t *testing.T) {
+	a, b := l.New(t, uuid.NewString()), l.New(t, uuid.NewString())
+	none := uuid.NewString()
+	u := l.Unit(t, l.OrderID(a), l.OrderID(b), none)
+	u.Store.Add(a)
+	u.Store.Add(b)
+	l.none(t, "an order without one", l.In(u, none))
+	u.Commit()
+	l.Check(t, "order a", l.Read(t, l.OrderID(a)), a)
+	l.Check(t, "order b", l.Read(t, l.OrderID(b)), b)
+	l.none(t, "an order without one, next unit of work", l.Read(t, none))
 }

@@ -5,9 +5,7 @@ package memory
 import (
 	"context"
 	"log/slog"
-	"maps"
 	"slices"
-	"sync"
 
 	"github.com/ordersaga/ordersaga/pkg/catalog"
 	"github.com/ordersaga/ordersaga/pkg/rules"
@@ -15,18 +13,17 @@ import (
 	"github.com/ordersaga/ordersaga/services/inventory/internal/inventory"
 )
 
-// Service is inventory-service in memory: its real rules, its products and reservations in maps.
+// Service is inventory-service in memory: its real rules, its products and reservations in
+// tables.
 type Service struct {
-	*rules.Memory[eventhandler.Store] // Deliver
-
-	mu           sync.Mutex
-	products     map[string]*inventory.Product    // by id
-	reservations map[string]inventory.Reservation // by order id: at most one per order
+	*rules.Memory[eventhandler.Store]                                      // Deliver
+	products                          *rules.Table[*inventory.Product]     // by id
+	reservations                      *rules.Table[*inventory.Reservation] // by order id: at most one per order
 }
 
 // New returns inventory-service with no products.
 func New() (*Service, error) {
-	s := &Service{products: map[string]*inventory.Product{}, reservations: map[string]inventory.Reservation{}}
+	s := &Service{products: rules.NewTable(cloneProduct), reservations: rules.NewTable(cloneReservation)}
 	var err error
 	s.Memory, err = rules.NewMemory(catalog.Inventory, func(reg *rules.Registry[eventhandler.Store]) {
 		eventhandler.Register(reg, slog.New(slog.DiscardHandler))
@@ -37,18 +34,20 @@ func New() (*Service, error) {
 	return s, nil
 }
 
-// SetStock sets a product's total stock, creating the product, as the admin API does.
+// SetStock sets a product's total stock, creating the product, as the admin API does; tests
+// call it between deliveries, as the store's contract says (storetest.SetStock).
 func (s *Service) SetStock(productID string, total int64) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if p, ok := s.products[productID]; ok {
-		return p.SetTotal(total)
+	p, ok := s.products.Get(productID)
+	var err error
+	if ok {
+		err = p.SetTotal(total)
+	} else {
+		p, err = inventory.New(productID, "", total)
 	}
-	p, err := inventory.New(productID, "", total)
 	if err != nil {
 		return err
 	}
-	s.products[p.ID()] = p
+	s.products.Put(p.ID(), p)
 	return nil
 }
 
@@ -59,9 +58,7 @@ type Stock struct {
 
 // Stock returns a product's stock, if the product exists.
 func (s *Service) Stock(productID string) (Stock, bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	p, ok := s.products[productID]
+	p, ok := s.products.Get(productID)
 	if !ok {
 		return Stock{}, false
 	}
@@ -77,9 +74,7 @@ type Reservation struct {
 
 // Reservation returns the reservation of an order, if it has one.
 func (s *Service) Reservation(orderID string) (Reservation, bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	r, ok := s.reservations[orderID]
+	r, ok := s.reservations.Get(orderID)
 	if !ok {
 		return Reservation{}, false
 	}
@@ -91,55 +86,36 @@ func (s *Service) Reservation(orderID string) (Reservation, bool) {
 }
 
 // Begin starts a unit of work: the store the rules see, and its end, which makes what was
-// written through the store take effect when commit is true and drops it otherwise. Units of
-// work run one at a time: Begin waits for the one under way to end. The runner uses it, and so
-// do the store's contract tests (internal/storetest).
+// written through the store take effect when commit is true and drops it otherwise. The runner
+// uses it, and so do the store's contract tests (internal/storetest).
 func (s *Service) Begin() (eventhandler.Store, func(commit bool)) {
-	s.mu.Lock()
-	tx := &tx{s: s, products: map[string]*inventory.Product{}, reservations: map[string]*inventory.Reservation{}}
+	tx := &tx{products: s.products.Begin(), read: map[string]*inventory.Product{}, reservations: s.reservations.Begin()}
 	return tx, func(commit bool) {
-		if commit {
-			for id, p := range tx.products {
-				s.products[id] = clone(p)
-			}
-			for id, r := range tx.reservations {
-				r := *r
-				r.Items = slices.Clone(r.Items)
-				s.reservations[id] = r
-			}
-		}
-		s.mu.Unlock()
+		tx.products.End(commit)
+		tx.reservations.End(commit)
 	}
 }
 
 // tx is the store of one unit of work: it reads copies of what is stored and keeps its writes
 // until commit.
 type tx struct {
-	s            *Service
-	products     map[string]*inventory.Product     // read or written, by id
-	reservations map[string]*inventory.Reservation // written, by order id
+	products     *rules.TableTx[*inventory.Product]
+	read         map[string]*inventory.Product // by id: every call of the unit of work gets the same product
+	reservations *rules.TableTx[*inventory.Reservation]
 }
 
 func (t *tx) Reservation(_ context.Context, orderID string) (*inventory.Reservation, error) {
-	if r, ok := t.reservations[orderID]; ok {
-		return r, nil
-	}
-	r, ok := t.s.reservations[orderID]
-	if !ok {
-		return nil, nil
-	}
-	r.Items = slices.Clone(r.Items)
-	return &r, nil
+	r, _ := t.reservations.Get(orderID)
+	return r, nil
 }
 
 func (t *tx) Products(_ context.Context, ids []string) (map[string]*inventory.Product, error) {
 	out := map[string]*inventory.Product{}
 	for _, id := range ids {
-		p, ok := t.products[id]
+		p, ok := t.read[id]
 		if !ok {
-			if p, ok = t.s.products[id]; ok {
-				p = clone(p)
-				t.products[id] = p
+			if p, ok = t.products.Get(id); ok {
+				t.read[id] = p
 			}
 		}
 		if ok {
@@ -149,10 +125,21 @@ func (t *tx) Products(_ context.Context, ids []string) (map[string]*inventory.Pr
 	return out, nil
 }
 
-func (t *tx) AddReservation(r *inventory.Reservation)          { t.reservations[r.OrderID] = r }
-func (t *tx) SaveReservation(r *inventory.Reservation)         { t.reservations[r.OrderID] = r }
-func (t *tx) SaveStock(products map[string]*inventory.Product) { maps.Copy(t.products, products) }
+func (t *tx) AddReservation(r *inventory.Reservation)  { t.reservations.Put(r.OrderID, r) }
+func (t *tx) SaveReservation(r *inventory.Reservation) { t.reservations.Put(r.OrderID, r) }
 
-func clone(p *inventory.Product) *inventory.Product {
+func (t *tx) SaveStock(products map[string]*inventory.Product) {
+	for id, p := range products {
+		t.products.Put(id, p)
+	}
+}
+
+func cloneProduct(p *inventory.Product) *inventory.Product {
 	return inventory.Load(p.ID(), p.Name(), p.Total(), p.Reserved())
+}
+
+func cloneReservation(r *inventory.Reservation) *inventory.Reservation {
+	c := *r
+	c.Items = slices.Clone(r.Items)
+	return &c
 }

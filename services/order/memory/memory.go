@@ -6,9 +6,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"maps"
 	"slices"
-	"sync"
 	"time"
 
 	"github.com/ordersaga/ordersaga/pkg/catalog"
@@ -20,17 +18,15 @@ import (
 )
 
 // Service is order-service in memory: the order domain and its real saga rules, its orders in
-// a map.
+// a table.
 type Service struct {
-	*rules.Memory[eventhandler.Store] // Deliver
-
-	mu     sync.Mutex
-	orders map[string]*order.Order // by id
+	*rules.Memory[eventhandler.Store]                            // Deliver
+	orders                            *rules.Table[*order.Order] // by id
 }
 
 // New returns order-service with no orders.
 func New() (*Service, error) {
-	s := &Service{orders: map[string]*order.Order{}}
+	s := &Service{orders: rules.NewTable(clone)}
 	var err error
 	s.Memory, err = rules.NewMemory(catalog.Order, func(reg *rules.Registry[eventhandler.Store]) {
 		eventhandler.Register(reg, slog.New(slog.DiscardHandler))
@@ -74,9 +70,7 @@ func (s *Service) Place(r Request) (string, outbox.Event, error) {
 	if err != nil {
 		return "", outbox.Event{}, err
 	}
-	s.mu.Lock()
-	s.orders[o.ID()] = o
-	s.mu.Unlock()
+	s.orders.Put(o.ID(), o)
 	return o.ID(), outgoing.Created(o), nil
 }
 
@@ -91,9 +85,7 @@ type Order struct {
 
 // Order returns an order, if it exists.
 func (s *Service) Order(id string) (Order, bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	o, ok := s.orders[id]
+	o, ok := s.orders.Get(id)
 	if !ok {
 		return Order{}, false
 	}
@@ -105,38 +97,24 @@ func (s *Service) Order(id string) (Order, bool) {
 }
 
 // Begin starts a unit of work: the store the rules see, and its end, which makes what was
-// written through the store take effect when commit is true and drops it otherwise. Units of
-// work run one at a time: Begin waits for the one under way to end. The runner uses it, and so
-// do the store's contract tests (internal/storetest).
+// written through the store take effect when commit is true and drops it otherwise. The runner
+// uses it, and so do the store's contract tests (internal/storetest).
 func (s *Service) Begin() (eventhandler.Store, func(commit bool)) {
-	s.mu.Lock()
-	tx := &tx{s: s, written: map[string]*order.Order{}}
-	return tx, func(commit bool) {
-		if commit {
-			maps.Copy(s.orders, tx.written)
-		}
-		s.mu.Unlock()
-	}
+	tx := &tx{orders: s.orders.Begin()}
+	return tx, tx.orders.End
 }
 
-// tx is the store of one unit of work: it reads what is stored and keeps its writes until commit.
+// tx is the store of one unit of work.
 type tx struct {
-	s       *Service
-	written map[string]*order.Order
+	orders *rules.TableTx[*order.Order]
 }
 
 func (t *tx) Order(_ context.Context, id string) (*order.Order, error) {
-	o, ok := t.written[id]
-	if !ok {
-		o, ok = t.s.orders[id]
-	}
-	if !ok {
-		return nil, nil
-	}
-	return clone(o), nil
+	o, _ := t.orders.Get(id)
+	return o, nil
 }
 
-func (t *tx) Record(o *order.Order, _ order.Change) { t.written[o.ID()] = clone(o) }
+func (t *tx) Record(o *order.Order, _ order.Change) { t.orders.Put(o.ID(), o) }
 
 func clone(o *order.Order) *order.Order {
 	return order.Restore(order.Snapshot{

@@ -3,7 +3,6 @@
 package memory
 
 import (
-	"context"
 	"log/slog"
 	"math/rand/v2"
 
@@ -57,26 +56,8 @@ func (s *Service) Payment(orderID string) (Payment, bool) {
 // written through the store take effect when commit is true and drops it otherwise. The runner
 // uses it, and so do the store's contract tests (internal/storetest).
 func (s *Service) Begin() (eventhandler.Store, func(commit bool)) {
-	tx := &tx{payments: s.payments.Begin()}
-	return tx, func(commit bool) {
-		if commit {
-			tx.payments.Commit()
-		}
-	}
+	return rules.BeginRecords(s.payments, (*payment.Payment).OrderID)
 }
-
-// tx is the store of one unit of work.
-type tx struct {
-	payments *rules.TableTx[*payment.Payment]
-}
-
-func (t *tx) Payment(_ context.Context, orderID string) (*payment.Payment, error) {
-	p, _ := t.payments.Get(orderID)
-	return p, nil
-}
-
-func (t *tx) Add(p *payment.Payment)  { t.payments.Put(p.OrderID(), p) }
-func (t *tx) Save(p *payment.Payment) { t.payments.Put(p.OrderID(), p) }
 
 func clone(p *payment.Payment) *payment.Payment {
 	return payment.Load(p.ID(), p.OrderID(), p.Method(), p.AmountMinor(), p.Status(), p.Reason())

@@ -3,7 +3,6 @@
 package memory
 
 import (
-	"context"
 	"log/slog"
 	"math/rand/v2"
 	"time"
@@ -64,26 +63,8 @@ func (s *Service) Shipment(orderID string) (Shipment, bool) {
 // written through the store take effect when commit is true and drops it otherwise. The runner
 // uses it, and so do the store's contract tests (internal/storetest).
 func (s *Service) Begin() (eventhandler.Store, func(commit bool)) {
-	tx := &tx{shipments: s.shipments.Begin()}
-	return tx, func(commit bool) {
-		if commit {
-			tx.shipments.Commit()
-		}
-	}
+	return rules.BeginRecords(s.shipments, (*shipping.Shipment).OrderID)
 }
-
-// tx is the store of one unit of work.
-type tx struct {
-	shipments *rules.TableTx[*shipping.Shipment]
-}
-
-func (t *tx) Shipment(_ context.Context, orderID string) (*shipping.Shipment, error) {
-	sh, _ := t.shipments.Get(orderID)
-	return sh, nil
-}
-
-func (t *tx) Add(sh *shipping.Shipment)  { t.shipments.Put(sh.OrderID(), sh) }
-func (t *tx) Save(sh *shipping.Shipment) { t.shipments.Put(sh.OrderID(), sh) }
 
 func clone(sh *shipping.Shipment) *shipping.Shipment {
 	return shipping.Load(shipping.Snapshot{ID: sh.ID(), OrderID: sh.OrderID(), TrackingCode: sh.TrackingCode(),

@@ -29,6 +29,7 @@ const (
 // the client only as INTERNAL, without its detail.
 func (s *Server) error(ctx context.Context, err error) error {
 	var fe *order.FieldError
+	var c conflict
 	switch {
 	case errors.As(err, &fe):
 		st := status.New(codes.InvalidArgument, fe.Error())
@@ -38,37 +39,8 @@ func (s *Server) error(ctx context.Context, err error) error {
 			st = d
 		}
 		return st.Err()
-	case errors.Is(err, order.ErrRequestIDReused):
-		// ALREADY_EXISTS (HTTP 409): the key already names an order, placed with another request.
-		// Retrying cannot succeed; the client needs a new key or the original request.
-		st := status.New(codes.AlreadyExists, "request_id: already used by this customer for a different request")
-		if d, derr := st.WithDetails(
-			&errdetails.BadRequest{FieldViolations: []*errdetails.BadRequest_FieldViolation{{
-				Field:       "request_id",
-				Description: "already used by this customer for a different request: send the same request again, or a new request_id",
-				Reason:      RequestIDReused,
-			}}},
-			&errdetails.ErrorInfo{Reason: RequestIDReused, Domain: ErrorDomain, Metadata: map[string]string{"field": "request_id"}},
-		); derr == nil {
-			st = d
-		}
-		return st.Err()
-	case errors.Is(err, order.ErrRequestIDTaken):
-		// ALREADY_EXISTS (HTTP 409) as well: the key is taken, and no request with it can
-		// succeed. Another reason than REQUEST_ID_REUSED: sending the original request again
-		// does not help, only a new key does.
-		st := status.New(codes.AlreadyExists, "request_id: already used by another customer")
-		if d, derr := st.WithDetails(
-			&errdetails.BadRequest{FieldViolations: []*errdetails.BadRequest_FieldViolation{{
-				Field:       "request_id",
-				Description: "already used by another customer: send a new request_id",
-				Reason:      RequestIDTaken,
-			}}},
-			&errdetails.ErrorInfo{Reason: RequestIDTaken, Domain: ErrorDomain, Metadata: map[string]string{"field": "request_id"}},
-		); derr == nil {
-			st = d
-		}
-		return st.Err()
+	case asConflict(err, &c):
+		return c.status()
 	case errors.Is(err, order.ErrNotFound):
 		return status.Error(codes.NotFound, "order not found")
 	case errors.Is(err, errCreateTimeout), errors.Is(context.Cause(ctx), errCreateTimeout):
@@ -89,4 +61,54 @@ func (s *Server) error(ctx context.Context, err error) error {
 	}
 	s.log.ErrorContext(ctx, "request failed", "err", err)
 	return status.Error(codes.Internal, "internal error")
+}
+
+// conflict is an error of a request_id that already names an order: ALREADY_EXISTS (HTTP 409),
+// which no retry of the request mends. Its reason tells the client what does.
+type conflict struct {
+	err         error
+	msg         string // after "request_id: "
+	description string // the field violation's: what to do
+	reason      string
+}
+
+var conflicts = []conflict{
+	// The key already names an order, placed with another request: the client needs a new key
+	// or the original request.
+	{err: order.ErrRequestIDReused, reason: RequestIDReused,
+		msg:         "already used by this customer for a different request",
+		description: "already used by this customer for a different request: send the same request again, or a new request_id"},
+	// The key is taken by another customer's order: sending the original request again does
+	// not help, only a new key does.
+	{err: order.ErrRequestIDTaken, reason: RequestIDTaken,
+		msg:         "already used by another customer",
+		description: "already used by another customer: send a new request_id"},
+}
+
+// asConflict reports whether err is one of the conflicts, and sets *target to it.
+func asConflict(err error, target *conflict) bool {
+	for _, c := range conflicts {
+		if errors.Is(err, c.err) {
+			*target = c
+			return true
+		}
+	}
+	return false
+}
+
+// status is the conflict as the client sees it, the field named as a BadRequest detail and the
+// reason as an ErrorInfo.
+func (c conflict) status() error {
+	st := status.New(codes.AlreadyExists, "request_id: "+c.msg)
+	if d, err := st.WithDetails(
+		&errdetails.BadRequest{FieldViolations: []*errdetails.BadRequest_FieldViolation{{
+			Field:       "request_id",
+			Description: c.description,
+			Reason:      c.reason,
+		}}},
+		&errdetails.ErrorInfo{Reason: c.reason, Domain: ErrorDomain, Metadata: map[string]string{"field": "request_id"}},
+	); err == nil {
+		st = d
+	}
+	return st.Err()
 }

@@ -22,16 +22,9 @@ import (
 	"github.com/ordersaga/ordersaga/services/payment/internal/payment"
 )
 
-// Store is what the rules need from storage, within the event's unit of work. The payments of
-// the event's order are read ahead and locked by then; writes take effect at the commit.
-type Store interface {
-	// Payment returns the payment of an order, as this unit of work left it, or nil.
-	Payment(ctx context.Context, orderID string) (*payment.Payment, error)
-	// Add stores a new payment; its order has none.
-	Add(p *payment.Payment)
-	// Save writes a changed payment.
-	Save(p *payment.Payment)
-}
+// Store is what the rules need from storage, within the event's unit of work: the payments
+// of orders, one at most per order, the event's read ahead and locked by then.
+type Store = rules.Records[*payment.Payment]
 
 // Register adds payment-service's rules to reg.
 func Register(reg *rules.Registry[Store], gateway *payment.Gateway, log *slog.Logger) {
@@ -55,14 +48,12 @@ type paymentRules struct {
 // inventory and shipping need, or payment.failed with the reason. An order that has a payment
 // already (or was cancelled first) keeps it, and nothing is announced again.
 func (r *paymentRules) charge(ctx context.Context, s Store, ev rules.Event[*orderv1.OrderCreated]) ([]outbox.Event, error) {
-	if prior, err := s.Payment(ctx, ev.OrderID); err != nil || prior != nil {
+	p, added, err := rules.AddFirst(ctx, s, ev.OrderID, func() (*payment.Payment, error) {
+		return payment.Charge(r.gateway, newID(), ev.OrderID, ev.Msg.GetPaymentMethod(), ev.Msg.GetTotalMinor())
+	})
+	if err != nil || !added {
 		return nil, err
 	}
-	p, err := payment.Charge(r.gateway, newID(), ev.OrderID, ev.Msg.GetPaymentMethod(), ev.Msg.GetTotalMinor())
-	if err != nil {
-		return nil, failure.Permanent(err)
-	}
-	s.Add(p)
 	r.log.DebugContext(ctx, "payment decided", "order_id", p.OrderID(), "event_id", ev.ID, "payment_id", p.ID(),
 		"status", p.Status(), "reason", p.Reason(), "amount_minor", p.AmountMinor())
 	return []outbox.Event{announceCharge(ev.Msg, p)}, nil
@@ -116,18 +107,15 @@ func announceCharge(ev *orderv1.OrderCreated, p *payment.Payment) outbox.Event {
 // an approved payment is reversed and payment.reversed announced; any other stays as it is.
 func (r *paymentRules) cancel(ctx context.Context, s Store, ev rules.Event[*orderv1.OrderCancelled]) ([]outbox.Event, error) {
 	reason := "order cancelled: " + ev.Msg.GetReason()
-	prior, err := s.Payment(ctx, ev.OrderID)
+	_, added, err := rules.AddFirst(ctx, s, ev.OrderID, func() (*payment.Payment, error) {
+		return payment.Tombstone(newID(), ev.OrderID, reason)
+	})
 	if err != nil {
 		return nil, err
 	}
-	if prior != nil {
+	if !added {
 		return r.reverse(ctx, s, ev.ID, ev.OrderID, reason)
 	}
-	t, err := payment.Tombstone(newID(), ev.OrderID, reason)
-	if err != nil {
-		return nil, failure.Permanent(err)
-	}
-	s.Add(t)
 	r.log.DebugContext(ctx, "order cancelled before its charge: nothing will be charged", "order_id", ev.OrderID, "event_id", ev.ID)
 	return nil, nil
 }
@@ -136,7 +124,7 @@ func (r *paymentRules) cancel(ctx context.Context, s Store, ev rules.Event[*orde
 // without a payment, or whose payment was declined or is reversed already, needs nothing.
 func (r *paymentRules) reverse(ctx context.Context, s Store, eventID, orderID, reason string) ([]outbox.Event, error) {
 	log := r.log.With("order_id", orderID, "event_id", eventID)
-	p, err := s.Payment(ctx, orderID)
+	p, err := s.Get(ctx, orderID)
 	if err != nil {
 		return nil, err
 	}

@@ -122,7 +122,7 @@ func TestPrepareLocksThePaymentsOfTheBatch(t *testing.T) {
 		t.Error("the payment of another order is locked")
 	}
 	// What Prepare read is what the rules get, without a statement of their own.
-	if p, err := s.Payment(ctx, b.OrderID()); err != nil || p == nil || p.ID() != b.ID() {
+	if p, err := s.Get(ctx, b.OrderID()); err != nil || p == nil || p.ID() != b.ID() {
 		t.Errorf("Payment of the prepared order = %v, %v", p, err)
 	}
 }

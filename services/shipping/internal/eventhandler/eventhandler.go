@@ -22,16 +22,9 @@ import (
 	"github.com/ordersaga/ordersaga/services/shipping/internal/shipping"
 )
 
-// Store is what the rules need from storage, within the event's unit of work. The shipments
-// of the event's order are read ahead and locked by then; writes take effect at the commit.
-type Store interface {
-	// Shipment returns the shipment of an order, as this unit of work left it, or nil.
-	Shipment(ctx context.Context, orderID string) (*shipping.Shipment, error)
-	// Add stores a new shipment; its order has none.
-	Add(sh *shipping.Shipment)
-	// Save writes a changed shipment.
-	Save(sh *shipping.Shipment)
-}
+// Store is what the rules need from storage, within the event's unit of work: the shipments
+// of orders, one at most per order, the event's read ahead and locked by then.
+type Store = rules.Records[*shipping.Shipment]
 
 // Register adds shipping-service's rules to reg.
 func Register(reg *rules.Registry[Store], carrier *shipping.Carrier, log *slog.Logger) {
@@ -49,14 +42,12 @@ type shippingRules struct {
 // shipping.failed with the reason. An order shipped already (or cancelled first) keeps its
 // shipment, and nothing is announced again.
 func (r *shippingRules) schedule(ctx context.Context, s Store, ev rules.Event[*inventoryv1.InventoryReserved]) ([]outbox.Event, error) {
-	if prior, err := s.Shipment(ctx, ev.OrderID); err != nil || prior != nil {
+	sh, added, err := rules.AddFirst(ctx, s, ev.OrderID, func() (*shipping.Shipment, error) {
+		return r.carrier.Schedule(newID(), ev.OrderID, ev.Msg.GetCountryCode(), units(ev.Msg))
+	})
+	if err != nil || !added {
 		return nil, err
 	}
-	sh, err := r.carrier.Schedule(newID(), ev.OrderID, ev.Msg.GetCountryCode(), units(ev.Msg))
-	if err != nil {
-		return nil, failure.Permanent(err)
-	}
-	s.Add(sh)
 	r.log.DebugContext(ctx, "shipment decided", "order_id", sh.OrderID(), "event_id", ev.ID, "shipment_id", sh.ID(),
 		"status", sh.Status(), "reason", sh.Reason(), "tracking_code", sh.TrackingCode(), "freight_minor", sh.FreightMinor())
 	return []outbox.Event{announce(sh)}, nil
@@ -68,16 +59,13 @@ func (r *shippingRules) schedule(ctx context.Context, s Store, ev rules.Event[*i
 // the order is cancelled already, and inventory and payment undo their part on order.cancelled.
 func (r *shippingRules) cancel(ctx context.Context, s Store, ev rules.Event[*orderv1.OrderCancelled]) ([]outbox.Event, error) {
 	reason := "order cancelled: " + ev.Msg.GetReason()
-	sh, err := s.Shipment(ctx, ev.OrderID)
+	sh, added, err := rules.AddFirst(ctx, s, ev.OrderID, func() (*shipping.Shipment, error) {
+		return shipping.Tombstone(newID(), ev.OrderID, reason, time.Now())
+	})
 	if err != nil {
 		return nil, err
 	}
-	if sh == nil {
-		t, err := shipping.Tombstone(newID(), ev.OrderID, reason, time.Now())
-		if err != nil {
-			return nil, failure.Permanent(err)
-		}
-		s.Add(t)
+	if added {
 		r.log.DebugContext(ctx, "order cancelled before its shipment: nothing will be shipped", "order_id", ev.OrderID, "event_id", ev.ID)
 		return nil, nil
 	}

@@ -22,41 +22,32 @@ type Begin = rulestest.Begin[eventhandler.Store]
 // Run checks the contract of shipping-service's Store against the implementation begin starts.
 // Units of work run one after another, never two at once; each subtest uses orders of its own.
 func Run(t *testing.T, begin Begin) {
-	c := &contract{rulestest.Records[eventhandler.Store, *shipping.Shipment]{
-		Begin: begin, Name: "Shipment", Get: eventhandler.Store.Shipment, Add: eventhandler.Store.Add, OrderID: (*shipping.Shipment).OrderID,
+	c := &contract{rulestest.Lifecycle[*shipping.Shipment, snapshot]{
+		Records: rulestest.RecordsOf(begin, "Shipment", (*shipping.Shipment).OrderID),
+		Noun:    "shipment",
+		New:     scheduled,
+		Change: func(t *testing.T, sh *shipping.Shipment) {
+			if !sh.Cancel(cancellation) {
+				t.Fatalf("the shipment of order %s was not cancelled: %+v", sh.OrderID(), snap(sh))
+			}
+		},
+		Changed: func(sh *shipping.Shipment) *shipping.Shipment { return cancelled(sh, cancellation) },
+		View:    snap,
 	}}
-	t.Run("an order without a shipment reads nil", c.ReadsNone)
-	t.Run("a unit of work reads back the shipment it added", c.readsOwnAdd)
-	t.Run("an added shipment is visible to the next unit of work once committed", c.addCommitted)
-	t.Run("an added shipment is gone after a rollback", c.addRolledBack)
+	c.Run(t)
 	t.Run("a failed shipment keeps its reason", c.failed)
 	t.Run("a cancelled order's tombstone round-trips", c.tombstone)
-	t.Run("a unit of work reads back the shipment it saved", c.readsOwnSave)
-	t.Run("a saved shipment is visible to the next unit of work once committed", c.saveEnded(true))
-	t.Run("a saved shipment is as it was after a rollback", c.saveEnded(false))
-	t.Run("a shipment added then saved in one unit of work is stored as it ended", c.addThenSave)
-	t.Run("the shipments of several orders in one unit of work are kept apart", c.severalOrders)
 }
 
 // contract reaches the store under test through units of work and the shipment reads, as the
 // other services' contracts reach theirs.
 type contract struct {
-	rulestest.Records[eventhandler.Store, *shipping.Shipment]
+	rulestest.Lifecycle[*shipping.Shipment, snapshot]
 }
 
-// unit is one unit of work under test.
-type unit = rulestest.Unit[eventhandler.Store]
-
-// cancel cancels the shipment of an order as u sees it for reason, as order.cancelled does,
-// and saves it; it fails the test unless the shipment was scheduled.
-func (c *contract) cancel(u *unit, orderID, reason string) {
-	u.T.Helper()
-	sh := c.In(u, orderID)
-	if !sh.Cancel(reason) {
-		u.T.Fatalf("the shipment of order %s was not cancelled: %+v", orderID, snap(sh))
-	}
-	u.Store.Save(sh)
-}
+// cancellation is the reason of the cancellations the contract makes, as order.cancelled makes
+// them.
+const cancellation = "order cancelled: deadline"
 
 // now is the carrier's clock: whole seconds, which every store keeps exactly.
 var now = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
@@ -76,6 +67,17 @@ func schedule(t *testing.T, orderID, country string) *shipping.Shipment {
 	sh, err := c.Schedule(uuid.NewString(), orderID, country, 3)
 	if err != nil {
 		t.Fatal(err)
+	}
+	return sh
+}
+
+// scheduled returns a new shipment of an order, scheduled with its tracking code and estimated
+// delivery.
+func scheduled(t *testing.T, orderID string) *shipping.Shipment {
+	t.Helper()
+	sh := schedule(t, orderID, "PT")
+	if !sh.Scheduled() || sh.TrackingCode() == "" || sh.EstimatedDelivery().IsZero() {
+		t.Fatalf("not scheduled: %+v", snap(sh))
 	}
 	return sh
 }
@@ -100,12 +102,6 @@ func snap(sh *shipping.Shipment) snapshot {
 	return s
 }
 
-// check fails t unless got is a shipment equal to want.
-func check(t *testing.T, what string, got, want *shipping.Shipment) {
-	t.Helper()
-	rulestest.Check(t, what, snap, got, want)
-}
-
 // cancelled returns sh cancelled for reason, as Cancel leaves it.
 func cancelled(sh *shipping.Shipment, reason string) *shipping.Shipment {
 	return shipping.Load(shipping.Snapshot{ID: sh.ID(), OrderID: sh.OrderID(), TrackingCode: sh.TrackingCode(),
@@ -113,47 +109,12 @@ func cancelled(sh *shipping.Shipment, reason string) *shipping.Shipment {
 		EstimatedDelivery: sh.EstimatedDelivery(), CreatedAt: sh.CreatedAt()})
 }
 
-func (c *contract) readsOwnAdd(t *testing.T) {
-	sh := schedule(t, uuid.NewString(), "BR")
-	u := c.Unit(t, sh.OrderID())
-	if got := c.In(u, sh.OrderID()); got != nil {
-		t.Fatalf("before Add: %+v", snap(got))
-	}
-	u.Store.Add(sh)
-	check(t, "read after Add", c.In(u, sh.OrderID()), sh)
-	u.Commit()
-}
-
-func (c *contract) addCommitted(t *testing.T) {
-	sh := schedule(t, uuid.NewString(), "PT")
-	if !sh.Scheduled() || sh.TrackingCode() == "" || sh.EstimatedDelivery().IsZero() {
-		t.Fatalf("not scheduled: %+v", snap(sh))
-	}
-	c.Store(t, sh)
-	check(t, "next unit of work", c.Read(t, sh.OrderID()), sh)
-}
-
-func (c *contract) addRolledBack(t *testing.T) {
-	sh := schedule(t, uuid.NewString(), "BR")
-	u := c.Unit(t, sh.OrderID())
-	u.Store.Add(sh)
-	u.Rollback()
-	if got := c.Read(t, sh.OrderID()); got != nil {
-		t.Fatalf("after a rollback: %+v, want nil", snap(got))
-	}
-	// The order is free for the shipment a redelivery makes.
-	again := schedule(t, sh.OrderID(), "BR")
-	c.Store(t, again)
-	check(t, "the shipment added after the rollback", c.Read(t, sh.OrderID()), again)
-}
-
 func (c *contract) failed(t *testing.T) {
 	sh := schedule(t, uuid.NewString(), shipping.RefusedCountry)
 	if sh.Status() != shipping.StatusFailed || sh.Reason() == "" {
 		t.Fatalf("shipment to %s: %+v", shipping.RefusedCountry, snap(sh))
 	}
-	c.Store(t, sh)
-	check(t, "next unit of work", c.Read(t, sh.OrderID()), sh)
+	c.RoundTrip(t, sh)
 }
 
 func (c *contract) tombstone(t *testing.T) {
@@ -161,62 +122,5 @@ func (c *contract) tombstone(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c.Store(t, sh)
-	check(t, "next unit of work", c.Read(t, sh.OrderID()), sh)
-}
-
-func (c *contract) readsOwnSave(t *testing.T) {
-	sh := schedule(t, uuid.NewString(), "BR")
-	c.Store(t, sh)
-	u := c.Unit(t, sh.OrderID())
-	check(t, "before the cancellation", c.In(u, sh.OrderID()), sh)
-	c.cancel(u, sh.OrderID(), "order cancelled: deadline")
-	check(t, "read after Save", c.In(u, sh.OrderID()), cancelled(sh, "order cancelled: deadline"))
-	u.Commit()
-}
-
-// saveEnded checks a saved shipment as the next unit of work sees it once the unit of work
-// that cancelled it ends: cancelled when it committed, as it was when it rolled back.
-func (c *contract) saveEnded(commit bool) func(t *testing.T) {
-	return func(t *testing.T) {
-		sh := schedule(t, uuid.NewString(), "PT")
-		c.Store(t, sh)
-		u := c.Unit(t, sh.OrderID())
-		c.cancel(u, sh.OrderID(), "order cancelled: deadline")
-		if commit {
-			u.Commit()
-			check(t, "next unit of work", c.Read(t, sh.OrderID()), cancelled(sh, "order cancelled: deadline"))
-			return
-		}
-		u.Rollback()
-		check(t, "after a rollback", c.Read(t, sh.OrderID()), sh)
-	}
-}
-
-func (c *contract) addThenSave(t *testing.T) {
-	sh := schedule(t, uuid.NewString(), "BR")
-	u := c.Unit(t, sh.OrderID())
-	u.Store.Add(sh)
-	// A second event of the order in the same unit of work (order.cancelled after
-	// inventory.reserved): it reads the shipment the first added, cancels it and saves it.
-	c.cancel(u, sh.OrderID(), "order cancelled: deadline")
-	u.Commit()
-	check(t, "next unit of work", c.Read(t, sh.OrderID()), cancelled(sh, "order cancelled: deadline"))
-}
-
-func (c *contract) severalOrders(t *testing.T) {
-	a, b := schedule(t, uuid.NewString(), "BR"), schedule(t, uuid.NewString(), shipping.RefusedCountry)
-	none := uuid.NewString()
-	u := c.Unit(t, a.OrderID(), b.OrderID(), none)
-	u.Store.Add(a)
-	u.Store.Add(b)
-	if got := c.In(u, none); got != nil {
-		t.Errorf("an order without a shipment: %+v", snap(got))
-	}
-	u.Commit()
-	check(t, "order a", c.Read(t, a.OrderID()), a)
-	check(t, "order b", c.Read(t, b.OrderID()), b)
-	if got := c.Read(t, none); got != nil {
-		t.Errorf("an order without a shipment: %+v", snap(got))
-	}
+	c.RoundTrip(t, sh)
 }
