@@ -47,8 +47,8 @@ type result struct {
 	// means is, per histogram the report reads (histograms), the mean sample of each series
 	// over the scenario; nil when /metrics could not be read.
 	means map[string]map[string]float64
-	cpu        cpuUse
-	hot        *hotCheck // the hot-product scenario only
+	cpu   cpuUse
+	hot   *hotCheck // the hot-product scenario only
 }
 
 func (r *result) rate() float64 {
