@@ -20,7 +20,7 @@ import (
 var (
 	backlog = promauto.NewGauge(prometheus.GaugeOpts{
 		Name: "ordersaga_outbox_backlog",
-		Help: "Events in the outbox not yet confirmed by the broker.",
+		Help: "Events in the outbox: not yet confirmed by the broker, or confirmed and waiting (at most a second) to be deleted.",
 	})
 	oldestAge = promauto.NewGauge(prometheus.GaugeOpts{
 		Name: "ordersaga_outbox_oldest_age_seconds",
