@@ -34,8 +34,12 @@ func TestPrismValidatesREST(t *testing.T) {
 		t.Fatal(err)
 	}
 	admin := iss.Token(authtest.Claims{Subject: "operator", Scopes: []string{auth.ScopeOrdersAdmin, auth.ScopeInventoryAdmin}})
+	env := iss.Env()
+	// The 503 below is CreateOrder's own bound running out: kept well inside the HTTP client's
+	// timeout (outcomeTimeout), which the default bound equals.
+	env["ORDER_CREATE_TIMEOUT"] = "5s"
 	s := stack.Start(t, stack.Options{
-		Env:         iss.Env(),
+		Env:         env,
 		DialOptions: []grpc.DialOption{grpc.WithPerRPCCredentials(auth.Bearer{Token: admin, Insecure: true})},
 	})
 
