@@ -130,7 +130,6 @@ func (r *rejection) Error() string { return fmt.Sprintf("event %s: %v", r.eventI
 // handler is the broker handler of one queue.
 func (r *Runner[S]) handler(queue string, h *rules.Handler[S]) broker.Handler {
 	log := r.log.With("queue", queue)
-	wait := stageWait.WithLabelValues(queue)
 	return func(ctx context.Context, batch []amqp.Delivery) (err error) {
 		start := time.Now()
 		rejected := broker.Rejected{}
@@ -169,14 +168,11 @@ func (r *Runner[S]) handler(queue string, h *rules.Handler[S]) broker.Handler {
 			}
 			indexOf[env.ID] = i
 			events = append(events, event{Envelope: env, trace: sc})
-			if at := env.Msg.GetOccurTime(); at != nil {
-				wait.Observe(start.Sub(at.AsTime()).Seconds())
-			}
 		}
 		var published, fresh int
 		for len(events) > 0 {
 			var err error
-			published, fresh, err = r.attempt(ctx, queue, h, events)
+			published, fresh, err = r.attempt(ctx, queue, h, events, start)
 			var rej *rejection
 			if !errors.As(err, &rej) {
 				if err != nil {
@@ -196,11 +192,11 @@ func (r *Runner[S]) handler(queue string, h *rules.Handler[S]) broker.Handler {
 	}
 }
 
-// attempt runs one transaction. Its BEGIN goes to PostgreSQL with the order locks, the inbox
-// claim and the store's reads; its COMMIT with the store's writes and the outbox: two round
-// trips besides the reads a store did not prepare, where a pgx.Tx would take four besides
-// every statement.
-func (r *Runner[S]) attempt(ctx context.Context, queue string, h *rules.Handler[S], events []event) (published, fresh int, err error) {
+// attempt runs one transaction for events whose handling began at began. Its BEGIN goes to
+// PostgreSQL with the order locks, the inbox claim and the store's reads; its COMMIT with the
+// store's writes and the outbox: two round trips besides the reads a store did not prepare,
+// where a pgx.Tx would take four besides every statement.
+func (r *Runner[S]) attempt(ctx context.Context, queue string, h *rules.Handler[S], events []event, began time.Time) (published, fresh int, err error) {
 	conn, err := r.pool.Acquire(ctx)
 	if err != nil {
 		return 0, 0, fmt.Errorf("acquire a connection: %w", err)
@@ -266,11 +262,13 @@ func (r *Runner[S]) attempt(ctx context.Context, queue string, h *rules.Handler[
 	}
 	r.relay.Publish(rows)
 	tx.Committed()
-	stage := stageLatency.WithLabelValues(queue)
+	// Both measured on the events applied, so that a stage less its wait is its unit of work.
+	stage, wait := stageLatency.WithLabelValues(queue), stageWait.WithLabelValues(queue)
 	now := time.Now()
 	for _, ev := range applied {
 		if at := ev.Msg.GetOccurTime(); at != nil {
 			stage.Observe(now.Sub(at.AsTime()).Seconds())
+			wait.Observe(began.Sub(at.AsTime()).Seconds())
 		}
 	}
 	return len(rows), len(applied), nil
