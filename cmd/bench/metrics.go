@@ -16,11 +16,12 @@ const (
 	stageMetric = "ordersaga_stage_latency_seconds" // event occurred → its effect committed, by queue
 	waitMetric  = "ordersaga_stage_wait_seconds"    // event occurred → its unit of work began, by queue
 	relayMetric = "ordersaga_outbox_relay_seconds"  // event written to the outbox → published, by routing key
+	unitMetric  = "ordersaga_unit_of_work_events"   // events per committed unit of work, by service
 )
 
 // histograms are the metrics scraped around each scenario, with the label that tells their
 // series apart.
-var histograms = map[string]string{batchMetric: "queue", stageMetric: "queue", waitMetric: "queue", relayMetric: "routing_key"}
+var histograms = map[string]string{batchMetric: "queue", stageMetric: "queue", waitMetric: "queue", relayMetric: "routing_key", unitMetric: "service"}
 
 // totals is, per histogram and label value, the sum and count of its samples, over every
 // replica of every service.

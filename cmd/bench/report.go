@@ -110,6 +110,9 @@ func (rep *report) write(w io.Writer, markdown bool) {
 	heading("Mean batch size per queue (events per handled batch, all replicas)")
 	rep.queueTable(func(r *result) map[string]float64 { return r.means[batchMetric] }, "%.1f").write(w, markdown)
 
+	heading("Mean events per unit of work, by service (batches of a service's queues that arrive together share one)")
+	rep.labelTable("service", func(r *result) map[string]float64 { return r.means[unitMetric] }, "%.1f").write(w, markdown)
+
 	heading("Mean time per stage, ms (an event occurring → its effect committed, by the queue that carried it)")
 	rep.queueTable(func(r *result) map[string]float64 { return r.means[stageMetric] }, "%.1f", 1000).write(w, markdown)
 
@@ -192,7 +195,12 @@ func (rep *report) floorTable() table {
 // queueTable is a per-queue figure (of) of every scenario, formatted with format after scaling
 // by scale (if given).
 func (rep *report) queueTable(of func(*result) map[string]float64, format string, scale ...float64) table {
-	t := table{header: []string{"queue"}}
+	return rep.labelTable("queue", of, format, scale...)
+}
+
+// labelTable is a row per value of a metric's label (named column), a column per scenario.
+func (rep *report) labelTable(column string, of func(*result) map[string]float64, format string, scale ...float64) table {
+	t := table{header: []string{column}}
 	queues := map[string]bool{}
 	for _, r := range rep.results {
 		t.header = append(t.header, r.name)

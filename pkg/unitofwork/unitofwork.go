@@ -5,7 +5,9 @@
 // the rules run one event at a time; the store's writes and the outbox go with the COMMIT; what
 // was written to the outbox is handed to the relay. A rule that refuses its event for good
 // (failure.Permanent) has the batch applied again without it, and the event dead-lettered.
-// A service supplies its rules and a store; the batching is written once, here.
+// Batches of a service's queues that arrive while one of its units of work runs share the next
+// (see Runner.submit). A service supplies its rules and a store; the batching is written once,
+// here.
 package unitofwork
 
 import (
@@ -15,7 +17,10 @@ import (
 	"hash/fnv"
 	"io/fs"
 	"log/slog"
+	"maps"
+	"runtime/debug"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -51,6 +56,14 @@ var stageWait = promauto.NewHistogramVec(prometheus.HistogramOpts{
 	Buckets: prometheus.ExponentialBuckets(0.001, 2, 16),
 }, []string{"queue"})
 
+// unitEvents is how many events each committed unit of work held, by service: more than a
+// queue's batch when batches of several queues shared it.
+var unitEvents = promauto.NewHistogramVec(prometheus.HistogramOpts{
+	Name:    "ordersaga_unit_of_work_events",
+	Help:    "Events per committed unit of work, every queue's together, by service.",
+	Buckets: prometheus.ExponentialBuckets(1, 2, 9),
+}, []string{"service"})
+
 // Tx is a service's store as the runner drives it through one transaction.
 type Tx interface {
 	// Prepare queues the reads the rules will make for batch into the round trip that begins
@@ -78,6 +91,10 @@ type Runner[S any] struct {
 	relay *outbox.Relay
 	log   *slog.Logger
 	bind  func(database.Querier) (S, Tx)
+
+	mu      sync.Mutex
+	leading bool             // a unit of work runs, and its caller will hand over to pending[0]
+	pending []*submission[S] // batches waiting for the next unit of work, in arrival order
 }
 
 // New returns the runner of reg's rules on pool; relay receives what each commit wrote to the
@@ -113,19 +130,22 @@ func isA[S any](v any) bool {
 	return ok
 }
 
-// event is a decoded delivery with the span handling it.
-type event struct {
+// event is a decoded delivery with its queue, its rule and the span handling it.
+type event[S any] struct {
 	rules.Envelope
+	queue string
+	rule  *rules.Handler[S]
 	trace trace.SpanContext // invalid when untraced
 }
 
-// rejection is a rule's refusal of one event of an attempt.
-type rejection struct {
-	eventID string
-	err     error
+// eventError is an error of one event's rule: a refusal for good (permanent) or a failure.
+type eventError struct {
+	queue, eventID string
+	err            error
 }
 
-func (r *rejection) Error() string { return fmt.Sprintf("event %s: %v", r.eventID, r.err) }
+func (e *eventError) Error() string { return fmt.Sprintf("event %s: %v", e.eventID, e.err) }
+func (e *eventError) Unwrap() error { return e.err }
 
 // handler is the broker handler of one queue.
 func (r *Runner[S]) handler(queue string, h *rules.Handler[S]) broker.Handler {
@@ -145,7 +165,7 @@ func (r *Runner[S]) handler(queue string, h *rules.Handler[S]) broker.Handler {
 			}
 		}()
 		indexOf := map[string]int{} // event id → its first delivery in the batch
-		var events []event
+		sub := &submission[S]{done: make(chan bool, 1)}
 		for i, d := range batch {
 			var sc trace.SpanContext
 			if span := broker.StartHandle(ctx, queue, d); span != nil {
@@ -167,24 +187,19 @@ func (r *Runner[S]) handler(queue string, h *rules.Handler[S]) broker.Handler {
 				continue // a repeat within the batch: acked with the first
 			}
 			indexOf[env.ID] = i
-			events = append(events, event{Envelope: env, trace: sc})
+			sub.events = append(sub.events, event[S]{Envelope: env, queue: queue, rule: h, trace: sc})
 		}
-		var published, fresh int
-		for len(events) > 0 {
-			var err error
-			published, fresh, err = r.attempt(ctx, queue, h, events, start)
-			var rej *rejection
-			if !errors.As(err, &rej) {
-				if err != nil {
-					return err
-				}
-				break
+		if len(sub.events) > 0 {
+			r.submit(ctx, sub)
+			if sub.err != nil {
+				return sub.err
 			}
-			rejected[indexOf[rej.eventID]] = rej.err
-			events = slices.DeleteFunc(events, func(ev event) bool { return ev.ID == rej.eventID })
+			for id, err := range sub.rejected {
+				rejected[indexOf[id]] = err
+			}
 		}
-		log.DebugContext(ctx, "batch handled", "events", len(batch), "fresh", fresh, "published", published,
-			"rejected", len(rejected), "ms", time.Since(start).Milliseconds())
+		log.DebugContext(ctx, "batch handled", "events", len(batch), "rejected", len(rejected),
+			"ms", time.Since(start).Milliseconds())
 		if len(rejected) > 0 {
 			return rejected
 		}
@@ -192,49 +207,148 @@ func (r *Runner[S]) handler(queue string, h *rules.Handler[S]) broker.Handler {
 	}
 }
 
-// attempt runs one transaction for events whose handling began at began. Its BEGIN goes to
+// submission is one queue's batch of events on its way through a unit of work.
+type submission[S any] struct {
+	events []event[S]
+	// The outcome: nil, or the error that undid the batch's effects; the events refused for
+	// good, by id, the others having taken effect.
+	err      error
+	rejected map[string]error
+	// done receives true when this batch's caller is to run the next unit of work, false once
+	// another's has settled the outcome.
+	done chan bool
+}
+
+// submit applies sub's events in a unit of work and settles its outcome. A service's queues
+// are consumed side by side, so while one of its units of work runs, the batches of its other
+// queues wait for the next, and share it: under load the service makes one transaction where
+// it would make one per queue, and never more than one at a time per replica. No goroutine is
+// added: the caller whose batch finds none running runs it, and hands over to the first left
+// waiting, whose caller wakes for its outcome anyway.
+func (r *Runner[S]) submit(ctx context.Context, sub *submission[S]) {
+	r.mu.Lock()
+	r.pending = append(r.pending, sub)
+	wait := r.leading
+	r.leading = true
+	r.mu.Unlock()
+	if wait && !<-sub.done {
+		return
+	}
+	r.mu.Lock()
+	group := r.pending
+	r.pending = nil
+	r.mu.Unlock()
+	r.apply(ctx, group)
+	for _, s := range group {
+		if s != sub {
+			s.done <- false
+		}
+	}
+	r.mu.Lock()
+	if len(r.pending) == 0 {
+		r.leading = false
+		r.mu.Unlock()
+		return
+	}
+	next := r.pending[0]
+	r.mu.Unlock()
+	next.done <- true
+}
+
+// apply applies the events of group, batches of one or several queues, in one transaction, and
+// settles each batch's outcome. An event its rule refuses for good is left out and the rest
+// applied again. An event whose rule fails otherwise fails its own batch only, the others
+// being applied again without it; any other failure, of the database most often, fails them all.
+func (r *Runner[S]) apply(ctx context.Context, group []*submission[S]) {
+	var events []event[S]
+	owner := map[string]*submission[S]{} // queue and event id → its batch
+	for _, s := range group {
+		for _, ev := range s.events {
+			owner[ev.queue+" "+ev.ID] = s
+		}
+		events = append(events, s.events...)
+	}
+	for len(events) > 0 {
+		published, err := r.attempt(ctx, events, time.Now())
+		var bad *eventError
+		if !errors.As(err, &bad) {
+			for _, s := range group {
+				if s.err == nil {
+					s.err = err
+				}
+			}
+			if err == nil {
+				unitEvents.WithLabelValues(r.reg.Name()).Observe(float64(len(events)))
+				r.log.DebugContext(ctx, "unit of work committed", "events", len(events), "batches", len(group), "published", published)
+			}
+			return
+		}
+		s := owner[bad.queue+" "+bad.eventID]
+		if failure.IsPermanent(bad.err) {
+			if s.rejected == nil {
+				s.rejected = map[string]error{}
+			}
+			s.rejected[bad.eventID] = bad.err
+			events = slices.DeleteFunc(events, func(ev event[S]) bool { return ev.queue == bad.queue && ev.ID == bad.eventID })
+			continue
+		}
+		if len(group) == 1 || failure.IsTransient(bad.err) {
+			for _, s := range group {
+				if s.err == nil {
+					s.err = err
+				}
+			}
+			return
+		}
+		s.err = err
+		events = slices.DeleteFunc(events, func(ev event[S]) bool { return owner[ev.queue+" "+ev.ID] == s })
+	}
+}
+
+// attempt runs one transaction for events, whose unit of work began at began. Its BEGIN goes to
 // PostgreSQL with the order locks, the inbox claim and the store's reads; its COMMIT with the
 // store's writes and the outbox: two round trips besides the reads a store did not prepare,
-// where a pgx.Tx would take four besides every statement.
-func (r *Runner[S]) attempt(ctx context.Context, queue string, h *rules.Handler[S], events []event, began time.Time) (published, fresh int, err error) {
+// where a pgx.Tx would take four besides every statement. An error of one event's rule is an
+// *eventError.
+func (r *Runner[S]) attempt(ctx context.Context, events []event[S], began time.Time) (published int, err error) {
 	conn, err := r.pool.Acquire(ctx)
 	if err != nil {
-		return 0, 0, fmt.Errorf("acquire a connection: %w", err)
+		return 0, fmt.Errorf("acquire a connection: %w", err)
 	}
 	defer release(ctx, conn)
 	batch := Batch{Events: make([]rules.Message, len(events))}
-	ids := make([]string, len(events))
+	ids := map[string][]string{} // event ids by queue
 	for i, ev := range events {
-		ids[i] = ev.ID
+		ids[ev.queue] = append(ids[ev.queue], ev.ID)
 		batch.OrderIDs = append(batch.OrderIDs, ev.OrderID)
 		batch.Events[i] = ev.Msg
 	}
 	batch.OrderIDs = slices.Compact(slices.Sorted(slices.Values(batch.OrderIDs)))
-	// Sorted, so that batches sharing orders or redelivered events wait for each other, never
-	// deadlock.
-	slices.Sort(ids)
-	claimed := make(map[string]bool, len(ids))
+	claimed := make(map[string]map[string]bool, len(ids))
 	begin := &pgx.Batch{}
 	begin.Queue("begin")
 	lockOrders(begin, batch.OrderIDs)
-	inbox.QueueClaim(begin, queue, ids, claimed)
+	for _, queue := range slices.Sorted(maps.Keys(ids)) {
+		// Sorted, so that batches sharing orders or redelivered events wait for each other,
+		// never deadlock.
+		slices.Sort(ids[queue])
+		claimed[queue] = make(map[string]bool, len(ids[queue]))
+		inbox.QueueClaim(begin, queue, ids[queue], claimed[queue])
+	}
 	store, tx := r.bind(conn)
 	tx.Prepare(begin, batch)
 	if err := conn.SendBatch(ctx, begin).Close(); err != nil {
-		return 0, 0, fmt.Errorf("begin and claim events: %w", err)
+		return 0, fmt.Errorf("begin and claim events: %w", err)
 	}
 	var out []outbox.Event
-	var applied []event
+	var applied []event[S]
 	for _, ev := range events {
-		if !claimed[ev.ID] {
+		if !claimed[ev.queue][ev.ID] {
 			continue
 		}
-		caused, err := h.Apply(ctx, store, ev.Envelope)
-		if failure.IsPermanent(err) {
-			return 0, 0, &rejection{eventID: ev.ID, err: err}
-		}
+		caused, err := applyRule(ctx, store, ev)
 		if err != nil {
-			return 0, 0, fmt.Errorf("event %s: %w", ev.ID, err)
+			return 0, &eventError{queue: ev.queue, eventID: ev.ID, err: err}
 		}
 		for i := range caused {
 			if !caused[i].Trace.IsValid() {
@@ -247,31 +361,41 @@ func (r *Runner[S]) attempt(ctx context.Context, queue string, h *rules.Handler[
 	end := &pgx.Batch{}
 	if len(applied) > 0 {
 		if err := tx.Flush(end); err != nil {
-			return 0, 0, err
+			return 0, err
 		}
 	}
 	var rows []outbox.Row
 	if err := outbox.QueueAdd(end, &rows, out...); err != nil {
-		return 0, 0, err
+		return 0, err
 	}
 	if err := commit(ctx, conn, end); err != nil {
-		return 0, 0, err
+		return 0, err
 	}
 	if len(applied) == 0 {
-		return 0, 0, nil
+		return 0, nil
 	}
 	r.relay.Publish(rows)
 	tx.Committed()
 	// Both measured on the events applied, so that a stage less its wait is its unit of work.
-	stage, wait := stageLatency.WithLabelValues(queue), stageWait.WithLabelValues(queue)
 	now := time.Now()
 	for _, ev := range applied {
 		if at := ev.Msg.GetOccurTime(); at != nil {
-			stage.Observe(now.Sub(at.AsTime()).Seconds())
-			wait.Observe(began.Sub(at.AsTime()).Seconds())
+			stageLatency.WithLabelValues(ev.queue).Observe(now.Sub(at.AsTime()).Seconds())
+			stageWait.WithLabelValues(ev.queue).Observe(began.Sub(at.AsTime()).Seconds())
 		}
 	}
-	return len(rows), len(applied), nil
+	return len(rows), nil
+}
+
+// applyRule runs ev's rule through store. A rule that panics fails its event, not the unit of
+// work of every batch that shares it.
+func applyRule[S any](ctx context.Context, store S, ev event[S]) (caused []outbox.Event, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("rule panicked: %v\n%s", p, debug.Stack())
+		}
+	}()
+	return ev.rule.Apply(ctx, store, ev.Envelope)
 }
 
 // lockOrders queues the transaction-scoped advisory locks of orders, in key order: every rule

@@ -491,6 +491,44 @@ func TestApplyRunsARuleWithoutADatabase(t *testing.T) {
 // TestBatchesSharingAnOrderWaitForEachOther holds a unit of work open on an order and sends
 // another event of the same order in a second batch: the second waits for the first to commit,
 // and reads what it wrote, however its events are ordered.
+// holdingRules returns newRules with a rule for order.created that, for the event held, tells
+// held and waits for release before going on; with methodPanic it panics.
+func holdingRules(held *orderv1.OrderCreated, heldCh, release chan struct{}) *rules.Registry[*store] {
+	reg := rules.New[*store](catalog.Payment)
+	rules.On(reg, catalog.OrderCreated, nil, func(ctx context.Context, s *store, ev rules.Event[*orderv1.OrderCreated]) ([]outbox.Event, error) {
+		if ev.Msg.GetPaymentMethod() == methodPanic {
+			panic("the rule panicked")
+		}
+		out, err := applyOrderCreated(ctx, s, ev)
+		if ev.ID == held.EventId {
+			close(heldCh)
+			<-release
+		}
+		return out, err
+	})
+	rules.On(reg, catalog.InventoryFailed, nil, nothing[*inventoryv1.InventoryFailed])
+	rules.On(reg, catalog.InventoryReleased, nil, nothing[*inventoryv1.InventoryReleased])
+	rules.On(reg, catalog.OrderCancelled, nil, nothing[*orderv1.OrderCancelled])
+	return reg
+}
+
+// methodPanic makes holdingRules' rule panic.
+const methodPanic = "panic"
+
+// handlersOf returns a runner's handlers by routing key.
+func handlersOf(t *testing.T, r *unitofwork.Runner[*store]) map[string]broker.Handler {
+	t.Helper()
+	hs, err := r.Handlers()
+	if err != nil {
+		t.Fatal(err)
+	}
+	byKey := map[string]broker.Handler{}
+	for sub, h := range hs {
+		byKey[sub.RoutingKey] = h
+	}
+	return byKey
+}
+
 func TestBatchesSharingAnOrderWaitForEachOther(t *testing.T) {
 	t.Parallel()
 	pool := testenv.Postgres(t, "unitofwork", inbox.Migrations, outbox.Migrations)
@@ -505,26 +543,18 @@ func TestBatchesSharingAnOrderWaitForEachOther(t *testing.T) {
 	// The first batch's rule writes at once, then waits until the test lets it commit.
 	held, release := make(chan struct{}), make(chan struct{})
 	log := testenv.Logger(t)
-	reg := rules.New[*store](catalog.Payment)
-	rules.On(reg, catalog.OrderCreated, nil, func(ctx context.Context, s *store, ev rules.Event[*orderv1.OrderCreated]) ([]outbox.Event, error) {
-		out, err := applyOrderCreated(ctx, s, ev)
-		if ev.ID == first.EventId {
-			close(held)
-			<-release
-		}
-		return out, err
-	})
-	rules.On(reg, catalog.InventoryFailed, nil, nothing[*inventoryv1.InventoryFailed])
-	rules.On(reg, catalog.InventoryReleased, nil, nothing[*inventoryv1.InventoryReleased])
-	rules.On(reg, catalog.OrderCancelled, nil, nothing[*orderv1.OrderCancelled])
-	h := orderCreatedHandler(t, unitofwork.New(reg, pool, outbox.NewRelay(pool, nil, log), log, func(tx database.Querier) *store {
-		return &store{tx: tx, rec: rec}
-	}))
+	// Two replicas' runners: only the order's lock makes the second wait for the first.
+	replica := func() broker.Handler {
+		return orderCreatedHandler(t, unitofwork.New(holdingRules(first, held, release), pool, outbox.NewRelay(pool, nil, log), log, func(tx database.Querier) *store {
+			return &store{tx: tx, rec: rec}
+		}))
+	}
+	h1, h2 := replica(), replica()
 
 	done := make(chan error, 2)
-	go func() { done <- h(ctx, deliveries(t, first)) }()
+	go func() { done <- h1(ctx, deliveries(t, first)) }()
 	<-held
-	go func() { done <- h(ctx, deliveries(t, other, second)) }()
+	go func() { done <- h2(ctx, deliveries(t, other, second)) }()
 	time.Sleep(500 * time.Millisecond)
 	if n := rec.calls(); n != 0 {
 		t.Errorf("%d units of work committed while the first held the order", n)
@@ -537,6 +567,109 @@ func TestBatchesSharingAnOrderWaitForEachOther(t *testing.T) {
 	}
 	if len(rec.ahead) != 2 || rec.ahead[1].applied != 1 {
 		t.Errorf("read ahead %+v: the second batch should have found the first's write", rec.ahead)
+	}
+}
+
+// groupSetup returns the handlers of a runner whose order.created rule holds the event held,
+// and the pool and recorder behind them.
+func groupSetup(t *testing.T, held *orderv1.OrderCreated, heldCh, release chan struct{}) (map[string]broker.Handler, *pgxpool.Pool, *recorder) {
+	t.Helper()
+	pool := testenv.Postgres(t, "unitofwork", inbox.Migrations, outbox.Migrations)
+	if _, err := pool.Exec(context.Background(), `CREATE TABLE applied (event_id uuid NOT NULL, order_id uuid NOT NULL)`); err != nil {
+		t.Fatal(err)
+	}
+	rec := &recorder{}
+	log := testenv.Logger(t)
+	r := unitofwork.New(holdingRules(held, heldCh, release), pool, outbox.NewRelay(pool, nil, log), log, func(tx database.Querier) *store {
+		return &store{tx: tx, rec: rec}
+	})
+	return handlersOf(t, r), pool, rec
+}
+
+// during calls each of calls in its own goroutine while a unit of work holds, then lets it
+// commit, and returns what the first (the held one) and each of calls returned.
+func during(t *testing.T, first func() error, heldCh, release chan struct{}, calls ...func() error) (error, []error) {
+	t.Helper()
+	firstDone := make(chan error, 1)
+	go func() { firstDone <- first() }()
+	<-heldCh
+	errs := make([]error, len(calls))
+	var wg sync.WaitGroup
+	for i, call := range calls {
+		wg.Go(func() { errs[i] = call() })
+	}
+	time.Sleep(300 * time.Millisecond) // every call is waiting for the next unit of work
+	close(release)
+	wg.Wait()
+	return <-firstDone, errs
+}
+
+func TestBatchesOfSeveralQueuesShareTheNextUnitOfWork(t *testing.T) {
+	t.Parallel()
+	first := orderCreated("card")
+	heldCh, release := make(chan struct{}), make(chan struct{})
+	hs, pool, rec := groupSetup(t, first, heldCh, release)
+	ctx := context.Background()
+	a, b := orderCreated("card"), orderCreated("card")
+	failed := &inventoryv1.InventoryFailed{EventId: uuid.NewString(), OrderId: uuid.NewString(), Reason: "test"}
+
+	err, errs := during(t, func() error { return hs[catalog.OrderCreated](ctx, deliveries(t, first)) }, heldCh, release,
+		func() error { return hs[catalog.OrderCreated](ctx, deliveries(t, a)) },
+		func() error { return hs[catalog.OrderCreated](ctx, deliveries(t, b)) },
+		func() error { return hs[catalog.InventoryFailed](ctx, []amqp.Delivery{delivery(t, failed)}) })
+	if err := errors.Join(append(errs, err)...); err != nil {
+		t.Fatal(err)
+	}
+	if rec.commits != 2 {
+		t.Errorf("%d commits, want 2: the held unit of work, then one for the three batches that waited", rec.commits)
+	}
+	if len(rec.batches) != 2 || len(rec.batches[1]) != 2 {
+		t.Errorf("the rule saw %+v, want [first], then [a b] together", rec.batches)
+	}
+	for queue, want := range map[string]int{"payment.order-created": 3, "payment.inventory-failed": 1} {
+		if n := count(t, pool, `SELECT count(*) FROM idempotency_keys WHERE queue = $1`, queue); n != want {
+			t.Errorf("%d events claimed on %s, want %d", n, queue, want)
+		}
+	}
+}
+
+func TestAFailedRuleFailsOnlyItsOwnBatchOfAUnitOfWork(t *testing.T) {
+	t.Parallel()
+	first := orderCreated("card")
+	heldCh, release := make(chan struct{}), make(chan struct{})
+	hs, pool, _ := groupSetup(t, first, heldCh, release)
+	ctx := context.Background()
+	good, failing, panicking, rejected := orderCreated("card"), orderCreated(methodFail), orderCreated(methodPanic), orderCreated(methodReject)
+	goodToo := orderCreated("card")
+	h := hs[catalog.OrderCreated]
+
+	_, errs := during(t, func() error { return h(ctx, deliveries(t, first)) }, heldCh, release,
+		func() error { return h(ctx, deliveries(t, good)) },
+		func() error { return h(ctx, deliveries(t, failing)) },
+		func() error { return h(ctx, deliveries(t, panicking)) },
+		func() error { return h(ctx, deliveries(t, goodToo, rejected)) })
+	if errs[0] != nil {
+		t.Errorf("the good batch failed: %v", errs[0])
+	}
+	for i, want := range map[int]string{1: "the database went away", 2: "panicked"} {
+		var rej broker.Rejected
+		if errs[i] == nil || errors.As(errs[i], &rej) || !strings.Contains(errs[i].Error(), want) {
+			t.Errorf("batch %d: error %v, want its own rule's error %q", i, errs[i], want)
+		}
+	}
+	var rej broker.Rejected
+	if !errors.As(errs[3], &rej) || len(rej) != 1 || !errors.Is(rej[1], errRefused) {
+		t.Errorf("batch 3: error %v, want its delivery 1 rejected", errs[3])
+	}
+	for _, ev := range []*orderv1.OrderCreated{first, good, goodToo} {
+		if n := count(t, pool, `SELECT count(*) FROM applied WHERE event_id = $1`, ev.EventId); n != 1 {
+			t.Errorf("event %s applied %d times, want once", ev.EventId, n)
+		}
+	}
+	for _, ev := range []*orderv1.OrderCreated{failing, panicking, rejected} {
+		if n := count(t, pool, `SELECT count(*) FROM idempotency_keys WHERE event_id = $1`, ev.EventId); n != 0 {
+			t.Errorf("event %s claimed, but its batch failed", ev.EventId)
+		}
 	}
 }
 

@@ -417,12 +417,17 @@ func TestPaymentApprovedConcurrent(t *testing.T) {
 	close(ds)
 	var wg sync.WaitGroup
 	errs := make(chan error, workers*orders)
-	for range workers {
+	for w := range workers {
+		// Each worker a replica: a replica runs one unit of work at a time.
+		r := e
+		if w > 0 {
+			r = newEnvOn(t, e.pool, outbox.NewRelay(e.pool, nil, testenv.Logger(t)))
+		}
 		wg.Go(func() {
 			var batch []amqp.Delivery
 			flush := func() {
 				if len(batch) > 0 {
-					if err := e.approved(context.Background(), batch); err != nil {
+					if err := r.approved(context.Background(), batch); err != nil {
 						errs <- err
 					}
 					batch = nil
@@ -518,16 +523,20 @@ func TestOrderCancelled(t *testing.T) {
 }
 
 // TestOrderCancelledRacesTheReservation runs a cancellation and the order's reservation at the
-// same time, many times: whichever wins, nothing stays held and stock adds up.
+// same time, many times, on one replica (they may share a unit of work) and on two (the
+// database orders them): whichever wins, nothing stays held and stock adds up.
 func TestOrderCancelledRacesTheReservation(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
+	replicas := []*env{e, newEnvOn(t, e.pool, outbox.NewRelay(e.pool, nil, testenv.Logger(t)))}
 	keyboard := e.product(t, 1000)
-	for range 20 {
+	for i := range 20 {
 		ev := approved(line(keyboard, 1))
 		errs := make(chan error, 2)
 		go func() { errs <- e.approved(context.Background(), deliveries(t, ev)) }()
-		go func() { errs <- e.cancelled(context.Background(), deliveries(t, orderCancelled(ev.OrderId))) }()
+		go func() {
+			errs <- replicas[i%2].cancelled(context.Background(), deliveries(t, orderCancelled(ev.OrderId)))
+		}()
 		for range 2 {
 			if err := <-errs; err != nil {
 				t.Fatal(err)

@@ -16,6 +16,7 @@ import (
 
 	inventoryv1 "github.com/ordersaga/ordersaga/gen/inventory/v1"
 	shippingv1 "github.com/ordersaga/ordersaga/gen/shipping/v1"
+	"github.com/ordersaga/ordersaga/pkg/outbox"
 	"github.com/ordersaga/ordersaga/pkg/testenv"
 )
 
@@ -56,7 +57,8 @@ func settledDeadlocks(t *testing.T, pool *pgxpool.Pool) int64 {
 // TestReserveAndReleaseNeverDeadlock runs reserve, cancel and shipping-failed batches at once on
 // shared products, each cancel batch naming both orders being reserved at that moment and orders
 // reserved earlier: every path takes its locks in one order, so PostgreSQL breaks no deadlock and
-// every batch commits the first time.
+// every batch commits the first time. Each worker is a replica of its own: a replica runs one
+// unit of work at a time.
 func TestReserveAndReleaseNeverDeadlock(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
@@ -64,6 +66,10 @@ func TestReserveAndReleaseNeverDeadlock(t *testing.T) {
 	before := deadlocks(t, e.pool)
 
 	const rounds, workers, perBatch = 12, 4, 6
+	replicas := make([]*env, workers)
+	for w := range replicas {
+		replicas[w] = newEnvOn(t, e.pool, outbox.NewRelay(e.pool, nil, testenv.Logger(t)))
+	}
 	var (
 		mu   sync.Mutex
 		errs []error
@@ -104,9 +110,10 @@ func TestReserveAndReleaseNeverDeadlock(t *testing.T) {
 				cancel = append(cancel, delivery(t, orderCancelled(d.CorrelationId)))
 				cancelledOrders = append(cancelledOrders, d.CorrelationId)
 			}
-			run(e.cancelled, cancel)
-			run(e.approved, reserve)
-			run(e.released, failing[w*perBatch+perBatch/2:(w+1)*perBatch])
+			r := replicas[w]
+			run(r.cancelled, cancel)
+			run(r.approved, reserve)
+			run(r.released, failing[w*perBatch+perBatch/2:(w+1)*perBatch])
 		}
 		wg.Wait()
 	}
@@ -181,8 +188,10 @@ func TestCancellationDuringAReservationBatch(t *testing.T) {
 		cancelDone <- e.cancelled(ctx, deliveries(t, orderCancelled(x.OrderId), orderCancelled(z.OrderId)))
 	}()
 	waiters(t, e.pool, 1)
+	// On another replica: this one's next unit of work would wait for the cancellation's.
+	replica := newEnvOn(t, e.pool, outbox.NewRelay(e.pool, nil, testenv.Logger(t)))
 	reserveDone := make(chan error, 1)
-	go func() { reserveDone <- e.approved(ctx, deliveries(t, x, y)) }()
+	go func() { reserveDone <- replica.approved(ctx, deliveries(t, x, y)) }()
 	waiters(t, e.pool, 2)
 	if err := hold.Commit(ctx); err != nil {
 		t.Fatal(err)
