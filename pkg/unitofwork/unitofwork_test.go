@@ -587,8 +587,8 @@ func groupSetup(t *testing.T, held *orderv1.OrderCreated, heldCh, release chan s
 }
 
 // during calls each of calls in its own goroutine while a unit of work holds, then lets it
-// commit, and returns what the first (the held one) and each of calls returned.
-func during(t *testing.T, first func() error, heldCh, release chan struct{}, calls ...func() error) (error, []error) {
+// commit, and returns what each of calls and the first (the held one) returned.
+func during(t *testing.T, first func() error, heldCh, release chan struct{}, calls ...func() error) ([]error, error) {
 	t.Helper()
 	firstDone := make(chan error, 1)
 	go func() { firstDone <- first() }()
@@ -601,7 +601,7 @@ func during(t *testing.T, first func() error, heldCh, release chan struct{}, cal
 	time.Sleep(300 * time.Millisecond) // every call is waiting for the next unit of work
 	close(release)
 	wg.Wait()
-	return <-firstDone, errs
+	return errs, <-firstDone
 }
 
 func TestBatchesOfSeveralQueuesShareTheNextUnitOfWork(t *testing.T) {
@@ -613,7 +613,7 @@ func TestBatchesOfSeveralQueuesShareTheNextUnitOfWork(t *testing.T) {
 	a, b := orderCreated("card"), orderCreated("card")
 	failed := &inventoryv1.InventoryFailed{EventId: uuid.NewString(), OrderId: uuid.NewString(), Reason: "test"}
 
-	err, errs := during(t, func() error { return hs[catalog.OrderCreated](ctx, deliveries(t, first)) }, heldCh, release,
+	errs, err := during(t, func() error { return hs[catalog.OrderCreated](ctx, deliveries(t, first)) }, heldCh, release,
 		func() error { return hs[catalog.OrderCreated](ctx, deliveries(t, a)) },
 		func() error { return hs[catalog.OrderCreated](ctx, deliveries(t, b)) },
 		func() error { return hs[catalog.InventoryFailed](ctx, []amqp.Delivery{delivery(t, failed)}) })
@@ -643,13 +643,13 @@ func TestAFailedRuleFailsOnlyItsOwnBatchOfAUnitOfWork(t *testing.T) {
 	goodToo := orderCreated("card")
 	h := hs[catalog.OrderCreated]
 
-	_, errs := during(t, func() error { return h(ctx, deliveries(t, first)) }, heldCh, release,
+	errs, err := during(t, func() error { return h(ctx, deliveries(t, first)) }, heldCh, release,
 		func() error { return h(ctx, deliveries(t, good)) },
 		func() error { return h(ctx, deliveries(t, failing)) },
 		func() error { return h(ctx, deliveries(t, panicking)) },
 		func() error { return h(ctx, deliveries(t, goodToo, rejected)) })
-	if errs[0] != nil {
-		t.Errorf("the good batch failed: %v", errs[0])
+	if err != nil || errs[0] != nil {
+		t.Errorf("a good batch failed: held %v, waiting %v", err, errs[0])
 	}
 	for i, want := range map[int]string{1: "the database went away", 2: "panicked"} {
 		var rej broker.Rejected
