@@ -46,6 +46,9 @@ func TestBenchShort(t *testing.T) {
 	if rep.pgCommits <= 0 || rep.brokerMsgs <= 0 {
 		t.Errorf("baselines: %.0f commits/s, %.0f messages/s", rep.pgCommits, rep.brokerMsgs)
 	}
+	if f := rep.floor; f.commitP50 <= 0 || f.hopP50 <= 0 || f.idleCommitP50 <= 0 || f.idleHopP50 <= 0 {
+		t.Errorf("floors %+v: each measured, back to back and idle", f)
+	}
 	if got, want := len(rep.results), 4; got != want {
 		t.Fatalf("%d scenarios ran, want %d", got, want)
 	}
@@ -96,7 +99,8 @@ func TestBenchShort(t *testing.T) {
 		if !regexp.MustCompile(`payment\.order-created[ |]+[0-9.]+ / [0-9.]+ / [0-9.]+`).MatchString(text) {
 			t.Errorf("markdown %t: no split of payment.order-created's stage:\n%s", markdown, text)
 		}
-		for _, want := range []string{"Hot product check", "ok:", "commits/s", "messages/s", "payment.order-created"} {
+		for _, want := range []string{"Hot product check", "ok:", "commits/s", "messages/s", "payment.order-created",
+			"critical path " + dur(rep.floor.idleCriticalPath())} {
 			if !strings.Contains(text, want) {
 				t.Errorf("markdown %t: report lacks %q:\n%s", markdown, want, text)
 			}

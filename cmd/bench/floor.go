@@ -22,6 +22,9 @@ import (
 type floors struct {
 	commitP50, commitP99 time.Duration // one single-row transaction from one client
 	hopP50, hopP99       time.Duration // persistent publish to a quorum queue → confirm and delivery
+	// The same, each sample idleGap after the last: what a step costs when the processes it
+	// wakes went to sleep meanwhile, as between the orders of a slow open loop.
+	idleCommitP50, idleHopP50 time.Duration
 }
 
 // criticalPath is the floor of an order's saga: CreateOrder's commit, then four hops
@@ -29,28 +32,45 @@ type floors struct {
 // and a broker hop.
 func (f floors) criticalPath() time.Duration { return f.commitP50 + 4*(f.commitP50+f.hopP50) }
 
-// floorSamples is how many commits and hops each floor is taken from.
-const floorSamples = 500
+// idleCriticalPath is criticalPath with the idle floors.
+func (f floors) idleCriticalPath() time.Duration {
+	return f.idleCommitP50 + 4*(f.idleCommitP50+f.idleHopP50)
+}
+
+// floorSamples is how many commits and hops each floor is taken from, back to back;
+// idleSamples how many of each idle floor, idleGap apart (the gap between orders at 20/s).
+const (
+	floorSamples = 500
+	idleSamples  = 100
+	idleGap      = 50 * time.Millisecond
+)
 
 // measureFloors measures the floors on a scratch database and virtual host.
 func measureFloors(ctx context.Context) (floors, error) {
 	var f floors
-	commits, err := commitLatencies(ctx)
+	commits, err := commitLatencies(ctx, floorSamples, 0)
 	if err != nil {
 		return f, fmt.Errorf("commit latency: %w", err)
 	}
-	hops, err := hopLatencies(ctx)
+	hops, err := hopLatencies(ctx, floorSamples, 0)
 	if err != nil {
 		return f, fmt.Errorf("broker hop latency: %w", err)
 	}
 	f.commitP50, f.commitP99 = loadgen.Percentile(commits, 0.50), loadgen.Percentile(commits, 0.99)
 	f.hopP50, f.hopP99 = loadgen.Percentile(hops, 0.50), loadgen.Percentile(hops, 0.99)
+	if commits, err = commitLatencies(ctx, idleSamples, idleGap); err != nil {
+		return f, fmt.Errorf("idle commit latency: %w", err)
+	}
+	if hops, err = hopLatencies(ctx, idleSamples, idleGap); err != nil {
+		return f, fmt.Errorf("idle broker hop latency: %w", err)
+	}
+	f.idleCommitP50, f.idleHopP50 = loadgen.Percentile(commits, 0.50), loadgen.Percentile(hops, 0.50)
 	return f, nil
 }
 
-// commitLatencies times floorSamples single-row INSERTs, each its own synchronously committed
-// transaction, one after the other from one connection; sorted.
-func commitLatencies(ctx context.Context) ([]time.Duration, error) {
+// commitLatencies times n single-row INSERTs, each its own synchronously committed
+// transaction, one after the other from one connection, gap apart; sorted.
+func commitLatencies(ctx context.Context, n int, gap time.Duration) ([]time.Duration, error) {
 	u, err := url.Parse(testenv.PostgresURL())
 	if err != nil {
 		return nil, err
@@ -77,8 +97,9 @@ func commitLatencies(ctx context.Context) ([]time.Duration, error) {
 	if _, err := conn.Exec(ctx, "CREATE TABLE commits (id bigserial PRIMARY KEY, note text)"); err != nil {
 		return nil, err
 	}
-	out := make([]time.Duration, 0, floorSamples)
-	for range floorSamples {
+	out := make([]time.Duration, 0, n)
+	for range n {
+		time.Sleep(gap)
 		start := time.Now()
 		if _, err := conn.Exec(ctx, "INSERT INTO commits (note) VALUES ('floor')"); err != nil {
 			return nil, err
@@ -89,10 +110,10 @@ func commitLatencies(ctx context.Context) ([]time.Duration, error) {
 	return out, nil
 }
 
-// hopLatencies times floorSamples broker hops, one message at a time: a persistent publish to
+// hopLatencies times n broker hops, one message at a time, gap apart: a persistent publish to
 // a quorum queue on one connection until both its confirm and its delivery on another have
 // arrived, as a service's relay and the next service's consumer see it; sorted.
-func hopLatencies(ctx context.Context) ([]time.Duration, error) {
+func hopLatencies(ctx context.Context, n int, gap time.Duration) ([]time.Duration, error) {
 	amqpURL, drop, err := testenv.NewVHost(ctx, "bench")
 	if err != nil {
 		return nil, err
@@ -133,8 +154,9 @@ func hopLatencies(ctx context.Context) ([]time.Duration, error) {
 		return nil, err
 	}
 	msg := amqp.Publishing{DeliveryMode: amqp.Persistent, ContentType: "application/octet-stream", Body: make([]byte, pipeBodySize)}
-	out := make([]time.Duration, 0, floorSamples)
-	for range floorSamples {
+	out := make([]time.Duration, 0, n)
+	for range n {
+		time.Sleep(gap)
 		start := time.Now()
 		if err := pub.PublishWithContext(ctx, "", queue, false, false, msg); err != nil {
 			return nil, fmt.Errorf("publish: %w", err)

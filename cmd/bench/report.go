@@ -102,9 +102,12 @@ func (rep *report) write(w io.Writer, markdown bool) {
 	note("Floors, measured with nothing else in flight before the stack started (%d samples each): a PostgreSQL commit "+
 		"from one client p50 %s, p99 %s; one broker hop (persistent publish to a quorum queue until its confirm and its "+
 		"delivery on another connection) p50 %s, p99 %s. An order's critical path is CreateOrder's commit and four hops, "+
-		"each a commit and a broker hop: floor %s. Ratios are the open-loop latency (create → CONFIRMED) over that floor.",
+		"each a commit and a broker hop: floor %s. Ratios are the open-loop latency (create → CONFIRMED) over that floor. "+
+		"The same with each sample %s after the last (%d each), as the processes an order wakes sleep between "+
+		"the orders of a slow open loop: commit p50 %s, hop p50 %s, critical path %s.",
 		floorSamples, dur(rep.floor.commitP50), dur(rep.floor.commitP99), dur(rep.floor.hopP50), dur(rep.floor.hopP99),
-		dur(rep.floor.criticalPath()))
+		dur(rep.floor.criticalPath()), idleGap, idleSamples, dur(rep.floor.idleCommitP50), dur(rep.floor.idleHopP50),
+		dur(rep.floor.idleCriticalPath()))
 	endNotes()
 
 	heading("Mean batch size per queue (events per handled batch, all replicas)")
