@@ -238,8 +238,24 @@ func (r *Runner[S]) submit(ctx context.Context, sub *submission[S]) {
 	group := r.pending
 	r.pending = nil
 	r.mu.Unlock()
+	defer r.settle(sub, group)
 	r.apply(ctx, group)
+}
+
+// settle wakes the callers of group's other batches with their outcomes, then hands over to
+// the first batch left waiting, if any. Deferred by the caller that ran group, so that a panic
+// outside the rules (a store's writes, say) fails every batch of the group and still hands
+// over, rather than leaving the service's other queues waiting for good; the panic goes on
+// up the caller's stack (broker.Recoverer).
+func (r *Runner[S]) settle(sub *submission[S], group []*submission[S]) {
+	p := recover()
+	if p != nil {
+		r.log.Error("unit of work panicked", "panic", p, "batches", len(group), "stack", string(debug.Stack()))
+	}
 	for _, s := range group {
+		if p != nil {
+			s.err = fmt.Errorf("unit of work panicked: %v", p)
+		}
 		if s != sub {
 			s.done <- false
 		}
@@ -247,12 +263,13 @@ func (r *Runner[S]) submit(ctx context.Context, sub *submission[S]) {
 	r.mu.Lock()
 	if len(r.pending) == 0 {
 		r.leading = false
-		r.mu.Unlock()
-		return
+	} else {
+		r.pending[0].done <- true // buffered: never blocks under the lock
 	}
-	next := r.pending[0]
 	r.mu.Unlock()
-	next.done <- true
+	if p != nil {
+		panic(p)
+	}
 }
 
 // apply applies the events of group, batches of one or several queues, in one transaction, and

@@ -40,6 +40,7 @@ type store struct {
 	appliedAhead int
 	seen         []rules.Event[*orderv1.OrderCreated] // what the rule was given
 	applied      [][2]*string                         // event id, order id: written by Flush
+	panicAtFlush bool
 }
 
 func (s *store) Prepare(b *pgx.Batch, batch unitofwork.Batch) {
@@ -50,6 +51,9 @@ func (s *store) Prepare(b *pgx.Batch, batch unitofwork.Batch) {
 }
 
 func (s *store) Flush(b *pgx.Batch) error {
+	if s.panicAtFlush {
+		panic("the store's writes panicked")
+	}
 	s.rec.saw(s)
 	for _, row := range s.applied {
 		b.Queue(`INSERT INTO applied (event_id, order_id) VALUES ($1, $2)`, row[0], row[1])
@@ -101,6 +105,8 @@ const (
 	methodQuery  = "query"  // the rule writes at once rather than with the commit
 	// The rule records the event with a write that fails at the commit.
 	methodFlushFail = "flush-fail"
+	// The rule records the event so that the store panics when it queues its writes.
+	methodFlushPanic = "flush-panic"
 )
 
 // applyOrderCreated records the event, to be written with the commit, and announces a
@@ -117,6 +123,8 @@ func applyOrderCreated(ctx context.Context, s *store, ev rules.Event[*orderv1.Or
 		if _, err := s.tx.Exec(ctx, `INSERT INTO applied (event_id, order_id) VALUES ($1, $2)`, ev.ID, ev.OrderID); err != nil {
 			return nil, err
 		}
+	case methodFlushPanic:
+		s.panicAtFlush = true
 	case methodFlushFail:
 		s.applied = append(s.applied, [2]*string{&ev.ID, nil}) // NOT NULL: fails when the commit sends it
 	default:
@@ -600,7 +608,16 @@ func during(t *testing.T, first func() error, heldCh, release chan struct{}, cal
 	}
 	time.Sleep(300 * time.Millisecond) // every call is waiting for the next unit of work
 	close(release)
-	wg.Wait()
+	returned := make(chan struct{})
+	go func() {
+		wg.Wait()
+		close(returned)
+	}()
+	select {
+	case <-returned:
+	case <-time.After(20 * time.Second):
+		t.Fatal("calls waiting for a unit of work never returned")
+	}
 	return errs, <-firstDone
 }
 
@@ -684,4 +701,50 @@ func TestNewRefusesAStoreTheRulesDoNotTake(t *testing.T) {
 		}
 	}()
 	unitofwork.New(rules.New[*store](catalog.Payment), nil, nil, testenv.Logger(t), func(database.Querier) *otherStore { return &otherStore{} })
+}
+
+func TestAPanicOutsideTheRulesFailsTheGroupAndHandsOver(t *testing.T) {
+	t.Parallel()
+	first := orderCreated("card")
+	heldCh, release := make(chan struct{}), make(chan struct{})
+	hs, pool, _ := groupSetup(t, first, heldCh, release)
+	ctx := context.Background()
+	h := hs[catalog.OrderCreated]
+	// As broker.Recoverer does for a consumer: a panic is the call's error.
+	call := func(evs ...*orderv1.OrderCreated) func() error {
+		return func() (err error) {
+			defer func() {
+				if p := recover(); p != nil {
+					err = fmt.Errorf("panicked: %v", p)
+				}
+			}()
+			return h(ctx, deliveries(t, evs...))
+		}
+	}
+	bad, caught := orderCreated(methodFlushPanic), orderCreated("card")
+
+	errs, err := during(t, call(first), heldCh, release, call(bad), call(caught))
+	if err != nil {
+		t.Errorf("the held batch failed: %v", err)
+	}
+	for i, err := range errs {
+		if err == nil || !strings.Contains(err.Error(), "panicked") {
+			t.Errorf("batch %d of the group that panicked: error %v, want the panic", i, err)
+		}
+	}
+	// The runner handed over: the next batch runs, and the one caught in the group takes
+	// effect when tried again.
+	done := make(chan error, 1)
+	go func() { done <- call(caught)() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("the batch after the panic: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the runner never ran another unit of work after the panic")
+	}
+	if n := count(t, pool, `SELECT count(*) FROM applied WHERE event_id = $1`, caught.EventId); n != 1 {
+		t.Errorf("the batch caught in the group applied %d times after its retry, want once", n)
+	}
 }
