@@ -289,15 +289,12 @@ func (r *Runner[S]) apply(ctx context.Context, group []*submission[S]) {
 		published, err := r.attempt(ctx, events, time.Now())
 		var bad *eventError
 		if !errors.As(err, &bad) {
-			for _, s := range group {
-				if s.err == nil {
-					s.err = err
-				}
+			if err != nil {
+				failRest(group, err)
+				return
 			}
-			if err == nil {
-				unitEvents.WithLabelValues(r.reg.Name()).Observe(float64(len(events)))
-				r.log.DebugContext(ctx, "unit of work committed", "events", len(events), "batches", len(group), "published", published)
-			}
+			unitEvents.WithLabelValues(r.reg.Name()).Observe(float64(len(events)))
+			r.log.DebugContext(ctx, "unit of work committed", "events", len(events), "batches", len(group), "published", published)
 			return
 		}
 		s := owner[bad.queue+" "+bad.eventID]
@@ -310,15 +307,20 @@ func (r *Runner[S]) apply(ctx context.Context, group []*submission[S]) {
 			continue
 		}
 		if len(group) == 1 || failure.IsTransient(bad.err) {
-			for _, s := range group {
-				if s.err == nil {
-					s.err = err
-				}
-			}
+			failRest(group, err)
 			return
 		}
 		s.err = err
 		events = slices.DeleteFunc(events, func(ev event[S]) bool { return owner[ev.queue+" "+ev.ID] == s })
+	}
+}
+
+// failRest makes err the outcome of every batch of group that has none yet.
+func failRest[S any](group []*submission[S], err error) {
+	for _, s := range group {
+		if s.err == nil {
+			s.err = err
+		}
 	}
 }
 
