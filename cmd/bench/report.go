@@ -111,13 +111,13 @@ func (rep *report) write(w io.Writer, markdown bool) {
 	endNotes()
 
 	heading("Mean batch size per queue (events per handled batch, all replicas)")
-	rep.queueTable(func(r *result) map[string]float64 { return r.means[batchMetric] }, "%.1f").write(w, markdown)
+	rep.labelTable("queue", func(r *result) map[string]float64 { return r.means[batchMetric] }, "%.1f").write(w, markdown)
 
 	heading("Mean events per unit of work, by service (batches of a service's queues that arrive together share one)")
 	rep.labelTable("service", func(r *result) map[string]float64 { return r.means[unitMetric] }, "%.1f").write(w, markdown)
 
 	heading("Mean time per stage, ms (an event occurring → its effect committed, by the queue that carried it)")
-	rep.queueTable(func(r *result) map[string]float64 { return r.means[stageMetric] }, "%.1f", 1000).write(w, markdown)
+	rep.labelTable("queue", func(r *result) map[string]float64 { return r.means[stageMetric] }, "%.1f", 1000).write(w, markdown)
 
 	heading("Where a stage's time goes, ms, open loops: relay / broker / unit of work")
 	rep.stageSplitTable().write(w, markdown)
@@ -195,33 +195,28 @@ func (rep *report) floorTable() table {
 	return t
 }
 
-// queueTable is a per-queue figure (of) of every scenario, formatted with format after scaling
-// by scale (if given).
-func (rep *report) queueTable(of func(*result) map[string]float64, format string, scale ...float64) table {
-	return rep.labelTable("queue", of, format, scale...)
-}
-
-// labelTable is a row per value of a metric's label (named column), a column per scenario.
+// labelTable is a figure (of) per value of a metric's label (column names it) for every
+// scenario, formatted with format after scaling by scale (if given).
 func (rep *report) labelTable(column string, of func(*result) map[string]float64, format string, scale ...float64) table {
 	t := table{header: []string{column}}
-	queues := map[string]bool{}
+	values := map[string]bool{}
 	for _, r := range rep.results {
 		t.header = append(t.header, r.name)
-		for q := range of(r) {
-			queues[q] = true
+		for v := range of(r) {
+			values[v] = true
 		}
 	}
-	if len(queues) == 0 {
-		queues["(no figures)"] = true
+	if len(values) == 0 {
+		values["(no figures)"] = true
 	}
 	factor := 1.0
 	for _, f := range scale {
 		factor *= f
 	}
-	for _, q := range slices.Sorted(maps.Keys(queues)) {
-		row := []string{q}
+	for _, v := range slices.Sorted(maps.Keys(values)) {
+		row := []string{v}
 		for _, r := range rep.results {
-			if m, ok := of(r)[q]; ok {
+			if m, ok := of(r)[v]; ok {
 				row = append(row, fmt.Sprintf(format, m*factor))
 			} else {
 				row = append(row, "-")

@@ -130,11 +130,13 @@ func isA[S any](v any) bool {
 	return ok
 }
 
-// event is a decoded delivery with its queue, its rule and the span handling it.
+// event is a decoded delivery with its queue, its rule, the batch it came in and the span
+// handling it.
 type event[S any] struct {
 	rules.Envelope
 	queue string
 	rule  *rules.Handler[S]
+	batch *submission[S]
 	trace trace.SpanContext // invalid when untraced
 }
 
@@ -187,7 +189,7 @@ func (r *Runner[S]) handler(queue string, h *rules.Handler[S]) broker.Handler {
 				continue // a repeat within the batch: acked with the first
 			}
 			indexOf[env.ID] = i
-			sub.events = append(sub.events, event[S]{Envelope: env, queue: queue, rule: h, trace: sc})
+			sub.events = append(sub.events, event[S]{Envelope: env, queue: queue, rule: h, batch: sub, trace: sc})
 		}
 		if len(sub.events) > 0 {
 			r.submit(ctx, sub)
@@ -278,11 +280,7 @@ func (r *Runner[S]) settle(sub *submission[S], group []*submission[S]) {
 // being applied again without it; any other failure, of the database most often, fails them all.
 func (r *Runner[S]) apply(ctx context.Context, group []*submission[S]) {
 	var events []event[S]
-	owner := map[string]*submission[S]{} // queue and event id → its batch
 	for _, s := range group {
-		for _, ev := range s.events {
-			owner[ev.queue+" "+ev.ID] = s
-		}
 		events = append(events, s.events...)
 	}
 	for len(events) > 0 {
@@ -297,7 +295,7 @@ func (r *Runner[S]) apply(ctx context.Context, group []*submission[S]) {
 			r.log.DebugContext(ctx, "unit of work committed", "events", len(events), "batches", len(group), "published", published)
 			return
 		}
-		s := owner[bad.queue+" "+bad.eventID]
+		s := events[slices.IndexFunc(events, func(ev event[S]) bool { return ev.queue == bad.queue && ev.ID == bad.eventID })].batch
 		if failure.IsPermanent(bad.err) {
 			if s.rejected == nil {
 				s.rejected = map[string]error{}
@@ -311,7 +309,7 @@ func (r *Runner[S]) apply(ctx context.Context, group []*submission[S]) {
 			return
 		}
 		s.err = err
-		events = slices.DeleteFunc(events, func(ev event[S]) bool { return owner[ev.queue+" "+ev.ID] == s })
+		events = slices.DeleteFunc(events, func(ev event[S]) bool { return ev.batch == s })
 	}
 }
 
